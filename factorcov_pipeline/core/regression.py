@@ -1,0 +1,417 @@
+"""The daily constrained cross-sectional regression of asset returns on factor exposures.
+
+On each date t the factor returns f_t (K) solve the weighted least-squares problem
+
+    min_f  sum_n w_tn (y_tn - x_tn' f)^2  +  sum_k r_tk f_k^2      subject to  c_t' f = 0,
+
+with regression weights w = sqrt(market cap at t-1) (Menchero, Orr and Wang 2011, "The Barra
+US Equity Model (USE4)", section 2, eq. 2.2: square-root-of-cap weights, because specific
+variance is roughly inversely proportional to the square root of size), and the zero-sum
+constraint c' f = 0 on the category (sector) factor returns, c_s = total cap of sector s (USE4
+eq. 2.3, "mcap_weighted") or c_s = 1 ("equal_weighted"). With Market in the model the sector
+dummies sum to the Market column, so without the constraint the normal matrix is singular; the
+constraint picks the solution whose cap-weighted sector returns sum to zero, which makes Market
+the return of the cap-weighted market (up to styles).
+
+The constraint is imposed exactly by reparameterisation (Ruud 2000, "An Introduction to
+Classical Econometric Theory", section 4.3, restricted least squares by substitution): the
+sector j with the largest |c_j| on the date is eliminated, f_j = -sum_{k != j} c_k f_k / c_j,
+i.e. f = B g with B the K x K identity whose row j is replaced by -c / c_j (column j of B is
+zero, so g_j is pinned to 0). Choosing the largest |c_j| keeps the entries of B bounded by 1
+in absolute value, the best-conditioned choice of the K sectors. The reduced normal equations
+B'(X'WX + R)B g = B'X'W y are solved by a batched Cholesky-free `np.linalg.solve` after Jacobi
+(diagonal) scaling.
+
+Degenerate dates never raise:
+
+* a factor with no information on the date (sum_n w_n x_nk^2 == 0, e.g. a sector without
+  assets) gets factor return 0 and is left out of the constraint;
+* a rank-deficient reduced problem (fewer assets than free factors, collinear exposures) falls
+  back, for that date only, to the minimum-norm solution within the constraint:
+  f = pinv(P (X'WX + R) P) P X'W y with P the orthogonal projector onto {f : c'f = 0, f_k = 0
+  for the factors without information} (the Moore-Penrose solution of the constrained normal
+  equations, Golub and Van Loan 2013, "Matrix Computations", 4th ed., section 5.5.4), and the
+  date is flagged.
+
+Ridge (`thin_category_shrinkage = lam`): r_tk = lam * sum_n w_tn for every category factor k
+(0 for Market and styles). The penalty is relative to the total regression weight, so lam is
+scale free: a sector whose assets carry a fraction p of the total weight has its factor return
+shrunk by roughly lam / (p + lam) towards 0 (a thin sector, p small, is damped strongly; a
+broad sector barely). This is a Tikhonov penalty (Hoerl and Kennard 1970), not part of USE4.
+
+Arrays are padded across dates: a chunk of dates becomes (T, Nmax, K) with weight 0 on the
+padding, and every step is a batched numpy operation; only the loop over chunks of dates is in
+Python, so memory is bounded by the chunk size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from factorcov_pipeline.core.factors import GROUP_MARKET, GROUP_STYLE, GROUP_TRBC, FactorSet
+from factorcov_pipeline.core.settings import ModelConstructionSettings
+
+# A date is treated as rank deficient when the smallest eigenvalue of its Jacobi-scaled reduced
+# normal matrix (unit diagonal, eigenvalues in [0, K]) is below this: a scaled condition number
+# above ~1e10, beyond which the normal-equation solution would lose more than ~6 digits.
+RANK_TOL = 1e-10
+# Relative eigenvalue cut-off of the minimum-norm fallback (eigenvalues below rtol * largest are
+# treated as exactly zero: numerically they are rounding noise of order K * eps * largest).
+PINV_RTOL = 1e-10
+# A category with at least one but fewer than this many assets on a date is counted as thin.
+THIN_CATEGORY_MIN_ASSETS = 5
+
+ZERO_SUM_KEY = "trbc"
+
+
+@dataclass(frozen=True)
+class RegressionResult:
+    """The regression's outputs as long polars frames.
+
+    - `factor_returns`: `date, factor, factor_group, factor_return`, factors in FactorSet order.
+    - `specific_returns`: `date, asset_id, specific_return` (clipped return minus fitted).
+    - `stats`: `date, n_assets, r_squared, n_clipped, thin_categories, degenerate`.
+    """
+
+    factor_returns: pl.DataFrame
+    specific_returns: pl.DataFrame
+    stats: pl.DataFrame
+
+
+def _solve_normal(
+    a: np.ndarray,
+    b: np.ndarray,
+    constraint: np.ndarray,
+    ridge: np.ndarray | None,
+    n_obs: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Constrained factor returns from the normal equations of each date.
+
+    a: (T, K, K) X'WX, b: (T, K) X'Wy, constraint: (T, K), ridge: (T, K) or None, n_obs: (T,)
+    number of observations with positive weight. Returns f (T, K) and degenerate (T,) bool.
+    See the module docstring for the reparameterisation and the fallback.
+    """
+    t, k = b.shape
+    a_r = a.copy()
+    if ridge is not None:
+        diag = np.arange(k)
+        a_r[:, diag, diag] += ridge
+
+    # Factors without information (zero column of X'WX and no ridge to pin them): f_k = 0 and
+    # out of the constraint. With a ridge the solution is 0 as well, so treat them the same way.
+    empty = np.diagonal(a, axis1=1, axis2=2) == 0.0
+    c = np.where(empty, 0.0, constraint)
+    has_c = np.any(c != 0.0, axis=1)
+    pivot = np.argmax(np.abs(c), axis=1)
+    rows = np.arange(t)
+
+    # B: identity with row `pivot` replaced by -c / c_pivot (and B[pivot, pivot] = 0).
+    bmat = np.broadcast_to(np.eye(k), (t, k, k)).copy()
+    c_piv = c[rows, pivot]
+    safe_piv = np.where(has_c, c_piv, 1.0)
+    new_row = -c / safe_piv[:, None]
+    new_row[rows, pivot] = 0.0
+    bmat[rows[has_c], pivot[has_c], :] = new_row[has_c]
+
+    bt = np.swapaxes(bmat, 1, 2)
+    m = bt @ a_r @ bmat
+    rhs = np.einsum("tkj,tk->tj", bmat, b)
+
+    # Pin g_k = 0 for the eliminated pivot and for factors without information.
+    fixed = empty.copy()
+    fixed[rows[has_c], pivot[has_c]] = True
+    keep = ~fixed
+    m *= keep[:, :, None] & keep[:, None, :]
+    m[:, np.arange(k), np.arange(k)] += fixed
+    rhs = np.where(fixed, 0.0, rhs)
+
+    n_free = keep.sum(axis=1)
+    d2 = np.diagonal(m, axis1=1, axis2=2)
+    degenerate = (n_obs < n_free) | np.any(d2 <= 0.0, axis=1)
+    d = np.sqrt(np.where(d2 > 0.0, d2, 1.0))
+    ms = m / d[:, :, None] / d[:, None, :]
+    ok = ~degenerate
+    if np.any(ok):
+        min_eig = np.linalg.eigvalsh(ms[ok])[:, 0]
+        bad = min_eig < RANK_TOL
+        idx_ok = np.flatnonzero(ok)
+        degenerate[idx_ok[bad]] = True
+        ok = ~degenerate
+
+    f = np.zeros((t, k))
+    if np.any(ok):
+        rhs_s = rhs[ok] / d[ok]
+        g = np.linalg.solve(ms[ok], rhs_s[:, :, None])[:, :, 0] / d[ok]
+        f[ok] = np.einsum("tkj,tj->tk", bmat[ok], g)
+    if np.any(degenerate):
+        f[degenerate] = _min_norm(a_r[degenerate], b[degenerate], c[degenerate], empty[degenerate])
+    return f, degenerate
+
+
+def _min_norm(a: np.ndarray, b: np.ndarray, c: np.ndarray, empty: np.ndarray) -> np.ndarray:
+    """Minimum-norm solution of the constrained normal equations (the degenerate-date fallback).
+
+    P = diag(not empty) - u u' with u = c / ||c|| is the orthogonal projector onto the feasible
+    subspace {f : c'f = 0, f_empty = 0} (c is already zero on the empty factors). The minimum-norm
+    minimiser over that subspace is pinv(P A P) P b (Golub and Van Loan 2013, section 5.5.4),
+    computed with a symmetric eigendecomposition and a relative cut-off PINV_RTOL.
+    """
+    cn = np.linalg.norm(c, axis=1, keepdims=True)
+    u = np.divide(c, cn, out=np.zeros_like(c), where=cn > 0.0)
+    p = np.einsum("tk,kj->tkj", (~empty).astype(float), np.eye(c.shape[1]))
+    p -= u[:, :, None] * u[:, None, :]
+    mp = p @ a @ p
+    mp = 0.5 * (mp + np.swapaxes(mp, 1, 2))
+    pb = np.einsum("tkj,tj->tk", p, b)
+    lam, vec = np.linalg.eigh(mp)
+    cut = PINV_RTOL * np.max(np.abs(lam), axis=1, keepdims=True)
+    inv = np.divide(1.0, lam, out=np.zeros_like(lam), where=(lam > cut) & (lam > 0.0))
+    coef = np.einsum("tkj,tk->tj", vec, pb) * inv
+    f = np.einsum("tkj,tj->tk", vec, coef)
+    # Project once more so that c'f = 0 and f_empty = 0 hold to rounding.
+    return np.einsum("tkj,tj->tk", p, f)
+
+
+def _wls_core(
+    x: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    constraint: np.ndarray,
+    ridge: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Batched solve on clean arrays (finite everywhere, w >= 0): f, residuals, degenerate."""
+    xw = x * w[:, :, None]
+    a = np.swapaxes(xw, 1, 2) @ x
+    b = np.einsum("tnk,tn->tk", xw, y)
+    del xw
+    n_obs = np.count_nonzero(w > 0.0, axis=1)
+    f, degenerate = _solve_normal(a, b, constraint, ridge, n_obs)
+    resid = y - np.einsum("tnk,tk->tn", x, f)
+    return f, resid, degenerate
+
+
+def constrained_wls(
+    X: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    constraint: np.ndarray,
+    ridge: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Factor returns and residuals of the constrained WLS of every date, batched.
+
+    X: (T, N, K) exposures, y: (T, N) returns, w: (T, N) regression weights (0 = left out, e.g.
+    padding), constraint: (T, K) the row c with c'f = 0 (zero outside the categories; an all-zero
+    row means no constraint on that date), ridge: (T, K) penalty r_k f_k^2 added to the weighted
+    sum of squares, or None. Entries of X and y where w == 0 are ignored by the fit (they may be
+    NaN). Returns f (T, K) and residuals y - X f (T, N), also where w == 0 (NaN if the inputs
+    are). Degenerate dates: see the module docstring.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    constraint = np.asarray(constraint, dtype=np.float64)
+    if X.ndim != 3 or y.shape != X.shape[:2] or w.shape != y.shape:
+        raise ValueError(f"shapes: X {X.shape}, y {y.shape}, w {w.shape}; need (T,N,K),(T,N),(T,N)")
+    if constraint.shape != (X.shape[0], X.shape[2]):
+        raise ValueError(
+            f"constraint has shape {constraint.shape}, need {(X.shape[0], X.shape[2])}"
+        )
+    if ridge is not None:
+        ridge = np.asarray(ridge, dtype=np.float64)
+        if ridge.shape != constraint.shape or np.any(ridge < 0.0):
+            raise ValueError("ridge must be (T, K) and non-negative")
+    if np.any(~np.isfinite(w)) or np.any(w < 0.0):
+        raise ValueError("regression weights must be finite and >= 0")
+    used = w > 0.0
+    xc = np.where(used[:, :, None], X, 0.0)
+    yc = np.where(used, y, 0.0)
+    if not (np.all(np.isfinite(xc)) and np.all(np.isfinite(yc))):
+        raise ValueError("X and y must be finite where w > 0")
+    f, _, _ = _wls_core(xc, yc, w, constraint, ridge)
+    resid = y - np.einsum("tnk,tk->tn", X, f)
+    return f, resid
+
+
+def _design_chunk(
+    t_idx: np.ndarray,
+    pos: np.ndarray,
+    n_dates: int,
+    n_max: int,
+    k: int,
+    market_idx: int | None,
+    style_idx: np.ndarray,
+    styles: np.ndarray,
+    sector_idx: np.ndarray,
+) -> np.ndarray:
+    """Padded (T, Nmax, K) exposure array of one chunk of dates, filled by fancy indexing."""
+    x = np.zeros((n_dates, n_max, k))
+    if market_idx is not None:
+        x[t_idx, pos, market_idx] = 1.0
+    if style_idx.size:
+        x[t_idx[:, None], pos[:, None], style_idx[None, :]] = styles
+    x[t_idx, pos, sector_idx] = 1.0
+    return x
+
+
+def estimate_factor_returns(
+    data: pl.DataFrame,
+    factors: FactorSet,
+    settings: ModelConstructionSettings,
+    category_column: str = "sector",
+    chunk_dates: int = 64,
+) -> RegressionResult:
+    """Daily factor returns, specific returns and fit statistics of the whole panel.
+
+    `data`: one row per (date, asset) with `date, asset_id, asset_return` (return of the date),
+    `market_cap` (cap at the previous session; regression weight sqrt(cap), USE4 eq. 2.2), the
+    category column and one column per style factor (exposures of the previous session). Rows with
+    a null/NaN return, cap, category or style exposure, or a cap <= 0, are left out of the date's
+    regression (the caller validates inputs). Categories must be among `factors.sectors`.
+
+    Returns are clipped to `settings.return_clip_bounds` (when set) before the regression;
+    `n_clipped` counts the clipped returns of the date. The specific return is the clipped return
+    minus the fitted return. `r_squared` is the weighted, uncentred R^2,
+    1 - sum w e^2 / sum w y^2 (y the clipped returns, e the specific returns; uncentred because
+    Market plays the intercept's role and the zero-sum constraint ties it to the cap-weighted
+    market). `thin_categories` counts the categories with at least one but fewer than
+    THIN_CATEGORY_MIN_ASSETS assets; `degenerate` flags the dates solved by the minimum-norm
+    fallback (rank-deficient design). Dates are processed `chunk_dates` at a time.
+    """
+    if chunk_dates < 1:
+        raise ValueError(f"chunk_dates must be >= 1, got {chunk_dates}")
+    k = factors.k
+    has_market = GROUP_MARKET in factors.groups
+    method = settings.zero_sum_constraints.get(ZERO_SUM_KEY)
+    if method is None and has_market:
+        raise ValueError(
+            "modelconstruction.zero_sum_constraints is empty but the model has a Market factor: "
+            "the sector dummies sum to the Market column and the regression is singular; set "
+            "zero_sum_constraints={'trbc': 'mcap_weighted'} (or 'equal_weighted')"
+        )
+    style_names = [
+        n for n, g in zip(factors.names, factors.groups, strict=True) if g == GROUP_STYLE
+    ]
+    needed = ["date", "asset_id", "asset_return", "market_cap", category_column, *style_names]
+    missing = [col for col in needed if col not in data.columns]
+    if missing:
+        raise ValueError(f"regression input lacks columns {missing}")
+
+    frame = data.select(needed).filter(
+        pl.all_horizontal(
+            pl.col(c).is_not_null() & pl.col(c).is_not_nan()
+            for c in ["asset_return", "market_cap", *style_names]
+        )
+        & pl.col(category_column).is_not_null()
+        & (pl.col("market_cap") > 0.0)
+    )
+    sector_names = [
+        n for n, g in zip(factors.names, factors.groups, strict=True) if g == GROUP_TRBC
+    ]
+    sector_pos = {n: i for i, n in enumerate(factors.names) if factors.groups[i] == GROUP_TRBC}
+    unknown = sorted(set(frame[category_column].unique().to_list()) - set(sector_names))
+    if unknown:
+        raise ValueError(
+            f"categories in column {category_column!r} are not factors of the model: {unknown[:10]}"
+        )
+    frame = frame.sort("date", "asset_id").with_columns(
+        pl.col(category_column).replace_strict(sector_pos, return_dtype=pl.Int64).alias("_k"),
+        pl.col("date").rank("dense").cast(pl.Int64).sub(1).alias("_t"),
+        pl.int_range(pl.len()).over("date").alias("_pos"),
+    )
+    dates = frame["date"].unique(maintain_order=True)
+    n_dates = dates.len()
+
+    t_all = frame["_t"].to_numpy()
+    pos_all = frame["_pos"].to_numpy()
+    k_all = frame["_k"].to_numpy()
+    y_raw = frame["asset_return"].to_numpy().astype(np.float64)
+    cap_all = frame["market_cap"].to_numpy().astype(np.float64)
+    styles_all = (
+        frame.select(style_names).to_numpy().astype(np.float64)
+        if style_names
+        else np.zeros((frame.height, 0))
+    )
+    if settings.return_clip_bounds is not None:
+        lo, hi = settings.return_clip_bounds
+        y_all = np.clip(y_raw, lo, hi)
+    else:
+        y_all = y_raw
+    clipped = y_all != y_raw
+    w_all = np.sqrt(cap_all)
+
+    market_idx = factors.names.index("Market") if has_market else None
+    style_idx = np.array([factors.names.index(s) for s in style_names], dtype=np.int64)
+    sector_mask = np.array([g == GROUP_TRBC for g in factors.groups])
+    n_assets = np.bincount(t_all, minlength=n_dates)
+    row_start = np.concatenate([[0], np.cumsum(n_assets)])
+    lam = settings.thin_category_shrinkage
+
+    f_all = np.zeros((n_dates, k))
+    resid_all = np.zeros(frame.height)
+    degenerate_all = np.zeros(n_dates, dtype=bool)
+    for t0 in range(0, n_dates, chunk_dates):
+        t1 = min(t0 + chunk_dates, n_dates)
+        r0, r1 = row_start[t0], row_start[t1]
+        tc = t_all[r0:r1] - t0
+        pc = pos_all[r0:r1]
+        kc = k_all[r0:r1]
+        nd = t1 - t0
+        n_max = int(n_assets[t0:t1].max()) if nd else 0
+        x = _design_chunk(tc, pc, nd, n_max, k, market_idx, style_idx, styles_all[r0:r1], kc)
+        y = np.zeros((nd, n_max))
+        y[tc, pc] = y_all[r0:r1]
+        w = np.zeros((nd, n_max))
+        w[tc, pc] = w_all[r0:r1]
+        flat = tc * k + kc
+        if method == "mcap_weighted":
+            c = np.bincount(flat, weights=cap_all[r0:r1], minlength=nd * k).reshape(nd, k)
+        elif method == "equal_weighted":
+            c = (np.bincount(flat, minlength=nd * k).reshape(nd, k) > 0).astype(np.float64)
+        else:
+            c = np.zeros((nd, k))
+        ridge = None
+        if lam > 0.0:
+            ridge = lam * w.sum(axis=1)[:, None] * sector_mask[None, :]
+        f, resid, degenerate = _wls_core(x, y, w, c, ridge)
+        f_all[t0:t1] = f
+        resid_all[r0:r1] = resid[tc, pc]
+        degenerate_all[t0:t1] = degenerate
+
+    ss_res = np.bincount(t_all, weights=w_all * resid_all**2, minlength=n_dates)
+    ss_tot = np.bincount(t_all, weights=w_all * y_all**2, minlength=n_dates)
+    r2 = 1.0 - np.divide(ss_res, ss_tot, out=np.full(n_dates, np.nan), where=ss_tot > 0.0)
+    n_clipped = np.bincount(t_all, weights=clipped.astype(np.float64), minlength=n_dates)
+    counts = np.bincount(t_all * k + k_all, minlength=n_dates * k).reshape(n_dates, k)
+    thin = ((counts > 0) & (counts < THIN_CATEGORY_MIN_ASSETS) & sector_mask[None, :]).sum(axis=1)
+
+    names = list(factors.names)
+    groups = list(factors.groups)
+    factor_returns = pl.DataFrame(
+        {
+            "date": dates.gather(np.repeat(np.arange(n_dates), k)),
+            "factor": names * n_dates,
+            "factor_group": groups * n_dates,
+            "factor_return": f_all.reshape(-1),
+        }
+    )
+    specific_returns = pl.DataFrame(
+        {
+            "date": frame["date"],
+            "asset_id": frame["asset_id"],
+            "specific_return": resid_all,
+        }
+    )
+    stats = pl.DataFrame(
+        {
+            "date": dates,
+            "n_assets": n_assets.astype(np.int64),
+            "r_squared": r2,
+            "n_clipped": n_clipped.astype(np.int64),
+            "thin_categories": thin.astype(np.int64),
+            "degenerate": degenerate_all,
+        }
+    )
+    return RegressionResult(factor_returns, specific_returns, stats)
