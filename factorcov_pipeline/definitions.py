@@ -1,0 +1,18 @@
+"""The one `Definitions` of the project: `dagster dev` (workspace.yaml) and `factorcov` load it."""
+
+from __future__ import annotations
+
+from dagster import Definitions
+
+from factorcov_pipeline.orchestration.assets import ALL_ASSETS
+from factorcov_pipeline.orchestration.checks import ALL_CHECKS
+from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.orchestration.schedules import daily_job, daily_schedule
+
+defs = Definitions(
+    assets=ALL_ASSETS,
+    asset_checks=ALL_CHECKS,
+    jobs=[daily_job],
+    schedules=[daily_schedule],
+    resources={"storage": FactorcovStorage(), "model": FactorcovSettings()},
+)

@@ -1,0 +1,106 @@
+"""What every asset shares: partitioning, the backfill policy, the model's factors, and the
+lookup of a recursion's stored state."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from dagster import BackfillPolicy, MetadataValue
+
+from factorcov_pipeline.core import calendar
+from factorcov_pipeline.core.factors import FactorSet, factor_set_for
+from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2
+from factorcov_pipeline.orchestration.partitions import trading_sessions
+from factorcov_pipeline.storage import Store
+
+# Every asset is partitioned by session and backfills a range in ONE run (the EWMA recursions
+# need the dates in order, and one run avoids a process per date).
+PARTITIONED = {
+    "partitions_def": trading_sessions,
+    "backfill_policy": BackfillPolicy.single_run(),
+}
+
+CATEGORY_COLUMN = {"economic_sector": "sector", "industry_group": "industry_group"}
+
+
+class MissingUpstreamError(RuntimeError):
+    """A partition's inputs (its own previous date, or an upstream date) are not materialised."""
+
+
+def model_factors(settings: FactorCovarianceReportSettingsV2) -> FactorSet:
+    """The model's factors (Market, styles, categories) as the settings define them."""
+    return factor_set_for(settings.factor_model_settings)
+
+
+def category_column(settings: FactorCovarianceReportSettingsV2) -> str:
+    return CATEGORY_COLUMN[settings.factor_model_settings.universe.trbc_level]
+
+
+def settings_metadata(settings: FactorCovarianceReportSettingsV2) -> dict[str, Any]:
+    return {
+        "factor_cov_settings": MetadataValue.json(settings.factor_cov_settings.model_dump(mode="json")),
+        "non_default_settings": MetadataValue.json(settings.factor_cov_settings.non_default()),
+    }
+
+
+def date_span(dates: list[dt.date]) -> tuple[dt.date, dt.date]:
+    return dates[0], dates[-1]
+
+
+def recursion_start_state(store: Store, asset: str, first: dt.date) -> bytes | None:
+    """The stored state the recursion continues from at `first`, or None if history starts there.
+
+    A recursion may only start afresh at the first date with factor returns; anywhere later it
+    needs the state of the previous session, and its absence is an error (never a silently
+    wrong forecast from a truncated history).
+    """
+    prev = calendar.previous_session(first)
+    blob = store.read_state(asset, prev)
+    if blob is not None:
+        return blob
+    earlier = store.read(
+        "SELECT count(*) AS n, max(date) AS last FROM factor_returns WHERE date < ?", [first]
+    ) if "factor_returns" in _tables(store) else None
+    if earlier is None or earlier["n"][0] == 0:
+        return None
+    raise MissingUpstreamError(
+        f"{asset} for {first} continues the EWMA recursion from the previous session {prev}, "
+        f"but {asset} for {prev} has not been materialised (factor returns exist up to "
+        f"{earlier['last'][0]}). Materialise {asset} for {prev} first, or materialise a range "
+        f"that starts at the first missing date (factorcov materialize --start <date>)."
+    )
+
+
+def _tables(store: Store) -> set[str]:
+    with store.connect() as con:
+        rows = con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def require_dates(store: Store, table: str, dates: list[dt.date], needed_by: str) -> None:
+    """Raise if any of `dates` has no rows in `table` (an upstream partition is missing)."""
+    stored = set(store.stored_dates(table))
+    missing = [d for d in dates if d not in stored]
+    if missing:
+        shown = ", ".join(str(d) for d in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise MissingUpstreamError(
+            f"{needed_by} needs {table} for {len(missing)} date(s) that are not materialised: "
+            f"{shown}. Materialise {table} for them first."
+        )
+
+
+def stale_later_dates(store: Store, table: str, last: dt.date) -> int:
+    """How many stored dates after `last` were computed from the history this run replaces."""
+    return sum(1 for d in store.stored_dates(table) if d > last)
+
+
+def return_dates(store: Store, dates: list[dt.date], needed_by: str) -> list[dt.date]:
+    """The dates of the range that carry factor returns; a gap after the first is an error."""
+    stored = [d for d in store.stored_dates("factor_returns") if dates[0] <= d <= dates[-1]]
+    if not stored:
+        return []
+    require_dates(store, "factor_returns", [d for d in dates if d >= stored[0]], needed_by)
+    return stored

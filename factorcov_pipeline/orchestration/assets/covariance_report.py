@@ -1,0 +1,33 @@
+"""`covariance_report`: the tutorial's `df_vcov` layout, one row per (date, factor)."""
+
+from __future__ import annotations
+
+from dagster import AssetExecutionContext, MaterializeResult, asset
+
+from factorcov_pipeline.core.covariance import covariance_report as report_layout
+from factorcov_pipeline.core.panel import pairs_to_cube
+from factorcov_pipeline.orchestration.assets.common import PARTITIONED, model_factors
+from factorcov_pipeline.orchestration.assets.factor_covariance import factor_covariance
+from factorcov_pipeline.orchestration.partitions import partition_dates
+from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.storage import TableWrite
+
+
+@asset(**PARTITIONED, deps=[factor_covariance], group_name="covariance", kinds={"polars", "duckdb"})
+def covariance_report(
+    context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
+) -> MaterializeResult:
+    """The covariance forecasts in the tutorial's wide layout: `date, factor, <one column per
+    factor>`, rows and columns in alphabetical order of the factor names, as `df_vcov`."""
+    settings = model.load()
+    store = storage.store()
+    dates = partition_dates(context)
+    factors = model_factors(settings)
+    cov_long = store.read_dates("factor_covariance", dates[0], dates[-1])
+    fc_dates = sorted(set(cov_long["date"].to_list())) if cov_long.height else []
+    cov = pairs_to_cube(cov_long, fc_dates, factors.names, "covariance")
+    report = report_layout(fc_dates, factors.names, cov)
+    store.replace(
+        [TableWrite("covariance_report", report)], (dates[0], dates[-1]), settings_json=settings.fingerprint()
+    )
+    return MaterializeResult(metadata={"dates": len(fc_dates), "rows": report.height})

@@ -1,0 +1,44 @@
+"""`exposures`: Market, sector dummies and standardised styles per asset and session."""
+
+from __future__ import annotations
+
+from dagster import AssetExecutionContext, MaterializeResult, asset
+
+from factorcov_pipeline.core.exposures import exposures_long, style_exposures
+from factorcov_pipeline.orchestration.assets.common import (
+    PARTITIONED,
+    category_column,
+    date_span,
+    model_factors,
+    require_dates,
+)
+from factorcov_pipeline.orchestration.assets.universe import universe
+from factorcov_pipeline.orchestration.partitions import partition_dates
+from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.storage import TableWrite
+
+
+@asset(**PARTITIONED, deps=[universe], group_name="factor_model", kinds={"polars", "duckdb"})
+def exposures(
+    context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
+) -> MaterializeResult:
+    """Exposures of each asset: Market 1, its own sector 1, and the 7 styles.
+
+    Styles are winsorised and standardised cross-sectionally per date (cap-weighted mean 0,
+    unit equal-weighted standard deviation; `core.exposures.style_exposures`). Zero sector
+    dummies are not stored.
+    """
+    settings = model.load()
+    store = storage.store()
+    dates = partition_dates(context)
+    factors = model_factors(settings)
+    require_dates(store, "universe", dates, "exposures")
+    uni = store.read_dates("universe", *date_span(dates))
+    wide = style_exposures(
+        uni, factors.styles, settings.factor_model_settings.exposures.winsorize_sigma
+    )
+    long = exposures_long(wide, factors, category_column(settings))
+    store.replace(
+        [TableWrite("exposures", long)], date_span(dates), settings_json=settings.fingerprint()
+    )
+    return MaterializeResult(metadata={"dates": len(dates), "rows": long.height})

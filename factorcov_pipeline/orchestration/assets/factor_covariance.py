@@ -1,0 +1,48 @@
+"""`factor_covariance`: covariance_ij = vol_i x vol_j x correlation_ij, the full K x K per date."""
+
+from __future__ import annotations
+
+from dagster import AssetExecutionContext, MaterializeResult, asset
+
+from factorcov_pipeline.core.covariance import covariance_from
+from factorcov_pipeline.core.panel import cube_to_pairs, long_to_matrix, pairs_to_cube
+from factorcov_pipeline.orchestration.assets.common import (
+    PARTITIONED,
+    model_factors,
+    require_dates,
+    settings_metadata,
+)
+from factorcov_pipeline.orchestration.partitions import partition_dates
+from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.storage import TableWrite
+
+ASSET = "factor_covariance"
+
+
+@asset(
+    **PARTITIONED,
+    deps=["factor_volatility", "factor_correlation"],
+    group_name="covariance",
+    kinds={"numpy", "duckdb"},
+)
+def factor_covariance(
+    context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
+) -> MaterializeResult:
+    """Annualised factor covariance forecasts from the stored volatility and correlation."""
+    settings = model.load()
+    store = storage.store()
+    dates = partition_dates(context)
+    factors = model_factors(settings)
+    vol_long = store.read_dates("factor_volatility", dates[0], dates[-1])
+    fc_dates = sorted(set(vol_long["date"].to_list())) if vol_long.height else []
+    require_dates(store, "factor_correlation", fc_dates, ASSET)
+    corr_long = store.read_dates("factor_correlation", dates[0], dates[-1])
+    vol = long_to_matrix(vol_long, fc_dates, factors.names, "volatility")
+    corr = pairs_to_cube(corr_long, fc_dates, factors.names, "correlation")
+    cov = covariance_from(vol, corr)
+    store.replace(
+        [TableWrite(ASSET, cube_to_pairs(fc_dates, factors.names, cov, "covariance"))],
+        (dates[0], dates[-1]),
+        settings_json=settings.fingerprint(),
+    )
+    return MaterializeResult(metadata={"dates": len(fc_dates), **settings_metadata(settings)})

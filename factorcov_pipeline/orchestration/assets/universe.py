@@ -1,0 +1,53 @@
+"""`universe`: the asset universe of each session (synthetic by default, or the user's data)."""
+
+from __future__ import annotations
+
+import polars as pl
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from factorcov_pipeline.core import calendar
+from factorcov_pipeline.core.synthetic import generate_universe
+from factorcov_pipeline.core.userdata import load_universe
+from factorcov_pipeline.orchestration.assets.common import PARTITIONED, date_span, model_factors
+from factorcov_pipeline.orchestration.partitions import SESSIONS_START, partition_dates
+from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.storage import TableWrite
+
+
+@asset(**PARTITIONED, group_name="factor_model", kinds={"polars", "duckdb"})
+def universe(
+    context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
+) -> MaterializeResult:
+    """Assets, sectors, market caps, daily total returns and raw style descriptors per session.
+
+    The synthetic default is generated from the seed and the date alone (any order of
+    partitions gives the same rows) with the planted factor returns stored beside it in
+    `planted_factor_returns`. A user dataset (`universe.dataset` = a Parquet, CSV or DuckDB
+    path) is loaded and validated instead. The first session has caps but no returns.
+    """
+    settings = model.load()
+    store = storage.store()
+    dates = partition_dates(context)
+    factors = model_factors(settings)
+    uni_settings = settings.factor_model_settings.universe
+    sessions = calendar.sessions(SESSIONS_START, dates[-1])
+    writes: list[TableWrite]
+    if uni_settings.dataset == "synthetic":
+        days = [generate_universe(d, sessions, uni_settings, factors) for d in dates]
+        frame = pl.concat([d.universe for d in days], how="vertical")
+        planted = pl.concat([d.planted_factor_returns for d in days], how="vertical")
+        writes = [TableWrite("universe", frame), TableWrite("planted_factor_returns", planted)]
+    else:
+        frame = load_universe(uni_settings, sessions, factors.sectors, dates)
+        writes = [TableWrite("universe", frame)]
+    store.replace(writes, date_span(dates), settings_json=settings.fingerprint())
+    per_date = frame.group_by("date").agg(pl.len().alias("n"))
+    return MaterializeResult(
+        metadata={
+            "dates": len(dates),
+            "rows": frame.height,
+            "assets_per_date_min": int(per_date["n"].min() or 0),
+            "assets_per_date_max": int(per_date["n"].max() or 0),
+            "dataset": MetadataValue.text(uni_settings.dataset),
+        }
+    )

@@ -1,0 +1,327 @@
+"""Partition-aware asset checks on the stored outputs.
+
+The two tutorial tie-outs run the tutorial's pandas code as written (`factorcov_pipeline.tieout`)
+on the stored factor returns and compare with the stored covariance report, with the tutorial's
+tolerances. They apply where the settings leave that part of the model at the tutorial's
+defaults; otherwise the check recomputes the whole history in one block with the core and
+compares with the stored day-by-day forecasts. Checks whose failure makes downstream numbers
+wrong are blocking.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import polars as pl
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, asset_check
+
+from factorcov_pipeline import tieout
+from factorcov_pipeline.core.correlation import CorrelationForecaster
+from factorcov_pipeline.core.factors import FactorSet
+from factorcov_pipeline.core.panel import long_to_matrix, pairs_to_cube
+from factorcov_pipeline.core.volatility import VolatilityForecaster
+from factorcov_pipeline.orchestration.assets import (
+    covariance_report,
+    exposures,
+    factor_correlation,
+    factor_covariance,
+    factor_returns,
+    factor_volatility,
+)
+from factorcov_pipeline.orchestration.assets.common import model_factors
+from factorcov_pipeline.orchestration.partitions import partition_dates, trading_sessions
+from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.storage import Store
+
+ZERO_SUM_TOL = 1e-10
+CONSISTENCY_TOL = 1e-12
+PSD_TOL = 1e-12
+
+
+def _result(ok: bool, what: str, **metadata: object) -> AssetCheckResult:
+    return AssetCheckResult(
+        passed=bool(ok),
+        severity=AssetCheckSeverity.ERROR,
+        description=what,
+        metadata={k: v for k, v in metadata.items()},
+    )
+
+
+def _history(store: Store, factors: FactorSet, last: dt.date) -> tuple[list[dt.date], np.ndarray]:
+    """All stored factor returns from the first date up to `last`, as (dates, (T, K))."""
+    fr = store.read(
+        "SELECT date, factor, factor_return FROM factor_returns WHERE date <= ? ORDER BY date", [last]
+    )
+    days = sorted(set(fr["date"].to_list()))
+    return days, long_to_matrix(fr, days, factors.names, "factor_return")
+
+
+def _tutorial_factor_returns(days: list[dt.date], names: tuple[str, ...], F: np.ndarray) -> pd.DataFrame:
+    df = pd.DataFrame(F, index=pd.DatetimeIndex(pd.to_datetime(days), name="date"), columns=list(names))
+    return df
+
+
+def _df_vcov(store: Store, first: dt.date, last: dt.date) -> pd.DataFrame:
+    """The stored report as the tutorial's `df_vcov` (index date, factor)."""
+    rep = store.read_dates("covariance_report", first, last).to_pandas()
+    rep["date"] = pd.to_datetime(rep["date"])
+    return rep.set_index(["date", "factor"])
+
+
+@asset_check(asset=factor_returns, partitions_def=trading_sessions, blocking=True)
+def factor_returns_zero_sum(
+    context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
+) -> AssetCheckResult:
+    """The cap-weighted (or equal-weighted) sum of sector factor returns is 0 to 1e-10, with the
+    caps of the assets in each date's regression at the previous session."""
+    settings = model.load()
+    store = storage.store()
+    dates = partition_dates(context)
+    factors = model_factors(settings)
+    method = settings.factor_model_settings.modelconstruction.zero_sum_constraints.get("trbc")
+    if settings.factor_model_settings.universe.factor_returns:
+        return _result(True, "user-supplied factor returns: no regression constraint to check")
+    category = "sector" if settings.factor_model_settings.universe.trbc_level == "economic_sector" else "industry_group"
+    caps = store.read(
+        f"""
+        WITH ret AS (
+            SELECT u.date, u.asset_id,
+                   (SELECT max(p.date) FROM universe p WHERE p.date < u.date) AS prev_date
+            FROM universe u
+            WHERE u.date BETWEEN ? AND ? AND u.asset_return IS NOT NULL
+        )
+        SELECT r.date, p.{category} AS factor, sum(p.market_cap) AS cap
+        FROM ret r
+        JOIN universe p ON p.date = r.prev_date AND p.asset_id = r.asset_id
+        GROUP BY ALL
+        """,
+        [dates[0], dates[-1]],
+    )
+    fr = store.read_dates("factor_returns", dates[0], dates[-1])
+    sectors = fr.filter(pl.col("factor_group") == "trbc")
+    joined = sectors.join(caps, on=["date", "factor"], how="left").with_columns(
+        pl.col("cap").fill_null(0.0)
+    )
+    if method == "equal_weighted":
+        joined = joined.with_columns(pl.when(pl.col("cap") > 0).then(1.0).otherwise(0.0).alias("cap"))
+    per_date = joined.group_by("date").agg(
+        ((pl.col("cap") * pl.col("factor_return")).sum() / pl.col("cap").sum()).abs().alias("err")
+    )
+    worst = float(per_date["err"].max() or 0.0) if per_date.height else 0.0
+    return _result(
+        worst <= ZERO_SUM_TOL,
+        f"|sum_s w_s f_s| / sum_s w_s <= {ZERO_SUM_TOL:g} on every date ({method})",
+        max_abs_weighted_sum=worst,
+        dates=per_date.height,
+    )
+
+
+@asset_check(asset=factor_returns, partitions_def=trading_sessions, blocking=True)
+def factor_returns_complete(
+    context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
+) -> AssetCheckResult:
+    """Every date with returns has all K factor returns, none NaN or infinite."""
+    settings = model.load()
+    store = storage.store()
+    dates = partition_dates(context)
+    factors = model_factors(settings)
+    fr = store.read_dates("factor_returns", dates[0], dates[-1])
+    days = sorted(set(fr["date"].to_list())) if fr.height else []
+    F = long_to_matrix(fr, days, factors.names, "factor_return")
+    bad = int((~np.isfinite(F)).sum())
+    return _result(bad == 0, "all factor returns present and finite", non_finite=bad, dates=len(days))
+
+
+@asset_check(asset=exposures, partitions_def=trading_sessions, blocking=True)
+def exposures_standardised(
+    context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
+) -> AssetCheckResult:
+    """Each style has cap-weighted mean 0 and equal-weighted std 1 on every date (1e-9)."""
+    settings = model.load()
+    store = storage.store()
+    dates = partition_dates(context)
+    factors = model_factors(settings)
+    stats = store.read(
+        """
+        SELECT e.date, e.factor,
+               sum(u.market_cap * e.exposure) / sum(u.market_cap) AS cw_mean,
+               stddev_pop(e.exposure) AS ew_std, count(*) AS n
+        FROM exposures e JOIN universe u USING (date, asset_id)
+        WHERE e.date BETWEEN ? AND ? AND e.factor IN (SELECT unnest(?::VARCHAR[]))
+        GROUP BY ALL
+        """,
+        [dates[0], dates[-1], list(factors.styles)],
+    )
+    if stats.height == 0:
+        return _result(False, "no style exposures stored for these dates")
+    mean_err = float(stats["cw_mean"].abs().max() or 0.0)
+    # A degenerate descriptor (zero variance) gives all-zero exposures: std 0 is allowed then.
+    std_err = float(
+        stats.filter(pl.col("ew_std") > 0)
+        .select((pl.col("ew_std") - 1.0).abs().max())
+        .item()
+        or 0.0
+    )
+    ok = mean_err <= 1e-9 and std_err <= 1e-9
+    return _result(ok, "cap-weighted mean 0, std 1 per style and date", max_abs_mean=mean_err, max_abs_std_minus_1=std_err)
+
+
+@asset_check(asset=factor_volatility, partitions_def=trading_sessions, blocking=True)
+def factor_volatility_valid(
+    context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
+) -> AssetCheckResult:
+    """Volatilities are finite and non-negative for every factor and date."""
+    store = storage.store()
+    dates = partition_dates(context)
+    vol = store.read_dates("factor_volatility", dates[0], dates[-1])
+    v = vol["volatility"].to_numpy() if vol.height else np.empty(0)
+    bad = int((~np.isfinite(v)).sum() + (v < 0).sum())
+    return _result(bad == 0, "finite, non-negative volatilities", invalid=bad, rows=vol.height)
+
+
+@asset_check(asset=factor_correlation, partitions_def=trading_sessions, blocking=True)
+def factor_correlation_valid(
+    context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
+) -> AssetCheckResult:
+    """Correlations are finite, symmetric, with unit diagonal and entries in [-1, 1]."""
+    settings = model.load()
+    store = storage.store()
+    dates = partition_dates(context)
+    factors = model_factors(settings)
+    cl = store.read_dates("factor_correlation", dates[0], dates[-1])
+    days = sorted(set(cl["date"].to_list())) if cl.height else []
+    C = pairs_to_cube(cl, days, factors.names, "correlation")
+    finite = bool(np.isfinite(C).all())
+    asym = float(np.abs(C - C.transpose(0, 2, 1)).max()) if days else 0.0
+    diag = float(np.abs(np.diagonal(C, axis1=1, axis2=2) - 1).max()) if days else 0.0
+    bound = float(np.abs(C).max() - 1) if days else 0.0
+    ok = finite and asym <= 1e-12 and diag <= 1e-12 and bound <= 1e-12
+    return _result(ok, "finite, symmetric, unit diagonal, |rho| <= 1", max_asymmetry=asym, max_diag_error=diag, finite=finite)
+
+
+@asset_check(asset=factor_covariance, partitions_def=trading_sessions, blocking=True)
+def factor_covariance_symmetric_psd(
+    context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
+) -> AssetCheckResult:
+    """Every covariance matrix is finite, symmetric and positive semi-definite."""
+    settings = model.load()
+    store = storage.store()
+    dates = partition_dates(context)
+    factors = model_factors(settings)
+    cl = store.read_dates("factor_covariance", dates[0], dates[-1])
+    days = sorted(set(cl["date"].to_list())) if cl.height else []
+    S = pairs_to_cube(cl, days, factors.names, "covariance")
+    if not days:
+        return _result(True, "no covariance dates in this range (base date)", dates=0)
+    if not np.isfinite(S).all():
+        return _result(False, "covariance has NaN or infinite entries", non_finite=int((~np.isfinite(S)).sum()))
+    asym = float(np.abs(S - S.transpose(0, 2, 1)).max())
+    eig_min = np.linalg.eigvalsh((S + S.transpose(0, 2, 1)) / 2)[:, 0]
+    scale = np.abs(np.diagonal(S, axis1=1, axis2=2)).max(axis=1)
+    rel = float((eig_min / scale).min())
+    ok = asym <= PSD_TOL * float(scale.max()) and rel >= -PSD_TOL
+    return _result(ok, "symmetric and positive semi-definite", max_asymmetry=asym, min_relative_eigenvalue=rel, dates=len(days))
+
+
+def _vol_is_tutorial(settings: object) -> bool:
+    cs = settings.factor_cov_settings  # type: ignore[attr-defined]
+    return cs.halflife_vra is None and cs.nw_lags_vol == 0
+
+
+def _cor_is_tutorial(settings: object) -> bool:
+    cs = settings.factor_cov_settings  # type: ignore[attr-defined]
+    return cs.nw_lags_cor == 0 and cs.shrink_cor_method is None and not cs.combine_standardized
+
+
+@asset_check(asset=covariance_report, partitions_def=trading_sessions, blocking=True)
+def volatility_tieout(
+    context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
+) -> AssetCheckResult:
+    """The tutorial's volatility tie-out: sqrt(diag(df_vcov)) equals the pandas EWMA of squared
+    factor returns (`assert_frame_equal`, default tolerances) on this range's dates. With a
+    non-default volatility setting: one block recomputation of the whole history equals the
+    stored day-by-day forecasts to 1e-12."""
+    settings = model.load()
+    store = storage.store()
+    dates = partition_dates(context)
+    factors = model_factors(settings)
+    days, F = _history(store, factors, dates[-1])
+    in_range = [d for d in days if d >= dates[0]]
+    if not in_range:
+        return _result(True, "no forecast dates in this range (base date)")
+    df_vcov = _df_vcov(store, in_range[0], in_range[-1])
+    df_vol = tieout.vol_from_vcov(df_vcov)
+    if _vol_is_tutorial(settings):
+        df_fr = _tutorial_factor_returns(days, factors.names, F)
+        expected = tieout.tutorial_vol_tieout(df_fr, settings.factor_cov_settings.halflife_vol)
+        expected = expected.loc[expected.index >= pd.Timestamp(in_range[0])]
+        try:
+            pd.testing.assert_frame_equal(df_vol, expected, check_column_type=False, check_categorical=False, check_like=True)
+        except AssertionError as err:
+            return _result(False, f"tutorial volatility tie-out failed: {err}")
+        exact = tieout.tutorial_vol_tieout(df_fr, settings.factor_cov_settings.halflife_vol, float64=True)
+        exact = exact.loc[exact.index >= pd.Timestamp(in_range[0])].reindex(columns=df_vol.columns)
+        err64 = float(np.abs(df_vol.to_numpy() - exact.to_numpy()).max())
+        return _result(True, "tutorial volatility tie-out (assert_frame_equal) passed", dates=len(in_range), max_abs_diff_float64=err64)
+    fc, _ = VolatilityForecaster(settings.factor_cov_settings).run(None, F)
+    block = pd.DataFrame(fc.vol, index=pd.DatetimeIndex(pd.to_datetime(days), name="date"), columns=list(factors.names))
+    block = block.loc[block.index >= pd.Timestamp(in_range[0])].reindex(columns=df_vol.columns)
+    err = float(np.abs(df_vol.to_numpy() - block.to_numpy()).max())
+    return _result(err <= CONSISTENCY_TOL * max(1.0, float(np.abs(block.to_numpy()).max())), "non-default volatility settings: stored forecasts equal a one-block recomputation", max_abs_diff=err)
+
+
+@asset_check(asset=covariance_report, partitions_def=trading_sessions, blocking=True)
+def correlation_tieout(
+    context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
+) -> AssetCheckResult:
+    """The tutorial's correlation tie-out: df_vcov normalised equals the pandas EWMA of outer
+    products normalised (`assert_frame_equal`, atol=1e-5). With a non-default correlation
+    setting: one block recomputation equals the stored forecasts to 1e-12."""
+    settings = model.load()
+    store = storage.store()
+    dates = partition_dates(context)
+    factors = model_factors(settings)
+    days, F = _history(store, factors, dates[-1])
+    in_range = [d for d in days if d >= dates[0]]
+    if not in_range:
+        return _result(True, "no forecast dates in this range (base date)")
+    df_vcov = _df_vcov(store, in_range[0], in_range[-1])
+    df_cor = tieout.cor_from_vcov(df_vcov)
+    if _cor_is_tutorial(settings):
+        df_fr = _tutorial_factor_returns(days, factors.names, F)
+        expected = tieout.tutorial_cor_tieout(df_fr, settings.factor_cov_settings.halflife_cor)
+        expected = expected.loc[expected.index.get_level_values("date") >= pd.Timestamp(in_range[0])]
+        try:
+            pd.testing.assert_frame_equal(df_cor, expected, check_index_type=False, check_categorical=False, check_like=True, atol=1e-5)
+        except AssertionError as err:
+            return _result(False, f"tutorial correlation tie-out failed: {err}")
+        return _result(True, "tutorial correlation tie-out (assert_frame_equal, atol=1e-5) passed", dates=len(in_range))
+    prior = None
+    if settings.factor_cov_settings.combine_standardized:
+        vol_fc, _ = VolatilityForecaster(settings.factor_cov_settings).run(None, F)
+        daily = vol_fc.vol / np.sqrt(252.0)
+        prior = np.vstack([np.full((1, factors.k), np.nan), daily[:-1]])
+    fc, _ = CorrelationForecaster(settings.factor_cov_settings).run(None, F, prior)
+    t0 = days.index(in_range[0])
+    stored = pairs_to_cube(
+        pl.from_pandas(df_cor.reset_index().melt(id_vars=["date", "factor"], var_name="factor_2", value_name="correlation").rename(columns={"factor": "factor_1"})).with_columns(pl.col("date").cast(pl.Date)),
+        in_range,
+        factors.names,
+        "correlation",
+    )
+    err = float(np.abs(stored - fc.corr[t0:]).max())
+    return _result(err <= 1e-10, "non-default correlation settings: stored forecasts equal a one-block recomputation", max_abs_diff=err)
+
+
+ALL_CHECKS = [
+    factor_returns_zero_sum,
+    factor_returns_complete,
+    exposures_standardised,
+    factor_volatility_valid,
+    factor_correlation_valid,
+    factor_covariance_symmetric_psd,
+    volatility_tieout,
+    correlation_tieout,
+]

@@ -1,0 +1,71 @@
+"""Daily partitions: New York Stock Exchange sessions, open-ended from a configurable start.
+
+Weekday windows whose cron carries the time of day the schedule fires (18:30 New York, after the
+close), with the exchange's weekday holidays excluded (from exchange-calendars, `core.calendar`).
+The start is `FACTORCOV_PARTITIONS_START` (default 2025-03-31, the tutorial's base date).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetExecutionContext,
+    TimeWindowPartitionMapping,
+    TimeWindowPartitionsDefinition,
+)
+
+from factorcov_pipeline.core import calendar
+
+ENV_START = "FACTORCOV_PARTITIONS_START"
+TIMEZONE = "America/New_York"
+# Minute, hour: the daily window (and the schedule's tick) starts at 18:30 New York time.
+CRON = "30 18 * * 1-5"
+DATE_FORMAT = "%Y-%m-%d"
+WINDOW_START = dt.time(18, 30)
+
+
+def partitions_start() -> dt.date:
+    raw = os.environ.get(ENV_START)
+    if not raw:
+        return calendar.DEFAULT_START
+    try:
+        day = dt.date.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"{ENV_START}={raw!r} is not a date (YYYY-MM-DD)") from None
+    if not calendar.is_session(day):
+        raise ValueError(f"{ENV_START}={raw} is not a New York Stock Exchange session")
+    return day
+
+
+def build_partitions(start: dt.date) -> TimeWindowPartitionsDefinition:
+    holidays = calendar.weekday_holidays(start, calendar._calendar_end(start))
+    return TimeWindowPartitionsDefinition(
+        start=dt.datetime.combine(start, dt.time()).strftime(DATE_FORMAT),
+        fmt=DATE_FORMAT,
+        cron_schedule=CRON,
+        timezone=TIMEZONE,
+        end_offset=1,
+        # An exclusion must equal a window's start exactly: the holiday at the cron's 18:30.
+        exclusions=[dt.datetime.combine(d, WINDOW_START) for d in holidays],
+    )
+
+
+SESSIONS_START = partitions_start()
+trading_sessions = build_partitions(SESSIONS_START)
+
+# Partition t depends on partition t-1 (the previous session; holidays are skipped).
+previous_session_mapping = TimeWindowPartitionMapping(
+    start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True
+)
+# Partition t depends on t-1 and t (exposures of t-1 for returns of t).
+previous_and_same_mapping = TimeWindowPartitionMapping(
+    start_offset=-1, end_offset=0, allow_nonexistent_upstream_partitions=True
+)
+
+
+def partition_dates(context: AssetExecutionContext | AssetCheckExecutionContext) -> list[dt.date]:
+    """The sessions of the run's partition range (one date for a daily run, many for a backfill)."""
+    return [dt.date.fromisoformat(k) for k in context.partition_keys]

@@ -1,0 +1,318 @@
+"""DuckDB storage: the SQL contract, transactional partition writes and the model's identity.
+
+Plain Python (no Dagster), used by the Dagster resource in `orchestration/resources.py`.
+
+Why not `DuckDBPolarsIOManager`: with duckdb 2.x it cannot load tables (it calls the removed
+`.arrow()`), its delete-then-insert is two autocommit statements (a crash between them loses the
+partition), and it inserts by column position. Here every write of a partition (or a range of
+partitions) is one transaction: old rows of those dates deleted and new rows inserted together,
+matched by column name (`INSERT ... BY NAME`). A crash at any point leaves either the old rows or
+the new ones (DuckDB's write-ahead log is replayed or discarded on the next open).
+
+DuckDB allows one writing process per file; a second process gets "Could not set lock on file".
+`connect()` retries with backoff for `lock_timeout` seconds and then raises `StoreBusyError`
+naming the file, so two runs started at once serialise instead of failing at random.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+DEFAULT_DATABASE = "data/factorcov.duckdb"
+ENV_DATABASE = "FACTORCOV_DUCKDB"
+
+# The SQL contract: tables and columns users query (documented in the README). Tables whose
+# columns depend on the model (universe descriptors, the wide covariance report) list only their
+# fixed leading columns; the rest is taken from the first write and must not change afterwards.
+TABLE_COLUMNS: dict[str, dict[str, str]] = {
+    "universe": {
+        "date": "DATE",
+        "asset_id": "VARCHAR",
+        "sector": "VARCHAR",
+        "market_cap": "DOUBLE",
+        "asset_return": "DOUBLE",
+    },
+    "planted_factor_returns": {
+        "date": "DATE",
+        "factor": "VARCHAR",
+        "factor_group": "VARCHAR",
+        "factor_return": "DOUBLE",
+    },
+    "exposures": {"date": "DATE", "asset_id": "VARCHAR", "factor": "VARCHAR", "exposure": "DOUBLE"},
+    "factor_returns": {
+        "date": "DATE",
+        "factor": "VARCHAR",
+        "factor_group": "VARCHAR",
+        "factor_return": "DOUBLE",
+    },
+    "specific_returns": {"date": "DATE", "asset_id": "VARCHAR", "specific_return": "DOUBLE"},
+    "regression_stats": {
+        "date": "DATE",
+        "n_assets": "INTEGER",
+        "r_squared": "DOUBLE",
+        "n_clipped": "INTEGER",
+        "thin_categories": "INTEGER",
+    },
+    "factor_volatility": {"date": "DATE", "factor": "VARCHAR", "volatility": "DOUBLE"},
+    "volatility_regime": {"date": "DATE", "bias_statistic": "DOUBLE", "vra_multiplier": "DOUBLE"},
+    "factor_correlation": {
+        "date": "DATE",
+        "factor_1": "VARCHAR",
+        "factor_2": "VARCHAR",
+        "correlation": "DOUBLE",
+    },
+    "factor_covariance": {
+        "date": "DATE",
+        "factor_1": "VARCHAR",
+        "factor_2": "VARCHAR",
+        "covariance": "DOUBLE",
+    },
+    "covariance_report": {"date": "DATE", "factor": "VARCHAR"},
+    "forecast_bias": {
+        "window_end": "DATE",
+        "portfolio": "VARCHAR",
+        "portfolio_kind": "VARCHAR",
+        "n_obs": "INTEGER",
+        "bias": "DOUBLE",
+    },
+}
+
+# Tables whose partition column is not `date`.
+DATE_COLUMN: dict[str, str] = {"forecast_bias": "window_end"}
+
+STATE_TABLE = "_forecast_state"
+SETTINGS_TABLE = "model_settings"
+
+
+class StoreBusyError(RuntimeError):
+    """The DuckDB file is locked by another process for longer than the lock timeout."""
+
+
+class SettingsMismatchError(RuntimeError):
+    """The DuckDB file holds forecasts made with other settings than the ones in force."""
+
+
+def quote_ident(name: str) -> str:
+    """Quote an SQL identifier (factor names become column names of `covariance_report`)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _diff_settings(stored: Any, current: Any, prefix: str = "") -> list[str]:
+    if isinstance(stored, dict) and isinstance(current, dict):
+        out: list[str] = []
+        for key in sorted(set(stored) | set(current)):
+            out += _diff_settings(stored.get(key), current.get(key), f"{prefix}{key}.")
+        return out
+    if stored != current:
+        return [f"{prefix.rstrip('.')}: stored {stored!r}, now {current!r}"]
+    return []
+
+
+@dataclass(frozen=True)
+class TableWrite:
+    """Rows of one table replacing the rows of `dates` in that table."""
+
+    table: str
+    frame: pl.DataFrame
+
+
+def _is_lock_error(err: Exception) -> bool:
+    text = str(err)
+    return "Could not set lock" in text or "Conflicting lock" in text
+
+
+class Store:
+    """One DuckDB file holding every table of the pipeline."""
+
+    def __init__(self, path: str | os.PathLike[str], lock_timeout: float = 120.0) -> None:
+        self.path = Path(path)
+        self.lock_timeout = lock_timeout
+
+    @classmethod
+    def from_env(cls, lock_timeout: float = 120.0) -> Store:
+        return cls(os.environ.get(ENV_DATABASE) or DEFAULT_DATABASE, lock_timeout)
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection; waits (bounded) while another process holds the file."""
+        if read_only and not self.path.exists():
+            raise FileNotFoundError(f"DuckDB file {self.path} does not exist yet: run a materialisation first")
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.05
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.IOException as err:
+                if not _is_lock_error(err):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise StoreBusyError(
+                        f"DuckDB file {self.path} is locked by another process (a run is writing) "
+                        f"and stayed locked for {self.lock_timeout:.0f} s; try again when it ends"
+                    ) from err
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    # ---- reads -------------------------------------------------------------------------
+
+    def table_exists(self, con: duckdb.DuckDBPyConnection, table: str) -> bool:
+        row = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?",
+            [table],
+        ).fetchone()
+        return bool(row and row[0])
+
+    def read(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
+        with self.connect() as con:
+            return con.execute(sql, list(params or [])).pl()
+
+    def read_dates(
+        self, table: str, start: dt.date, end: dt.date, columns: str = "*", order: str = ""
+    ) -> pl.DataFrame:
+        """Rows of `table` with date in [start, end] (empty frame if the table is missing)."""
+        date_col = DATE_COLUMN.get(table, "date")
+        with self.connect() as con:
+            if not self.table_exists(con, table):
+                return pl.DataFrame()
+            sql = f"SELECT {columns} FROM {quote_ident(table)} WHERE {date_col} BETWEEN ? AND ?"
+            if order:
+                sql += f" ORDER BY {order}"
+            return con.execute(sql, [start, end]).pl()
+
+    def stored_dates(self, table: str) -> list[dt.date]:
+        date_col = DATE_COLUMN.get(table, "date")
+        with self.connect() as con:
+            if not self.table_exists(con, table):
+                return []
+            rows = con.execute(f"SELECT DISTINCT {date_col} FROM {quote_ident(table)} ORDER BY 1").fetchall()
+        return [r[0] for r in rows]
+
+    def read_state(self, asset: str, day: dt.date) -> bytes | None:
+        with self.connect() as con:
+            if not self.table_exists(con, STATE_TABLE):
+                return None
+            row = con.execute(
+                f"SELECT state FROM {STATE_TABLE} WHERE asset = ? AND date = ?", [asset, day]
+            ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    # ---- writes ------------------------------------------------------------------------
+
+    def _ensure_table(self, con: duckdb.DuckDBPyConnection, table: str, incoming: str) -> None:
+        """Create `table` from the contract (fixed columns) and the incoming frame (the rest)."""
+        contract = TABLE_COLUMNS.get(table, {})
+        frame_cols = [
+            (r[0], r[1]) for r in con.execute(f"DESCRIBE {incoming}").fetchall()
+        ]
+        if not self.table_exists(con, table):
+            cols = dict(contract)
+            for name, dtype in frame_cols:
+                cols.setdefault(name, dtype)
+            ddl = ", ".join(f"{quote_ident(c)} {t}" for c, t in cols.items())
+            con.execute(f"CREATE TABLE {quote_ident(table)} ({ddl})")
+            return
+        existing = {r[0] for r in con.execute(f"DESCRIBE {quote_ident(table)}").fetchall()}
+        incoming_names = {n for n, _ in frame_cols}
+        if incoming_names != existing:
+            missing = sorted(existing - incoming_names)
+            extra = sorted(incoming_names - existing)
+            raise ValueError(
+                f"table {table} in {self.path} has other columns than this write "
+                f"(missing {missing}, unexpected {extra}); the model changed: "
+                f"use a new DuckDB file (FACTORCOV_DUCKDB) or delete {self.path}"
+            )
+
+    def replace(
+        self,
+        writes: Sequence[TableWrite],
+        dates: tuple[dt.date, dt.date],
+        state: Mapping[str, Mapping[dt.date, bytes]] | None = None,
+        settings_json: str | None = None,
+    ) -> None:
+        """Replace the rows of dates in [start, end] of every table in `writes`, atomically.
+
+        All tables, the forecaster state and the settings identity are written in ONE
+        transaction: either all of it lands or none of it (a killed process leaves the old rows).
+        """
+        start, end = dates
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                if settings_json is not None:
+                    self._check_settings(con, settings_json)
+                for i, w in enumerate(writes):
+                    name = f"_incoming_{i}"
+                    con.register(name, w.frame.to_arrow())
+                    self._ensure_table(con, w.table, name)
+                    date_col = DATE_COLUMN.get(w.table, "date")
+                    con.execute(
+                        f"DELETE FROM {quote_ident(w.table)} WHERE {date_col} BETWEEN ? AND ?",
+                        [start, end],
+                    )
+                    if w.frame.height:
+                        con.execute(f"INSERT INTO {quote_ident(w.table)} BY NAME SELECT * FROM {name}")
+                    con.unregister(name)
+                if state:
+                    con.execute(
+                        f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (asset VARCHAR, date DATE, state BLOB)"
+                    )
+                    for asset, by_date in state.items():
+                        con.execute(
+                            f"DELETE FROM {STATE_TABLE} WHERE asset = ? AND date BETWEEN ? AND ?",
+                            [asset, start, end],
+                        )
+                        con.executemany(
+                            f"INSERT INTO {STATE_TABLE} VALUES (?, ?, ?)",
+                            [[asset, d, b] for d, b in by_date.items()],
+                        )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    # ---- the model's identity ----------------------------------------------------------
+
+    def _check_settings(self, con: duckdb.DuckDBPyConnection, settings_json: str) -> None:
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {SETTINGS_TABLE} (settings_json VARCHAR, created_at TIMESTAMP)"
+        )
+        row = con.execute(f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 1").fetchone()
+        if row is None:
+            con.execute(
+                f"INSERT INTO {SETTINGS_TABLE} VALUES (?, current_timestamp)", [settings_json]
+            )
+            return
+        if row[0] != settings_json:
+            diffs = _diff_settings(json.loads(row[0]), json.loads(settings_json))
+            raise SettingsMismatchError(
+                f"{self.path} holds forecasts made with other settings; differing: "
+                + "; ".join(diffs)
+                + f". To start afresh, point FACTORCOV_DUCKDB at a new file or delete {self.path}; "
+                "to continue this file, use the settings it was built with "
+                "(SELECT settings_json FROM model_settings)."
+            )
+
+    def stored_settings(self) -> str | None:
+        with self.connect() as con:
+            if not self.table_exists(con, SETTINGS_TABLE):
+                return None
+            row = con.execute(f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 1").fetchone()
+        return None if row is None else str(row[0])
