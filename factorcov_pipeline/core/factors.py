@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from factorcov_pipeline.core.settings import FactorRiskModelSettings
 
 MARKET_FACTOR = "Market"
 
@@ -92,3 +96,121 @@ class FactorSet:
 
 
 DEFAULT_FACTORS = FactorSet.build()
+
+
+# Refinitiv TRBC (2020 scheme) industry groups -> their economic sector. A realistic subset of
+# 52 groups (the thinnest groups of the full scheme are left out); every one of the 13 economic
+# sectors has at least one group. The three tiny sectors have a single group of the same name,
+# as in TRBC. Used as the categories when `universe.trbc_level == "industry_group"`.
+TRBC_INDUSTRY_GROUPS: dict[str, str] = {
+    # Energy
+    "Coal": "Energy",
+    "Oil & Gas": "Energy",
+    "Oil & Gas Related Equipment and Services": "Energy",
+    "Renewable Energy": "Energy",
+    # Basic Materials
+    "Chemicals": "Basic Materials",
+    "Metals & Mining": "Basic Materials",
+    "Construction Materials": "Basic Materials",
+    "Paper & Forest Products": "Basic Materials",
+    "Containers & Packaging": "Basic Materials",
+    # Industrials
+    "Aerospace & Defense": "Industrials",
+    "Machinery, Tools, Heavy Vehicles, Trains & Ships": "Industrials",
+    "Construction & Engineering": "Industrials",
+    "Professional & Commercial Services": "Industrials",
+    "Industrial Conglomerates": "Industrials",
+    "Freight & Logistics Services": "Industrials",
+    "Passenger Transportation Services": "Industrials",
+    # Consumer Cyclicals
+    "Automobiles & Auto Parts": "Consumer Cyclicals",
+    "Textiles & Apparel": "Consumer Cyclicals",
+    "Homebuilding & Construction Supplies": "Consumer Cyclicals",
+    "Household Goods": "Consumer Cyclicals",
+    "Hotels & Entertainment Services": "Consumer Cyclicals",
+    "Media & Publishing": "Consumer Cyclicals",
+    "Diversified Retail": "Consumer Cyclicals",
+    "Other Specialty Retailers": "Consumer Cyclicals",
+    # Consumer Non-Cyclicals
+    "Beverages": "Consumer Non-Cyclicals",
+    "Food & Tobacco": "Consumer Non-Cyclicals",
+    "Personal & Household Products & Services": "Consumer Non-Cyclicals",
+    "Food & Drug Retailing": "Consumer Non-Cyclicals",
+    # Financials
+    "Banking Services": "Financials",
+    "Investment Banking & Investment Services": "Financials",
+    "Insurance": "Financials",
+    "Collective Investments": "Financials",
+    # Healthcare
+    "Healthcare Equipment & Supplies": "Healthcare",
+    "Healthcare Providers & Services": "Healthcare",
+    "Pharmaceuticals": "Healthcare",
+    "Biotechnology & Medical Research": "Healthcare",
+    # Technology
+    "Semiconductors & Semiconductor Equipment": "Technology",
+    "Communications & Networking": "Technology",
+    "Electronic Equipment & Parts": "Technology",
+    "Computers, Phones & Household Electronics": "Technology",
+    "Software & IT Services": "Technology",
+    "Financial Technology (Fintech) & Infrastructure": "Technology",
+    "Telecommunications Services": "Technology",
+    # Utilities
+    "Electric Utilities & IPPs": "Utilities",
+    "Natural Gas Utilities": "Utilities",
+    "Water & Related Utilities": "Utilities",
+    "Multiline Utilities": "Utilities",
+    # Real Estate
+    "Real Estate Operations": "Real Estate",
+    "Residential & Commercial REITs": "Real Estate",
+    # The three tiny sectors
+    "Academic & Educational Services": "Academic & Educational Services",
+    "Government Activity": "Government Activity",
+    "Institutions, Associations & Organizations": "Institutions, Associations & Organizations",
+}
+
+# Extra style factors, used only at scale (`universe.n_extra_styles`); the first n are added
+# after STYLE_FACTORS. Names follow common multi-factor model usage (e.g. Barra USE4 / GEM3).
+EXTRA_STYLE_FACTORS: tuple[str, ...] = (
+    "Beta",
+    "Liquidity",
+    "EarningsYield",
+    "Profitability",
+    "Investment",
+    "ShortInterest",
+    "EarningsQuality",
+    "EarningsVariability",
+    "ResidualVolatility",
+    "AnalystSentiment",
+    "Seasonality",
+    "ShortTermReversal",
+)
+
+
+def factor_set_for(
+    model_settings: FactorRiskModelSettings, sectors: Sequence[str] | None = None
+) -> FactorSet:
+    """Build the model's FactorSet from the risk-model settings.
+
+    Categories: the 13 TRBC economic sectors (`universe.trbc_level == "economic_sector"`) or the
+    TRBC industry groups (`"industry_group"`), unless `sectors` is given (the categories found in
+    user data), which overrides both. Styles: STYLE_FACTORS plus the first
+    `universe.n_extra_styles` of EXTRA_STYLE_FACTORS, or none when the exposure settings have no
+    `style` group. Market is present when the exposure settings have a `market` group.
+    """
+    universe = model_settings.universe
+    exposures = model_settings.exposures
+    if universe.n_extra_styles > len(EXTRA_STYLE_FACTORS):
+        raise ValueError(
+            f"universe.n_extra_styles={universe.n_extra_styles} but only "
+            f"{len(EXTRA_STYLE_FACTORS)} extra style factors exist"
+        )
+    if sectors is not None:
+        categories: tuple[str, ...] = tuple(sectors)
+    elif universe.trbc_level == "industry_group":
+        categories = tuple(TRBC_INDUSTRY_GROUPS)
+    else:
+        categories = TRBC_SECTORS
+    styles: tuple[str, ...] = ()
+    if exposures.has(GROUP_STYLE):
+        styles = STYLE_FACTORS + EXTRA_STYLE_FACTORS[: universe.n_extra_styles]
+    return FactorSet.build(sectors=categories, styles=styles, market=exposures.has(GROUP_MARKET))
