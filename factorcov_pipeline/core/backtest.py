@@ -1,0 +1,216 @@
+"""Bias statistics: the standard evaluation of the factor covariance forecasts.
+
+A risk forecast is unbiased when the realised return of a portfolio, divided by the volatility
+forecast made the day before, has unit standard deviation. For a portfolio with factor weights
+w (unit exposure to one factor, or a fixed random factor portfolio), the standardised outcome of
+date t is
+
+    z_t = r_t / sigma_t,   r_t = w' f_t,   sigma_t^2 = w' Sigma_{t-1} w,
+
+with Sigma_{t-1} the DAILY covariance forecast made at the close of t-1, and the bias statistic
+over a window of T dates is the sample standard deviation of z,
+
+    b = sqrt( 1/(T-1) * sum_t (z_t - mean z)^2 ),
+
+(Menchero, Orr and Wang, "The Barra US Equity Model (USE4) Methodology Notes", MSCI 2011,
+section "Bias statistics"; Connor, Goldberg and Korajczyk, "Portfolio Risk Analysis", Princeton
+2010, chapter on evaluating risk forecasts). b > 1 means risk was under-forecast, b < 1 over-
+forecast. For normal z with a correct forecast, b has standard error about 1/sqrt(2T), so the
+approximate 95% confidence band is 1 +/- sqrt(2/T).
+
+Windows: we use ROLLING windows of `window` consecutive dates (step one date), so that every
+date after the first window has a bias statistic (a time series to plot and monitor).
+Consecutive windows overlap and their statistics are strongly autocorrelated: the share of
+windows inside the band in `bias_summary` is a descriptive number, not a count of independent
+tests. Dates whose z is undefined (no forecast on the first date, a missing return, a
+non-positive forecast variance) are left out of their windows; `n_obs` counts the dates used.
+
+Everything is vectorised: the rolling moments come from cumulative sums (no loop over dates).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+
+PORTFOLIO_KIND_FACTOR = "factor"
+PORTFOLIO_KIND_RANDOM = "random"
+
+FORECAST_BIAS_SCHEMA: dict[str, pl.DataType] = {
+    "window_end": pl.Date(),
+    "portfolio": pl.String(),
+    "portfolio_kind": pl.String(),
+    "n_obs": pl.Int32(),
+    "bias": pl.Float64(),
+}
+
+BIAS_SUMMARY_SCHEMA: dict[str, pl.DataType] = {
+    "portfolio": pl.String(),
+    "portfolio_kind": pl.String(),
+    "mean_bias": pl.Float64(),
+    "mean_abs_bias_minus_1": pl.Float64(),
+    "share_inside_band": pl.Float64(),
+}
+
+
+def random_portfolio_weights(n_factors: int, n_portfolios: int, seed: int = 0) -> np.ndarray:
+    """Fixed random factor portfolios, (n_portfolios, n_factors), each of unit Euclidean norm.
+
+    Weights are i.i.d. standard normal draws from `np.random.default_rng(seed)`, so the
+    portfolios are reproducible across runs and mix all factors (USE4 notes, random active
+    factor portfolios). The bias statistic is scale-free, so the normalisation is cosmetic.
+    """
+    if n_factors < 1 or n_portfolios < 0:
+        raise ValueError("need n_factors >= 1 and n_portfolios >= 0")
+    w = np.random.default_rng(seed).standard_normal((n_portfolios, n_factors))
+    return w / np.linalg.norm(w, axis=1, keepdims=True)
+
+
+def random_portfolio_names(n_portfolios: int) -> list[str]:
+    """`random_01`, `random_02`, ... (zero-padded to at least two digits, sortable)."""
+    width = max(2, len(str(n_portfolios)))
+    return [f"random_{i + 1:0{width}d}" for i in range(n_portfolios)]
+
+
+def standardized_outcomes(
+    factor_returns: np.ndarray, prior_cov_daily: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
+    """z[t, p] = w_p' f_t / sqrt(w_p' Sigma_{t-1} w_p), (T, P); NaN where undefined.
+
+    `factor_returns` is (T, K), `prior_cov_daily` (T, K, K) with row t the daily forecast made
+    at t-1, `weights` (P, K). NaN returns or forecasts, and non-positive forecast variances,
+    give NaN.
+    """
+    f = np.asarray(factor_returns, dtype=np.float64)
+    cov = np.asarray(prior_cov_daily, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    r = f @ w.T
+    var = np.einsum("pk,tkl,pl->tp", w, cov, w, optimize=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = r / np.sqrt(np.where(var > 0, var, np.nan))
+    z[~np.isfinite(z)] = np.nan
+    return z
+
+
+def rolling_bias(z: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rolling bias statistics of (T, P) standardised outcomes over `window` dates.
+
+    Returns `(bias, n_obs)`, both (T - window + 1, P): row i is the window of dates
+    [i, i + window - 1]. `bias` is the sample standard deviation (ddof 1) of the finite z in
+    the window, NaN when fewer than two are finite. Moments come from cumulative sums of z
+    centred on each column's mean (which keeps the cancellation error near 1e-13).
+    """
+    z = np.asarray(z, dtype=np.float64)
+    if z.ndim != 2:
+        raise ValueError(f"z must be (T, P), got shape {z.shape}")
+    t, p = z.shape
+    if window < 2:
+        raise ValueError(f"window must be >= 2, got {window}")
+    if t < window:
+        return np.empty((0, p)), np.empty((0, p), dtype=np.int64)
+    valid = np.isfinite(z)
+    counts = valid.sum(axis=0)
+    centre = np.where(counts > 0, np.where(valid, z, 0.0).sum(axis=0) / np.maximum(counts, 1), 0.0)
+    zc = np.where(valid, z - centre, 0.0)
+    zero = np.zeros((1, p))
+    s0 = np.concatenate([zero, np.cumsum(valid, axis=0, dtype=np.float64)])
+    s1 = np.concatenate([zero, np.cumsum(zc, axis=0)])
+    s2 = np.concatenate([zero, np.cumsum(zc * zc, axis=0)])
+    n = s0[window:] - s0[:-window]
+    m1 = s1[window:] - s1[:-window]
+    m2 = s2[window:] - s2[:-window]
+    n_obs = np.rint(n).astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = (m2 - m1 * m1 / n) / (n - 1.0)
+    bias = np.where(n_obs >= 2, np.sqrt(np.maximum(var, 0.0)), np.nan)
+    return bias, n_obs
+
+
+def forecast_bias(
+    dates: Sequence[dt.date],
+    factor_names: Sequence[str],
+    factor_returns: np.ndarray,
+    prior_cov_daily: np.ndarray,
+    window: int = 21,
+    n_portfolios: int = 20,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """Rolling bias statistics of the factor and random-portfolio risk forecasts.
+
+    `factor_returns` (T, K) in `factor_names` order; `prior_cov_daily` (T, K, K), row t the
+    DAILY covariance forecast made at t-1 (row 0 is NaN: no forecast before the first date).
+    Portfolios: one per factor (unit exposure, named as the factor, kind 'factor'), then
+    `n_portfolios` fixed random factor portfolios (`random_portfolio_weights(K, n, seed)`,
+    named `random_01`..., kind 'random').
+
+    Returns the `forecast_bias` table: `window_end` (Date, last date of the window),
+    `portfolio`, `portfolio_kind`, `n_obs` (Int32, dates with a defined z in the window),
+    `bias` (Float64), for every rolling window of `window` consecutive dates with at least two
+    defined z; rows ordered by window_end, then factors in input order, then random portfolios.
+    """
+    dates = list(dates)
+    names = list(factor_names)
+    f = np.asarray(factor_returns, dtype=np.float64)
+    cov = np.asarray(prior_cov_daily, dtype=np.float64)
+    t = len(dates)
+    k = len(names)
+    if f.shape != (t, k):
+        raise ValueError(f"factor_returns must be (T, K) = ({t}, {k}), got {f.shape}")
+    if cov.shape != (t, k, k):
+        raise ValueError(f"prior_cov_daily must be (T, K, K) = ({t}, {k}, {k}), got {cov.shape}")
+    if len(set(names)) != k:
+        raise ValueError("factor_names must be unique")
+    day = np.asarray(dates, dtype="datetime64[D]")
+    if np.any(np.diff(day) <= np.timedelta64(0, "D")):
+        raise ValueError("dates must be strictly increasing")
+
+    weights = np.vstack([np.eye(k), random_portfolio_weights(k, n_portfolios, seed)])
+    port_names = names + random_portfolio_names(n_portfolios)
+    kinds = [PORTFOLIO_KIND_FACTOR] * k + [PORTFOLIO_KIND_RANDOM] * n_portfolios
+    n_port = len(port_names)
+
+    if t < window:
+        return pl.DataFrame(schema=FORECAST_BIAS_SCHEMA)
+    z = standardized_outcomes(f, cov, weights)
+    bias, n_obs = rolling_bias(z, window)
+    keep = (n_obs >= 2).ravel()
+    n_win = bias.shape[0]
+    ends = day[window - 1 :]
+    out = pl.DataFrame(
+        {
+            "window_end": np.repeat(ends, n_port)[keep],
+            "portfolio": np.tile(np.asarray(port_names, dtype=object), n_win)[keep],
+            "portfolio_kind": np.tile(np.asarray(kinds, dtype=object), n_win)[keep],
+            "n_obs": n_obs.ravel()[keep],
+            "bias": bias.ravel()[keep],
+        }
+    )
+    return out.cast(FORECAST_BIAS_SCHEMA)  # type: ignore[arg-type]
+
+
+def bias_summary(df: pl.DataFrame) -> pl.DataFrame:
+    """Per-portfolio summary of a `forecast_bias` table.
+
+    `mean_bias`: mean of the window statistics; `mean_abs_bias_minus_1`: mean of |b - 1|;
+    `share_inside_band`: share of windows with |b - 1| <= sqrt(2 / n_obs), the approximate 95%
+    band of an unbiased forecast with normal outcomes (see the module docstring; windows
+    overlap, so this is descriptive). Portfolios keep their order of first appearance.
+    """
+    missing = {"portfolio", "portfolio_kind", "n_obs", "bias"} - set(df.columns)
+    if missing:
+        raise ValueError(f"forecast_bias table lacks columns {sorted(missing)}")
+    dev = (pl.col("bias") - 1.0).abs()
+    band = (2.0 / pl.col("n_obs").cast(pl.Float64)).sqrt()
+    out = (
+        df.filter(pl.col("bias").is_not_null() & pl.col("bias").is_not_nan())
+        .group_by(["portfolio", "portfolio_kind"], maintain_order=True)
+        .agg(
+            pl.col("bias").mean().alias("mean_bias"),
+            dev.mean().alias("mean_abs_bias_minus_1"),
+            (dev <= band).cast(pl.Float64).mean().alias("share_inside_band"),
+        )
+    )
+    return out.cast(BIAS_SUMMARY_SCHEMA)  # type: ignore[arg-type]
