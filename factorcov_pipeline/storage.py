@@ -95,6 +95,14 @@ STATE_TABLE = "_forecast_state"
 SETTINGS_TABLE = "model_settings"
 
 
+def fetch_polars(cursor: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """The result of an executed statement as polars, through Arrow (duckdb 2 has no `.pl()` on
+    a connection's result)."""
+    frame = pl.from_arrow(cursor.to_arrow_table())
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
 class StoreBusyError(RuntimeError):
     """The DuckDB file is locked by another process for longer than the lock timeout."""
 
@@ -127,6 +135,18 @@ class TableWrite:
     frame: pl.DataFrame
 
 
+def _run(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None) -> None:
+    """Execute a statement whose result is not needed and finish it (duckdb 2 refuses further
+    work on a connection with an unfinished result)."""
+    con.execute(sql, list(params or [])).fetchall()
+
+
+def _one(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None) -> Any:
+    """The first row of a query (or None), with the result fully consumed."""
+    rows = con.execute(sql, list(params or [])).fetchall()
+    return rows[0] if rows else None
+
+
 def _is_lock_error(err: Exception) -> bool:
     text = str(err)
     return "Could not set lock" in text or "Conflicting lock" in text
@@ -147,7 +167,9 @@ class Store:
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short-lived connection; waits (bounded) while another process holds the file."""
         if read_only and not self.path.exists():
-            raise FileNotFoundError(f"DuckDB file {self.path} does not exist yet: run a materialisation first")
+            raise FileNotFoundError(
+                f"DuckDB file {self.path} does not exist yet: run a materialisation first"
+            )
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout
@@ -174,15 +196,16 @@ class Store:
     # ---- reads -------------------------------------------------------------------------
 
     def table_exists(self, con: duckdb.DuckDBPyConnection, table: str) -> bool:
-        row = con.execute(
+        row = _one(
+            con,
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?",
             [table],
-        ).fetchone()
+        )
         return bool(row and row[0])
 
     def read(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
         with self.connect() as con:
-            return con.execute(sql, list(params or [])).pl()
+            return fetch_polars(con.execute(sql, list(params or [])))
 
     def read_dates(
         self, table: str, start: dt.date, end: dt.date, columns: str = "*", order: str = ""
@@ -195,23 +218,25 @@ class Store:
             sql = f"SELECT {columns} FROM {quote_ident(table)} WHERE {date_col} BETWEEN ? AND ?"
             if order:
                 sql += f" ORDER BY {order}"
-            return con.execute(sql, [start, end]).pl()
+            return fetch_polars(con.execute(sql, [start, end]))
 
     def stored_dates(self, table: str) -> list[dt.date]:
         date_col = DATE_COLUMN.get(table, "date")
         with self.connect() as con:
             if not self.table_exists(con, table):
                 return []
-            rows = con.execute(f"SELECT DISTINCT {date_col} FROM {quote_ident(table)} ORDER BY 1").fetchall()
+            rows = con.execute(
+                f"SELECT DISTINCT {date_col} FROM {quote_ident(table)} ORDER BY 1"
+            ).fetchall()
         return [r[0] for r in rows]
 
     def read_state(self, asset: str, day: dt.date) -> bytes | None:
         with self.connect() as con:
             if not self.table_exists(con, STATE_TABLE):
                 return None
-            row = con.execute(
-                f"SELECT state FROM {STATE_TABLE} WHERE asset = ? AND date = ?", [asset, day]
-            ).fetchone()
+            row = _one(
+                con, f"SELECT state FROM {STATE_TABLE} WHERE asset = ? AND date = ?", [asset, day]
+            )
         return None if row is None else bytes(row[0])
 
     # ---- writes ------------------------------------------------------------------------
@@ -219,15 +244,13 @@ class Store:
     def _ensure_table(self, con: duckdb.DuckDBPyConnection, table: str, incoming: str) -> None:
         """Create `table` from the contract (fixed columns) and the incoming frame (the rest)."""
         contract = TABLE_COLUMNS.get(table, {})
-        frame_cols = [
-            (r[0], r[1]) for r in con.execute(f"DESCRIBE {incoming}").fetchall()
-        ]
+        frame_cols = [(r[0], r[1]) for r in con.execute(f"DESCRIBE {incoming}").fetchall()]
         if not self.table_exists(con, table):
             cols = dict(contract)
             for name, dtype in frame_cols:
                 cols.setdefault(name, dtype)
             ddl = ", ".join(f"{quote_ident(c)} {t}" for c, t in cols.items())
-            con.execute(f"CREATE TABLE {quote_ident(table)} ({ddl})")
+            _run(con, f"CREATE TABLE {quote_ident(table)} ({ddl})")
             return
         existing = {r[0] for r in con.execute(f"DESCRIBE {quote_ident(table)}").fetchall()}
         incoming_names = {n for n, _ in frame_cols}
@@ -254,7 +277,7 @@ class Store:
         """
         start, end = dates
         with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
+            _run(con, "BEGIN TRANSACTION")
             try:
                 if settings_json is not None:
                     self._check_settings(con, settings_json)
@@ -263,19 +286,24 @@ class Store:
                     con.register(name, w.frame.to_arrow())
                     self._ensure_table(con, w.table, name)
                     date_col = DATE_COLUMN.get(w.table, "date")
-                    con.execute(
+                    _run(
+                        con,
                         f"DELETE FROM {quote_ident(w.table)} WHERE {date_col} BETWEEN ? AND ?",
                         [start, end],
                     )
                     if w.frame.height:
-                        con.execute(f"INSERT INTO {quote_ident(w.table)} BY NAME SELECT * FROM {name}")
+                        _run(
+                            con, f"INSERT INTO {quote_ident(w.table)} BY NAME SELECT * FROM {name}"
+                        )
                     con.unregister(name)
                 if state:
-                    con.execute(
-                        f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (asset VARCHAR, date DATE, state BLOB)"
+                    _run(
+                        con,
+                        f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (asset VARCHAR, date DATE, state BLOB)",
                     )
                     for asset, by_date in state.items():
-                        con.execute(
+                        _run(
+                            con,
                             f"DELETE FROM {STATE_TABLE} WHERE asset = ? AND date BETWEEN ? AND ?",
                             [asset, start, end],
                         )
@@ -283,21 +311,22 @@ class Store:
                             f"INSERT INTO {STATE_TABLE} VALUES (?, ?, ?)",
                             [[asset, d, b] for d, b in by_date.items()],
                         )
-                con.execute("COMMIT")
+                _run(con, "COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                _run(con, "ROLLBACK")
                 raise
 
     # ---- the model's identity ----------------------------------------------------------
 
     def _check_settings(self, con: duckdb.DuckDBPyConnection, settings_json: str) -> None:
-        con.execute(
-            f"CREATE TABLE IF NOT EXISTS {SETTINGS_TABLE} (settings_json VARCHAR, created_at TIMESTAMP)"
+        _run(
+            con,
+            f"CREATE TABLE IF NOT EXISTS {SETTINGS_TABLE} (settings_json VARCHAR, created_at TIMESTAMP)",
         )
-        row = con.execute(f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 1").fetchone()
+        row = _one(con, f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 1")
         if row is None:
-            con.execute(
-                f"INSERT INTO {SETTINGS_TABLE} VALUES (?, current_timestamp)", [settings_json]
+            _run(
+                con, f"INSERT INTO {SETTINGS_TABLE} VALUES (?, current_timestamp)", [settings_json]
             )
             return
         if row[0] != settings_json:
@@ -314,5 +343,5 @@ class Store:
         with self.connect() as con:
             if not self.table_exists(con, SETTINGS_TABLE):
                 return None
-            row = con.execute(f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 1").fetchone()
+            row = _one(con, f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 1")
         return None if row is None else str(row[0])

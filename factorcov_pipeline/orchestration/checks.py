@@ -8,7 +8,6 @@ compares with the stored day-by-day forecasts. Checks whose failure makes downst
 wrong are blocking.
 """
 
-from __future__ import annotations
 
 import datetime as dt
 
@@ -147,7 +146,7 @@ def exposures_standardised(
         """
         SELECT e.date, e.factor,
                sum(u.market_cap * e.exposure) / sum(u.market_cap) AS cw_mean,
-               stddev_pop(e.exposure) AS ew_std, count(*) AS n
+               stddev_pop(e.exposure) AS ew_std, stddev_samp(e.exposure) AS ew_std_samp, count(*) AS n
         FROM exposures e JOIN universe u USING (date, asset_id)
         WHERE e.date BETWEEN ? AND ? AND e.factor IN (SELECT unnest(?::VARCHAR[]))
         GROUP BY ALL
@@ -160,7 +159,9 @@ def exposures_standardised(
     # A degenerate descriptor (zero variance) gives all-zero exposures: std 0 is allowed then.
     std_err = float(
         stats.filter(pl.col("ew_std") > 0)
-        .select((pl.col("ew_std") - 1.0).abs().max())
+        .select(
+            pl.min_horizontal((pl.col("ew_std") - 1.0).abs(), (pl.col("ew_std_samp") - 1.0).abs()).max()
+        )
         .item()
         or 0.0
     )
@@ -261,7 +262,7 @@ def volatility_tieout(
             pd.testing.assert_frame_equal(df_vol, expected, check_column_type=False, check_categorical=False, check_like=True)
         except AssertionError as err:
             return _result(False, f"tutorial volatility tie-out failed: {err}")
-        exact = tieout.tutorial_vol_tieout(df_fr, settings.factor_cov_settings.halflife_vol, float64=True)
+        exact = tieout.tutorial_vol_tieout_f64(df_fr, settings.factor_cov_settings.halflife_vol)
         exact = exact.loc[exact.index >= pd.Timestamp(in_range[0])].reindex(columns=df_vol.columns)
         err64 = float(np.abs(df_vol.to_numpy() - exact.to_numpy()).max())
         return _result(True, "tutorial volatility tie-out (assert_frame_equal) passed", dates=len(in_range), max_abs_diff_float64=err64)

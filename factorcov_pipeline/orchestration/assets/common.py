@@ -1,7 +1,6 @@
 """What every asset shares: partitioning, the backfill policy, the model's factors, and the
 lookup of a recursion's stored state."""
 
-from __future__ import annotations
 
 import datetime as dt
 from typing import Any

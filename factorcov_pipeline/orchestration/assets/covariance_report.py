@@ -1,6 +1,5 @@
 """`covariance_report`: the tutorial's `df_vcov` layout, one row per (date, factor)."""
 
-from __future__ import annotations
 
 from dagster import AssetExecutionContext, MaterializeResult, asset
 

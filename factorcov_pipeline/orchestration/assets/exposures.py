@@ -1,6 +1,5 @@
 """`exposures`: Market, sector dummies and standardised styles per asset and session."""
 
-from __future__ import annotations
 
 from dagster import AssetExecutionContext, MaterializeResult, asset
 

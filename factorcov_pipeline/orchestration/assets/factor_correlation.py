@@ -1,6 +1,5 @@
 """`factor_correlation`: EWMA correlation forecasts, continued from the stored recursion state."""
 
-from __future__ import annotations
 
 import numpy as np
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, asset

@@ -1,6 +1,5 @@
 """`factor_covariance`: covariance_ij = vol_i x vol_j x correlation_ij, the full K x K per date."""
 
-from __future__ import annotations
 
 from dagster import AssetExecutionContext, MaterializeResult, asset
 

@@ -1,13 +1,11 @@
 """`factor_returns`: the daily constrained cross-sectional regression (or user factor returns)."""
 
-from __future__ import annotations
 
 import polars as pl
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.regression import estimate_factor_returns
-from factorcov_pipeline.core.userdata import load_factor_returns
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     category_column,
@@ -77,6 +75,8 @@ def factor_returns(
     factors = model_factors(settings)
     uni = settings.factor_model_settings.universe
     if uni.factor_returns:
+        from factorcov_pipeline.core.userdata import load_factor_returns
+
         fr = load_factor_returns(uni.factor_returns).filter(
             pl.col("date").is_between(dates[0], dates[-1])
         )

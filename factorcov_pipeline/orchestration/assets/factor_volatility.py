@@ -1,6 +1,5 @@
 """`factor_volatility`: EWMA volatility forecasts, continued from the stored recursion state."""
 
-from __future__ import annotations
 
 import numpy as np
 import polars as pl

@@ -1,6 +1,5 @@
 """`forecast_bias`: bias statistics of the covariance forecasts over rolling windows."""
 
-from __future__ import annotations
 
 import datetime as dt
 

@@ -1,13 +1,11 @@
 """`universe`: the asset universe of each session (synthetic by default, or the user's data)."""
 
-from __future__ import annotations
 
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.synthetic import generate_universe
-from factorcov_pipeline.core.userdata import load_universe
 from factorcov_pipeline.orchestration.assets.common import PARTITIONED, date_span, model_factors
 from factorcov_pipeline.orchestration.partitions import SESSIONS_START, partition_dates
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
@@ -38,6 +36,8 @@ def universe(
         planted = pl.concat([d.planted_factor_returns for d in days], how="vertical")
         writes = [TableWrite("universe", frame), TableWrite("planted_factor_returns", planted)]
     else:
+        from factorcov_pipeline.core.userdata import load_universe
+
         frame = load_universe(uni_settings, sessions, factors.sectors, dates)
         writes = [TableWrite("universe", frame)]
     store.replace(writes, date_span(dates), settings_json=settings.fingerprint())
