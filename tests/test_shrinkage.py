@@ -210,13 +210,13 @@ def _mv_loss(est: np.ndarray, true: np.ndarray) -> float:
 
 
 def _stein(est: np.ndarray, true: np.ndarray) -> float:
-    """Stein's loss tr(S^-1 E) - log det(S^-1 E) - K (Ledoit-Wolf, JFEC 2022, sec. 4.3)."""
+    """Stein's loss tr(S^-1 E) - log det(S^-1 E) - K (Ledoit-Wolf, JFEC 2022, sec. 4)."""
     m = np.linalg.solve(true, est)
     return float(np.trace(m) - np.linalg.slogdet(m)[1] - len(true))
 
 
 def _sym_kl(est: np.ndarray, true: np.ndarray) -> float:
-    """Symmetrized Kullback-Leibler loss (Ledoit-Wolf, JFEC 2022, sec. 4.4)."""
+    """Symmetrized Kullback-Leibler loss (Ledoit-Wolf, JFEC 2022, sec. 4)."""
     k = len(true)
     return float(
         0.5 * (np.trace(np.linalg.solve(est, true)) + np.trace(np.linalg.solve(true, est))) - k

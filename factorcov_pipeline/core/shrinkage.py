@@ -7,12 +7,12 @@ Ledoit-Wolf estimators keep the sample eigenvectors and replace the eigenvalues 
 derived from random-matrix theory:
 
 * QIS, quadratic-inverse shrinkage: Ledoit and Wolf, "Quadratic shrinkage for large covariance
-  matrices", Bernoulli 28(3), 2022, eq. (4.9)-(4.10) (non-singular case) and section 4.5
-  (singular case, p > n); optimal under Frobenius, inverse Stein and minimum-variance losses.
+  matrices", Bernoulli 28(3), 2022, with its singular-case branch for p > n; optimal under
+  Frobenius, inverse Stein and minimum-variance losses.
 * LIS, linear-inverse shrinkage: Ledoit and Wolf, "The power of (non-)linear shrinking: a review
-  and guide to covariance matrix estimation", J. Financial Econometrics 20(1), 2022, section 4.3
+  and guide to covariance matrix estimation", J. Financial Econometrics 20(1), 2022, section 4
   (Stein's loss).
-* GIS, geometric-inverse shrinkage: same review, section 4.4 (symmetrized Kullback-Leibler
+* GIS, geometric-inverse shrinkage: same review, section 4 (symmetrized Kullback-Leibler
   loss): the geometric mean of the LIS and QIS eigenvalues.
 
 The formulas are those of the authors' published code, `LIS.m`, `QIS.m` and `GIS.m` in
@@ -59,7 +59,7 @@ def ewma_effective_observations(halflife: float, n_dates: int | np.ndarray) -> f
     pandas' `ewm(halflife=h, adjust=True)` weights the observation i dates back by
     w_i = a^i, a = 1 - alpha = exp(-ln 2 / h), i = 0..n-1 (pandas docs, "Exponentially weighted
     window"). Kish's effective sample size of these weights (Kish, "Survey Sampling", 1965,
-    eq. 11.7.2) has the closed form
+    section 11.7) has the closed form
 
         n_eff = (1 - a^n)^2 / (1 - a)^2 * (1 - a^2) / (1 - a^(2n))
               = (1 + a)(1 - a^n) / ((1 - a)(1 + a^n)),
@@ -121,12 +121,12 @@ def shrink_eigenvalues(
         theta_i  = mean_j L_j (L_j - L_i) / ((L_j - L_i)^2 + h^2 L_j^2),  L = invlambda
         Htheta_i = mean_j L_j (h L_j)     / ((L_j - L_i)^2 + h^2 L_j^2)
         QIS (K <= n): delta_i = 1 / ((1-c)^2 L_i + 2c(1-c) L_i theta_i + c^2 L_i A_i^2),
-                      A^2 = theta^2 + Htheta^2                 (Bernoulli 2022, eq. 4.9)
+                      A^2 = theta^2 + Htheta^2                 (Bernoulli 2022, QIS)
         QIS (K > n):  delta = 1 / ((c-1) mean(L)) on the K-m null eigenvalues and
-                      1 / (L_i A_i^2) on the others            (Bernoulli 2022, sec. 4.5)
+                      1 / (L_i A_i^2) on the others            (Bernoulli 2022, p > n)
         QIS:          rescaled so that sum(delta) = sum(lambda) (trace preserved)
-        LIS:          1 / max((1-c) L_i + 2c L_i theta_i, min L)   (JFEC 2022, sec. 4.3)
-        GIS:          sqrt(delta_QIS_unscaled_i * LIS_i)           (JFEC 2022, sec. 4.4)
+        LIS:          1 / max((1-c) L_i + 2c L_i theta_i, min L)   (JFEC 2022, sec. 4)
+        GIS:          sqrt(delta_QIS_unscaled_i * LIS_i)           (JFEC 2022, sec. 4)
     """
     _check_method(method, singular)
     lam = np.asarray(eigenvalues, dtype=np.float64)
