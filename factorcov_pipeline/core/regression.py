@@ -19,7 +19,7 @@ sector j with the largest |c_j| on the date is eliminated, f_j = -sum_{k != j} c
 i.e. f = B g with B the K x K identity whose row j is replaced by -c / c_j (column j of B is
 zero, so g_j is pinned to 0). Choosing the largest |c_j| keeps the entries of B bounded by 1
 in absolute value, the best-conditioned choice of the K sectors. The reduced normal equations
-B'(X'WX + R)B g = B'X'W y are solved by a batched Cholesky-free `np.linalg.solve` after Jacobi
+B'(X'WX + R)B g = B'X'W y are solved by a batched `np.linalg.solve` (LU) after Jacobi
 (diagonal) scaling.
 
 Degenerate dates never raise:
@@ -63,6 +63,9 @@ RANK_TOL = 1e-10
 PINV_RTOL = 1e-10
 # A category with at least one but fewer than this many assets on a date is counted as thin.
 THIN_CATEGORY_MIN_ASSETS = 5
+# Upper bound on the padded (T, Nmax, K) float64 design of one chunk: fewer than `chunk_dates`
+# dates go into a chunk when the design would be larger (10,000 assets x 70 factors: 45 dates).
+MAX_CHUNK_BYTES = 256 * 2**20
 
 ZERO_SUM_KEY = "trbc"
 
@@ -278,7 +281,9 @@ def estimate_factor_returns(
     Market plays the intercept's role and the zero-sum constraint ties it to the cap-weighted
     market). `thin_categories` counts the categories with at least one but fewer than
     THIN_CATEGORY_MIN_ASSETS assets; `degenerate` flags the dates solved by the minimum-norm
-    fallback (rank-deficient design). Dates are processed `chunk_dates` at a time.
+    fallback (rank-deficient design). Dates are processed `chunk_dates` at a time (fewer when the
+    padded design of a chunk would exceed MAX_CHUNK_BYTES); results do not depend on chunking
+    beyond rounding.
     """
     if chunk_dates < 1:
         raise ValueError(f"chunk_dates must be >= 1, got {chunk_dates}")
@@ -348,12 +353,14 @@ def estimate_factor_returns(
     n_assets = np.bincount(t_all, minlength=n_dates)
     row_start = np.concatenate([[0], np.cumsum(n_assets)])
     lam = settings.thin_category_shrinkage
+    bytes_per_date = 8 * k * max(int(n_assets.max()) if n_dates else 1, 1)
+    step = max(1, min(chunk_dates, MAX_CHUNK_BYTES // bytes_per_date))
 
     f_all = np.zeros((n_dates, k))
     resid_all = np.zeros(frame.height)
     degenerate_all = np.zeros(n_dates, dtype=bool)
-    for t0 in range(0, n_dates, chunk_dates):
-        t1 = min(t0 + chunk_dates, n_dates)
+    for t0 in range(0, n_dates, step):
+        t1 = min(t0 + step, n_dates)
         r0, r1 = row_start[t0], row_start[t1]
         tc = t_all[r0:r1] - t0
         pc = pos_all[r0:r1]
@@ -392,8 +399,8 @@ def estimate_factor_returns(
     factor_returns = pl.DataFrame(
         {
             "date": dates.gather(np.repeat(np.arange(n_dates), k)),
-            "factor": names * n_dates,
-            "factor_group": groups * n_dates,
+            "factor": pl.Series(names * n_dates, dtype=pl.String),
+            "factor_group": pl.Series(groups * n_dates, dtype=pl.String),
             "factor_return": f_all.reshape(-1),
         }
     )
