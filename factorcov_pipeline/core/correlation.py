@@ -9,8 +9,9 @@ Default (the tutorial's ``df_cor_tieout``): ``C_0(t)`` is the pandas EWMA
 EWMA form of Barra USE4 (Menchero, Orr and Wang 2011, section 4.2):
 ``C(t) = C_0(t) + sum_{l=1..L} (1 - l/(L+1)) (C_l(t) + C_l(t)')`` with
 ``C_l(t) = EWMA_s(x_s x_{s-l}')`` (same half-life; lags before the first date are missing, a lag
-without any observation yet contributes 0). If the adjusted matrix has a non-positive diagonal
-entry on a date (possible in finite samples), that date falls back to ``C_0``.
+without any observation yet contributes 0). If the adjusted matrix has a diagonal entry not above
+``NW_MIN_RATIO`` (1e-8) times C_0's on a date (possible in finite samples), that date falls back
+to ``C_0`` (as in `factorcov_pipeline.core.volatility`).
 
 ``combine_standardized=True``: the correlation is estimated on returns standardised by their
 prior-day volatility forecast, ``z_t = f_t / prior_daily_vol_t`` (``prior_daily_vol[t]`` = the
@@ -48,7 +49,7 @@ import numpy as np
 
 from factorcov_pipeline.core.ewma import EwmaState, arrays_from_bytes, arrays_to_bytes, ewma_run
 from factorcov_pipeline.core.settings import FactorCovarianceSettings
-from factorcov_pipeline.core.volatility import bartlett_weights, next_buffer
+from factorcov_pipeline.core.volatility import NW_MIN_RATIO, bartlett_weights, next_buffer
 
 PSD_TOL = 1e-10
 
@@ -231,7 +232,7 @@ class CorrelationForecaster:
                 adj += b * (c_l + np.swapaxes(c_l, -1, -2))
             diag_adj = np.diagonal(adj, axis1=-2, axis2=-1)
             diag_0 = np.diagonal(cov, axis1=-2, axis2=-1)
-            fallback = np.any((diag_adj <= 0.0) & (diag_0 > 0.0), axis=1)
+            fallback = np.any((diag_adj <= NW_MIN_RATIO * diag_0) & (diag_0 > 0.0), axis=1)
             repaired |= fallback
             cov = np.where(fallback[:, None, None], cov, adj)
         lag_buffer = (

@@ -16,9 +16,10 @@ set, else ``halflife_vol``. Each ``C_l`` is normalised by its own weight sum, ov
 which the lag is available: on the first l dates (and after any missing return) ``f_{s-l}`` is
 missing, the product is a missing observation, so those terms are not accumulated (the EWMA
 still ages); until a lag has a first observation its term is 0. Because the ``C_l`` are finite-
-sample estimates, the adjusted variance can be <= 0 (strong negative autocorrelation); it then
-falls back to the unadjusted ``C_0`` for that factor and date (we never publish zero or negative
-risk, and dropping the correction is the conservative, documented choice).
+sample estimates, the adjusted variance can be <= 0 (strong negative autocorrelation); when it is
+not above ``NW_MIN_RATIO * C_0`` (1e-8: zero up to rounding, e.g. 1e-4 - 2 * 0.5 * 1e-4 gives
+1e-20) it falls back to the unadjusted ``C_0`` for that factor and date (we never publish zero or
+negative risk, and dropping the correction is the conservative, documented choice).
 
 ``halflife_vra`` set: volatility regime adjustment (USE4 notes, eq. 4.3-4.5):
 
@@ -42,6 +43,7 @@ from factorcov_pipeline.core.ewma import EwmaState, arrays_from_bytes, arrays_to
 from factorcov_pipeline.core.settings import FactorCovarianceSettings
 
 ANNUALISATION_DAYS = 252
+NW_MIN_RATIO = 1e-8
 
 
 def bartlett_weights(n_lags: int) -> np.ndarray:
@@ -207,7 +209,7 @@ class VolatilityForecaster:
                 nw_s[i], nw_w[i] = lag_state.s, lag_state.w
                 adj += 2.0 * b * np.nan_to_num(block_l.mean, nan=0.0)
             # Non-positive NW variance: fall back to the unadjusted C_0 (module docstring).
-            raw = np.where(adj > 0.0, adj, c0)
+            raw = np.where(adj > NW_MIN_RATIO * c0, adj, c0)
         lag_buffer = (
             next_buffer(state.lag_buffer, F, self.n_lags) if self.n_lags > 0 else state.lag_buffer
         )

@@ -1,0 +1,117 @@
+"""The resumable EWMA against pandas' ewm(halflife=h).mean() and direct weight sums."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from factorcov_pipeline.core.ewma import (
+    EwmaState,
+    arrays_from_bytes,
+    arrays_to_bytes,
+    ewma_decay,
+    ewma_mean,
+    ewma_run,
+)
+
+
+def _with_nans(rng: np.random.Generator, shape: tuple[int, ...], frac: float) -> np.ndarray:
+    x = rng.standard_normal(shape) ** 2 + 0.1 * rng.standard_normal(shape)
+    x[rng.random(shape) < frac] = np.nan
+    return x
+
+
+@pytest.mark.parametrize("halflife", [0.7, 1.0, 5.5, 60.0, 120.0, 1e6])
+def test_matches_pandas_with_nans(halflife: float) -> None:
+    rng = np.random.default_rng(7)
+    x = _with_nans(rng, (300, 6), 0.25)
+    x[:40, 0] = np.nan  # leading missing block
+    x[100:160, 1] = np.nan  # a long gap: the decay continues (ignore_na=False)
+    x[:, 2] = np.nan  # never observed
+    ours = ewma_mean(x, halflife)
+    ref = pd.DataFrame(x).ewm(halflife=halflife).mean().to_numpy()
+    assert np.array_equal(np.isnan(ours), np.isnan(ref))
+    ok = ~np.isnan(ref)
+    np.testing.assert_allclose(ours[ok], ref[ok], rtol=1e-14, atol=1e-15)  # data ~ O(1)
+
+
+def test_matrix_state_elementwise_nans_match_pandas() -> None:
+    rng = np.random.default_rng(3)
+    x = _with_nans(rng, (120, 4, 4), 0.2)
+    ours = ewma_mean(x, 12.0)
+    ref = pd.DataFrame(x.reshape(120, 16)).ewm(halflife=12.0).mean().to_numpy().reshape(120, 4, 4)
+    assert np.array_equal(np.isnan(ours), np.isnan(ref))
+    ok = ~np.isnan(ref)
+    np.testing.assert_allclose(ours[ok], ref[ok], rtol=1e-14, atol=1e-15)  # data ~ O(1)
+
+
+def test_decay_is_half_per_halflife() -> None:
+    for h in (1.0, 3.0, 60.0, 120.0):
+        assert ewma_decay(h) ** h == pytest.approx(0.5, rel=1e-13)
+    with pytest.raises(ValueError):
+        ewma_decay(0.0)
+
+
+def test_weight_sums_against_direct_loop() -> None:
+    rng = np.random.default_rng(11)
+    x = _with_nans(rng, (80, 3), 0.3)
+    h = 9.0
+    block, _ = ewma_run(x, h, track_sq=True)
+    a = 0.5 ** (1.0 / h)
+    for t in (0, 10, 79):
+        for k in range(3):
+            w = np.array([a ** (t - s) for s in range(t + 1) if not np.isnan(x[s, k])])
+            v = np.array([x[s, k] for s in range(t + 1) if not np.isnan(x[s, k])])
+            assert block.weight_sum[t, k] == pytest.approx(w.sum(), rel=1e-13)
+            assert block.weight_sq_sum[t, k] == pytest.approx((w**2).sum(), rel=1e-13)
+            if w.size:
+                assert block.effective_obs[t, k] == pytest.approx(
+                    w.sum() ** 2 / (w**2).sum(), rel=1e-13
+                )
+                assert block.mean[t, k] == pytest.approx((w * v).sum() / w.sum(), rel=1e-13)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("factorcov_pipeline.core.shrinkage") is None,
+    reason="core/shrinkage.py not present",
+)
+def test_effective_obs_agrees_with_shrinkage_closed_form() -> None:
+    from factorcov_pipeline.core.shrinkage import ewma_effective_observations
+
+    x = np.ones((400, 2))
+    block, _ = ewma_run(x, 120.0, track_sq=True)
+    closed = ewma_effective_observations(120.0, np.arange(1, 401))
+    np.testing.assert_allclose(block.effective_obs[:, 0], closed, rtol=1e-10)
+
+
+@pytest.mark.parametrize("split", [0, 1, 37, 99, 100])
+def test_resume_from_bytes_is_bit_identical(split: int) -> None:
+    rng = np.random.default_rng(5)
+    x = _with_nans(rng, (100, 3, 3), 0.15)
+    full, full_state = ewma_run(x, 17.0, track_sq=True)
+    first, state = ewma_run(x[:split], 17.0, track_sq=True)
+    state = EwmaState.from_bytes(state.to_bytes())
+    second, end_state = ewma_run(x[split:], 17.0, state, track_sq=True)
+    assert np.array_equal(np.concatenate([first.mean, second.mean]), full.mean, equal_nan=True)
+    assert np.array_equal(
+        np.concatenate([first.weight_sq_sum, second.weight_sq_sum]), full.weight_sq_sum
+    )
+    assert np.array_equal(end_state.s, full_state.s)
+    assert np.array_equal(end_state.w, full_state.w)
+    assert np.array_equal(end_state.q, full_state.q)
+
+
+def test_state_guards_and_bytes_roundtrip() -> None:
+    _, state = ewma_run(np.arange(10.0)[:, None], 4.0)
+    with pytest.raises(ValueError, match="half-life"):
+        ewma_run(np.ones((3, 1)), 5.0, state)
+    with pytest.raises(ValueError, match="shape"):
+        ewma_run(np.ones((3, 2)), 4.0, state)
+    arrays = {"a": np.array([np.pi, np.nan, -0.0, 1e-300]), "b": np.eye(2)}
+    back = arrays_from_bytes(arrays_to_bytes(arrays))
+    assert back.keys() == arrays.keys()
+    for k, v in arrays.items():
+        assert back[k].tobytes() == v.tobytes()
