@@ -20,13 +20,14 @@ DateLike = Sequence[date] | np.ndarray | pl.Series
 def covariance_from(vol: np.ndarray, corr: np.ndarray) -> np.ndarray:
     """``cov_ij = vol_i vol_j corr_ij`` for (T, K) volatilities and (T, K, K) correlations.
 
-    Symmetric and PSD whenever ``corr`` is (a congruence D R D with diagonal D).
+    Symmetric and PSD whenever ``corr`` is (a congruence D R D with diagonal D). The product
+    ``vol_i * vol_j`` is formed first so that symmetry holds bit for bit.
     """
     vol = np.asarray(vol, dtype=np.float64)
     corr = np.asarray(corr, dtype=np.float64)
     if vol.ndim != 2 or corr.shape != (*vol.shape, vol.shape[1]):
         raise ValueError(f"vol (T, K) and corr (T, K, K) expected, got {vol.shape}, {corr.shape}")
-    return vol[:, :, None] * corr * vol[:, None, :]
+    return (vol[:, :, None] * vol[:, None, :]) * corr
 
 
 def _date_series(dates: DateLike, n: int) -> pl.Series:
