@@ -542,3 +542,24 @@ def test_empty_input_gives_empty_typed_frames() -> None:
     )
     assert res.specific_returns.height == 0
     assert res.stats.height == 0
+
+
+def test_shrinkage_regularises_a_date_with_fewer_assets_than_factors() -> None:
+    factors = FactorSet.build(sectors=TRBC_SECTORS[:4], styles=STYLE_FACTORS[:2])
+    frame, _ = make_panel(24, n_dates=2, n_assets=60, factors=factors)
+    d0 = sorted(frame["date"].unique().to_list())[0]
+    first = frame.filter(pl.col("date") == d0).sort("asset_id")
+    # one asset per sector: 4 assets for 7 factors - 1 constraint = 6 free parameters
+    keep = first.group_by("sector").agg(pl.col("asset_id").first())["asset_id"].to_list()
+    frame = frame.filter((pl.col("date") != d0) | pl.col("asset_id").is_in(keep))
+    plain = estimate_factor_returns(frame, factors, NO_CLIP)
+    assert plain.stats["degenerate"].to_list() == [True, False]
+    lam = 0.2
+    settings = ModelConstructionSettings(thin_category_shrinkage=lam, return_clip_bounds=None)
+    res = estimate_factor_returns(frame, factors, settings)
+    assert res.stats["degenerate"].to_list() == [False, False]
+    f = wide_returns(res.factor_returns, factors)
+    mask = np.array([g == GROUP_TRBC for g in factors.groups])
+    x, y, w, cap, _ = dense_date(frame, d0, factors)
+    ref = kkt(x, y, w, sector_caps(x, cap, factors), lam * w.sum() * mask)
+    assert rel_err(f[0], ref) < 1e-10

@@ -89,13 +89,13 @@ def _solve_normal(
     b: np.ndarray,
     constraint: np.ndarray,
     ridge: np.ndarray | None,
-    n_obs: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Constrained factor returns from the normal equations of each date.
 
-    a: (T, K, K) X'WX, b: (T, K) X'Wy, constraint: (T, K), ridge: (T, K) or None, n_obs: (T,)
-    number of observations with positive weight. Returns f (T, K) and degenerate (T,) bool.
-    See the module docstring for the reparameterisation and the fallback.
+    a: (T, K, K) X'WX, b: (T, K) X'Wy, constraint: (T, K), ridge: (T, K) or None. Returns f
+    (T, K) and degenerate (T,) bool. See the module docstring for the reparameterisation and the
+    fallback. Rank deficiency is detected on the Jacobi-scaled reduced matrix (unit diagonal), not
+    by counting assets, because a ridge can make a date with fewer assets than factors regular.
     """
     t, k = b.shape
     a_r = a.copy()
@@ -131,9 +131,8 @@ def _solve_normal(
     m[:, np.arange(k), np.arange(k)] += fixed
     rhs = np.where(fixed, 0.0, rhs)
 
-    n_free = keep.sum(axis=1)
     d2 = np.diagonal(m, axis1=1, axis2=2)
-    degenerate = (n_obs < n_free) | np.any(d2 <= 0.0, axis=1)
+    degenerate = np.any(d2 <= 0.0, axis=1)
     d = np.sqrt(np.where(d2 > 0.0, d2, 1.0))
     ms = m / d[:, :, None] / d[:, None, :]
     ok = ~degenerate
@@ -190,8 +189,7 @@ def _wls_core(
     a = np.swapaxes(xw, 1, 2) @ x
     b = np.einsum("tnk,tn->tk", xw, y)
     del xw
-    n_obs = np.count_nonzero(w > 0.0, axis=1)
-    f, degenerate = _solve_normal(a, b, constraint, ridge, n_obs)
+    f, degenerate = _solve_normal(a, b, constraint, ridge)
     resid = y - np.einsum("tnk,tk->tn", x, f)
     return f, resid, degenerate
 
@@ -347,7 +345,7 @@ def estimate_factor_returns(
     clipped = y_all != y_raw
     w_all = np.sqrt(cap_all)
 
-    market_idx = factors.names.index("Market") if has_market else None
+    market_idx = factors.groups.index(GROUP_MARKET) if has_market else None
     style_idx = np.array([factors.names.index(s) for s in style_names], dtype=np.int64)
     sector_mask = np.array([g == GROUP_TRBC for g in factors.groups])
     n_assets = np.bincount(t_all, minlength=n_dates)
