@@ -76,11 +76,13 @@ def style_exposures(
 
     For each style, `descriptor_<style lower>` is standardised per date (cap-weighted mean 0,
     equal-weighted std 1; USE4, Menchero, Orr and Wang 2011, section 3), clipped to
-    +/- `winsorize_sigma`, and standardised again so that the final exposures have a cap-weighted
-    mean of exactly 0 and an equal-weighted population (ddof=0) std of exactly 1 over the assets
-    that have the descriptor. (The re-standardised values may lie slightly outside the clip
-    bounds.) A missing (null or NaN) descriptor gets exposure 0, the cap-weighted mean, after
-    the standardisation; a descriptor without cross-sectional variation on a date gives 0.
+    +/- `winsorize_sigma`, and standardised again (both passes over the assets that have the
+    descriptor). A missing (null or NaN) descriptor then gets exposure 0, the cap-weighted mean,
+    and the column is divided by its equal-weighted std over the whole cross-section, so the
+    stored exposures have a cap-weighted mean of 0 and an equal-weighted population (ddof=0)
+    std of 1 over all assets of the date (to rounding, ~1e-15). Without missing values the last
+    step divides by 1 to rounding. The final values may lie slightly outside the clip bounds. A
+    descriptor without cross-sectional variation on a date gives 0 for every asset.
 
     If the universe has `exposure_<style lower>` instead of the descriptor, the exposures are
     taken as given (no standardisation; nulls become 0).
@@ -124,7 +126,26 @@ def style_exposures(
         for s in raw
     )
     lf = _date_stats(lf, list(z_cols.values()))
-    lf = lf.with_columns(_standardised(z_cols[s]).fill_null(0.0).alias(s) for s in raw)
+    e_cols = {s: f"__e_{i}" for i, s in enumerate(raw)}
+    lf = lf.with_columns(_standardised(z_cols[s]).fill_null(0.0).alias(e_cols[s]) for s in raw)
+    # Missing descriptors now sit at exactly 0 (the cap-weighted mean). Divide by the
+    # equal-weighted std over the WHOLE cross-section so that the stored column has std exactly 1
+    # over all assets (what the `exposures_standardised` asset check measures); a pure scale, so
+    # the cap-weighted mean stays 0 and the missing ones stay exactly 0.
+    lf = lf.join(
+        lf.group_by("date").agg(
+            pl.col(c).std(ddof=0).alias(f"{c}__all_std") for c in e_cols.values()
+        ),
+        on="date",
+        how="left",
+    )
+    lf = lf.with_columns(
+        pl.when(pl.col(f"{c}__all_std") > 0.0)
+        .then(pl.col(c) / pl.col(f"{c}__all_std"))
+        .otherwise(0.0)
+        .alias(s)
+        for s, c in e_cols.items()
+    )
     return lf.select(*keys, "market_cap", *styles).sort("date", "asset_id").collect()
 
 
