@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -75,54 +76,39 @@ def _materialize(args: argparse.Namespace) -> int:
     # Imported here so `factorcov --help` and argument errors stay fast.
     import dagster as dg
 
-    from factorcov_pipeline.orchestration.assets import ALL_ASSETS
-    from factorcov_pipeline.orchestration.checks import ALL_CHECKS
     from factorcov_pipeline.orchestration.partitions import SESSIONS_START
-    from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
-    from factorcov_pipeline.orchestration.schedules import daily_job
-    from factorcov_pipeline.storage import Store
+    from factorcov_pipeline.orchestration.resources import FactorcovStorage
+    from factorcov_pipeline.orchestration.runner import failure_messages, run_range
 
     start, end = resolve_range(args.start, args.end, SESSIONS_START)
     settings_file = args.settings or os.environ.get("FACTORCOV_SETTINGS") or ""
     load_settings(settings_file or None)  # fail fast with a clear message
     storage = FactorcovStorage()
-    store: Store = storage.store()
+    store = storage.store()
     n_sessions = len(calendar.sessions(start, end))
     console.print(
         f"factorcov: materialising {n_sessions} session(s) {start} .. {end} "
         f"into {store.path}" + (f" with settings {settings_file}" if settings_file else "")
     )
-    progress = _ProgressLogger()
-    defs = dg.Definitions(
-        assets=ALL_ASSETS,
-        asset_checks=ALL_CHECKS,
-        jobs=[daily_job],
-        resources={"storage": storage, "model": FactorcovSettings(settings_file=settings_file)},
-        loggers={"progress": progress.logger_def()},
+    instance = (
+        dg.DagsterInstance.get()
+        if os.environ.get("DAGSTER_HOME")
+        else dg.DagsterInstance.ephemeral()
     )
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     t0 = time.perf_counter()
-    result = defs.resolve_job_def("factorcov_daily").execute_in_process(
-        instance=instance,
-        run_config={"loggers": {"progress": {}}},
-        tags={
-            "dagster/asset_partition_range_start": str(start),
-            "dagster/asset_partition_range_end": str(end),
-        },
-        raise_on_error=False,
-    )
+    result = run_range(start, end, storage, settings_file, instance, _ProgressLogger().logger_def())
     elapsed = time.perf_counter() - t0
     checks = result.get_asset_check_evaluations()
     passed = sum(1 for c in checks if c.passed)
     if not result.success:
-        for ev in result.get_step_failure_events():
-            err = ev.step_failure_data.error
-            message = err.cause.message if err and err.cause else (err.message if err else "")
-            console.print(f"[red]failed[/red] {ev.step_key}: {message.strip()}")
+        for message in failure_messages(result):
+            console.print(f"[red]failed[/red] {message}")
         failed_checks = [c for c in checks if not c.passed]
         for c in failed_checks:
             console.print(f"[red]check failed[/red] {c.asset_check_key.name}: {c.description}")
-        console.print(f"factorcov: run failed after {elapsed:.1f} s ({passed}/{len(checks)} checks passed)")
+        console.print(
+            f"factorcov: run failed after {elapsed:.1f} s ({passed}/{len(checks)} checks passed)"
+        )
         return 1
     summary = store.read(
         "SELECT count(DISTINCT date) AS dates, count(DISTINCT factor) AS factors, "
@@ -146,7 +132,7 @@ class _ProgressLogger:
     def __init__(self) -> None:
         self.started: dict[str, float] = {}
 
-    def logger_def(self) -> object:
+    def logger_def(self) -> Any:
         import logging
 
         import dagster as dg
@@ -159,7 +145,7 @@ class _ProgressLogger:
                 event = meta.get("dagster_event")
                 step = meta.get("step_key")
                 if event is None:
-                    if step is not None and record.levelno >= logging.WARNING:
+                    if step is not None and record.levelno == logging.WARNING:
                         console.print(f"  [yellow]warning[/yellow] {record.getMessage()}")
                     return
                 if step is None:
@@ -208,17 +194,25 @@ def _settings(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="factorcov", description="Factor covariance forecasts on Dagster and DuckDB.")
+    parser = argparse.ArgumentParser(
+        prog="factorcov", description="Factor covariance forecasts on Dagster and DuckDB."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    mat = sub.add_parser("materialize", help="materialise every asset and check for a session range")
+    mat = sub.add_parser(
+        "materialize", help="materialise every asset and check for a session range"
+    )
     mat.add_argument("--start", help="first session (default: the partitions' start, 2025-03-31)")
     mat.add_argument("--end", help="last session (default: 2026-03-31, the tutorial's year)")
-    mat.add_argument("--settings", help="JSON/YAML settings file (default: the tutorial's settings)")
+    mat.add_argument(
+        "--settings", help="JSON/YAML settings file (default: the tutorial's settings)"
+    )
     mat.set_defaults(func=_materialize)
     sql = sub.add_parser("sql", help="run a read-only SQL query on the DuckDB file")
     sql.add_argument("query")
     sql.add_argument("--rows", type=int, default=20)
-    sql.add_argument("--wait", type=float, default=10.0, help="seconds to wait while a run holds the file")
+    sql.add_argument(
+        "--wait", type=float, default=10.0, help="seconds to wait while a run holds the file"
+    )
     sql.set_defaults(func=_sql)
     st = sub.add_parser("settings", help="print the settings in force as JSON")
     st.add_argument("--settings")

@@ -63,6 +63,7 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "r_squared": "DOUBLE",
         "n_clipped": "INTEGER",
         "thin_categories": "INTEGER",
+        "degenerate": "BOOLEAN",
     },
     "factor_volatility": {"date": "DATE", "factor": "VARCHAR", "volatility": "DOUBLE"},
     "volatility_regime": {"date": "DATE", "bias_statistic": "DOUBLE", "vra_multiplier": "DOUBLE"},

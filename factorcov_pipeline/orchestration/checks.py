@@ -8,7 +8,6 @@ compares with the stored day-by-day forecasts. Checks whose failure makes downst
 wrong are blocking.
 """
 
-
 import datetime as dt
 
 import numpy as np
@@ -51,22 +50,30 @@ def _result(ok: bool, what: str, **metadata: object) -> AssetCheckResult:
 def _history(store: Store, factors: FactorSet, last: dt.date) -> tuple[list[dt.date], np.ndarray]:
     """All stored factor returns from the first date up to `last`, as (dates, (T, K))."""
     fr = store.read(
-        "SELECT date, factor, factor_return FROM factor_returns WHERE date <= ? ORDER BY date", [last]
+        "SELECT date, factor, factor_return FROM factor_returns WHERE date <= ? ORDER BY date",
+        [last],
     )
     days = sorted(set(fr["date"].to_list()))
     return days, long_to_matrix(fr, days, factors.names, "factor_return")
 
 
-def _tutorial_factor_returns(days: list[dt.date], names: tuple[str, ...], F: np.ndarray) -> pd.DataFrame:
-    df = pd.DataFrame(F, index=pd.DatetimeIndex(pd.to_datetime(days), name="date"), columns=list(names))
-    return df
+def _tutorial_factor_returns(
+    days: list[dt.date], names: tuple[str, ...], F: np.ndarray
+) -> pd.DataFrame:
+    index = pd.DatetimeIndex(pd.to_datetime(days), name="date").as_unit("ns")
+    return pd.DataFrame(F, index=index, columns=list(names))
 
 
-def _df_vcov(store: Store, first: dt.date, last: dt.date) -> pd.DataFrame:
-    """The stored report as the tutorial's `df_vcov` (index date, factor)."""
+def _df_vcov(store: Store, first: dt.date, last: dt.date, float32: bool = False) -> pd.DataFrame:
+    """The stored report as the tutorial's `df_vcov` (index date, factor).
+
+    The vendor's report arrives as float32 (the tutorial's tie-outs compare float32 frames);
+    `float32=True` casts ours the same way to run the tutorial's assertions as written.
+    """
     rep = store.read_dates("covariance_report", first, last).to_pandas()
-    rep["date"] = pd.to_datetime(rep["date"])
-    return rep.set_index(["date", "factor"])
+    rep["date"] = pd.DatetimeIndex(pd.to_datetime(rep["date"])).as_unit("ns")
+    rep = rep.set_index(["date", "factor"])
+    return rep.astype(np.float32) if float32 else rep
 
 
 @asset_check(asset=factor_returns, partitions_def=trading_sessions, blocking=True)
@@ -82,7 +89,11 @@ def factor_returns_zero_sum(
     method = settings.factor_model_settings.modelconstruction.zero_sum_constraints.get("trbc")
     if settings.factor_model_settings.universe.factor_returns:
         return _result(True, "user-supplied factor returns: no regression constraint to check")
-    category = "sector" if settings.factor_model_settings.universe.trbc_level == "economic_sector" else "industry_group"
+    category = (
+        "sector"
+        if settings.factor_model_settings.universe.trbc_level == "economic_sector"
+        else "industry_group"
+    )
     caps = store.read(
         f"""
         WITH ret AS (
@@ -104,7 +115,9 @@ def factor_returns_zero_sum(
         pl.col("cap").fill_null(0.0)
     )
     if method == "equal_weighted":
-        joined = joined.with_columns(pl.when(pl.col("cap") > 0).then(1.0).otherwise(0.0).alias("cap"))
+        joined = joined.with_columns(
+            pl.when(pl.col("cap") > 0).then(1.0).otherwise(0.0).alias("cap")
+        )
     per_date = joined.group_by("date").agg(
         ((pl.col("cap") * pl.col("factor_return")).sum() / pl.col("cap").sum()).abs().alias("err")
     )
@@ -130,7 +143,9 @@ def factor_returns_complete(
     days = sorted(set(fr["date"].to_list())) if fr.height else []
     F = long_to_matrix(fr, days, factors.names, "factor_return")
     bad = int((~np.isfinite(F)).sum())
-    return _result(bad == 0, "all factor returns present and finite", non_finite=bad, dates=len(days))
+    return _result(
+        bad == 0, "all factor returns present and finite", non_finite=bad, dates=len(days)
+    )
 
 
 @asset_check(asset=exposures, partitions_def=trading_sessions, blocking=True)
@@ -146,7 +161,7 @@ def exposures_standardised(
         """
         SELECT e.date, e.factor,
                sum(u.market_cap * e.exposure) / sum(u.market_cap) AS cw_mean,
-               stddev_pop(e.exposure) AS ew_std, stddev_samp(e.exposure) AS ew_std_samp, count(*) AS n
+               stddev_pop(e.exposure) AS ew_std, count(*) AS n
         FROM exposures e JOIN universe u USING (date, asset_id)
         WHERE e.date BETWEEN ? AND ? AND e.factor IN (SELECT unnest(?::VARCHAR[]))
         GROUP BY ALL
@@ -158,15 +173,16 @@ def exposures_standardised(
     mean_err = float(stats["cw_mean"].abs().max() or 0.0)
     # A degenerate descriptor (zero variance) gives all-zero exposures: std 0 is allowed then.
     std_err = float(
-        stats.filter(pl.col("ew_std") > 0)
-        .select(
-            pl.min_horizontal((pl.col("ew_std") - 1.0).abs(), (pl.col("ew_std_samp") - 1.0).abs()).max()
-        )
-        .item()
+        stats.filter(pl.col("ew_std") > 0).select((pl.col("ew_std") - 1.0).abs().max()).item()
         or 0.0
     )
     ok = mean_err <= 1e-9 and std_err <= 1e-9
-    return _result(ok, "cap-weighted mean 0, std 1 per style and date", max_abs_mean=mean_err, max_abs_std_minus_1=std_err)
+    return _result(
+        ok,
+        "cap-weighted mean 0, std 1 per style and date",
+        max_abs_mean=mean_err,
+        max_abs_std_minus_1=std_err,
+    )
 
 
 @asset_check(asset=factor_volatility, partitions_def=trading_sessions, blocking=True)
@@ -199,7 +215,13 @@ def factor_correlation_valid(
     diag = float(np.abs(np.diagonal(C, axis1=1, axis2=2) - 1).max()) if days else 0.0
     bound = float(np.abs(C).max() - 1) if days else 0.0
     ok = finite and asym <= 1e-12 and diag <= 1e-12 and bound <= 1e-12
-    return _result(ok, "finite, symmetric, unit diagonal, |rho| <= 1", max_asymmetry=asym, max_diag_error=diag, finite=finite)
+    return _result(
+        ok,
+        "finite, symmetric, unit diagonal, |rho| <= 1",
+        max_asymmetry=asym,
+        max_diag_error=diag,
+        finite=finite,
+    )
 
 
 @asset_check(asset=factor_covariance, partitions_def=trading_sessions, blocking=True)
@@ -217,13 +239,21 @@ def factor_covariance_symmetric_psd(
     if not days:
         return _result(True, "no covariance dates in this range (base date)", dates=0)
     if not np.isfinite(S).all():
-        return _result(False, "covariance has NaN or infinite entries", non_finite=int((~np.isfinite(S)).sum()))
+        return _result(
+            False, "covariance has NaN or infinite entries", non_finite=int((~np.isfinite(S)).sum())
+        )
     asym = float(np.abs(S - S.transpose(0, 2, 1)).max())
     eig_min = np.linalg.eigvalsh((S + S.transpose(0, 2, 1)) / 2)[:, 0]
     scale = np.abs(np.diagonal(S, axis1=1, axis2=2)).max(axis=1)
     rel = float((eig_min / scale).min())
     ok = asym <= PSD_TOL * float(scale.max()) and rel >= -PSD_TOL
-    return _result(ok, "symmetric and positive semi-definite", max_asymmetry=asym, min_relative_eigenvalue=rel, dates=len(days))
+    return _result(
+        ok,
+        "symmetric and positive semi-definite",
+        max_asymmetry=asym,
+        min_relative_eigenvalue=rel,
+        dates=len(days),
+    )
 
 
 def _vol_is_tutorial(settings: object) -> bool:
@@ -255,22 +285,42 @@ def volatility_tieout(
     df_vcov = _df_vcov(store, in_range[0], in_range[-1])
     df_vol = tieout.vol_from_vcov(df_vcov)
     if _vol_is_tutorial(settings):
+        df_vol32 = tieout.vol_from_vcov(_df_vcov(store, in_range[0], in_range[-1], float32=True))
         df_fr = _tutorial_factor_returns(days, factors.names, F)
         expected = tieout.tutorial_vol_tieout(df_fr, settings.factor_cov_settings.halflife_vol)
         expected = expected.loc[expected.index >= pd.Timestamp(in_range[0])]
         try:
-            pd.testing.assert_frame_equal(df_vol, expected, check_column_type=False, check_categorical=False, check_like=True)
+            pd.testing.assert_frame_equal(
+                df_vol32,
+                expected,
+                check_column_type=False,
+                check_categorical=False,
+                check_like=True,
+            )
         except AssertionError as err:
             return _result(False, f"tutorial volatility tie-out failed: {err}")
         exact = tieout.tutorial_vol_tieout_f64(df_fr, settings.factor_cov_settings.halflife_vol)
         exact = exact.loc[exact.index >= pd.Timestamp(in_range[0])].reindex(columns=df_vol.columns)
         err64 = float(np.abs(df_vol.to_numpy() - exact.to_numpy()).max())
-        return _result(True, "tutorial volatility tie-out (assert_frame_equal) passed", dates=len(in_range), max_abs_diff_float64=err64)
+        return _result(
+            True,
+            "tutorial volatility tie-out (assert_frame_equal) passed",
+            dates=len(in_range),
+            max_abs_diff_float64=err64,
+        )
     fc, _ = VolatilityForecaster(settings.factor_cov_settings).run(None, F)
-    block = pd.DataFrame(fc.vol, index=pd.DatetimeIndex(pd.to_datetime(days), name="date"), columns=list(factors.names))
+    block = pd.DataFrame(
+        fc.vol,
+        index=pd.DatetimeIndex(pd.to_datetime(days), name="date"),
+        columns=list(factors.names),
+    )
     block = block.loc[block.index >= pd.Timestamp(in_range[0])].reindex(columns=df_vol.columns)
     err = float(np.abs(df_vol.to_numpy() - block.to_numpy()).max())
-    return _result(err <= CONSISTENCY_TOL * max(1.0, float(np.abs(block.to_numpy()).max())), "non-default volatility settings: stored forecasts equal a one-block recomputation", max_abs_diff=err)
+    return _result(
+        err <= CONSISTENCY_TOL * max(1.0, float(np.abs(block.to_numpy()).max())),
+        "non-default volatility settings: stored forecasts equal a one-block recomputation",
+        max_abs_diff=err,
+    )
 
 
 @asset_check(asset=covariance_report, partitions_def=trading_sessions, blocking=True)
@@ -291,14 +341,28 @@ def correlation_tieout(
     df_vcov = _df_vcov(store, in_range[0], in_range[-1])
     df_cor = tieout.cor_from_vcov(df_vcov)
     if _cor_is_tutorial(settings):
+        df_cor32 = tieout.cor_from_vcov(_df_vcov(store, in_range[0], in_range[-1], float32=True))
         df_fr = _tutorial_factor_returns(days, factors.names, F)
         expected = tieout.tutorial_cor_tieout(df_fr, settings.factor_cov_settings.halflife_cor)
-        expected = expected.loc[expected.index.get_level_values("date") >= pd.Timestamp(in_range[0])]
+        expected = expected.loc[
+            expected.index.get_level_values("date") >= pd.Timestamp(in_range[0])
+        ]
         try:
-            pd.testing.assert_frame_equal(df_cor, expected, check_index_type=False, check_categorical=False, check_like=True, atol=1e-5)
+            pd.testing.assert_frame_equal(
+                df_cor32,
+                expected,
+                check_index_type=False,
+                check_categorical=False,
+                check_like=True,
+                atol=1e-5,
+            )
         except AssertionError as err:
             return _result(False, f"tutorial correlation tie-out failed: {err}")
-        return _result(True, "tutorial correlation tie-out (assert_frame_equal, atol=1e-5) passed", dates=len(in_range))
+        return _result(
+            True,
+            "tutorial correlation tie-out (assert_frame_equal, atol=1e-5) passed",
+            dates=len(in_range),
+        )
     prior = None
     if settings.factor_cov_settings.combine_standardized:
         vol_fc, _ = VolatilityForecaster(settings.factor_cov_settings).run(None, F)
@@ -307,13 +371,21 @@ def correlation_tieout(
     fc, _ = CorrelationForecaster(settings.factor_cov_settings).run(None, F, prior)
     t0 = days.index(in_range[0])
     stored = pairs_to_cube(
-        pl.from_pandas(df_cor.reset_index().melt(id_vars=["date", "factor"], var_name="factor_2", value_name="correlation").rename(columns={"factor": "factor_1"})).with_columns(pl.col("date").cast(pl.Date)),
+        pl.from_pandas(
+            df_cor.reset_index()
+            .melt(id_vars=["date", "factor"], var_name="factor_2", value_name="correlation")
+            .rename(columns={"factor": "factor_1"})
+        ).with_columns(pl.col("date").cast(pl.Date)),
         in_range,
         factors.names,
         "correlation",
     )
     err = float(np.abs(stored - fc.corr[t0:]).max())
-    return _result(err <= 1e-10, "non-default correlation settings: stored forecasts equal a one-block recomputation", max_abs_diff=err)
+    return _result(
+        err <= 1e-10,
+        "non-default correlation settings: stored forecasts equal a one-block recomputation",
+        max_abs_diff=err,
+    )
 
 
 ALL_CHECKS = [

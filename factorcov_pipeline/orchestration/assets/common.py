@@ -1,7 +1,6 @@
 """What every asset shares: partitioning, the backfill policy, the model's factors, and the
 lookup of a recursion's stored state."""
 
-
 import datetime as dt
 from typing import Any
 
@@ -38,7 +37,9 @@ def category_column(settings: FactorCovarianceReportSettingsV2) -> str:
 
 def settings_metadata(settings: FactorCovarianceReportSettingsV2) -> dict[str, Any]:
     return {
-        "factor_cov_settings": MetadataValue.json(settings.factor_cov_settings.model_dump(mode="json")),
+        "factor_cov_settings": MetadataValue.json(
+            settings.factor_cov_settings.model_dump(mode="json")
+        ),
         "non_default_settings": MetadataValue.json(settings.factor_cov_settings.non_default()),
     }
 
@@ -58,9 +59,13 @@ def recursion_start_state(store: Store, asset: str, first: dt.date) -> bytes | N
     blob = store.read_state(asset, prev)
     if blob is not None:
         return blob
-    earlier = store.read(
-        "SELECT count(*) AS n, max(date) AS last FROM factor_returns WHERE date < ?", [first]
-    ) if "factor_returns" in _tables(store) else None
+    earlier = (
+        store.read(
+            "SELECT count(*) AS n, max(date) AS last FROM factor_returns WHERE date < ?", [first]
+        )
+        if "factor_returns" in _tables(store)
+        else None
+    )
     if earlier is None or earlier["n"][0] == 0:
         return None
     raise MissingUpstreamError(

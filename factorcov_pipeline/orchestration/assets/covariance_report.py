@@ -1,6 +1,5 @@
 """`covariance_report`: the tutorial's `df_vcov` layout, one row per (date, factor)."""
 
-
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from factorcov_pipeline.core.covariance import covariance_report as report_layout
@@ -27,6 +26,8 @@ def covariance_report(
     cov = pairs_to_cube(cov_long, fc_dates, factors.names, "covariance")
     report = report_layout(fc_dates, factors.names, cov)
     store.replace(
-        [TableWrite("covariance_report", report)], (dates[0], dates[-1]), settings_json=settings.fingerprint()
+        [TableWrite("covariance_report", report)],
+        (dates[0], dates[-1]),
+        settings_json=settings.fingerprint(),
     )
     return MaterializeResult(metadata={"dates": len(fc_dates), "rows": report.height})

@@ -1,6 +1,5 @@
 """`exposures`: Market, sector dummies and standardised styles per asset and session."""
 
-
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from factorcov_pipeline.core.exposures import exposures_long, style_exposures

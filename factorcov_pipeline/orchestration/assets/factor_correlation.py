@@ -1,6 +1,5 @@
 """`factor_correlation`: EWMA correlation forecasts, continued from the stored recursion state."""
 
-
 import numpy as np
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, asset
 
@@ -57,14 +56,20 @@ def factor_correlation(
     meta = settings_metadata(settings)
     if not ret_dates:
         empty = cube_to_pairs([], factors.names, np.empty((0, factors.k, factors.k)), "correlation")
-        store.replace([TableWrite(ASSET, empty)], (dates[0], dates[-1]), settings_json=settings.fingerprint())
+        store.replace(
+            [TableWrite(ASSET, empty)], (dates[0], dates[-1]), settings_json=settings.fingerprint()
+        )
         return MaterializeResult(metadata={"dates": 0, **meta})
     blob = recursion_start_state(store, ASSET, ret_dates[0])
     state = CorrelationState.from_bytes(blob) if blob is not None else None
     fr = store.read_dates("factor_returns", ret_dates[0], ret_dates[-1])
     F = long_to_matrix(fr, ret_dates, factors.names, "factor_return")
     cov_settings = settings.factor_cov_settings
-    prior = prior_daily_vol(store, ret_dates, factors.names) if cov_settings.combine_standardized else None
+    prior = (
+        prior_daily_vol(store, ret_dates, factors.names)
+        if cov_settings.combine_standardized
+        else None
+    )
     forecaster = CorrelationForecaster(cov_settings)
     corrs, states = [], {}
     for t, day in enumerate(ret_dates):  # the recursion's own loop over dates, K x K state
@@ -80,7 +85,14 @@ def factor_correlation(
     )
     stale = stale_later_dates(store, ASSET, dates[-1])
     if stale:
-        context.log.warning(f"{stale} later date(s) of {ASSET} were computed from the history this run replaced; re-materialise them")
+        context.log.warning(
+            f"{stale} later date(s) of {ASSET} were computed from the history this run replaced; re-materialise them"
+        )
     return MaterializeResult(
-        metadata={"dates": len(ret_dates), "continued_from_state": blob is not None, "later_dates_now_stale": stale, **meta}
+        metadata={
+            "dates": len(ret_dates),
+            "continued_from_state": blob is not None,
+            "later_dates_now_stale": stale,
+            **meta,
+        }
     )

@@ -1,6 +1,5 @@
 """`factor_covariance`: covariance_ij = vol_i x vol_j x correlation_ij, the full K x K per date."""
 
-
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from factorcov_pipeline.core.covariance import covariance_from

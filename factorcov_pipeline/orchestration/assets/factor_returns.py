@@ -1,6 +1,5 @@
 """`factor_returns`: the daily constrained cross-sectional regression (or user factor returns)."""
 
-
 import polars as pl
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
@@ -22,7 +21,9 @@ from factorcov_pipeline.orchestration.resources import FactorcovSettings, Factor
 from factorcov_pipeline.storage import Store, TableWrite
 
 
-def regression_input(store: Store, dates: list, styles: tuple[str, ...], category: str) -> pl.DataFrame:
+def regression_input(
+    store: Store, dates: list, styles: tuple[str, ...], category: str
+) -> pl.DataFrame:
     """Returns of each date joined with the previous session's caps, category and exposures."""
     sessions = calendar.sessions(calendar.previous_session(dates[0]), dates[-1])
     prev_of = pl.DataFrame({"date": sessions[1:], "prev_date": sessions[:-1]})
@@ -34,7 +35,9 @@ def regression_input(store: Store, dates: list, styles: tuple[str, ...], categor
     if rets.height == 0:
         return rets
     prev_dates = sorted(set(rets["prev_date"].to_list()))
-    require_dates(store, "exposures", prev_dates, "factor_returns (exposures of the previous session)")
+    require_dates(
+        store, "exposures", prev_dates, "factor_returns (exposures of the previous session)"
+    )
     lo, hi = prev_dates[0], prev_dates[-1]
     lagged = store.read_dates(
         "universe", lo, hi, f"date AS prev_date, asset_id, market_cap, {category}"
@@ -88,13 +91,31 @@ def factor_returns(
             result = None
         else:
             result = estimate_factor_returns(
-                data, factors, settings.factor_model_settings.modelconstruction, category_column(settings)
+                data,
+                factors,
+                settings.factor_model_settings.modelconstruction,
+                category_column(settings),
             )
         if result is None:
             empty = {"date": pl.Date}
             writes = [
-                TableWrite("factor_returns", pl.DataFrame(schema={**empty, "factor": pl.String, "factor_group": pl.String, "factor_return": pl.Float64})),
-                TableWrite("specific_returns", pl.DataFrame(schema={**empty, "asset_id": pl.String, "specific_return": pl.Float64})),
+                TableWrite(
+                    "factor_returns",
+                    pl.DataFrame(
+                        schema={
+                            **empty,
+                            "factor": pl.String,
+                            "factor_group": pl.String,
+                            "factor_return": pl.Float64,
+                        }
+                    ),
+                ),
+                TableWrite(
+                    "specific_returns",
+                    pl.DataFrame(
+                        schema={**empty, "asset_id": pl.String, "specific_return": pl.Float64}
+                    ),
+                ),
             ]
             meta = {"note": "no returns in this range (base date): nothing to regress"}
         else:
@@ -109,4 +130,6 @@ def factor_returns(
             }
     store.replace(writes, date_span(dates), settings_json=settings.fingerprint())
     n_dates = writes[0].frame["date"].n_unique() if writes[0].frame.height else 0
-    return MaterializeResult(metadata={"dates_with_returns": n_dates, **meta, "first_session": str(SESSIONS_START)})
+    return MaterializeResult(
+        metadata={"dates_with_returns": n_dates, **meta, "first_session": str(SESSIONS_START)}
+    )

@@ -1,6 +1,5 @@
 """`factor_volatility`: EWMA volatility forecasts, continued from the stored recursion state."""
 
-
 import numpy as np
 import polars as pl
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, asset
@@ -46,7 +45,11 @@ def factor_volatility(
     meta = settings_metadata(settings)
     if not ret_dates:
         empty_vol = matrix_to_long([], factors.names, np.empty((0, factors.k)), "volatility")
-        store.replace([TableWrite(ASSET, empty_vol)], (dates[0], dates[-1]), settings_json=settings.fingerprint())
+        store.replace(
+            [TableWrite(ASSET, empty_vol)],
+            (dates[0], dates[-1]),
+            settings_json=settings.fingerprint(),
+        )
         return MaterializeResult(metadata={"dates": 0, **meta})
     blob = recursion_start_state(store, ASSET, ret_dates[0])
     state = VolatilityState.from_bytes(blob) if blob is not None else None
@@ -62,17 +65,26 @@ def factor_volatility(
         states[day] = state.to_bytes()
     vol = np.vstack(vols)
     regime = pl.DataFrame(
-        {"date": ret_dates, "bias_statistic": np.asarray(biases), "vra_multiplier": np.asarray(lambdas)}
+        {
+            "date": ret_dates,
+            "bias_statistic": np.asarray(biases),
+            "vra_multiplier": np.asarray(lambdas),
+        }
     )
     store.replace(
-        [TableWrite(ASSET, matrix_to_long(ret_dates, factors.names, vol, "volatility")), TableWrite("volatility_regime", regime)],
+        [
+            TableWrite(ASSET, matrix_to_long(ret_dates, factors.names, vol, "volatility")),
+            TableWrite("volatility_regime", regime),
+        ],
         (dates[0], dates[-1]),
         state={ASSET: states},
         settings_json=settings.fingerprint(),
     )
     stale = stale_later_dates(store, ASSET, dates[-1])
     if stale:
-        context.log.warning(f"{stale} later date(s) of {ASSET} were computed from the history this run replaced; re-materialise them")
+        context.log.warning(
+            f"{stale} later date(s) of {ASSET} were computed from the history this run replaced; re-materialise them"
+        )
     return MaterializeResult(
         metadata={
             "dates": len(ret_dates),

@@ -1,6 +1,5 @@
 """`forecast_bias`: bias statistics of the covariance forecasts over rolling windows."""
 
-
 import datetime as dt
 
 import numpy as np
@@ -10,7 +9,11 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.backtest import bias_summary, forecast_bias as bias_table
 from factorcov_pipeline.core.panel import long_to_matrix, pairs_to_cube
-from factorcov_pipeline.orchestration.assets.common import PARTITIONED, model_factors, settings_metadata
+from factorcov_pipeline.orchestration.assets.common import (
+    PARTITIONED,
+    model_factors,
+    settings_metadata,
+)
 from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.storage import TableWrite
@@ -46,7 +49,13 @@ def forecast_bias(
     out: pl.DataFrame
     if len(days) < 2:
         out = pl.DataFrame(
-            schema={"window_end": pl.Date, "portfolio": pl.String, "portfolio_kind": pl.String, "n_obs": pl.Int32, "bias": pl.Float64}
+            schema={
+                "window_end": pl.Date,
+                "portfolio": pl.String,
+                "portfolio_kind": pl.String,
+                "n_obs": pl.Int32,
+                "bias": pl.Float64,
+            }
         )
     else:
         cov_long = store.read_dates("factor_covariance", start, dates[-1])
@@ -55,7 +64,9 @@ def forecast_bias(
         prior = np.concatenate([np.full((1, factors.k, factors.k), np.nan), cov[:-1]])
         out = bias_table(days, factors.names, F, prior, window=WINDOW, n_portfolios=N_PORTFOLIOS)
         out = out.filter(pl.col("window_end").is_between(dates[0], dates[-1]))
-    store.replace([TableWrite(ASSET, out)], (dates[0], dates[-1]), settings_json=settings.fingerprint())
+    store.replace(
+        [TableWrite(ASSET, out)], (dates[0], dates[-1]), settings_json=settings.fingerprint()
+    )
     summary = bias_summary(out) if out.height else None
     meta = {"rows": out.height, **settings_metadata(settings)}
     if summary is not None:

@@ -1,6 +1,5 @@
 """`universe`: the asset universe of each session (synthetic by default, or the user's data)."""
 
-
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
@@ -31,7 +30,11 @@ def universe(
     sessions = calendar.sessions(SESSIONS_START, dates[-1])
     writes: list[TableWrite]
     if uni_settings.dataset == "synthetic":
-        days = [generate_universe(d, sessions, uni_settings, factors) for d in dates]
+        sigma = settings.factor_model_settings.exposures.winsorize_sigma
+        days = [
+            generate_universe(d, sessions, uni_settings, factors, winsorize_sigma=sigma)
+            for d in dates
+        ]
         frame = pl.concat([d.universe for d in days], how="vertical")
         planted = pl.concat([d.planted_factor_returns for d in days], how="vertical")
         writes = [TableWrite("universe", frame), TableWrite("planted_factor_returns", planted)]

@@ -1,0 +1,81 @@
+"""Run every asset and check for a session range in ONE in-process Dagster run.
+
+Used by the `factorcov materialize` command and by the tests; the Dagster UI and the schedule
+run the same job (`factorcov_daily`) through the webserver/daemon instead.
+"""
+
+import datetime as dt
+import logging
+from typing import Any
+
+import dagster as dg
+
+from factorcov_pipeline.orchestration.assets import ALL_ASSETS
+from factorcov_pipeline.orchestration.checks import ALL_CHECKS
+from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.orchestration.schedules import daily_job
+
+
+def run_range(
+    start: dt.date,
+    end: dt.date,
+    storage: FactorcovStorage,
+    settings_file: str = "",
+    instance: dg.DagsterInstance | None = None,
+    logger: dg.LoggerDefinition | None = None,
+    selection: list[str] | None = None,
+) -> dg.ExecuteInProcessResult:
+    """Materialise `selection` (default: every asset, with its checks) for [start, end]."""
+    loggers: dict[str, Any] = {"progress": logger} if logger is not None else {}
+    job = (
+        daily_job
+        if selection is None
+        else dg.define_asset_job(
+            "factorcov_selection",
+            selection=dg.AssetSelection.assets(*selection),
+            partitions_def=daily_job.partitions_def,
+        )
+    )
+    defs = dg.Definitions(
+        assets=ALL_ASSETS,
+        asset_checks=ALL_CHECKS,
+        jobs=[job],
+        resources={"storage": storage, "model": FactorcovSettings(settings_file=settings_file)},
+        loggers=loggers,
+    )
+    return defs.resolve_job_def(job.name).execute_in_process(
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        run_config={"loggers": {name: {} for name in loggers}} if loggers else None,
+        tags={
+            "dagster/asset_partition_range_start": str(start),
+            "dagster/asset_partition_range_end": str(end),
+        },
+        raise_on_error=False,
+    )
+
+
+def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
+    """The user-facing error of each failed step (the exception raised inside the asset)."""
+    out = []
+    for ev in result.get_step_failure_events():
+        err = ev.step_failure_data.error
+        if err is None:
+            continue
+        while err.cause is not None and "dagster._core.errors" in (err.cls_name or ""):
+            err = err.cause
+        cause = err.cause or err
+        out.append(f"{ev.step_key}: {cause.cls_name}: {cause.message.strip()}")
+    return out
+
+
+def quiet_logger() -> dg.LoggerDefinition:
+    """A logger that drops everything (tests)."""
+
+    @dg.logger
+    def _quiet(_ctx: Any) -> logging.Logger:
+        log = logging.getLogger("factorcov.quiet")
+        log.handlers = [logging.NullHandler()]
+        log.propagate = False
+        return log
+
+    return _quiet
