@@ -112,7 +112,7 @@ def _read_duckdb(path: Path, table: str | None) -> pl.DataFrame:
         ]
         if table not in names:
             raise InputDataError(f"{path}: table {table!r} not found; tables in the file: {names}")
-        return con.execute(f"SELECT * FROM {_quote_identifier(table)}").pl()
+        return con.sql(f"SELECT * FROM {_quote_identifier(table)}").pl()
     finally:
         con.close()
 
@@ -120,8 +120,7 @@ def _read_duckdb(path: Path, table: str | None) -> pl.DataFrame:
 def read_table(path: str | Path, table: str | None = None) -> pl.DataFrame:
     """Read a user file as it is (Parquet, CSV, or a DuckDB table); no validation yet.
 
-    CSV dates are parsed when they are ISO (`YYYY-MM-DD`); other columns keep the types polars
-    infers, so that a non-numeric value in a numeric column surfaces as a type error that
+    CSV columns keep the types polars infers (dates stay text until `_as_date` parses them), so that a non-numeric value in a numeric column surfaces as a type error that
     `load_universe` reports with its row.
     """
     p = Path(path)
@@ -136,7 +135,8 @@ def read_table(path: str | Path, table: str | None = None) -> pl.DataFrame:
         if suffix == ".parquet":
             return pl.read_parquet(p)
         if suffix == ".csv":
-            return pl.read_csv(p, try_parse_dates=True, infer_schema_length=None)
+            # dates stay text here and are parsed (and reported per row) by `_as_date`
+            return pl.read_csv(p, try_parse_dates=False, infer_schema_length=None)
     except (pl.exceptions.PolarsError, OSError) as err:
         raise InputDataError(f"{p}: cannot read as {suffix[1:]}: {err}") from None
     return _read_duckdb(p, table)
@@ -333,12 +333,13 @@ def _check_sessions(
     source: str,
     sessions: Sequence[dt.date],
     keys: Sequence[str],
+    bounds: tuple[dt.date, dt.date] | None = None,
 ) -> pl.DataFrame:
     """Refuse weekends anywhere and non-sessions inside the session range; drop rows beyond it.
 
     Rows before the first session or after the last one are outside the model's calendar and
     are dropped (they are not validated); weekends are refused wherever they are because they
-    can never be sessions.
+    can never be sessions. `bounds` overrides the range checked (default: the sessions' span).
     """
     weekend = frame.filter(pl.col("date").dt.weekday() >= 6)
     if weekend.height:
@@ -348,9 +349,9 @@ def _check_sessions(
             "date",
             "on a weekend (not exchange sessions)",
         )
-    if not sessions:
+    if bounds is None and not sessions:
         raise InputDataError(f"{source}: no exchange sessions were given to load")
-    lo, hi = min(sessions), max(sessions)
+    lo, hi = bounds if bounds is not None else (min(sessions), max(sessions))
     inside = frame.filter(pl.col("date").is_between(lo, hi))
     session_set = pl.Series("s", list(sessions), dtype=pl.Date)
     off = inside.filter(~pl.col("date").is_in(session_set.implode()))
@@ -593,7 +594,7 @@ def load_factor_returns(path: str) -> pl.DataFrame:
         raise InputDataError(f"{source}: no rows")
     lo, hi = frame["date"].min(), frame["date"].max()
     sessions = calendar.sessions(lo, hi)  # type: ignore[arg-type]
-    _check_sessions(frame, source, sessions, keys)
+    _check_sessions(frame, source, sessions, keys, bounds=(lo, hi))  # type: ignore[arg-type]
     _check_duplicates(frame, source, keys)
     _check_finite(frame, source, "factor_return", keys, allow_null=False)
     _check_percent(frame, source, "factor_return", keys)
