@@ -353,7 +353,7 @@ def test_duckdb_missing_table_lists_tables(tmp_path):
     with pytest.raises(InputDataError, match=r"'universe' not found.*\['prices'\]") as info:
         load_universe(UniverseSettings(dataset=str(db), table="universe"), SESSIONS, TRBC_SECTORS)
     assert str(db) in str(info.value)
-    with pytest.raises(InputDataError, match="universe.table"):
+    with pytest.raises(InputDataError, match=r"universe\.table"):
         load_universe(UniverseSettings(dataset=str(db)), SESSIONS, TRBC_SECTORS)
 
 
