@@ -85,7 +85,6 @@ def factor_returns_zero_sum(
     settings = model.load()
     store = storage.store()
     dates = partition_dates(context)
-    factors = model_factors(settings)
     method = settings.factor_model_settings.modelconstruction.zero_sum_constraints.get("trbc")
     if settings.factor_model_settings.universe.factor_returns:
         return _result(True, "user-supplied factor returns: no regression constraint to check")

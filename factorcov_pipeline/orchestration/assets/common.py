@@ -2,6 +2,8 @@
 lookup of a recursion's stored state."""
 
 import datetime as dt
+import os
+from collections.abc import Iterator
 from typing import Any
 
 from dagster import BackfillPolicy, MetadataValue
@@ -18,6 +20,10 @@ PARTITIONED = {
     "partitions_def": trading_sessions,
     "backfill_policy": BackfillPolicy.single_run(),
 }
+
+# Heavy assets (universe, exposures, regression) process a long range in chunks of this many
+# sessions, each chunk one transaction, so memory stays bounded at 10 years x 10,000 assets.
+CHUNK_SESSIONS = int(os.environ.get("FACTORCOV_CHUNK_SESSIONS") or 63)
 
 CATEGORY_COLUMN = {"economic_sector": "sector", "industry_group": "industry_group"}
 
@@ -108,3 +114,10 @@ def return_dates(store: Store, dates: list[dt.date], needed_by: str) -> list[dt.
         return []
     require_dates(store, "factor_returns", [d for d in dates if d >= stored[0]], needed_by)
     return stored
+
+
+def date_chunks(dates: list[dt.date], size: int = 0) -> Iterator[list[dt.date]]:
+    """Consecutive slices of `dates` of at most `size` (default CHUNK_SESSIONS) sessions."""
+    size = size or CHUNK_SESSIONS
+    for i in range(0, len(dates), size):
+        yield dates[i : i + size]

@@ -6,6 +6,7 @@ from factorcov_pipeline.core.exposures import exposures_long, style_exposures
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     category_column,
+    date_chunks,
     date_span,
     model_factors,
     require_dates,
@@ -31,12 +32,15 @@ def exposures(
     dates = partition_dates(context)
     factors = model_factors(settings)
     require_dates(store, "universe", dates, "exposures")
-    uni = store.read_dates("universe", *date_span(dates))
-    wide = style_exposures(
-        uni, factors.styles, settings.factor_model_settings.exposures.winsorize_sigma
-    )
-    long = exposures_long(wide, factors, category_column(settings))
-    store.replace(
-        [TableWrite("exposures", long)], date_span(dates), settings_json=settings.fingerprint()
-    )
-    return MaterializeResult(metadata={"dates": len(dates), "rows": long.height})
+    rows = 0
+    for chunk in date_chunks(dates):
+        uni = store.read_dates("universe", *date_span(chunk))
+        wide = style_exposures(
+            uni, factors.styles, settings.factor_model_settings.exposures.winsorize_sigma
+        )
+        long = exposures_long(wide, factors, category_column(settings))
+        store.replace(
+            [TableWrite("exposures", long)], date_span(chunk), settings_json=settings.fingerprint()
+        )
+        rows += long.height
+    return MaterializeResult(metadata={"dates": len(dates), "rows": rows})

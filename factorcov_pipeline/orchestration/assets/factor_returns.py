@@ -8,6 +8,7 @@ from factorcov_pipeline.core.regression import estimate_factor_returns
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     category_column,
+    date_chunks,
     date_span,
     model_factors,
     require_dates,
@@ -19,6 +20,18 @@ from factorcov_pipeline.orchestration.partitions import (
 )
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.storage import Store, TableWrite
+
+EMPTY_FACTOR_RETURNS = pl.DataFrame(
+    schema={
+        "date": pl.Date,
+        "factor": pl.String,
+        "factor_group": pl.String,
+        "factor_return": pl.Float64,
+    }
+)
+EMPTY_SPECIFIC_RETURNS = pl.DataFrame(
+    schema={"date": pl.Date, "asset_id": pl.String, "specific_return": pl.Float64}
+)
 
 
 def regression_input(
@@ -83,53 +96,50 @@ def factor_returns(
         fr = load_factor_returns(uni.factor_returns).filter(
             pl.col("date").is_between(dates[0], dates[-1])
         )
-        writes = [TableWrite("factor_returns", fr)]
-        meta = {"source": MetadataValue.path(uni.factor_returns)}
-    else:
-        data = regression_input(store, dates, factors.styles, category_column(settings))
-        if data.height == 0:
-            result = None
-        else:
-            result = estimate_factor_returns(
+        store.replace(
+            [TableWrite("factor_returns", fr)],
+            date_span(dates),
+            settings_json=settings.fingerprint(),
+        )
+        return MaterializeResult(
+            metadata={
+                "dates_with_returns": fr["date"].n_unique(),
+                "source": MetadataValue.path(uni.factor_returns),
+            }
+        )
+    n_dates, r2, min_assets = 0, [], []
+    for chunk in date_chunks(dates):
+        data = regression_input(store, chunk, factors.styles, category_column(settings))
+        result = (
+            estimate_factor_returns(
                 data,
                 factors,
                 settings.factor_model_settings.modelconstruction,
                 category_column(settings),
             )
-        if result is None:
-            empty = {"date": pl.Date}
+            if data.height
+            else None
+        )
+        if result is None:  # the base date: prices but no returns, nothing to regress
             writes = [
-                TableWrite(
-                    "factor_returns",
-                    pl.DataFrame(
-                        schema={
-                            **empty,
-                            "factor": pl.String,
-                            "factor_group": pl.String,
-                            "factor_return": pl.Float64,
-                        }
-                    ),
-                ),
-                TableWrite(
-                    "specific_returns",
-                    pl.DataFrame(
-                        schema={**empty, "asset_id": pl.String, "specific_return": pl.Float64}
-                    ),
-                ),
+                TableWrite("factor_returns", EMPTY_FACTOR_RETURNS),
+                TableWrite("specific_returns", EMPTY_SPECIFIC_RETURNS),
             ]
-            meta = {"note": "no returns in this range (base date): nothing to regress"}
         else:
             writes = [
                 TableWrite("factor_returns", result.factor_returns),
                 TableWrite("specific_returns", result.specific_returns),
                 TableWrite("regression_stats", result.stats),
             ]
-            meta = {
-                "mean_r_squared": float(result.stats["r_squared"].mean() or 0.0),
-                "min_assets": int(result.stats["n_assets"].min() or 0),
-            }
-    store.replace(writes, date_span(dates), settings_json=settings.fingerprint())
-    n_dates = writes[0].frame["date"].n_unique() if writes[0].frame.height else 0
+            n_dates += result.stats.height
+            r2.append(float(result.stats["r_squared"].mean() or 0.0))
+            min_assets.append(int(result.stats["n_assets"].min() or 0))
+        store.replace(writes, date_span(chunk), settings_json=settings.fingerprint())
     return MaterializeResult(
-        metadata={"dates_with_returns": n_dates, **meta, "first_session": str(SESSIONS_START)}
+        metadata={
+            "dates_with_returns": n_dates,
+            "mean_r_squared": float(sum(r2) / len(r2)) if r2 else 0.0,
+            "min_assets": min(min_assets) if min_assets else 0,
+            "first_session": str(SESSIONS_START),
+        }
     )

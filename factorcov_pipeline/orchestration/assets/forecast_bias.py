@@ -7,7 +7,8 @@ import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from factorcov_pipeline.core import calendar
-from factorcov_pipeline.core.backtest import bias_summary, forecast_bias as bias_table
+from factorcov_pipeline.core.backtest import bias_summary
+from factorcov_pipeline.core.backtest import forecast_bias as bias_table
 from factorcov_pipeline.core.panel import long_to_matrix, pairs_to_cube
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,

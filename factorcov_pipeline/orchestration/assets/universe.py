@@ -5,7 +5,12 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.synthetic import generate_universe
-from factorcov_pipeline.orchestration.assets.common import PARTITIONED, date_span, model_factors
+from factorcov_pipeline.orchestration.assets.common import (
+    PARTITIONED,
+    date_chunks,
+    date_span,
+    model_factors,
+)
 from factorcov_pipeline.orchestration.partitions import SESSIONS_START, partition_dates
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.storage import TableWrite
@@ -28,29 +33,35 @@ def universe(
     factors = model_factors(settings)
     uni_settings = settings.factor_model_settings.universe
     sessions = calendar.sessions(SESSIONS_START, dates[-1])
-    writes: list[TableWrite]
-    if uni_settings.dataset == "synthetic":
-        sigma = settings.factor_model_settings.exposures.winsorize_sigma
-        days = [
-            generate_universe(d, sessions, uni_settings, factors, winsorize_sigma=sigma)
-            for d in dates
-        ]
-        frame = pl.concat([d.universe for d in days], how="vertical")
-        planted = pl.concat([d.planted_factor_returns for d in days], how="vertical")
-        writes = [TableWrite("universe", frame), TableWrite("planted_factor_returns", planted)]
-    else:
-        from factorcov_pipeline.core.userdata import load_universe
+    sigma = settings.factor_model_settings.exposures.winsorize_sigma
+    rows, n_min, n_max = 0, None, 0
+    for chunk in date_chunks(dates):
+        writes: list[TableWrite]
+        if uni_settings.dataset == "synthetic":
+            days = [
+                generate_universe(d, sessions, uni_settings, factors, winsorize_sigma=sigma)
+                for d in chunk
+            ]
+            frame = pl.concat([d.universe for d in days], how="vertical")
+            planted = pl.concat([d.planted_factor_returns for d in days], how="vertical")
+            writes = [TableWrite("universe", frame), TableWrite("planted_factor_returns", planted)]
+        else:
+            from factorcov_pipeline.core.userdata import load_universe
 
-        frame = load_universe(uni_settings, sessions, factors.sectors, dates)
-        writes = [TableWrite("universe", frame)]
-    store.replace(writes, date_span(dates), settings_json=settings.fingerprint())
-    per_date = frame.group_by("date").agg(pl.len().alias("n"))
+            frame = load_universe(uni_settings, sessions, factors.sectors, chunk)
+            writes = [TableWrite("universe", frame)]
+        store.replace(writes, date_span(chunk), settings_json=settings.fingerprint())
+        per_date = frame.group_by("date").agg(pl.len().alias("n"))
+        rows += frame.height
+        lo = int(per_date["n"].min() or 0)
+        n_min = lo if n_min is None else min(n_min, lo)
+        n_max = max(n_max, int(per_date["n"].max() or 0))
     return MaterializeResult(
         metadata={
             "dates": len(dates),
-            "rows": frame.height,
-            "assets_per_date_min": int(per_date["n"].min() or 0),
-            "assets_per_date_max": int(per_date["n"].max() or 0),
+            "rows": rows,
+            "assets_per_date_min": n_min or 0,
+            "assets_per_date_max": n_max,
             "dataset": MetadataValue.text(uni_settings.dataset),
         }
     )
