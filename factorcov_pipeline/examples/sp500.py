@@ -142,7 +142,7 @@ def classify_jumps(prices: pl.DataFrame, sessions: Sequence[dt.date]) -> pl.Data
     median dollar volume of the asset's previous 20 rows (`DOLLAR_VOLUME_WINDOW`) says whether
     money traded as usual. A split changes the price and the share count but not the money
     traded (d near 1; 0.6 to 3 in this sample), while news that moves a price by a third or
-    more trades 10 to 130 times the usual dollar volume (takeovers, profit warnings). Hence:
+    more trades 10 to 130 times the usual dollar volume (takeover bids, profit warnings). Hence:
 
     * `split`: |x| > log 1.4, d < 5 (or unknown: fewer than 5 earlier rows), and x is within
       0.04 of -log f (forward split f-for-1, f in SPLIT_FACTORS: 3/2, 2, 3, 4, 5, 10) or of
