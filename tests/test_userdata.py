@@ -506,3 +506,62 @@ def test_sp500_example_is_a_valid_dataset(tmp_path):
     # sessions missing from the source (2009-10-29): carried rows without returns
     assert frame.filter(pl.col("date") == dt.date(2009, 10, 29))["asset_return"].null_count() > 400
     assert frame.filter(pl.col("asset_return") < -0.5).height == 0
+
+
+def test_empty_labels(tmp_path):
+    refused(set_value(good_frame(), 1, "asset_id", ""), tmp_path, "'asset_id'", "empty", str(D[0]))
+    refused(set_value(good_frame(), 6, "sector", None), tmp_path, "'sector'", "empty", "'CCC'")
+
+
+def test_date_with_time_of_day(tmp_path):
+    frame = good_frame().with_columns(pl.col("date").cast(pl.Datetime("us")))
+    assert_frame_equal(load(frame, tmp_path), load(good_frame(), tmp_path))  # midnight is fine
+    stamps = frame["date"].to_list()
+    stamps[9] = stamps[9] + dt.timedelta(hours=16)
+    frame = frame.with_columns(pl.Series("date", stamps))
+    refused(frame, tmp_path, "'date'", "time of day", "'BBB'")
+
+
+def test_nan_descriptor_and_exposure(tmp_path):
+    refused(
+        set_value(good_frame(), 2, "descriptor_size", float("nan")),
+        tmp_path,
+        "'descriptor_size'",
+        "NaN",
+        "'CCC'",
+    )
+    refused(
+        set_value(good_frame(), 3, "exposure_momentum", float("-inf")),
+        tmp_path,
+        "'exposure_momentum'",
+        "infinite",
+        str(D[0]),
+    )
+
+
+def test_non_positive_price(tmp_path):
+    frame = set_value(good_frame(value="price"), 14, "price", 0.0)
+    refused(frame, tmp_path, "'price'", "not positive", str(D[3]), "'CCC'")
+
+
+def test_empty_returns_and_prices_are_missing_values(tmp_path):
+    out = load(set_value(good_frame(), 5, "total_return", None), tmp_path)
+    assert (
+        out.filter(pl.col("date") == D[1], pl.col("asset_id") == "BBB")["asset_return"][0] is None
+    )
+    prices = set_value(good_frame(value="price"), 5, "price", None)
+    out = load(prices, tmp_path).filter(pl.col("asset_id") == "BBB").sort("date")
+    assert out["asset_return"].to_list()[:3] == [None, None, None]
+    assert out["asset_return"][3] == pytest.approx(14.0 / 13.0 - 1.0, abs=1e-15)
+
+
+def test_loaded_frame_feeds_style_exposures(tmp_path):
+    from factorcov_pipeline.core.exposures import style_exposures
+
+    out = load(good_frame(), tmp_path)
+    wide = style_exposures(out, ["Size", "Momentum"])
+    assert wide.height == out.height
+    assert_frame_equal(
+        wide.sort("date", "asset_id").select("Momentum"),
+        out.select(pl.col("exposure_momentum").alias("Momentum")),
+    )
