@@ -23,7 +23,12 @@ from factorcov_pipeline.storage import Store
 START = dt.date(2025, 3, 31)
 SESSIONS = calendar.sessions(START, dt.date(2025, 5, 15))[:20]
 END = SESSIONS[-1]
-FORECAST_TABLES = ["factor_volatility", "factor_correlation", "factor_covariance", "covariance_report"]
+FORECAST_TABLES = [
+    "factor_volatility",
+    "factor_correlation",
+    "factor_covariance",
+    "covariance_report",
+]
 
 
 def _settings_file(tmp: Path, n_assets: int = 300, **cov: object) -> str:
@@ -177,7 +182,9 @@ def test_daily_runs_equal_one_range_run(built, tmp_path):
         value = daily.columns[-1] if table != "covariance_report" else None
         keys = [c for c in daily.columns if daily[c].dtype != pl.Float64]
         assert daily.select(keys).equals(full.select(keys)), table
-        num = [c for c in daily.columns if daily[c].dtype == pl.Float64] if value is None else [value]
+        num = (
+            [c for c in daily.columns if daily[c].dtype == pl.Float64] if value is None else [value]
+        )
         np.testing.assert_allclose(
             daily.select(num).to_numpy(), full.select(num).to_numpy(), rtol=1e-11, atol=1e-15
         )
@@ -214,7 +221,9 @@ def test_settings_identity_is_enforced(built, tmp_path):
 
 def test_schedule_targets_the_days_session_after_the_close():
     context = dg.build_schedule_context(
-        scheduled_execution_time=pd.Timestamp("2025-04-04 18:30", tz="America/New_York").to_pydatetime()
+        scheduled_execution_time=pd.Timestamp(
+            "2025-04-04 18:30", tz="America/New_York"
+        ).to_pydatetime()
     )
     requests = list(daily_schedule.evaluate_tick(context).run_requests or [])
     assert [r.partition_key for r in requests] == ["2025-04-04"]  # Friday -> Friday

@@ -88,7 +88,9 @@ def _exposure_kind(value: Any) -> str:
     return str(getattr(value, "exposure_type", "continuous"))
 
 
-def _default_exposure_groups() -> list[ContinuousExposureGroupSettings | CategoricalExposureGroupSettings]:
+def _default_exposure_groups() -> list[
+    ContinuousExposureGroupSettings | CategoricalExposureGroupSettings
+]:
     return [
         ContinuousExposureGroupSettings(hierarchy="market"),
         CategoricalExposureGroupSettings(hierarchy="trbc"),
@@ -169,9 +171,7 @@ class ModelConstructionSettings(_Settings):
     @classmethod
     def _ordered_bounds(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
         if value is not None and not (value[0] < 0.0 < value[1]):
-            raise ValueError(
-                f"return_clip_bounds must be (lower < 0 < upper), got {list(value)}"
-            )
+            raise ValueError(f"return_clip_bounds must be (lower < 0 < upper), got {list(value)}")
         return value
 
 
@@ -229,9 +229,7 @@ class FactorCovarianceSettings(_Settings):
     def non_default(self) -> dict[str, Any]:
         """The settings that differ from the tutorial's defaults (for messages and metadata)."""
         default = FactorCovarianceSettings()
-        return {
-            k: v for k, v in self.model_dump().items() if getattr(default, k) != v
-        }
+        return {k: v for k, v in self.model_dump().items() if getattr(default, k) != v}
 
 
 class FactorCovarianceReportSettingsV2(_Settings):
@@ -256,10 +254,14 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def parse_settings(data: dict[str, Any], source: str = "settings") -> FactorCovarianceReportSettingsV2:
+def parse_settings(
+    data: dict[str, Any], source: str = "settings"
+) -> FactorCovarianceReportSettingsV2:
     """Validate a mapping of the tutorial's report-settings shape; errors name the field."""
     if not isinstance(data, dict):
-        raise SettingsError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+        raise SettingsError(
+            f"{source}: expected a mapping at the top level, got {type(data).__name__}"
+        )
     try:
         return FactorCovarianceReportSettingsV2.model_validate(data)
     except ValidationError as err:
