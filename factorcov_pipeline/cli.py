@@ -17,6 +17,7 @@ import datetime as dt
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -221,6 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Dagster's beta/preview notices and duckdb's copy notice are for developers, not users.
+    warnings.filterwarnings("ignore", message=".*(beta|preview|deprecated).*", category=Warning)
+    warnings.filterwarnings(
+        "ignore", message="Arrow output on a DB-API result", category=UserWarning
+    )
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
