@@ -9,6 +9,7 @@ wrong are blocking.
 """
 
 import datetime as dt
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from factorcov_pipeline import tieout
 from factorcov_pipeline.core.correlation import CorrelationForecaster
 from factorcov_pipeline.core.factors import FactorSet
 from factorcov_pipeline.core.panel import long_to_matrix, pairs_to_cube
+from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2
 from factorcov_pipeline.core.volatility import VolatilityForecaster
 from factorcov_pipeline.orchestration.assets import (
     covariance_report,
@@ -64,16 +66,43 @@ def _tutorial_factor_returns(
     return pd.DataFrame(F, index=index, columns=list(names))
 
 
-def _df_vcov(store: Store, first: dt.date, last: dt.date, float32: bool = False) -> pd.DataFrame:
-    """The stored report as the tutorial's `df_vcov` (index date, factor).
+def _df_vcov(store: Store, first: dt.date, last: dt.date) -> pd.DataFrame:
+    """The stored report as the tutorial's `df_vcov` (index date, factor), float64.
 
-    The vendor's report arrives as float32 (the tutorial's tie-outs compare float32 frames);
-    `float32=True` casts ours the same way to run the tutorial's assertions as written.
+    The vendor's report arrives as float32 (the tutorial's tie-outs compare float32 frames):
+    the tie-out checks cast it the same way to run the tutorial's assertions as written.
     """
     rep = store.read_dates("covariance_report", first, last).to_pandas()
     rep["date"] = pd.DatetimeIndex(pd.to_datetime(rep["date"])).as_unit("ns")
-    rep = rep.set_index(["date", "factor"])
-    return rep.astype(np.float32) if float32 else rep
+    return rep.set_index(["date", "factor"])
+
+
+@dataclass(frozen=True)
+class _TieoutInputs:
+    """What both tie-outs read: the whole factor return history up to the range's end and the
+    stored report of the range's forecast dates."""
+
+    settings: FactorCovarianceReportSettingsV2
+    factors: FactorSet
+    days: list[dt.date]
+    F: np.ndarray
+    in_range: list[dt.date]
+    df_vcov: pd.DataFrame
+
+
+def _tieout_inputs(
+    context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
+) -> _TieoutInputs | None:
+    settings = model.load()
+    store = storage.store()
+    dates = partition_dates(context)
+    factors = model_factors(settings)
+    days, F = _history(store, factors, dates[-1])
+    in_range = [d for d in days if d >= dates[0]]
+    if not in_range:
+        return None
+    df_vcov = _df_vcov(store, in_range[0], in_range[-1])
+    return _TieoutInputs(settings, factors, days, F, in_range, df_vcov)
 
 
 @asset_check(asset=factor_returns, partitions_def=trading_sessions, blocking=True)
@@ -273,18 +302,20 @@ def volatility_tieout(
     factor returns (`assert_frame_equal`, default tolerances) on this range's dates. With a
     non-default volatility setting: one block recomputation of the whole history equals the
     stored day-by-day forecasts to 1e-12."""
-    settings = model.load()
-    store = storage.store()
-    dates = partition_dates(context)
-    factors = model_factors(settings)
-    days, F = _history(store, factors, dates[-1])
-    in_range = [d for d in days if d >= dates[0]]
-    if not in_range:
+    inputs = _tieout_inputs(context, storage, model)
+    if inputs is None:
         return _result(True, "no forecast dates in this range (base date)")
-    df_vcov = _df_vcov(store, in_range[0], in_range[-1])
+    settings, factors, days, F, in_range = (
+        inputs.settings,
+        inputs.factors,
+        inputs.days,
+        inputs.F,
+        inputs.in_range,
+    )
+    df_vcov = inputs.df_vcov
     df_vol = tieout.vol_from_vcov(df_vcov)
     if _vol_is_tutorial(settings):
-        df_vol32 = tieout.vol_from_vcov(_df_vcov(store, in_range[0], in_range[-1], float32=True))
+        df_vol32 = tieout.vol_from_vcov(df_vcov.astype(np.float32))
         df_fr = _tutorial_factor_returns(days, factors.names, F)
         expected = tieout.tutorial_vol_tieout(df_fr, settings.factor_cov_settings.halflife_vol)
         expected = expected.loc[expected.index >= pd.Timestamp(in_range[0])]
@@ -329,18 +360,20 @@ def correlation_tieout(
     """The tutorial's correlation tie-out: df_vcov normalised equals the pandas EWMA of outer
     products normalised (`assert_frame_equal`, atol=1e-5). With a non-default correlation
     setting: one block recomputation equals the stored forecasts to 1e-12."""
-    settings = model.load()
-    store = storage.store()
-    dates = partition_dates(context)
-    factors = model_factors(settings)
-    days, F = _history(store, factors, dates[-1])
-    in_range = [d for d in days if d >= dates[0]]
-    if not in_range:
+    inputs = _tieout_inputs(context, storage, model)
+    if inputs is None:
         return _result(True, "no forecast dates in this range (base date)")
-    df_vcov = _df_vcov(store, in_range[0], in_range[-1])
+    settings, factors, days, F, in_range = (
+        inputs.settings,
+        inputs.factors,
+        inputs.days,
+        inputs.F,
+        inputs.in_range,
+    )
+    df_vcov = inputs.df_vcov
     df_cor = tieout.cor_from_vcov(df_vcov)
     if _cor_is_tutorial(settings):
-        df_cor32 = tieout.cor_from_vcov(_df_vcov(store, in_range[0], in_range[-1], float32=True))
+        df_cor32 = tieout.cor_from_vcov(df_vcov.astype(np.float32))
         df_fr = _tutorial_factor_returns(days, factors.names, F)
         expected = tieout.tutorial_cor_tieout(df_fr, settings.factor_cov_settings.halflife_cor)
         expected = expected.loc[
