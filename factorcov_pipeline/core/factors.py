@@ -196,6 +196,8 @@ def factor_set_for(
     user data), which overrides both. Styles: STYLE_FACTORS plus the first
     `universe.n_extra_styles` of EXTRA_STYLE_FACTORS, or none when the exposure settings have no
     `style` group. Market is present when the exposure settings have a `market` group.
+    A group's `factors` subset (settings) keeps only those names, in the order above; a name
+    that is not one of the group's factors is a ValueError naming it.
     """
     universe = model_settings.universe
     exposures = model_settings.exposures
@@ -213,4 +215,21 @@ def factor_set_for(
     styles: tuple[str, ...] = ()
     if exposures.has(GROUP_STYLE):
         styles = STYLE_FACTORS + EXTRA_STYLE_FACTORS[: universe.n_extra_styles]
+    styles = _keep_subset(styles, exposures.subset(GROUP_STYLE), "style")
+    categories = _keep_subset(categories, exposures.subset(GROUP_TRBC), "trbc")
     return FactorSet.build(sectors=categories, styles=styles, market=exposures.has(GROUP_MARKET))
+
+
+def _keep_subset(
+    names: tuple[str, ...], subset: Sequence[str] | None, group: str
+) -> tuple[str, ...]:
+    """`names` restricted to `subset` (kept in `names` order); unknown names are refused."""
+    if subset is None:
+        return names
+    unknown = [n for n in subset if n not in names]
+    if unknown:
+        raise ValueError(
+            f"exposures: the {group!r} group's factors {unknown} are not among its factors "
+            f"{list(names)}"
+        )
+    return tuple(n for n in names if n in set(subset))

@@ -66,18 +66,58 @@ class UniverseSettings(_Settings):
         return v
 
 
+def _unique_names(value: list[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    if not value:
+        raise ValueError("factors: give at least one name, or leave it out (null) for all")
+    if len(set(value)) != len(value):
+        raise ValueError(f"factors: names must be unique, got {value}")
+    return value
+
+
 class ContinuousExposureGroupSettings(_Settings):
-    """A group of continuous exposures: `market` (1 for every asset) or `style` (standardised)."""
+    """A group of continuous exposures: `market` (1 for every asset) or `style` (standardised).
+
+    `factors` (style group only): the subset of style factors the model keeps, for user data
+    that lacks some descriptors (e.g. the S&P 500 example has no Dividend/Growth/Leverage/Value
+    data: an all-zero exposure would give a factor return of 0 and a 0/0 correlation). `null`
+    (the tutorial's default) keeps all of them.
+    """
 
     exposure_type: Literal["continuous"] = "continuous"
     hierarchy: Literal["market", "style"]
+    factors: list[str] | None = None
+
+    @field_validator("factors")
+    @classmethod
+    def _factors_unique(cls, value: list[str] | None) -> list[str] | None:
+        return _unique_names(value)
+
+    @model_validator(mode="after")
+    def _factors_only_for_styles(self) -> ContinuousExposureGroupSettings:
+        if self.factors is not None and self.hierarchy != "style":
+            raise ValueError("factors: only the 'style' group takes a subset of factors")
+        return self
 
 
 class CategoricalExposureGroupSettings(_Settings):
-    """A group of 0/1 dummies, one per category of `hierarchy` (`trbc`: the TRBC sectors)."""
+    """A group of 0/1 dummies, one per category of `hierarchy` (`trbc`: the TRBC sectors).
+
+    `factors`: the subset of categories (TRBC sectors, or industry groups) the model keeps, for
+    user data in which some categories have no assets at all (a sector factor without assets
+    has no defined return). `null` (the tutorial's default) keeps all of them; a dataset row
+    whose sector is not in the subset is refused as an unknown sector.
+    """
 
     exposure_type: Literal["categorical"] = "categorical"
     hierarchy: Literal["trbc"]
+    factors: list[str] | None = None
+
+    @field_validator("factors")
+    @classmethod
+    def _factors_unique(cls, value: list[str] | None) -> list[str] | None:
+        return _unique_names(value)
 
 
 def _exposure_kind(value: Any) -> str:
@@ -144,6 +184,13 @@ class ExposureSettings(_Settings):
 
     def has(self, hierarchy: str) -> bool:
         return any(g.hierarchy == hierarchy for g in self.exposures)
+
+    def subset(self, hierarchy: str) -> list[str] | None:
+        """The `factors` subset of the group `hierarchy` (None: all of its factors)."""
+        for g in self.exposures:
+            if g.hierarchy == hierarchy:
+                return g.factors
+        return None
 
 
 ZeroSumMethod = Literal["mcap_weighted", "equal_weighted"]

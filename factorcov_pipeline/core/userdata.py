@@ -435,8 +435,14 @@ def load_universe(
     sessions: Sequence[dt.date],
     sectors: Sequence[str],
     dates: Sequence[dt.date] | None = None,
+    styles: Sequence[str] | None = None,
 ) -> pl.DataFrame:
     """Load and validate a user dataset; return the universe frame of ARCHITECTURE.md.
+
+    `styles` (optional): the model's style factors. Each must be in the file as a
+    `descriptor_<style>` or an `exposure_<style>` column (else an InputDataError names the
+    missing styles and the setting that selects them); style columns of other styles are
+    dropped.
 
     `settings.dataset` is a `.parquet`, `.csv` or `.duckdb` path (then `settings.table` names
     the table). `sessions` are the exchange sessions of the model's calendar (ascending);
@@ -483,7 +489,18 @@ def load_universe(
             f"{source}: the model's categories are TRBC industry groups "
             "(universe.trbc_level='industry_group') but the file has no 'industry_group' column"
         )
+    styles_wanted = None if styles is None else [st.lower() for st in styles]
     styles = _style_columns(frame, source)
+    if styles_wanted is not None:
+        given = {c.split("_", 1)[1] for c in styles}
+        lacking = [st for st in styles_wanted if st not in given]
+        if lacking:
+            raise InputDataError(
+                f"{source}: the model's style factor(s) {lacking} have neither a "
+                f"'descriptor_<style>' nor an 'exposure_<style>' column. Supply them, or restrict "
+                "the model with factor_model_settings.exposures (the style group's `factors`)"
+            )
+        styles = [c for c in styles if c.split("_", 1)[1] in styles_wanted]
     labels = ["sector", *(["industry_group"] if "industry_group" in frame.columns else [])]
     frame = frame.select("date", "asset_id", *labels, "market_cap", value_col, *styles)
 

@@ -25,6 +25,11 @@ PARTITIONED = {
 # sessions, each chunk one transaction, so memory stays bounded at 10 years x 10,000 assets.
 CHUNK_SESSIONS = int(os.environ.get("FACTORCOV_CHUNK_SESSIONS") or 63)
 
+# Sessions that have data but no factor returns (no asset with a return): written by the
+# factor_returns asset, read by `return_dates` so that the EWMA recursions treat them as missing
+# observations (pandas `ignore_na=False`: the weights decay, nothing is added).
+GAP_TABLE = "factor_return_gaps"
+
 CATEGORY_COLUMN = {"economic_sector": "sector", "industry_group": "industry_group"}
 
 
@@ -108,12 +113,28 @@ def stale_later_dates(store: Store, table: str, last: dt.date) -> int:
 
 
 def return_dates(store: Store, dates: list[dt.date], needed_by: str) -> list[dt.date]:
-    """The dates of the range that carry factor returns; a gap after the first is an error."""
-    stored = [d for d in store.stored_dates("factor_returns") if dates[0] <= d <= dates[-1]]
-    if not stored:
+    """The dates of the range the EWMA recursions step through.
+
+    Every session of the range from the first stored factor return on: a session with factor
+    returns is an observation, a session recorded in GAP_TABLE (data but no returns) is a
+    missing observation (a NaN row: decay, no update). A session that is neither has not been
+    materialised upstream and is an error, never silently skipped.
+    """
+    all_returns = store.stored_dates("factor_returns")
+    if not all_returns:
         return []
-    require_dates(store, "factor_returns", [d for d in dates if d >= stored[0]], needed_by)
-    return stored
+    wanted = [d for d in dates if d >= all_returns[0]]
+    if not wanted:
+        return []
+    observed = set(all_returns) | set(store.stored_dates(GAP_TABLE))
+    missing = [d for d in wanted if d not in observed]
+    if missing:
+        shown = ", ".join(str(d) for d in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise MissingUpstreamError(
+            f"{needed_by} needs factor_returns for {len(missing)} date(s) that are not "
+            f"materialised: {shown}. Materialise factor_returns for them first."
+        )
+    return wanted
 
 
 def date_chunks(dates: list[dt.date], size: int = 0) -> Iterator[list[dt.date]]:

@@ -4,8 +4,10 @@ import polars as pl
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from factorcov_pipeline.core import calendar
+from factorcov_pipeline.core.errors import InputDataError
 from factorcov_pipeline.core.regression import estimate_factor_returns
 from factorcov_pipeline.orchestration.assets.common import (
+    GAP_TABLE,
     PARTITIONED,
     category_column,
     date_chunks,
@@ -29,6 +31,16 @@ EMPTY_FACTOR_RETURNS = pl.DataFrame(
         "factor_return": pl.Float64,
     }
 )
+
+
+def gap_frame(days: list, reason: str) -> pl.DataFrame:
+    """Rows of the no-observation table: sessions with data but no factor returns."""
+    return pl.DataFrame(
+        {"date": days, "reason": [reason] * len(days)},
+        schema={"date": pl.Date, "reason": pl.String},
+    )
+
+
 EMPTY_SPECIFIC_RETURNS = pl.DataFrame(
     schema={"date": pl.Date, "asset_id": pl.String, "specific_return": pl.Float64}
 )
@@ -93,21 +105,38 @@ def factor_returns(
     if uni.factor_returns:
         from factorcov_pipeline.core.userdata import load_factor_returns
 
-        fr = load_factor_returns(uni.factor_returns).filter(
-            pl.col("date").is_between(dates[0], dates[-1])
-        )
+        full = load_factor_returns(uni.factor_returns)
+        file_factors = set(full["factor"].unique().to_list())
+        if file_factors != set(factors.names):
+            raise InputDataError(
+                f"{uni.factor_returns}: the file's factors do not match the model's "
+                f"(settings factor_model_settings.exposures): missing "
+                f"{sorted(set(factors.names) - file_factors)}, not in the model "
+                f"{sorted(file_factors - set(factors.names))}. Restrict the model with the "
+                "style/trbc groups' `factors` subsets, or supply every factor"
+            )
+        fr = full.filter(pl.col("date").is_between(dates[0], dates[-1]))
+        # Sessions inside the file's span without rows are no-observation days (EWMA decays).
+        first, last = full["date"].min(), full["date"].max()
+        observed = set(fr["date"].to_list())
+        gaps = [d for d in dates if first <= d <= last and d not in observed]  # type: ignore[operator]
         store.replace(
-            [TableWrite("factor_returns", fr)],
+            [
+                TableWrite("factor_returns", fr),
+                TableWrite(GAP_TABLE, gap_frame(gaps, "no row in the factor-return file")),
+            ],
             date_span(dates),
             settings_json=settings.fingerprint(),
         )
         return MaterializeResult(
             metadata={
                 "dates_with_returns": fr["date"].n_unique(),
+                "no_observation_days": len(gaps),
                 "source": MetadataValue.path(uni.factor_returns),
             }
         )
-    n_dates, r2, min_assets = 0, [], []
+    n_dates, n_gaps, r2, min_assets = 0, 0, [], []
+    universe_dates = set(store.stored_dates("universe"))
     for chunk in date_chunks(dates):
         data = regression_input(store, chunk, factors.styles, category_column(settings))
         result = (
@@ -120,16 +149,25 @@ def factor_returns(
             if data.height
             else None
         )
+        # Sessions with a universe but no regression (no asset with a return, e.g. a session
+        # missing from the user's file and carried forward) are no-observation days: nothing
+        # in factor_returns, one row in GAP_TABLE, and the EWMA assets decay through them.
+        fitted = set() if result is None else set(result.stats["date"].to_list())
+        gaps = [d for d in chunk if d in universe_dates and d not in fitted]
+        n_gaps += len(gaps)
+        gap_write = TableWrite(GAP_TABLE, gap_frame(gaps, "no asset return in the universe"))
         if result is None:  # the base date: prices but no returns, nothing to regress
             writes = [
                 TableWrite("factor_returns", EMPTY_FACTOR_RETURNS),
                 TableWrite("specific_returns", EMPTY_SPECIFIC_RETURNS),
+                gap_write,
             ]
         else:
             writes = [
                 TableWrite("factor_returns", result.factor_returns),
                 TableWrite("specific_returns", result.specific_returns),
                 TableWrite("regression_stats", result.stats),
+                gap_write,
             ]
             n_dates += result.stats.height
             r2.append(float(result.stats["r_squared"].mean() or 0.0))
@@ -138,6 +176,7 @@ def factor_returns(
     return MaterializeResult(
         metadata={
             "dates_with_returns": n_dates,
+            "no_observation_days": n_gaps,
             "mean_r_squared": float(sum(r2) / len(r2)) if r2 else 0.0,
             "min_assets": min(min_assets) if min_assets else 0,
             "first_session": str(SESSIONS_START),

@@ -4,6 +4,7 @@ import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from factorcov_pipeline.core import calendar
+from factorcov_pipeline.core.errors import InputDataError
 from factorcov_pipeline.core.synthetic import generate_universe
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
@@ -34,6 +35,36 @@ def universe(
     uni_settings = settings.factor_model_settings.universe
     sessions = calendar.sessions(SESSIONS_START, dates[-1])
     sigma = settings.factor_model_settings.exposures.winsorize_sigma
+    if uni_settings.factor_returns:
+        # Only factor returns are supplied: there is no universe to store (the regression is
+        # skipped); nothing is written and the run says so.
+        return MaterializeResult(
+            metadata={
+                "dates": len(dates),
+                "rows": 0,
+                "skipped": MetadataValue.text(
+                    "universe.factor_returns is set: user factor returns replace the regression"
+                ),
+            }
+        )
+    user_frame: pl.DataFrame | None = None
+    if uni_settings.dataset != "synthetic":
+        from factorcov_pipeline.core.userdata import load_universe
+
+        # Read and validate the whole file ONCE per run, then split it by chunk.
+        user_frame = load_universe(
+            uni_settings, sessions, factors.sectors, dates, styles=factors.styles
+        )
+        present = set(user_frame["date"].unique().to_list())
+        absent = [d for d in dates if d not in present]
+        if absent:
+            shown = ", ".join(str(d) for d in absent[:5]) + (" ..." if len(absent) > 5 else "")
+            raise InputDataError(
+                f"{uni_settings.dataset}: no rows for {len(absent)} exchange session(s) of the "
+                f"requested range: {shown}. Every session needs a cross-section (carry a "
+                "missing session forward with null returns, see docs/user-data.md), or "
+                "materialise only the sessions the file covers"
+            )
     rows, n_min, n_max = 0, None, 0
     for chunk in date_chunks(dates):
         writes: list[TableWrite]
@@ -46,16 +77,16 @@ def universe(
             planted = pl.concat([d.planted_factor_returns for d in days], how="vertical")
             writes = [TableWrite("universe", frame), TableWrite("planted_factor_returns", planted)]
         else:
-            from factorcov_pipeline.core.userdata import load_universe
-
-            frame = load_universe(uni_settings, sessions, factors.sectors, chunk)
+            assert user_frame is not None
+            frame = user_frame.filter(pl.col("date").is_between(*date_span(chunk)))
             writes = [TableWrite("universe", frame)]
         store.replace(writes, date_span(chunk), settings_json=settings.fingerprint())
         per_date = frame.group_by("date").agg(pl.len().alias("n"))
         rows += frame.height
-        lo = int(per_date["n"].min() or 0)
-        n_min = lo if n_min is None else min(n_min, lo)
-        n_max = max(n_max, int(per_date["n"].max() or 0))
+        if per_date.height:
+            lo = int(per_date["n"].min() or 0)
+            n_min = lo if n_min is None else min(n_min, lo)
+            n_max = max(n_max, int(per_date["n"].max() or 0))
     return MaterializeResult(
         metadata={
             "dates": len(dates),
