@@ -223,3 +223,210 @@ def test_csv_dataset_gives_the_same_factor_returns(built, tmp_path):
     np.testing.assert_allclose(
         b["factor_return"].to_numpy(), a["factor_return"].to_numpy(), rtol=0, atol=1e-12
     )
+
+
+def test_user_factor_returns_give_the_same_covariance(built, tmp_path):
+    """`universe.factor_returns`: the regression's own factor returns fed back as a user file
+    give the same forecasts (to 1e-12); the universe asset stores nothing."""
+    _, _, db, _, _ = built
+    fr = Store(db).read("SELECT date, factor, factor_return FROM factor_returns ORDER BY 1, 2")
+    path = tmp_path / "factor_returns.csv"
+    fr.write_csv(path)
+    settings = settings_file(tmp_path, factor_returns=str(path))
+    db2 = tmp_path / "fr.duckdb"
+    selection = ["universe", "factor_returns", "factor_volatility", "factor_correlation",
+                 "factor_covariance", "covariance_report"]  # fmt: skip
+    result = run(db2, settings, selection=selection)
+    assert result.success, failure_messages(result)
+    evaluations = result.get_asset_check_evaluations()
+    names = {e.asset_check_key.name for e in evaluations}
+    assert {"factor_returns_zero_sum", "volatility_tieout", "correlation_tieout"} <= names
+    assert all(e.passed for e in evaluations)
+    assert Store(db2).stored_dates("universe") == []
+    q = "SELECT * FROM factor_covariance ORDER BY date, factor_1, factor_2"
+    a, b = Store(db).read(q), Store(db2).read(q)
+    assert a.select("date", "factor_1", "factor_2").equals(b.select("date", "factor_1", "factor_2"))
+    np.testing.assert_allclose(b["covariance"].to_numpy(), a["covariance"].to_numpy(), rtol=1e-12)
+
+
+def test_user_factor_returns_must_match_the_model(built, tmp_path):
+    _, _, db, _, _ = built
+    fr = Store(db).read("SELECT date, factor, factor_return FROM factor_returns")
+    path = tmp_path / "factor_returns.csv"
+    fr.filter(pl.col("factor") != "Momentum").write_csv(path)
+    result = run(tmp_path / "x.duckdb", settings_file(tmp_path, factor_returns=str(path)),
+                 selection=["factor_returns"])  # fmt: skip
+    message = " ".join(failure_messages(result))
+    assert not result.success
+    assert str(path) in message and "Momentum" in message and "exposures" in message
+
+
+# ---- bad input through run_range: a failed run naming the culprit, nothing stored changes ----
+
+GOOD_END = SESSIONS[8]
+
+
+@pytest.fixture()
+def good_store(built, tmp_path):
+    """A fresh DuckDB file holding a good materialisation of [START, GOOD_END], and the dataset
+    path its settings point at (tests overwrite that file with bad data)."""
+    _, data, _, _, _ = built
+    path = tmp_path / "universe.parquet"
+    good = pl.read_parquet(data)
+    good.write_parquet(path)
+    settings = settings_file(tmp_path, str(path))
+    db = tmp_path / "fc.duckdb"
+    result = run(db, settings, START, GOOD_END)
+    assert result.success, failure_messages(result)
+    return db, settings, path, good
+
+
+def _row(frame: pl.DataFrame, day: dt.date, k: int = 0) -> tuple[str, pl.Expr]:
+    asset = frame.filter(pl.col("date") == day).sort("asset_id")["asset_id"][k]
+    return asset, (pl.col("date") == day) & (pl.col("asset_id") == asset)
+
+
+def _set(frame: pl.DataFrame, where: pl.Expr, column: str, value: object) -> pl.DataFrame:
+    return frame.with_columns(
+        pl.when(where).then(pl.lit(value)).otherwise(pl.col(column)).alias(column)
+    )
+
+
+BAD_DAY = SESSIONS[10]
+
+
+def _bad_nan(f: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    asset, where = _row(f, BAD_DAY)
+    return _set(f, where, "total_return", float("nan")), [str(BAD_DAY), asset, "NaN"]
+
+
+def _bad_inf(f: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    asset, where = _row(f, BAD_DAY, 2)
+    return _set(f, where, "total_return", float("inf")), [str(BAD_DAY), asset, "infinite"]
+
+
+def _bad_duplicate(f: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    asset, where = _row(f, BAD_DAY, 1)
+    return pl.concat([f, f.filter(where)]), [str(BAD_DAY), asset, "duplicate"]
+
+
+def _bad_cap(f: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    asset, where = _row(f, BAD_DAY, 3)
+    return _set(f, where, "market_cap", -5.0), [str(BAD_DAY), asset, "market_cap"]
+
+
+def _missing_cap(f: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    asset, where = _row(f, BAD_DAY, 4)
+    return _set(f, where, "market_cap", None), [str(BAD_DAY), asset, "market_cap", "missing"]
+
+
+def _bad_sector(f: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    asset, where = _row(f, BAD_DAY, 5)
+    return _set(f, where, "sector", "Tech'nology; DROP TABLE universe"), [
+        str(BAD_DAY), asset, "unknown sector", "Tech'nology; DROP TABLE universe"
+    ]  # fmt: skip
+
+
+def _percent(f: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    return f.with_columns(pl.col("total_return") * 100), ["percent", "divide by 100"]
+
+
+def _holiday(f: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    good_friday = dt.date(2025, 4, 18)
+    row = (
+        f.filter(pl.col("date") == SESSIONS[-1])
+        .head(1)
+        .with_columns(pl.lit(good_friday).alias("date"))
+    )
+    return pl.concat([f, row]), [str(good_friday), row["asset_id"][0], "not exchange sessions"]
+
+
+def _missing_style(f: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    return f.drop("descriptor_size"), ["'size'", "factors"]
+
+
+@pytest.mark.parametrize(
+    "make_bad",
+    [
+        _bad_nan,
+        _bad_inf,
+        _bad_duplicate,
+        _bad_cap,
+        _missing_cap,
+        _bad_sector,
+        _percent,
+        _holiday,
+        _missing_style,
+    ],
+)
+def test_bad_dataset_fails_clearly_and_changes_nothing(good_store, make_bad):
+    db, settings, path, good = good_store
+    before = snapshot(db)
+    bad, expected = make_bad(good)
+    bad.write_parquet(path)
+    result = run(db, settings, SESSIONS[9], END)  # the next range of the same file
+    assert not result.success
+    message = " ".join(failure_messages(result))
+    assert message.startswith("universe") and "InputDataError" in message
+    for needle in [str(path), *expected]:
+        assert needle in message, (needle, message)
+    assert_unchanged(before, db)
+
+
+@pytest.mark.parametrize(
+    ("patch", "needles"),
+    [
+        ({"factor_cov_settings": {"halflife_voll": 60}}, ["halflife_voll", "unknown key"]),
+        ({"factor_cov_settings": {"nw_lags_cor": "two"}}, ["nw_lags_cor", "'two'"]),
+        (
+            {"factor_model_settings": {"modelconstruction": {"return_clip_bounds": [0.1, 0.2]}}},
+            ["return_clip_bounds"],
+        ),
+    ],
+)
+def test_bad_settings_file_fails_clearly_and_changes_nothing(good_store, tmp_path, patch, needles):
+    db, settings, _, _ = good_store
+    before = snapshot(db)
+    data = json.loads(Path(settings).read_text())
+    for section, values in patch.items():
+        data.setdefault(section, {}).update(values)
+    bad = tmp_path / "bad-settings.json"
+    bad.write_text(json.dumps(data))
+    result = run(db, str(bad), SESSIONS[9], END)
+    assert not result.success
+    message = " ".join(failure_messages(result))
+    assert "SettingsError" in message and str(bad) in message
+    for needle in needles:
+        assert needle in message, (needle, message)
+    assert_unchanged(before, db)
+
+
+def test_thin_and_empty_sectors_give_a_defined_result(built, tmp_path):
+    """One asset in Utilities (fewer assets than factors in that category) and no Energy asset
+    on one date: the run succeeds with finite factor returns; with thin_category_shrinkage the
+    thin sector's return is pulled towards 0."""
+    _, data, _, _, _ = built
+    frame = pl.read_parquet(data)
+    utilities = frame.filter(pl.col("sector") == "Utilities")["asset_id"].unique().sort()
+    empty_day = SESSIONS[5]
+    frame = frame.filter(
+        ~pl.col("asset_id").is_in(utilities[1:].implode())
+        & ~((pl.col("date") == empty_day) & (pl.col("sector") == "Energy"))
+    )
+    path = tmp_path / "thin.parquet"
+    frame.write_parquet(path)
+    out = {}
+    for shrink in (0.0, 0.5):
+        s = json.loads(Path(settings_file(tmp_path, str(path))).read_text())
+        s["factor_model_settings"]["modelconstruction"] = {"thin_category_shrinkage": shrink}
+        sp = tmp_path / f"thin-{shrink}.json"
+        sp.write_text(json.dumps(s))
+        db = tmp_path / f"thin-{shrink}.duckdb"
+        result = run(db, str(sp), START, SESSIONS[8], selection=GAP_SELECTION)
+        assert result.success, failure_messages(result)
+        fr = Store(db).read("SELECT * FROM factor_returns ORDER BY date, factor")
+        assert fr["factor_return"].is_finite().all()
+        vol = Store(db).read("SELECT volatility FROM factor_volatility")["volatility"]
+        assert vol.is_finite().all()
+        out[shrink] = fr.filter(pl.col("factor") == "Utilities")["factor_return"].abs().sum()
+    assert out[0.5] < out[0.0]
