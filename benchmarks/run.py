@@ -1,0 +1,687 @@
+"""factorcov benchmarks (issue 5): speed and scale, measured side by side in the same run.
+
+    python benchmarks/run.py [--quick] [--only N] [--repeats R]
+
+1. covariance math (vol, corr, cov for every date) vs the tutorial's pandas tie-out code
+2. constrained regression for every date vs a per-date loop of statsmodels `fit_constrained`
+3. the default `factorcov materialize` (252 sessions x 3,000 assets) as a subprocess, per step
+4. one new daily partition after 1 year and after 10 years of history (with / without checks)
+5. scale: 10 years x 10,000 assets x ~72 factors end to end, peak RSS, DuckDB file size
+
+Every table states the machine, the sizes, the median of the repeated runs and the ratios
+measured in the same run. Nothing here is tuned to a target: the targets are printed next to
+the figures, and a missed target is reported as missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+# ---- machine and table helpers ---------------------------------------------------------------
+
+
+def machine_info() -> dict[str, str]:
+    """CPU, cores, RAM and library versions (printed with every table)."""
+    import dagster
+    import duckdb
+    import pandas
+    import polars
+    import scipy
+
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = "?"
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
+        ram = f"{kb / 2**20:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "ram": ram,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pandas": pandas.__version__,
+        "polars": polars.__version__,
+        "scipy": scipy.__version__,
+        "duckdb": duckdb.__version__,
+        "dagster": dagster.__version__,
+        "blas threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
+    }
+
+
+def print_table(title: str, header: list[str], rows: list[list[Any]], notes: list[str]) -> None:
+    """A plain-text (Markdown-compatible) table with the machine line and notes under it."""
+    info = machine_info()
+    print(f"\n### {title}\n")
+    print(
+        "machine: "
+        + ", ".join(f"{k} {v}" for k, v in info.items() if k in ("cpu", "cores", "ram"))
+        + "; "
+        + ", ".join(f"{k} {v}" for k, v in info.items() if k not in ("cpu", "cores", "ram"))
+    )
+    print()
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for r in rows:
+        print("| " + " | ".join(str(c) for c in r) + " |")
+    for n in notes:
+        print(f"\n{n}")
+    sys.stdout.flush()
+
+
+def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]:
+    """Median wall seconds of `repeats` calls, all times, and the last result."""
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times, out
+
+
+def fmt_s(sec: float) -> str:
+    return f"{sec * 1e3:.1f} ms" if sec < 1.0 else f"{sec:.2f} s"
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+# ---- 1. covariance math vs the tutorial's pandas ---------------------------------------------
+
+
+def factor_returns_frame(t: int, k: int, seed: int) -> tuple[np.ndarray, Any]:
+    """Random daily factor returns (T, K) with a common component, and the same as the
+    tutorial's `df_factor_returns` (index `date`, one column per factor)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    vol = rng.uniform(0.002, 0.02, k)
+    z = rng.standard_normal((t, k + 1))
+    F = vol * (0.4 * z[:, :1] + np.sqrt(1 - 0.16) * z[:, 1:])
+    df = pd.DataFrame(
+        F,
+        index=pd.Index(pd.bdate_range("2016-01-04", periods=t), name="date"),
+        columns=[f"F{i:02d}" for i in range(k)],
+    )
+    return F, df
+
+
+def bench_covariance(quick: bool, repeats: int) -> None:
+    from factorcov_pipeline.core.correlation import CorrelationForecaster
+    from factorcov_pipeline.core.covariance import covariance_from
+    from factorcov_pipeline.core.settings import FactorCovarianceSettings
+    from factorcov_pipeline.core.volatility import VolatilityForecaster
+    from factorcov_pipeline.tieout import tutorial_cor_tieout_f64, tutorial_vol_tieout_f64
+
+    cs = FactorCovarianceSettings()
+    sizes = [(252, 21)] + ([] if quick else [(2520, 60)])
+    rows, notes = [], []
+    for t, k in sizes:
+        F, df = factor_returns_frame(t, k, seed=t + k)
+
+        def ours(F: np.ndarray = F) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            vf, _ = VolatilityForecaster(cs).run(None, F)
+            cf, _ = CorrelationForecaster(cs).run(None, F)
+            return vf.vol, cf.corr, covariance_from(vf.vol, cf.corr)
+
+        def tutorial(df: Any = df) -> tuple[Any, Any]:
+            vol = tutorial_vol_tieout_f64(df, cs.halflife_vol)
+            cor = tutorial_cor_tieout_f64(df, cs.halflife_cor)
+            return vol, cor
+
+        ours_med, _, (vol, corr, cov) = timed(ours, max(repeats, 5))
+        t0 = time.perf_counter()
+        pvol, pcor = tutorial()
+        first = time.perf_counter() - t0
+        pd_reps = 1 if first > 20.0 else repeats
+        if pd_reps > 1:
+            pd_med, _, (pvol, pcor) = timed(tutorial, pd_reps - 1)
+            pd_med = statistics.median([first, pd_med])
+        else:
+            pd_med = first
+        # the same numbers (float64 variants of the tutorial code; no float32 cast)
+        dvol = float(np.max(np.abs(vol - pvol.to_numpy())))
+        pc = pcor.to_numpy().reshape(t, k, k)
+        dcor = float(np.nanmax(np.abs(corr - pc)))
+        pcov = pvol.to_numpy()[:, :, None] * pvol.to_numpy()[:, None, :] * pc
+        dcov = float(np.nanmax(np.abs(cov - pcov) / np.nanmax(np.abs(pcov))))
+        assert dvol < 1e-12 and dcor < 1e-12 and dcov < 1e-12, (dvol, dcor, dcov)
+        ratio = pd_med / ours_med
+        target = "-" if (t, k) == (252, 21) else f">= 50x: {verdict(ratio >= 50)}"
+        rows.append(
+            [
+                f"{t} x {k}",
+                fmt_s(ours_med),
+                fmt_s(pd_med) + (" (1 run)" if pd_reps == 1 else f" ({pd_reps} runs)"),
+                f"{ratio:,.0f}x",
+                f"{max(dvol, dcor):.1e} / {dcov:.1e}",
+                target,
+            ]
+        )
+    notes.append(
+        "ours: `VolatilityForecaster.run(None, F)` + `CorrelationForecaster.run(None, F)` + "
+        "`covariance_from` (tutorial settings: halflife 60 / 120, no NW, no shrinkage). "
+        "tutorial: `tieout.tutorial_vol_tieout_f64` + `tutorial_cor_tieout_f64` (the tutorial's "
+        "pandas statements without the float32 cast), same F. Max abs diff vol/corr, and max "
+        "relative diff of the covariance (ours vs tutorial vol_i vol_j cor_ij), asserted < 1e-12."
+    )
+    print_table(
+        "1. Covariance math vs the tutorial's pandas tie-out code",
+        [
+            "dates x factors",
+            "ours (median)",
+            "tutorial pandas (median)",
+            "speed-up",
+            "max diff vol,corr / cov",
+            "target",
+        ],
+        rows,
+        notes,
+    )
+
+
+# ---- 2. constrained regression vs statsmodels -------------------------------------------------
+
+
+def regression_panel(n_dates: int, n_assets: int, seed: int) -> tuple[Any, Any]:
+    """A random regression input (the factor_returns asset's layout) for the default model."""
+    import polars as pl
+
+    from factorcov_pipeline.core.factors import factor_set_for
+    from factorcov_pipeline.core.settings import FactorRiskModelSettings
+
+    factors = factor_set_for(FactorRiskModelSettings())
+    rng = np.random.default_rng(seed)
+    n = n_dates * n_assets
+    sectors = np.array(factors.sectors)
+    dates = [dt.date(2025, 1, 1) + dt.timedelta(days=i) for i in range(n_dates)]
+    cols: dict[str, Any] = {
+        "date": pl.Series(np.repeat(np.array(dates, dtype="datetime64[D]"), n_assets)),
+        "asset_id": [f"A{i:05d}" for i in range(n_assets)] * n_dates,
+        "asset_return": rng.standard_normal(n) * 0.02,
+        "market_cap": np.exp(rng.normal(8.0, 1.5, n)),
+        "sector": sectors[rng.integers(0, len(sectors), n)],
+    }
+    for s in factors.styles:
+        cols[s] = rng.standard_normal(n)
+    return pl.DataFrame(cols), factors
+
+
+def statsmodels_date(frame: Any, factors: Any) -> np.ndarray:
+    """One date's constrained WLS by statsmodels GLM(var_weights=sqrt(cap)).fit_constrained,
+    with the cap-weighted zero-sum of the sector factor returns (USE4 eq. 2.2-2.3)."""
+    import statsmodels.api as sm
+
+    from factorcov_pipeline.core.factors import GROUP_TRBC
+
+    names = list(factors.names)
+    X = np.zeros((frame.height, len(names)))
+    X[:, names.index("Market")] = 1.0
+    for s in factors.styles:
+        X[:, names.index(s)] = frame[s].to_numpy()
+    sec = frame["sector"].to_numpy()
+    cap = frame["market_cap"].to_numpy()
+    uniq, inv = np.unique(sec, return_inverse=True)
+    col = np.array([names.index(u) for u in uniq])[inv]
+    X[np.arange(frame.height), col] = 1.0
+    r = np.bincount(col, weights=cap, minlength=len(names))
+    r[[g != GROUP_TRBC for g in factors.groups]] = 0.0
+    r = r / np.linalg.norm(r)
+    model = sm.GLM(
+        frame["asset_return"].to_numpy(), X, family=sm.families.Gaussian(), var_weights=np.sqrt(cap)
+    )
+    return np.asarray(model.fit_constrained((r[None, :], np.zeros(1))).params)
+
+
+def bench_regression(quick: bool, repeats: int) -> None:
+    import polars as pl
+
+    from factorcov_pipeline.core.regression import estimate_factor_returns
+    from factorcov_pipeline.core.settings import ModelConstructionSettings
+
+    n_dates, n_assets = (63, 3000) if quick else (252, 3000)
+    n_sm = 10 if quick else 25
+    data, factors = regression_panel(n_dates, n_assets, seed=5)
+    mc = ModelConstructionSettings(return_clip_bounds=None)
+    ours_med, _, res = timed(lambda: estimate_factor_returns(data, factors, mc), repeats)
+    ours_f = res.factor_returns["factor_return"].to_numpy().reshape(n_dates, factors.k)
+    days = data["date"].unique(maintain_order=True).to_list()
+    pick = np.linspace(0, n_dates - 1, n_sm).round().astype(int)
+    sm_times, max_rel = [], 0.0
+    for i in pick:
+        frame = data.filter(pl.col("date") == days[i]).sort("asset_id")
+        t0 = time.perf_counter()
+        f_sm = statsmodels_date(frame, factors)
+        sm_times.append(time.perf_counter() - t0)
+        rel = float(np.max(np.abs(ours_f[i] - f_sm)) / np.max(np.abs(f_sm)))
+        max_rel = max(max_rel, rel)
+    assert max_rel < 1e-10, max_rel
+    sm_total = statistics.median(sm_times) * n_dates
+    ratio = sm_total / ours_med
+    print_table(
+        "2. Constrained regression for every date vs statsmodels fit_constrained (per-date loop)",
+        [
+            "dates x assets x factors",
+            "ours, all dates (median)",
+            "statsmodels per date (median)",
+            "statsmodels, all dates (scaled)",
+            "speed-up",
+            "max rel diff",
+            "target >= 20x",
+        ],
+        [
+            [
+                f"{n_dates} x {n_assets} x {factors.k}",
+                fmt_s(ours_med),
+                fmt_s(statistics.median(sm_times)),
+                fmt_s(sm_total),
+                f"{ratio:,.0f}x",
+                f"{max_rel:.1e}",
+                verdict(ratio >= 20),
+            ]
+        ],
+        [
+            f"statsmodels run on {n_sm} of the {n_dates} dates (evenly spaced) and scaled by "
+            f"{n_dates}/1 per-date median; each includes building the dense design and the "
+            "constraint row (what a per-date loop has to do). Ours: "
+            "`core.regression.estimate_factor_returns` on the whole polars panel (no clipping on "
+            "either side); factor returns agree to max |diff| / max |f| asserted < 1e-10."
+        ],
+    )
+
+
+# ---- 3. factorcov materialize ----------------------------------------------------------------
+
+
+def child_rss(argv: list[str]) -> int:
+    """Run argv, print its output, then a line with its peak RSS (this process has no other
+    children, so RUSAGE_CHILDREN's max RSS is the child's)."""
+    proc = subprocess.run(argv, check=False)
+    kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(f"@@peak_rss_kb {kb}", flush=True)
+    return proc.returncode
+
+
+def run_measured(argv: list[str], env: dict[str, str]) -> tuple[float, float, str, int]:
+    """Wall seconds, peak RSS (GiB) and stdout of `argv` run under the RSS wrapper."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__)), "--child-rss", "--", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - t0
+    m = re.search(r"@@peak_rss_kb (\d+)", proc.stdout)
+    rss = int(m.group(1)) / 2**20 if m else float("nan")
+    if proc.returncode != 0:
+        print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
+    return wall, rss, proc.stdout, proc.returncode
+
+
+STEP_RE = re.compile(r"done\s+(\S+)\s+([\d.]+) s")
+
+
+def step_times(stdout: str) -> dict[str, float]:
+    return {m.group(1): float(m.group(2)) for m in STEP_RE.finditer(stdout)}
+
+
+def factorcov_cmd() -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from factorcov_pipeline.cli import main; sys.exit(main())",
+    ]
+
+
+def bench_materialize(quick: bool, repeats: int) -> None:
+    reps = 1 if quick else repeats
+    walls, rsss, steps_all = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(reps):
+            env = {
+                **os.environ,
+                "FACTORCOV_DUCKDB": f"{tmp}/run{i}.duckdb",
+                "PYTHONPATH": str(ROOT),
+            }
+            env.pop("DAGSTER_HOME", None)
+            env.pop("FACTORCOV_PARTITIONS_START", None)
+            env.pop("FACTORCOV_SETTINGS", None)
+            wall, rss, out, rc = run_measured([*factorcov_cmd(), "materialize"], env)
+            if rc != 0:
+                raise RuntimeError("factorcov materialize failed")
+            walls.append(wall)
+            rsss.append(rss)
+            steps_all.append(step_times(out))
+        size = Path(f"{tmp}/run0.duckdb").stat().st_size / 2**20
+    wall = statistics.median(walls)
+    step_keys = list(steps_all[0])
+    med = {k: statistics.median(s.get(k, float("nan")) for s in steps_all) for k in step_keys}
+    total_steps = sum(med.values())
+    rows = [
+        [k, f"{v:.2f} s", f"{100 * v / wall:.0f}%"]
+        for k, v in sorted(med.items(), key=lambda kv: -kv[1])
+    ]
+    rows.append(["(sum of steps)", f"{total_steps:.2f} s", f"{100 * total_steps / wall:.0f}%"])
+    rows.append(
+        [
+            "(Dagster, process start, imports: wall - steps)",
+            f"{wall - total_steps:.2f} s",
+            f"{100 * (wall - total_steps) / wall:.0f}%",
+        ]
+    )
+    rows.append(
+        ["**wall (median)**", f"**{wall:.2f} s**", f"target <= 60 s: {verdict(wall <= 60)}"]
+    )
+    rows.append(["peak RSS (max over runs)", f"{max(rsss):.2f} GiB", ""])
+    rows.append(["DuckDB file", f"{size:.0f} MiB", ""])
+    print_table(
+        "3. `factorcov materialize` (default: 252 sessions x 3,000 assets, 21 factors) through Dagster",
+        ["step (asset or check)", "seconds (median)", "share of wall"],
+        rows,
+        [
+            f"{reps} run(s), each a fresh subprocess with a fresh FACTORCOV_DUCKDB; walls "
+            + ", ".join(f"{w:.1f}" for w in walls)
+            + " s. Per-step times parsed from the command's progress lines (STEP_START to "
+            "STEP_SUCCESS); peak RSS by getrusage(RUSAGE_CHILDREN) in a wrapper process."
+        ],
+    )
+
+
+# ---- 4. one daily partition after a long history ---------------------------------------------
+
+
+def child_daily(n_assets: int, n_days: int) -> None:
+    """In a process whose FACTORCOV_PARTITIONS_START is set: build the history up to the
+    second-to-last session, then time one new session with and without the checks."""
+    import dagster as dg
+
+    from factorcov_pipeline.core import calendar
+    from factorcov_pipeline.orchestration.assets import ALL_ASSETS
+    from factorcov_pipeline.orchestration.checks import ALL_CHECKS
+    from factorcov_pipeline.orchestration.partitions import SESSIONS_START, trading_sessions
+    from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+    from factorcov_pipeline.orchestration.runner import quiet_logger, run_range
+
+    sessions = calendar.sessions(SESSIONS_START, SESSIONS_START + dt.timedelta(days=n_days + 30))
+    sessions = sessions[: int(n_days)]
+    hist_end, new_day = sessions[-2], sessions[-1]
+    settings_file = os.environ["FACTORCOV_SETTINGS"]
+    storage = FactorcovStorage(database=os.environ["FACTORCOV_DUCKDB"])
+    no_checks = dg.define_asset_job(
+        "factorcov_no_checks",
+        selection=dg.AssetSelection.all().without_checks(),
+        partitions_def=trading_sessions,
+    )
+
+    def run_no_checks(start: dt.date, end: dt.date) -> dg.ExecuteInProcessResult:
+        defs = dg.Definitions(
+            assets=ALL_ASSETS,
+            asset_checks=ALL_CHECKS,
+            jobs=[no_checks],
+            resources={"storage": storage, "model": FactorcovSettings(settings_file=settings_file)},
+        )
+        return defs.resolve_job_def(no_checks.name).execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(),
+            tags={
+                "dagster/asset_partition_range_start": str(start),
+                "dagster/asset_partition_range_end": str(end),
+            },
+            raise_on_error=True,
+        )
+
+    t0 = time.perf_counter()
+    run_no_checks(sessions[0], hist_end)
+    build = time.perf_counter() - t0
+    with_checks, without = [], []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        res = run_range(new_day, new_day, storage, settings_file, logger=quiet_logger())
+        with_checks.append(time.perf_counter() - t0)
+        assert res.success
+        t0 = time.perf_counter()
+        run_no_checks(new_day, new_day)
+        without.append(time.perf_counter() - t0)
+    print(
+        "@@daily "
+        + json.dumps(
+            {
+                "history": len(sessions) - 1,
+                "first": str(sessions[0]),
+                "new_day": str(new_day),
+                "build_s": build,
+                "with_checks": with_checks,
+                "without_checks": without,
+            }
+        ),
+        flush=True,
+    )
+
+
+def bench_daily(quick: bool, repeats: int) -> None:
+    n_assets = 500 if quick else 3000
+    out: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Path(tmp) / "settings.json"
+        settings.write_text(
+            json.dumps({"factor_model_settings": {"universe": {"n_assets": n_assets}}})
+        )
+        for label, start, n_days in (
+            ("1 year", "2025-03-31", 253),
+            ("10 years", "2016-03-31", 2521),
+        ):
+            env = {
+                **os.environ,
+                "FACTORCOV_DUCKDB": f"{tmp}/{label.replace(' ', '')}.duckdb",
+                "FACTORCOV_PARTITIONS_START": start,
+                "FACTORCOV_SETTINGS": str(settings),
+                "PYTHONPATH": str(ROOT),
+            }
+            proc = subprocess.run(
+                [sys.executable, str(Path(__file__)), "--child-daily", str(n_assets), str(n_days)],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            m = re.search(r"@@daily (.*)", proc.stdout)
+            if proc.returncode != 0 or m is None:
+                print(proc.stdout[-3000:], proc.stderr[-5000:], file=sys.stderr)
+                raise RuntimeError(f"daily benchmark ({label}) failed")
+            out[label] = json.loads(m.group(1))
+    rows = []
+    for label, d in out.items():
+        wc, wo = statistics.median(d["with_checks"]), statistics.median(d["without_checks"])
+        rows.append(
+            [
+                label,
+                f"{d['history']} sessions from {d['first']}",
+                d["new_day"],
+                f"{d['build_s']:.0f} s",
+                f"{wo:.2f} s",
+                f"{wc:.2f} s",
+                f"<= 5 s: {verdict(wo <= 5)} / {verdict(wc <= 5)}",
+            ]
+        )
+    r_wo = statistics.median(out["10 years"]["without_checks"]) / statistics.median(
+        out["1 year"]["without_checks"]
+    )
+    r_wc = statistics.median(out["10 years"]["with_checks"]) / statistics.median(
+        out["1 year"]["with_checks"]
+    )
+    rows.append(
+        [
+            "ratio 10y / 1y",
+            "",
+            "",
+            "",
+            f"{r_wo:.2f}",
+            f"{r_wc:.2f}",
+            f"<= 1.5: {verdict(r_wo <= 1.5)} / {verdict(r_wc <= 1.5)}",
+        ]
+    )
+    print_table(
+        f"4. One new daily partition of the whole chain after a full history ({n_assets} assets, 21 factors)",
+        [
+            "history",
+            "sessions",
+            "new session",
+            "history build (no checks)",
+            "new session, assets only (median of 3)",
+            "new session, assets + checks (median of 3)",
+            "target (assets only / with checks)",
+        ],
+        rows,
+        [
+            "Each history in its own process (FACTORCOV_PARTITIONS_START), built in one run without "
+            "checks; then the next session materialised in-process 3 times (run_range: all assets "
+            "and checks; and a job of all assets without checks). The new session's time includes "
+            "Dagster's per-run overhead (job build, ephemeral instance, event log). The tutorial "
+            "tie-out checks re-run the tutorial's pandas code over the WHOLE stored history by "
+            "design (they verify the stored report against the vendor's code), so their cost grows "
+            "with the history."
+        ],
+    )
+
+
+# ---- 5. scale --------------------------------------------------------------------------------
+
+
+def bench_scale(quick: bool, repeats: int) -> None:
+    n_assets = 2000 if quick else 10000
+    start = "2024-03-28" if quick else "2016-03-31"
+    with tempfile.TemporaryDirectory(dir=os.environ.get("FACTORCOV_BENCH_TMP")) as tmp:
+        settings = Path(tmp) / "settings.json"
+        settings.write_text(
+            json.dumps(
+                {
+                    "factor_model_settings": {
+                        "universe": {
+                            "n_assets": n_assets,
+                            "trbc_level": "industry_group",
+                            "n_extra_styles": 12,
+                        }
+                    }
+                }
+            )
+        )
+        db = f"{tmp}/scale.duckdb"
+        env = {
+            **os.environ,
+            "FACTORCOV_DUCKDB": db,
+            "FACTORCOV_PARTITIONS_START": start,
+            "FACTORCOV_SETTINGS": str(settings),
+            "PYTHONPATH": str(ROOT),
+        }
+        env.pop("DAGSTER_HOME", None)
+        wall, rss, out, rc = run_measured(
+            [*factorcov_cmd(), "materialize", "--end", "2026-03-31"], env
+        )
+        size = Path(db).stat().st_size / 2**30 if Path(db).exists() else float("nan")
+        steps = step_times(out)
+        import duckdb
+
+        counts = {}
+        if rc == 0:
+            con = duckdb.connect(db, read_only=True)
+            for tbl in ("universe", "exposures", "factor_correlation", "factor_covariance"):
+                counts[tbl] = con.execute(f"SELECT count(*) FROM {tbl}").fetchone()[0]
+            k = con.execute("SELECT count(DISTINCT factor) FROM factor_volatility").fetchone()[0]
+            n_days = con.execute("SELECT count(DISTINCT date) FROM universe").fetchone()[0]
+            con.close()
+        else:
+            k, n_days = "?", "?"
+    rows = [
+        [k_, f"{v:.1f} s", f"{100 * v / wall:.0f}%"]
+        for k_, v in sorted(steps.items(), key=lambda kv: -kv[1])
+    ]
+    rows.append(
+        ["**wall**", f"**{wall:.0f} s**", f"target <= 600 s: {verdict(wall <= 600 and rc == 0)}"]
+    )
+    rows.append(["peak RSS", f"{rss:.2f} GiB", f"target <= 4 GiB: {verdict(rss <= 4 and rc == 0)}"])
+    rows.append(["DuckDB file", f"{size:.2f} GiB", ""])
+    for tbl, c in counts.items():
+        rows.append([f"rows in {tbl}", f"{c:,}", ""])
+    print_table(
+        f"5. Scale: {n_days} sessions x {n_assets:,} assets x {k} factors, end to end"
+        + (" (FAILED)" if rc else ""),
+        ["step", "seconds", "share of wall"],
+        rows,
+        [
+            "One `factorcov materialize` subprocess (one Dagster run, all assets and checks), "
+            "settings {universe: n_assets, trbc_level industry_group, n_extra_styles 12}, "
+            f"FACTORCOV_PARTITIONS_START={start}. One run (it is long)."
+        ],
+    )
+
+
+BENCHMARKS = {
+    1: bench_covariance,
+    2: bench_regression,
+    3: bench_materialize,
+    4: bench_daily,
+    5: bench_scale,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--child-rss"]:
+        return child_rss(argv[2:] if argv[1:2] == ["--"] else argv[1:])
+    if argv[:1] == ["--child-daily"]:
+        child_daily(int(argv[1]), int(argv[2]))
+        return 0
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--quick", action="store_true", help="small sizes, single runs (a smoke test)")
+    p.add_argument(
+        "--only",
+        type=int,
+        action="append",
+        choices=sorted(BENCHMARKS),
+        help="run only benchmark N (repeatable)",
+    )
+    p.add_argument("--repeats", type=int, default=3, help="repeated runs per measurement")
+    args = p.parse_args(argv)
+    print(
+        f"factorcov benchmarks, {dt.datetime.now():%Y-%m-%d %H:%M}, command: "
+        f"python benchmarks/run.py {' '.join(argv)}"
+    )
+    for n in args.only or sorted(BENCHMARKS):
+        BENCHMARKS[n](args.quick, args.repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
