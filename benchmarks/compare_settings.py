@@ -82,11 +82,15 @@ def materialise(db: Path, settings_file: str, start: dt.date, end: dt.date) -> f
     return elapsed
 
 
-def window_summary(db: Path) -> dict[str, dict[str, float]]:
-    """mean |b - 1| and the share inside 1 +/- sqrt(2/n_obs) of the rolling windows, per kind."""
+def window_summary(db: Path, burn_in: int = 0) -> dict[str, dict[str, float]]:
+    """mean |b - 1| and the share inside 1 +/- sqrt(2/n_obs) of the rolling windows, per kind;
+    `burn_in` > 0 keeps only the windows that start after the first `burn_in` forecast dates."""
     from factorcov_pipeline.storage import Store
 
-    fb = Store(db).read("SELECT portfolio_kind, n_obs, bias FROM forecast_bias")
+    fb = Store(db).read("SELECT window_end, portfolio_kind, n_obs, bias FROM forecast_bias")
+    if burn_in:
+        ends = sorted(set(fb["window_end"].to_list()))
+        fb = fb.filter(pl.col("window_end").is_in(ends[burn_in:]))
     out = (
         fb.with_columns(
             dev=(pl.col("bias") - 1.0).abs(),
@@ -102,8 +106,9 @@ def window_summary(db: Path) -> dict[str, dict[str, float]]:
     return {r["portfolio_kind"]: r for r in out.iter_rows(named=True)}
 
 
-def full_sample_bias(db: Path) -> tuple[int, np.ndarray, list[str]]:
-    """Per factor: std over all dates (ddof 1) of f_t / (prior-day forecast vol), and T."""
+def full_sample_bias(db: Path, burn_in: int = 0) -> tuple[int, np.ndarray, list[str]]:
+    """Per factor: std (ddof 1) of f_t / (prior-day forecast vol) over all dates after the
+    first `burn_in` outcomes, and the number of dates T."""
     from factorcov_pipeline.storage import Store
 
     store = Store(db)
@@ -122,7 +127,7 @@ def full_sample_bias(db: Path) -> tuple[int, np.ndarray, list[str]]:
         raise SystemExit(f"{db}: factor_returns and factor_volatility have different dates")
     f = fr.select(names).to_numpy()
     sigma = vol.select(names).to_numpy() / np.sqrt(ANNUALISATION)
-    z = f[1:] / sigma[:-1]
+    z = (f[1:] / sigma[:-1])[burn_in:]
     return z.shape[0], z.std(axis=0, ddof=1), names
 
 
@@ -133,6 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-assets", type=int, default=3000)
     parser.add_argument("--settings-b", default=json.dumps(DEFAULT_B))
     parser.add_argument("--out-dir", default="")
+    parser.add_argument(
+        "--burn-in",
+        type=int,
+        default=63,
+        help="also summarise without the first N forecast dates (EWMA/VRA start-up), default 63",
+    )
+    parser.add_argument(
+        "--reuse", action="store_true", help="reuse DuckDB files already in --out-dir"
+    )
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
 
@@ -154,19 +168,34 @@ def main(argv: list[str] | None = None) -> int:
         f"factorcov settings comparison: {start} .. {end}, {args.n_assets} synthetic assets, "
         f"python {platform.python_version()}, files in {out}"
     )
-    results: dict[str, tuple[dict[str, dict[str, float]], int, np.ndarray, list[str]]] = {}
+    dbs: dict[str, Path] = {}
     for label, (settings_path, cov, db) in runs.items():
-        for suffix in ("", ".wal"):
-            Path(str(db) + suffix).unlink(missing_ok=True)
         settings_file = write_settings(settings_path, args.n_assets, cov)
-        print(
-            f"{label}: non-default {load_settings(settings_file).factor_cov_settings.non_default()}"
-        )
-        materialise(db, settings_file, start, end)
-        results[label] = (window_summary(db), *full_sample_bias(db))
+        non_default = load_settings(settings_file).factor_cov_settings.non_default()
+        print(f"{label}: non-default {non_default}")
+        if args.reuse and db.exists():
+            print(f"  {db.name}: reused")
+        else:
+            for suffix in ("", ".wal"):
+                Path(str(db) + suffix).unlink(missing_ok=True)
+            materialise(db, settings_file, start, end)
+        dbs[label] = db
+    for burn_in in sorted({0, args.burn_in}):
+        report(dbs, burn_in)
+    return 0
 
+
+def report(dbs: dict[str, Path], burn_in: int) -> None:
+    """Print the side-by-side tables, over all dates or without the first `burn_in`."""
+    results: dict[str, tuple[dict[str, dict[str, float]], int, np.ndarray, list[str]]] = {
+        label: (window_summary(db, burn_in), *full_sample_bias(db, burn_in))
+        for label, db in dbs.items()
+    }
     labels = list(results)
     width = max(len(label) for label in labels) + 2
+    print()
+    scope = f"without the first {burn_in} forecast dates" if burn_in else "all forecast dates"
+    print(f"==== {scope} ====")
     print()
     print("Rolling 21-session windows (forecast_bias table)")
     header = f"{'statistic':<44}" + "".join(f"{label:>{width}}" for label in labels)
@@ -201,7 +230,6 @@ def main(argv: list[str] | None = None) -> int:
         row_in += f"{f'{int((np.abs(b - 1) <= band).sum())}/{len(b)}':>{width}}"
     print(row_mean)
     print(row_in)
-    return 0
 
 
 if __name__ == "__main__":
