@@ -150,13 +150,7 @@ def test_rerunning_a_partition_changes_nothing(built, tmp_path):
     for table, frame in before.items():
         after = _table(db, table, "ALL")
         assert after.height == frame.height, table  # no duplicates
-        if table == "exposures":
-            # polars may sum a one-date frame in another order than a 20-date frame: the same
-            # rows, values equal to the last bits (1e-14)
-            assert after.drop("exposure").equals(frame.drop("exposure"))
-            np.testing.assert_allclose(after["exposure"], frame["exposure"], rtol=0, atol=1e-14)
-        else:
-            assert after.equals(frame), table
+        assert after.equals(frame), table
 
 
 def test_daily_runs_equal_one_range_run(built, tmp_path):
@@ -173,21 +167,9 @@ def test_daily_runs_equal_one_range_run(built, tmp_path):
             for ev in result.get_asset_materialization_events()
         }
         assert meta["factor_volatility"]["continued_from_state"].value is True
-    # Exposures of a one-date run may differ from a 20-date run in the last bits (polars'
-    # summation order), so compare to 1e-12; the EWMA continuation itself is bit-exact
-    # (tests/test_volatility.py and test_correlation.py resume from bytes with array_equal).
+    # Bit for bit: exposures are deterministic and the EWMA continuation is exact.
     for table in ["factor_returns", *FORECAST_TABLES]:
-        daily, full = _table(db, table, "ALL"), _table(db_range, table, "ALL")
-        assert daily.height == full.height, table
-        value = daily.columns[-1] if table != "covariance_report" else None
-        keys = [c for c in daily.columns if daily[c].dtype != pl.Float64]
-        assert daily.select(keys).equals(full.select(keys)), table
-        num = (
-            [c for c in daily.columns if daily[c].dtype == pl.Float64] if value is None else [value]
-        )
-        np.testing.assert_allclose(
-            daily.select(num).to_numpy(), full.select(num).to_numpy(), rtol=1e-11, atol=1e-15
-        )
+        assert _table(db, table, "ALL").equals(_table(db_range, table, "ALL")), table
 
 
 def test_missing_predecessor_is_a_clear_error(built, tmp_path):

@@ -451,11 +451,6 @@ def test_nw_override_applies_to_the_lagged_terms_only(tmp_path):
     assert np.max(np.abs(vol / direct_volatility(F, other)["vol"] - 1.0)) > 1e-6
 
 
-@pytest.mark.xfail(
-    reason="core/exposures.py: polars join + group_by('date') sums rows in a run-dependent "
-    "order, so style exposures (and factor returns) differ by ~1e-15 between identical runs",
-    strict=False,
-)
 def test_factor_returns_are_bit_identical_between_identical_runs(default_db, tmp_path):
     db = tmp_path / "again.duckdb"
     result = _run(db, default_db[1], START, SESSIONS[6])
