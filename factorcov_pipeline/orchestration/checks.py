@@ -30,7 +30,7 @@ from factorcov_pipeline.orchestration.assets import (
     factor_returns,
     factor_volatility,
 )
-from factorcov_pipeline.orchestration.assets.common import model_factors
+from factorcov_pipeline.orchestration.assets.common import GAP_TABLE, model_factors
 from factorcov_pipeline.orchestration.partitions import partition_dates, trading_sessions
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.storage import Store
@@ -50,13 +50,21 @@ def _result(ok: bool, what: str, **metadata: object) -> AssetCheckResult:
 
 
 def _history(store: Store, factors: FactorSet, last: dt.date) -> tuple[list[dt.date], np.ndarray]:
-    """All stored factor returns from the first date up to `last`, as (dates, (T, K))."""
+    """All stored factor returns from the first date up to `last`, as (dates, (T, K)).
+
+    Sessions recorded in `factor_return_gaps` (data but no returns) are NaN rows, as the
+    forecasters treat them (pandas' `ewm` does the same with NaN: decay, no update).
+    """
     fr = store.read(
         "SELECT date, factor, factor_return FROM factor_returns WHERE date <= ? ORDER BY date",
         [last],
     )
-    days = sorted(set(fr["date"].to_list()))
-    return days, long_to_matrix(fr, days, factors.names, "factor_return")
+    days = set(fr["date"].to_list())
+    if days:
+        gaps = [d for d in store.stored_dates(GAP_TABLE) if min(days) < d <= last]
+        days |= set(gaps)
+    ordered = sorted(days)
+    return ordered, long_to_matrix(fr, ordered, factors.names, "factor_return")
 
 
 def _tutorial_factor_returns(
@@ -185,6 +193,8 @@ def exposures_standardised(
     store = storage.store()
     dates = partition_dates(context)
     factors = model_factors(settings)
+    if settings.factor_model_settings.universe.factor_returns:
+        return _result(True, "user-supplied factor returns: no exposures to check")
     stats = store.read(
         """
         SELECT e.date, e.factor,

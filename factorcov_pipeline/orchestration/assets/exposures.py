@@ -31,6 +31,10 @@ def exposures(
     store = storage.store()
     dates = partition_dates(context)
     factors = model_factors(settings)
+    if settings.factor_model_settings.universe.factor_returns:
+        return MaterializeResult(
+            metadata={"skipped": "factor returns are supplied by the user: no exposures needed"}
+        )
     require_dates(store, "universe", dates, "exposures")
     rows = 0
     for chunk in date_chunks(dates):

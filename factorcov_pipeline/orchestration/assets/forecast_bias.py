@@ -46,7 +46,10 @@ def forecast_bias(
     lookback_start = calendar.sessions(dates[0] - dt.timedelta(days=3 * WINDOW + 10), dates[0])
     start = lookback_start[-(WINDOW + 1)] if len(lookback_start) > WINDOW else lookback_start[0]
     fr = store.read_dates("factor_returns", start, dates[-1])
-    days = sorted(set(fr["date"].to_list())) if fr.height else []
+    cov_long = store.read_dates("factor_covariance", start, dates[-1])
+    # Forecast dates include no-return sessions (gaps): their return row is NaN (left out of the
+    # windows) and their forecast is the prior of the next session.
+    days = sorted(set(cov_long["date"].to_list())) if cov_long.height else []
     out: pl.DataFrame
     if len(days) < 2:
         out = pl.DataFrame(
@@ -59,7 +62,6 @@ def forecast_bias(
             }
         )
     else:
-        cov_long = store.read_dates("factor_covariance", start, dates[-1])
         F = long_to_matrix(fr, days, factors.names, "factor_return")
         cov = pairs_to_cube(cov_long, days, factors.names, "covariance") / ANNUALISATION
         prior = np.concatenate([np.full((1, factors.k, factors.k), np.nan), cov[:-1]])
