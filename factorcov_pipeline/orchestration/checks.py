@@ -424,7 +424,7 @@ def correlation_tieout(
     )
     err = float(np.abs(stored - fc.corr[t0:]).max())
     return _result(
-        err <= 1e-10,
+        err <= CONSISTENCY_TOL,
         "non-default correlation settings: stored forecasts equal a one-block recomputation",
         max_abs_diff=err,
     )
