@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+from threadpoolctl import threadpool_limits
 
 from factorcov_pipeline.core.factors import GROUP_MARKET, GROUP_STYLE, GROUP_TRBC, FactorSet
 from factorcov_pipeline.core.settings import ModelConstructionSettings
@@ -68,6 +69,8 @@ THIN_CATEGORY_MIN_ASSETS = 5
 MAX_CHUNK_BYTES = 256 * 2**20
 
 ZERO_SUM_KEY = "trbc"
+# BLAS threads for the batched normal-equation products (see `_wls_core`).
+BLAS_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -184,13 +187,21 @@ def _wls_core(
     constraint: np.ndarray,
     ridge: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Batched solve on clean arrays (finite everywhere, w >= 0): f, residuals, degenerate."""
-    xw = x * w[:, :, None]
-    a = np.swapaxes(xw, 1, 2) @ x
-    b = np.einsum("tnk,tn->tk", xw, y)
-    del xw
-    f, degenerate = _solve_normal(a, b, constraint, ridge)
-    resid = y - np.einsum("tnk,tk->tn", x, f)
+    """Batched solve on clean arrays (finite everywhere, w >= 0): f, residuals, degenerate.
+
+    BLAS runs single-threaded here (`BLAS_THREADS`): the batched (K x N)(N x K) products are
+    many small GEMMs, and OpenBLAS's thread pool on them was 5-15x SLOWER than one thread when
+    the machine's cores are busy (measured on the 2-core benchmark machine, benchmarks/RESULTS.md);
+    single-threaded it is as fast on an idle machine and robust under load. Same numbers: OpenBLAS
+    computes each GEMM element with the same reduction order whatever the thread count.
+    """
+    with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+        xw = x * w[:, :, None]
+        a = np.swapaxes(xw, 1, 2) @ x
+        b = np.einsum("tnk,tn->tk", xw, y)
+        del xw
+        f, degenerate = _solve_normal(a, b, constraint, ridge)
+        resid = y - np.einsum("tnk,tk->tn", x, f)
     return f, resid, degenerate
 
 

@@ -21,7 +21,7 @@ from factorcov_pipeline.orchestration.partitions import (
     previous_and_same_mapping,
 )
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
-from factorcov_pipeline.storage import Store, TableWrite
+from factorcov_pipeline.storage import Store, TableWrite, quote_ident
 
 EMPTY_FACTOR_RETURNS = pl.DataFrame(
     schema={
@@ -67,12 +67,19 @@ def regression_input(
     lagged = store.read_dates(
         "universe", lo, hi, f"date AS prev_date, asset_id, market_cap, {category}"
     )
-    style_long = store.read(
-        "SELECT date AS prev_date, asset_id, factor, exposure FROM exposures "
-        "WHERE date BETWEEN ? AND ? AND factor IN (SELECT unnest(?::VARCHAR[]))",
-        [lo, hi, list(styles)],
+    # The long exposures pivoted to one column per style inside DuckDB (a parallel hash
+    # aggregate), not read long and pivoted in polars: at 10,000 assets x 19 styles the long read
+    # plus polars pivot took ~1.7x as long. One row per (date, asset) with a style exposure,
+    # null where a style is missing, as `pivot` gave.
+    pivot_cols = ", ".join(
+        f"max(exposure) FILTER (WHERE factor = ?) AS {quote_ident(s)}" for s in styles
     )
-    style_wide = style_long.pivot(on="factor", index=["prev_date", "asset_id"], values="exposure")
+    style_wide = store.read(
+        f"SELECT date AS prev_date, asset_id, {pivot_cols} FROM exposures "
+        "WHERE date BETWEEN ? AND ? AND factor IN (SELECT unnest(?::VARCHAR[])) "
+        "GROUP BY date, asset_id",
+        [*styles, lo, hi, list(styles)],
+    )
     return (
         rets.join(lagged, on=["prev_date", "asset_id"], how="inner")
         .join(style_wide, on=["prev_date", "asset_id"], how="inner")
