@@ -315,20 +315,14 @@ def volatility_tieout(
     inputs = _tieout_inputs(context, storage, model)
     if inputs is None:
         return _result(True, "no forecast dates in this range (base date)")
-    settings, factors, days, F, in_range = (
-        inputs.settings,
-        inputs.factors,
-        inputs.days,
-        inputs.F,
-        inputs.in_range,
-    )
-    df_vcov = inputs.df_vcov
-    df_vol = tieout.vol_from_vcov(df_vcov)
-    if _vol_is_tutorial(settings):
-        df_vol32 = tieout.vol_from_vcov(df_vcov.astype(np.float32))
-        df_fr = _tutorial_factor_returns(days, factors.names, F)
-        expected = tieout.tutorial_vol_tieout(df_fr, settings.factor_cov_settings.halflife_vol)
-        expected = expected.loc[expected.index >= pd.Timestamp(in_range[0])]
+    df_vol = tieout.vol_from_vcov(inputs.df_vcov)
+    if _vol_is_tutorial(inputs.settings):
+        df_vol32 = tieout.vol_from_vcov(inputs.df_vcov.astype(np.float32))
+        df_fr = _tutorial_factor_returns(inputs.days, inputs.factors.names, inputs.F)
+        expected = tieout.tutorial_vol_tieout(
+            df_fr, inputs.settings.factor_cov_settings.halflife_vol
+        )
+        expected = expected.loc[expected.index >= pd.Timestamp(inputs.in_range[0])]
         try:
             pd.testing.assert_frame_equal(
                 df_vol32,
@@ -339,26 +333,32 @@ def volatility_tieout(
             )
         except AssertionError as err:
             return _result(False, f"tutorial volatility tie-out failed: {err}")
-        exact = tieout.tutorial_vol_tieout_f64(df_fr, settings.factor_cov_settings.halflife_vol)
-        exact = exact.loc[exact.index >= pd.Timestamp(in_range[0])].reindex(columns=df_vol.columns)
+        exact = tieout.tutorial_vol_tieout_f64(
+            df_fr, inputs.settings.factor_cov_settings.halflife_vol
+        )
+        exact = exact.loc[exact.index >= pd.Timestamp(inputs.in_range[0])].reindex(
+            columns=df_vol.columns
+        )
         err64 = float(np.abs(df_vol.to_numpy() - exact.to_numpy()).max())
         return _result(
             True,
             "tutorial volatility tie-out (assert_frame_equal) passed",
-            dates=len(in_range),
+            dates=len(inputs.in_range),
             max_abs_diff_float64=err64,
         )
-    fc, _ = VolatilityForecaster(settings.factor_cov_settings).run(None, F)
+    fc, _ = VolatilityForecaster(inputs.settings.factor_cov_settings).run(None, inputs.F)
     block = pd.DataFrame(
         fc.vol,
-        index=pd.DatetimeIndex(pd.to_datetime(days), name="date"),
-        columns=list(factors.names),
+        index=pd.DatetimeIndex(pd.to_datetime(inputs.days), name="date"),
+        columns=list(inputs.factors.names),
     )
-    block = block.loc[block.index >= pd.Timestamp(in_range[0])].reindex(columns=df_vol.columns)
+    block = block.loc[block.index >= pd.Timestamp(inputs.in_range[0])].reindex(
+        columns=df_vol.columns
+    )
     err = float(np.abs(df_vol.to_numpy() - block.to_numpy()).max())
     return _result(
         err <= CONSISTENCY_TOL * max(1.0, float(np.abs(block.to_numpy()).max())),
-        "non-default volatility settings: stored forecasts equal a one-block recomputation",
+        "non-default volatility inputs.settings: stored forecasts equal a one-block recomputation",
         max_abs_diff=err,
     )
 
@@ -367,27 +367,21 @@ def volatility_tieout(
 def correlation_tieout(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> AssetCheckResult:
-    """The tutorial's correlation tie-out: df_vcov normalised equals the pandas EWMA of outer
+    """The tutorial's correlation tie-out: inputs.df_vcov normalised equals the pandas EWMA of outer
     products normalised (`assert_frame_equal`, atol=1e-5). With a non-default correlation
     setting: one block recomputation equals the stored forecasts to 1e-12."""
     inputs = _tieout_inputs(context, storage, model)
     if inputs is None:
         return _result(True, "no forecast dates in this range (base date)")
-    settings, factors, days, F, in_range = (
-        inputs.settings,
-        inputs.factors,
-        inputs.days,
-        inputs.F,
-        inputs.in_range,
-    )
-    df_vcov = inputs.df_vcov
-    df_cor = tieout.cor_from_vcov(df_vcov)
-    if _cor_is_tutorial(settings):
-        df_cor32 = tieout.cor_from_vcov(df_vcov.astype(np.float32))
-        df_fr = _tutorial_factor_returns(days, factors.names, F)
-        expected = tieout.tutorial_cor_tieout(df_fr, settings.factor_cov_settings.halflife_cor)
+    df_cor = tieout.cor_from_vcov(inputs.df_vcov)
+    if _cor_is_tutorial(inputs.settings):
+        df_cor32 = tieout.cor_from_vcov(inputs.df_vcov.astype(np.float32))
+        df_fr = _tutorial_factor_returns(inputs.days, inputs.factors.names, inputs.F)
+        expected = tieout.tutorial_cor_tieout(
+            df_fr, inputs.settings.factor_cov_settings.halflife_cor
+        )
         expected = expected.loc[
-            expected.index.get_level_values("date") >= pd.Timestamp(in_range[0])
+            expected.index.get_level_values("date") >= pd.Timestamp(inputs.in_range[0])
         ]
         try:
             pd.testing.assert_frame_equal(
@@ -403,29 +397,29 @@ def correlation_tieout(
         return _result(
             True,
             "tutorial correlation tie-out (assert_frame_equal, atol=1e-5) passed",
-            dates=len(in_range),
+            dates=len(inputs.in_range),
         )
     prior = None
-    if settings.factor_cov_settings.combine_standardized:
-        vol_fc, _ = VolatilityForecaster(settings.factor_cov_settings).run(None, F)
+    if inputs.settings.factor_cov_settings.combine_standardized:
+        vol_fc, _ = VolatilityForecaster(inputs.settings.factor_cov_settings).run(None, inputs.F)
         daily = vol_fc.vol / np.sqrt(252.0)
-        prior = np.vstack([np.full((1, factors.k), np.nan), daily[:-1]])
-    fc, _ = CorrelationForecaster(settings.factor_cov_settings).run(None, F, prior)
-    t0 = days.index(in_range[0])
+        prior = np.vstack([np.full((1, inputs.factors.k), np.nan), daily[:-1]])
+    fc, _ = CorrelationForecaster(inputs.settings.factor_cov_settings).run(None, inputs.F, prior)
+    t0 = inputs.days.index(inputs.in_range[0])
     stored = pairs_to_cube(
         pl.from_pandas(
             df_cor.reset_index()
             .melt(id_vars=["date", "factor"], var_name="factor_2", value_name="correlation")
             .rename(columns={"factor": "factor_1"})
         ).with_columns(pl.col("date").cast(pl.Date)),
-        in_range,
-        factors.names,
+        inputs.in_range,
+        inputs.factors.names,
         "correlation",
     )
     err = float(np.abs(stored - fc.corr[t0:]).max())
     return _result(
         err <= CONSISTENCY_TOL,
-        "non-default correlation settings: stored forecasts equal a one-block recomputation",
+        "non-default correlation inputs.settings: stored forecasts equal a one-block recomputation",
         max_abs_diff=err,
     )
 
