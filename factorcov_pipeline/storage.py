@@ -221,14 +221,30 @@ class Store:
                 sql += f" ORDER BY {order}"
             return fetch_polars(con.execute(sql, [start, end]))
 
-    def stored_dates(self, table: str) -> list[dt.date]:
+    def stored_dates(
+        self, table: str, start: dt.date | None = None, end: dt.date | None = None
+    ) -> list[dt.date]:
+        """The distinct dates stored in `table`, optionally only those in [start, end].
+
+        Pass the range whenever the caller needs only some dates: DuckDB then skips the row
+        groups outside it (min/max zone maps on the date column, which is written in date
+        order), so a daily run's lookups do not scan the whole history (benchmark 4).
+        """
         date_col = DATE_COLUMN.get(table, "date")
+        where, params = [], []
+        if start is not None:
+            where.append(f"{date_col} >= ?")
+            params.append(start)
+        if end is not None:
+            where.append(f"{date_col} <= ?")
+            params.append(end)
+        sql = f"SELECT DISTINCT {date_col} FROM {quote_ident(table)}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         with self.connect() as con:
             if not self.table_exists(con, table):
                 return []
-            rows = con.execute(
-                f"SELECT DISTINCT {date_col} FROM {quote_ident(table)} ORDER BY 1"
-            ).fetchall()
+            rows = con.execute(sql + " ORDER BY 1", params).fetchall()
         return [r[0] for r in rows]
 
     def read_state(self, asset: str, day: dt.date) -> bytes | None:

@@ -367,7 +367,7 @@ def volatility_tieout(
 def correlation_tieout(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> AssetCheckResult:
-    """The tutorial's correlation tie-out: inputs.df_vcov normalised equals the pandas EWMA of outer
+    """The tutorial's correlation tie-out: df_vcov normalised equals the pandas EWMA of outer
     products normalised (`assert_frame_equal`, atol=1e-5). With a non-default correlation
     setting: one block recomputation equals the stored forecasts to 1e-12."""
     inputs = _tieout_inputs(context, storage, model)

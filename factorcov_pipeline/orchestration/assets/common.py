@@ -97,7 +97,7 @@ def _tables(store: Store) -> set[str]:
 
 def require_dates(store: Store, table: str, dates: list[dt.date], needed_by: str) -> None:
     """Raise if any of `dates` has no rows in `table` (an upstream partition is missing)."""
-    stored = set(store.stored_dates(table))
+    stored = set(store.stored_dates(table, min(dates), max(dates))) if dates else set()
     missing = [d for d in dates if d not in stored]
     if missing:
         shown = ", ".join(str(d) for d in missing[:5]) + (" ..." if len(missing) > 5 else "")
@@ -109,7 +109,7 @@ def require_dates(store: Store, table: str, dates: list[dt.date], needed_by: str
 
 def stale_later_dates(store: Store, table: str, last: dt.date) -> int:
     """How many stored dates after `last` were computed from the history this run replaces."""
-    return sum(1 for d in store.stored_dates(table) if d > last)
+    return len(store.stored_dates(table, start=last + dt.timedelta(days=1)))
 
 
 def return_dates(store: Store, dates: list[dt.date], needed_by: str) -> list[dt.date]:

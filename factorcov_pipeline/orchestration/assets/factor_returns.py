@@ -143,7 +143,7 @@ def factor_returns(
             }
         )
     n_dates, n_gaps, r2, min_assets = 0, 0, [], []
-    universe_dates = set(store.stored_dates("universe"))
+    universe_dates = set(store.stored_dates("universe", dates[0], dates[-1]))
     for chunk in date_chunks(dates):
         data = regression_input(store, chunk, factors.styles, category_column(settings))
         result = (
