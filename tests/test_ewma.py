@@ -115,3 +115,21 @@ def test_state_guards_and_bytes_roundtrip() -> None:
     assert back.keys() == arrays.keys()
     for k, v in arrays.items():
         assert back[k].tobytes() == v.tobytes()
+
+
+def test_common_weight_fast_path_is_bit_identical_to_the_general_path(monkeypatch):
+    """Without missing values the weights are one scalar series; the shortcut must not change a
+    bit of the means, weights or the resumable state."""
+    from factorcov_pipeline.core import ewma as ewma_module
+
+    x = np.random.default_rng(3).standard_normal((40, 5, 5))
+    fast, fast_state = ewma_module.ewma_run(x[:25], 9.0, None, True)
+    fast2, fast_state2 = ewma_module.ewma_run(x[25:], 9.0, fast_state, True)
+    monkeypatch.setattr(ewma_module, "_common_weights", lambda x, state: False)
+    slow, slow_state = ewma_module.ewma_run(x[:25], 9.0, None, True)
+    slow2, slow_state2 = ewma_module.ewma_run(x[25:], 9.0, slow_state, True)
+    for a, b in [(fast, slow), (fast2, slow2)]:
+        assert np.array_equal(a.mean, b.mean)
+        assert np.array_equal(a.weight_sum, b.weight_sum)
+        assert np.array_equal(a.weight_sq_sum, b.weight_sq_sum)
+    assert fast_state2.to_bytes() == slow_state2.to_bytes()

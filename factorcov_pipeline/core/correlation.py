@@ -188,6 +188,20 @@ class CorrelationForecaster:
         if state.cov_ewma.s.shape != (k, k):
             raise ValueError(f"correlation state has {state.cov_ewma.s.shape[0]} factors, data {k}")
 
+    def _may_lose_psd(self, state: CorrelationState, x: np.ndarray) -> bool:
+        """Whether the normalised EWMA can fail to be positive semi-definite.
+
+        Without Newey-West terms and with every cell observed on the same dates, the EWMA is
+        sum_t w_t x_t x_t' / sum_t w_t: a positive combination of rank-one PSD matrices, PSD by
+        construction, and its normalisation D^-1/2 C D^-1/2 stays PSD. Lagged terms, or cells
+        averaged over different dates (missing values), can break that: then every date's
+        smallest eigenvalue is checked (`repair_psd`).
+        """
+        if self.n_lags > 0 or not np.isfinite(x).all():
+            return True
+        w = state.cov_ewma.w
+        return bool(w.size and np.ptp(w) != 0.0)
+
     def standardise(self, F: np.ndarray, prior_daily_vol: np.ndarray | None) -> np.ndarray:
         """``z = F / prior_daily_vol`` (NaN where the prior forecast is missing or zero)."""
         if prior_daily_vol is None:
@@ -239,8 +253,10 @@ class CorrelationForecaster:
             next_buffer(state.lag_buffer, x, self.n_lags) if self.n_lags > 0 else state.lag_buffer
         )
 
-        corr, bad = repair_psd(normalise(cov))
-        repaired |= bad
+        corr = normalise(cov)
+        if self._may_lose_psd(state, x):
+            corr, bad = repair_psd(corr)
+            repaired |= bad
         n_obs = np.full(n, np.nan)
         if self.shrink_method is not None:
             from factorcov_pipeline.core.shrinkage import shrink_correlation

@@ -158,6 +158,8 @@ def ewma_run(
             raise ValueError("state has no squared-weight sums but track_sq=True")
     d = ewma_decay(halflife)
     d2 = d * d
+    if _common_weights(x, state):
+        return _run_common_weights(x, state, d, track_sq)
     obs = ~np.isnan(x)
     xz = np.where(obs, x, 0.0)
     ob = obs.astype(np.float64)
@@ -185,6 +187,48 @@ def ewma_run(
         mean = np.where(w_hist > 0, s_hist / np.where(w_hist > 0, w_hist, 1.0), np.nan)
     new_state = EwmaState(float(halflife), s, w, q)
     return EwmaBlock(mean, w_hist, q_hist), new_state
+
+
+def _common_weights(x: np.ndarray, state: EwmaState) -> bool:
+    """True when every cell has the same weight sums before and during the block (no missing
+    value anywhere): the weights are then one scalar series, not a (T, *shape) array."""
+    if not np.isfinite(x).all():
+        return False
+    if state.w.size and np.ptp(state.w) != 0.0:
+        return False
+    return state.q is None or not state.q.size or np.ptp(state.q) == 0.0
+
+
+def _run_common_weights(
+    x: np.ndarray, state: EwmaState, d: float, track_sq: bool
+) -> tuple[EwmaBlock, EwmaState]:
+    """`ewma_run` when all cells share their weights: the same recursion S_t = d S_{t-1} + x_t
+    cell by cell (bit-identical sums), with the weight recursion W_t = d W_{t-1} + 1 run once
+    on scalars instead of on every cell."""
+    shape = x.shape[1:]
+    n = x.shape[0]
+    s_hist = np.empty_like(x)
+    s = state.s.copy()
+    for t in range(n):
+        s *= d
+        s += x[t]
+        s_hist[t] = s
+    w0 = float(state.w.flat[0]) if state.w.size else 0.0
+    q0 = float(state.q.flat[0]) if state.q is not None and state.q.size else 0.0
+    w_path = np.empty(n)
+    q_path = np.empty(n)
+    w, q = w0, q0
+    for t in range(n):
+        w = w * d + 1.0
+        q = q * (d * d) + 1.0
+        w_path[t], q_path[t] = w, q
+    bshape = (n,) + (1,) * len(shape)
+    mean = s_hist / w_path.reshape(bshape)
+    w_hist = np.broadcast_to(w_path.reshape(bshape), x.shape)
+    q_hist = np.broadcast_to(q_path.reshape(bshape), x.shape) if track_sq else None
+    new_w = np.full(shape, w if n else w0)
+    new_q = None if state.q is None else np.full(shape, q if n else q0)
+    return EwmaBlock(mean, w_hist, q_hist), EwmaState(state.halflife, s, new_w, new_q)
 
 
 def ewma_mean(x: np.ndarray, halflife: float) -> np.ndarray:
