@@ -205,6 +205,50 @@ def _wls_core(
     return f, resid, degenerate
 
 
+def _normal_equations(
+    t_idx: np.ndarray,
+    pos: np.ndarray,
+    cat: np.ndarray,
+    n_dates: int,
+    n_max: int,
+    k: int,
+    dense_idx: np.ndarray,
+    dense: np.ndarray,
+    w: np.ndarray,
+    y: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """X'WX (T, K, K) and X'Wy (T, K) of a chunk, from the design's structure.
+
+    X = [dense columns (Market, styles) | one-hot categories]. The category blocks are sums per
+    (date, category): X_s'W X_s = diag(sum w), X_s'W x_j = sum w x_j, X_s'W y = sum w y, all
+    `np.bincount`s over the flat rows; only the dense block (q = 1 + #styles columns, not K) is
+    a batched matrix product over a padded (T, Nmax, q) array. Same normal equations as the
+    dense (T, N, K) products, a fraction of the work.
+    """
+    q = dense_idx.size
+    cell = t_idx * k + cat
+    a = np.zeros((n_dates, k, k))
+    b = np.zeros((n_dates, k))
+    xd = np.zeros((n_dates, n_max, q))
+    xd[t_idx, pos] = dense
+    wy = np.zeros((n_dates, n_max))
+    wy[t_idx, pos] = w * y
+    xdw = np.zeros((n_dates, n_max, q))
+    xdw[t_idx, pos] = dense * w[:, None]
+    a[:, dense_idx[:, None], dense_idx[None, :]] = np.swapaxes(xdw, 1, 2) @ xd
+    b[:, dense_idx] = np.einsum("tnq,tn->tq", xd, wy)
+    size = n_dates * k
+    cat_w = np.bincount(cell, weights=w, minlength=size).reshape(n_dates, k)
+    cat_idx = np.unique(cat)
+    a[:, cat_idx, cat_idx] = cat_w[:, cat_idx]
+    for j, col in enumerate(dense_idx):
+        cross = np.bincount(cell, weights=w * dense[:, j], minlength=size).reshape(n_dates, k)
+        a[:, cat_idx, col] = cross[:, cat_idx]
+        a[:, col, cat_idx] = cross[:, cat_idx]
+    b += np.bincount(cell, weights=w * y, minlength=size).reshape(n_dates, k)
+    return a, b
+
+
 def constrained_wls(
     X: np.ndarray,
     y: np.ndarray,
@@ -245,27 +289,6 @@ def constrained_wls(
     f, _, _ = _wls_core(xc, yc, w, constraint, ridge)
     resid = y - np.einsum("tnk,tk->tn", X, f)
     return f, resid
-
-
-def _design_chunk(
-    t_idx: np.ndarray,
-    pos: np.ndarray,
-    n_dates: int,
-    n_max: int,
-    k: int,
-    market_idx: int | None,
-    style_idx: np.ndarray,
-    styles: np.ndarray,
-    sector_idx: np.ndarray,
-) -> np.ndarray:
-    """Padded (T, Nmax, K) exposure array of one chunk of dates, filled by fancy indexing."""
-    x = np.zeros((n_dates, n_max, k))
-    if market_idx is not None:
-        x[t_idx, pos, market_idx] = 1.0
-    if style_idx.size:
-        x[t_idx[:, None], pos[:, None], style_idx[None, :]] = styles
-    x[t_idx, pos, sector_idx] = 1.0
-    return x
 
 
 def estimate_factor_returns(
@@ -332,14 +355,15 @@ def estimate_factor_returns(
         )
     frame = frame.sort("date", "asset_id").with_columns(
         pl.col(category_column).replace_strict(sector_pos, return_dtype=pl.Int64).alias("_k"),
-        pl.col("date").rank("dense").cast(pl.Int64).sub(1).alias("_t"),
-        pl.int_range(pl.len()).over("date").alias("_pos"),
     )
-    dates = frame["date"].unique(maintain_order=True)
+    # Date index and position within the date, from the sorted dates (no polars windows).
+    day = frame["date"].to_physical().to_numpy()
+    new_day = np.r_[True, day[1:] != day[:-1]] if day.size else np.zeros(0, dtype=bool)
+    t_all = np.cumsum(new_day) - 1
+    first_row = np.flatnonzero(new_day)
+    pos_all = np.arange(day.size) - first_row[t_all] if day.size else np.zeros(0, dtype=np.int64)
+    dates = frame["date"].gather(first_row)
     n_dates = dates.len()
-
-    t_all = frame["_t"].to_numpy()
-    pos_all = frame["_pos"].to_numpy()
     k_all = frame["_k"].to_numpy()
     y_raw = frame["asset_return"].to_numpy().astype(np.float64)
     cap_all = frame["market_cap"].to_numpy().astype(np.float64)
@@ -358,6 +382,9 @@ def estimate_factor_returns(
 
     market_idx = factors.groups.index(GROUP_MARKET) if has_market else None
     style_idx = np.array([factors.names.index(s) for s in style_names], dtype=np.int64)
+    # The dense columns of the design (Market, then styles); the categories are one-hot.
+    dense_idx = np.array(([market_idx] if has_market else []) + list(style_idx), dtype=np.int64)
+    dense_all = np.hstack([np.ones((frame.height, 1))] * has_market + [styles_all])
     sector_mask = np.array([g == GROUP_TRBC for g in factors.groups])
     n_assets = np.bincount(t_all, minlength=n_dates)
     row_start = np.concatenate([[0], np.cumsum(n_assets)])
@@ -376,11 +403,8 @@ def estimate_factor_returns(
         kc = k_all[r0:r1]
         nd = t1 - t0
         n_max = int(n_assets[t0:t1].max()) if nd else 0
-        x = _design_chunk(tc, pc, nd, n_max, k, market_idx, style_idx, styles_all[r0:r1], kc)
-        y = np.zeros((nd, n_max))
-        y[tc, pc] = y_all[r0:r1]
-        w = np.zeros((nd, n_max))
-        w[tc, pc] = w_all[r0:r1]
+        y = y_all[r0:r1]
+        w = w_all[r0:r1]
         flat = tc * k + kc
         if method == "mcap_weighted":
             c = np.bincount(flat, weights=cap_all[r0:r1], minlength=nd * k).reshape(nd, k)
@@ -390,10 +414,14 @@ def estimate_factor_returns(
             c = np.zeros((nd, k))
         ridge = None
         if lam > 0.0:
-            ridge = lam * w.sum(axis=1)[:, None] * sector_mask[None, :]
-        f, resid, degenerate = _wls_core(x, y, w, c, ridge)
+            w_tot = np.bincount(tc, weights=w, minlength=nd)
+            ridge = lam * w_tot[:, None] * sector_mask[None, :]
+        a, b = _normal_equations(tc, pc, kc, nd, n_max, k, dense_idx, dense_all[r0:r1], w, y)
+        with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+            f, degenerate = _solve_normal(a, b, c, ridge)
+        fitted = np.einsum("rj,rj->r", dense_all[r0:r1], f[tc][:, dense_idx]) + f[tc, kc]
+        resid_all[r0:r1] = y - fitted
         f_all[t0:t1] = f
-        resid_all[r0:r1] = resid[tc, pc]
         degenerate_all[t0:t1] = degenerate
 
     ss_res = np.bincount(t_all, weights=w_all * resid_all**2, minlength=n_dates)
