@@ -227,3 +227,18 @@ def test_definitions_load():
     defs.validate_loadable(defs)
     job = defs.resolve_job_def("factorcov_daily")
     assert job is not None
+
+
+def test_small_write_chunks_give_the_same_tables(built, tmp_path, monkeypatch):
+    """Long ranges are written a chunk of sessions at a time (bounded memory): chunk edges
+    must not change a number."""
+    from factorcov_pipeline.orchestration.assets import common
+
+    db_range, settings, _ = built
+    monkeypatch.setattr(common, "CHUNK_SESSIONS", 4)
+    db = tmp_path / "chunked.duckdb"
+    result = _run(db, settings, START, END)
+    assert result.success, failure_messages(result)
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    for table in ["exposures", "factor_returns", *FORECAST_TABLES, "forecast_bias"]:
+        assert _table(db, table, "ALL").equals(_table(db_range, table, "ALL")), table

@@ -17,6 +17,7 @@ import polars as pl
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, asset_check
 
 from factorcov_pipeline import tieout
+from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.correlation import CorrelationForecaster
 from factorcov_pipeline.core.factors import FactorSet
 from factorcov_pipeline.core.panel import long_to_matrix, pairs_to_cube
@@ -30,7 +31,12 @@ from factorcov_pipeline.orchestration.assets import (
     factor_returns,
     factor_volatility,
 )
-from factorcov_pipeline.orchestration.assets.common import GAP_TABLE, model_factors
+from factorcov_pipeline.orchestration.assets.common import (
+    GAP_TABLE,
+    category_column,
+    date_chunks,
+    model_factors,
+)
 from factorcov_pipeline.orchestration.partitions import partition_dates, trading_sessions
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.storage import Store
@@ -125,38 +131,52 @@ def factor_returns_zero_sum(
     method = settings.factor_model_settings.modelconstruction.zero_sum_constraints.get("trbc")
     if settings.factor_model_settings.universe.factor_returns:
         return _result(True, "user-supplied factor returns: no regression constraint to check")
-    category = (
-        "sector"
-        if settings.factor_model_settings.universe.trbc_level == "economic_sector"
-        else "industry_group"
-    )
-    caps = store.read(
-        f"""
-        WITH ret AS (
-            SELECT u.date, u.asset_id,
-                   (SELECT max(p.date) FROM universe p WHERE p.date < u.date) AS prev_date
-            FROM universe u
-            WHERE u.date BETWEEN ? AND ? AND u.asset_return IS NOT NULL
+    category = category_column(settings)
+    errors = []
+    for chunk in date_chunks(dates):  # bounded memory at 10 years x 10,000 assets
+        caps = store.read(
+            f"""
+            WITH days AS (
+                SELECT date, lag(date) OVER (ORDER BY date) AS prev_date
+                FROM (SELECT DISTINCT date FROM universe WHERE date BETWEEN ? AND ?)
+            ),
+            ret AS (
+                SELECT date, asset_id FROM universe
+                WHERE date BETWEEN ? AND ? AND asset_return IS NOT NULL
+            )
+            SELECT r.date, p.{category} AS factor, sum(p.market_cap) AS cap
+            FROM ret r
+            JOIN days d ON d.date = r.date
+            JOIN universe p ON p.date = d.prev_date AND p.asset_id = r.asset_id
+            WHERE p.date BETWEEN ? AND ?
+            GROUP BY ALL
+            """,
+            [
+                calendar.previous_session(chunk[0]),
+                chunk[-1],
+                chunk[0],
+                chunk[-1],
+                calendar.previous_session(chunk[0]),
+                chunk[-1],
+            ],
         )
-        SELECT r.date, p.{category} AS factor, sum(p.market_cap) AS cap
-        FROM ret r
-        JOIN universe p ON p.date = r.prev_date AND p.asset_id = r.asset_id
-        GROUP BY ALL
-        """,
-        [dates[0], dates[-1]],
-    )
-    fr = store.read_dates("factor_returns", dates[0], dates[-1])
-    sectors = fr.filter(pl.col("factor_group") == "trbc")
-    joined = sectors.join(caps, on=["date", "factor"], how="left").with_columns(
-        pl.col("cap").fill_null(0.0)
-    )
-    if method == "equal_weighted":
-        joined = joined.with_columns(
-            pl.when(pl.col("cap") > 0).then(1.0).otherwise(0.0).alias("cap")
+        fr = store.read_dates("factor_returns", chunk[0], chunk[-1])
+        sectors = fr.filter(pl.col("factor_group") == "trbc")
+        joined = sectors.join(caps, on=["date", "factor"], how="left").with_columns(
+            pl.col("cap").fill_null(0.0)
         )
-    per_date = joined.group_by("date").agg(
-        ((pl.col("cap") * pl.col("factor_return")).sum() / pl.col("cap").sum()).abs().alias("err")
-    )
+        if method == "equal_weighted":
+            joined = joined.with_columns(
+                pl.when(pl.col("cap") > 0).then(1.0).otherwise(0.0).alias("cap")
+            )
+        errors.append(
+            joined.group_by("date").agg(
+                ((pl.col("cap") * pl.col("factor_return")).sum() / pl.col("cap").sum())
+                .abs()
+                .alias("err")
+            )
+        )
+    per_date = pl.concat(errors)
     worst = float(per_date["err"].max() or 0.0) if per_date.height else 0.0
     return _result(
         worst <= ZERO_SUM_TOL,

@@ -4,7 +4,12 @@ from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from factorcov_pipeline.core.covariance import covariance_report as report_layout
 from factorcov_pipeline.core.panel import pairs_to_cube
-from factorcov_pipeline.orchestration.assets.common import PARTITIONED, model_factors
+from factorcov_pipeline.orchestration.assets.common import (
+    PARTITIONED,
+    date_chunks,
+    date_span,
+    model_factors,
+)
 from factorcov_pipeline.orchestration.assets.factor_covariance import factor_covariance
 from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
@@ -21,13 +26,17 @@ def covariance_report(
     store = storage.store()
     dates = partition_dates(context)
     factors = model_factors(settings)
-    cov_long = store.read_dates("factor_covariance", dates[0], dates[-1])
-    fc_dates = sorted(set(cov_long["date"].to_list())) if cov_long.height else []
-    cov = pairs_to_cube(cov_long, fc_dates, factors.names, "covariance")
-    report = report_layout(fc_dates, factors.names, cov)
-    store.replace(
-        [TableWrite("covariance_report", report)],
-        (dates[0], dates[-1]),
-        settings_json=settings.fingerprint(),
-    )
-    return MaterializeResult(metadata={"dates": len(fc_dates), "rows": report.height})
+    n_dates, rows = 0, 0
+    for chunk in date_chunks(dates):  # bounded memory: one chunk of K x K matrices at a time
+        cov_long = store.read_dates("factor_covariance", chunk[0], chunk[-1])
+        fc_dates = sorted(set(cov_long["date"].to_list())) if cov_long.height else []
+        cov = pairs_to_cube(cov_long, fc_dates, factors.names, "covariance")
+        report = report_layout(fc_dates, factors.names, cov)
+        store.replace(
+            [TableWrite("covariance_report", report)],
+            date_span(chunk),
+            settings_json=settings.fingerprint(),
+        )
+        n_dates += len(fc_dates)
+        rows += report.height
+    return MaterializeResult(metadata={"dates": n_dates, "rows": rows})

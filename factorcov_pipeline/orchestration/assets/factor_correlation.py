@@ -8,6 +8,8 @@ from factorcov_pipeline.core.correlation import CorrelationForecaster, Correlati
 from factorcov_pipeline.core.panel import cube_to_pairs, long_to_matrix
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
+    date_chunks,
+    date_span,
     model_factors,
     recursion_start_state,
     return_dates,
@@ -71,18 +73,26 @@ def factor_correlation(
         else None
     )
     forecaster = CorrelationForecaster(cov_settings)
-    corrs, states = [], {}
-    for t, day in enumerate(ret_dates):  # the recursion's own loop over dates, K x K state
-        fc, state = forecaster.run(state, F[t : t + 1], None if prior is None else prior[t : t + 1])
-        corrs.append(fc.corr[0])
-        states[day] = state.to_bytes()
-    corr = np.stack(corrs)
-    store.replace(
-        [TableWrite(ASSET, cube_to_pairs(ret_dates, factors.names, corr, "correlation"))],
-        (dates[0], dates[-1]),
-        state={ASSET: states},
-        settings_json=settings.fingerprint(),
-    )
+    position = {day: t for t, day in enumerate(ret_dates)}
+    # Written a chunk of sessions at a time (one transaction each): the long K x K table of a
+    # 10-year range does not sit in memory at once.
+    for chunk in date_chunks(dates):
+        days = [d for d in chunk if d in position]
+        corrs, states = [], {}
+        for day in days:  # the recursion's own loop over dates, K x K state
+            t = position[day]
+            fc, state = forecaster.run(
+                state, F[t : t + 1], None if prior is None else prior[t : t + 1]
+            )
+            corrs.append(fc.corr[0])
+            states[day] = state.to_bytes()
+        corr = np.stack(corrs) if corrs else np.empty((0, factors.k, factors.k))
+        store.replace(
+            [TableWrite(ASSET, cube_to_pairs(days, factors.names, corr, "correlation"))],
+            date_span(chunk),
+            state={ASSET: states},
+            settings_json=settings.fingerprint(),
+        )
     stale = stale_later_dates(store, ASSET, dates[-1])
     if stale:
         context.log.warning(

@@ -6,6 +6,8 @@ from factorcov_pipeline.core.covariance import covariance_from
 from factorcov_pipeline.core.panel import cube_to_pairs, long_to_matrix, pairs_to_cube
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
+    date_chunks,
+    date_span,
     model_factors,
     require_dates,
     settings_metadata,
@@ -31,16 +33,19 @@ def factor_covariance(
     store = storage.store()
     dates = partition_dates(context)
     factors = model_factors(settings)
-    vol_long = store.read_dates("factor_volatility", dates[0], dates[-1])
-    fc_dates = sorted(set(vol_long["date"].to_list())) if vol_long.height else []
-    require_dates(store, "factor_correlation", fc_dates, ASSET)
-    corr_long = store.read_dates("factor_correlation", dates[0], dates[-1])
-    vol = long_to_matrix(vol_long, fc_dates, factors.names, "volatility")
-    corr = pairs_to_cube(corr_long, fc_dates, factors.names, "correlation")
-    cov = covariance_from(vol, corr)
-    store.replace(
-        [TableWrite(ASSET, cube_to_pairs(fc_dates, factors.names, cov, "covariance"))],
-        (dates[0], dates[-1]),
-        settings_json=settings.fingerprint(),
-    )
-    return MaterializeResult(metadata={"dates": len(fc_dates), **settings_metadata(settings)})
+    n_dates = 0
+    for chunk in date_chunks(dates):  # bounded memory: one chunk of K x K matrices at a time
+        vol_long = store.read_dates("factor_volatility", chunk[0], chunk[-1])
+        fc_dates = sorted(set(vol_long["date"].to_list())) if vol_long.height else []
+        require_dates(store, "factor_correlation", fc_dates, ASSET)
+        corr_long = store.read_dates("factor_correlation", chunk[0], chunk[-1])
+        vol = long_to_matrix(vol_long, fc_dates, factors.names, "volatility")
+        corr = pairs_to_cube(corr_long, fc_dates, factors.names, "correlation")
+        cov = covariance_from(vol, corr)
+        store.replace(
+            [TableWrite(ASSET, cube_to_pairs(fc_dates, factors.names, cov, "covariance"))],
+            date_span(chunk),
+            settings_json=settings.fingerprint(),
+        )
+        n_dates += len(fc_dates)
+    return MaterializeResult(metadata={"dates": n_dates, **settings_metadata(settings)})
