@@ -31,6 +31,8 @@ import polars as pl
 
 DEFAULT_DATABASE = "data/factorcov.duckdb"
 ENV_DATABASE = "FACTORCOV_DUCKDB"
+ENV_MEMORY = "FACTORCOV_DUCKDB_MEMORY"
+DEFAULT_MEMORY_LIMIT = "1536MB"
 
 # The SQL contract: tables and columns users query (documented in the README). Tables whose
 # columns depend on the model (universe descriptors, the wide covariance report) list only their
@@ -159,6 +161,9 @@ class Store:
     def __init__(self, path: str | os.PathLike[str], lock_timeout: float = 120.0) -> None:
         self.path = Path(path)
         self.lock_timeout = lock_timeout
+        # DuckDB's own default is 80% of RAM; joins over 10 years of exposures then take GiBs.
+        # With a limit it spills to disk instead (FACTORCOV_DUCKDB_MEMORY, e.g. "4GB").
+        self.memory_limit = os.environ.get(ENV_MEMORY) or DEFAULT_MEMORY_LIMIT
 
     @classmethod
     def from_env(cls, lock_timeout: float = 120.0) -> Store:
@@ -177,7 +182,9 @@ class Store:
         delay = 0.05
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=read_only)
+                con = duckdb.connect(
+                    str(self.path), read_only=read_only, config={"memory_limit": self.memory_limit}
+                )
                 break
             except duckdb.IOException as err:
                 if not _is_lock_error(err):

@@ -36,6 +36,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     category_column,
     date_chunks,
     model_factors,
+    rows_per_session,
 )
 from factorcov_pipeline.orchestration.partitions import partition_dates, trading_sessions
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
@@ -133,7 +134,10 @@ def factor_returns_zero_sum(
         return _result(True, "user-supplied factor returns: no regression constraint to check")
     category = category_column(settings)
     errors = []
-    for chunk in date_chunks(dates):  # bounded memory at 10 years x 10,000 assets
+    # bounded memory at 10 years x 10,000 assets
+    for chunk in date_chunks(
+        dates, rows_per_session=rows_per_session(settings, model_factors(settings))
+    ):
         caps = store.read(
             f"""
             WITH days AS (
@@ -215,17 +219,23 @@ def exposures_standardised(
     factors = model_factors(settings)
     if settings.factor_model_settings.universe.factor_returns:
         return _result(True, "user-supplied factor returns: no exposures to check")
-    stats = store.read(
-        """
-        SELECT e.date, e.factor,
-               sum(u.market_cap * e.exposure) / sum(u.market_cap) AS cw_mean,
-               stddev_pop(e.exposure) AS ew_std, count(*) AS n
-        FROM exposures e JOIN universe u USING (date, asset_id)
-        WHERE e.date BETWEEN ? AND ? AND e.factor IN (SELECT unnest(?::VARCHAR[]))
-        GROUP BY ALL
-        """,
-        [dates[0], dates[-1], list(factors.styles)],
-    )
+    parts = [
+        store.read(
+            """
+            SELECT e.date, e.factor,
+                   sum(u.market_cap * e.exposure) / sum(u.market_cap) AS cw_mean,
+                   stddev_pop(e.exposure) AS ew_std, count(*) AS n
+            FROM exposures e JOIN universe u USING (date, asset_id)
+            WHERE e.date BETWEEN ? AND ? AND u.date BETWEEN ? AND ?
+              AND e.factor IN (SELECT unnest(?::VARCHAR[]))
+            GROUP BY ALL
+            """,
+            [chunk[0], chunk[-1], chunk[0], chunk[-1], list(factors.styles)],
+        )
+        # bounded memory: 10 years hold 500M exposure rows
+        for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors))
+    ]
+    stats = pl.concat(parts)
     if stats.height == 0:
         return _result(False, "no style exposures stored for these dates")
     mean_err = float(stats["cw_mean"].abs().max() or 0.0)

@@ -24,6 +24,7 @@ PARTITIONED = {
 # Heavy assets (universe, exposures, regression) process a long range in chunks of this many
 # sessions, each chunk one transaction, so memory stays bounded at 10 years x 10,000 assets.
 CHUNK_SESSIONS = int(os.environ.get("FACTORCOV_CHUNK_SESSIONS") or 63)
+ROWS_PER_CHUNK = 4_000_000
 
 # Sessions that have data but no factor returns (no asset with a return): written by the
 # factor_returns asset, read by `return_dates` so that the EWMA recursions treat them as missing
@@ -137,8 +138,20 @@ def return_dates(store: Store, dates: list[dt.date], needed_by: str) -> list[dt.
     return wanted
 
 
-def date_chunks(dates: list[dt.date], size: int = 0) -> Iterator[list[dt.date]]:
-    """Consecutive slices of `dates` of at most `size` (default CHUNK_SESSIONS) sessions."""
+def date_chunks(
+    dates: list[dt.date], size: int = 0, rows_per_session: int = 0
+) -> Iterator[list[dt.date]]:
+    """Consecutive slices of `dates` of at most `size` (default CHUNK_SESSIONS) sessions, and
+    of at most ROWS_PER_CHUNK rows when a session holds `rows_per_session` rows (so a 10,000-asset
+    universe is written in smaller chunks than a 3,000-asset one)."""
     size = size or CHUNK_SESSIONS
+    if rows_per_session > 0:
+        size = max(1, min(size, ROWS_PER_CHUNK // rows_per_session))
     for i in range(0, len(dates), size):
         yield dates[i : i + size]
+
+
+def rows_per_session(settings: FactorCovarianceReportSettingsV2, factors: FactorSet) -> int:
+    """Rough rows of the long per-asset tables per session (exposures: Market, the asset's
+    category and every style), for `date_chunks`."""
+    return settings.factor_model_settings.universe.n_assets * (2 + len(factors.styles))

@@ -10,6 +10,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     date_span,
     model_factors,
     require_dates,
+    rows_per_session,
 )
 from factorcov_pipeline.orchestration.assets.universe import universe
 from factorcov_pipeline.orchestration.partitions import partition_dates
@@ -37,7 +38,7 @@ def exposures(
         )
     require_dates(store, "universe", dates, "exposures")
     rows = 0
-    for chunk in date_chunks(dates):
+    for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors)):
         uni = store.read_dates("universe", *date_span(chunk))
         wide = style_exposures(
             uni, factors.styles, settings.factor_model_settings.exposures.winsorize_sigma

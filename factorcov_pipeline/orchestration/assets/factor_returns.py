@@ -14,6 +14,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     date_span,
     model_factors,
     require_dates,
+    rows_per_session,
 )
 from factorcov_pipeline.orchestration.partitions import (
     SESSIONS_START,
@@ -144,7 +145,7 @@ def factor_returns(
         )
     n_dates, n_gaps, r2, min_assets = 0, 0, [], []
     universe_dates = set(store.stored_dates("universe", dates[0], dates[-1]))
-    for chunk in date_chunks(dates):
+    for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors)):
         data = regression_input(store, chunk, factors.styles, category_column(settings))
         result = (
             estimate_factor_returns(

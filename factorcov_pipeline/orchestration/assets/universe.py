@@ -11,6 +11,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     date_chunks,
     date_span,
     model_factors,
+    rows_per_session,
 )
 from factorcov_pipeline.orchestration.partitions import SESSIONS_START, partition_dates
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
@@ -66,7 +67,7 @@ def universe(
                 "materialise only the sessions the file covers"
             )
     rows, n_min, n_max = 0, None, 0
-    for chunk in date_chunks(dates):
+    for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors)):
         writes: list[TableWrite]
         if uni_settings.dataset == "synthetic":
             days = [
