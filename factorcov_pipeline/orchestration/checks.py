@@ -120,6 +120,18 @@ def _tieout_inputs(
     return _TieoutInputs(settings, factors, days, F, in_range, df_vcov)
 
 
+def _stored(
+    store: Store, table: str, dates: list[dt.date], names: tuple[str, ...], value: str
+) -> tuple[list[dt.date], np.ndarray]:
+    """The stored dates of `table` in the range and their values: (T, K) for a table keyed by
+    `factor`, (T, K, K) for one keyed by `factor_1, factor_2`."""
+    frame = store.read_dates(table, dates[0], dates[-1])
+    days = sorted(set(frame["date"].to_list())) if frame.height else []
+    if "factor_1" in frame.columns:
+        return days, pairs_to_cube(frame, days, names, value)
+    return days, long_to_matrix(frame, days, names, value)
+
+
 @asset_check(asset=factor_returns, partitions_def=trading_sessions, blocking=True)
 def factor_returns_zero_sum(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
@@ -199,9 +211,7 @@ def factor_returns_complete(
     store = storage.store()
     dates = partition_dates(context)
     factors = model_factors(settings)
-    fr = store.read_dates("factor_returns", dates[0], dates[-1])
-    days = sorted(set(fr["date"].to_list())) if fr.height else []
-    F = long_to_matrix(fr, days, factors.names, "factor_return")
+    days, F = _stored(store, "factor_returns", dates, factors.names, "factor_return")
     bad = int((~np.isfinite(F)).sum())
     return _result(
         bad == 0, "all factor returns present and finite", non_finite=bad, dates=len(days)
@@ -275,9 +285,7 @@ def factor_correlation_valid(
     store = storage.store()
     dates = partition_dates(context)
     factors = model_factors(settings)
-    cl = store.read_dates("factor_correlation", dates[0], dates[-1])
-    days = sorted(set(cl["date"].to_list())) if cl.height else []
-    C = pairs_to_cube(cl, days, factors.names, "correlation")
+    days, C = _stored(store, "factor_correlation", dates, factors.names, "correlation")
     finite = bool(np.isfinite(C).all())
     asym = float(np.abs(C - C.transpose(0, 2, 1)).max()) if days else 0.0
     diag = float(np.abs(np.diagonal(C, axis1=1, axis2=2) - 1).max()) if days else 0.0
@@ -301,9 +309,7 @@ def factor_covariance_symmetric_psd(
     store = storage.store()
     dates = partition_dates(context)
     factors = model_factors(settings)
-    cl = store.read_dates("factor_covariance", dates[0], dates[-1])
-    days = sorted(set(cl["date"].to_list())) if cl.height else []
-    S = pairs_to_cube(cl, days, factors.names, "covariance")
+    days, S = _stored(store, "factor_covariance", dates, factors.names, "covariance")
     if not days:
         return _result(True, "no covariance dates in this range (base date)", dates=0)
     if not np.isfinite(S).all():

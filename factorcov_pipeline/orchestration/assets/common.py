@@ -2,11 +2,12 @@
 lookup of a recursion's stored state."""
 
 import datetime as dt
+import logging
 import os
 from collections.abc import Iterator
 from typing import Any
 
-from dagster import BackfillPolicy, MetadataValue
+from dagster import BackfillPolicy, DagsterLogManager, MetadataValue
 
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.factors import FactorSet, factor_set_for
@@ -108,9 +109,18 @@ def require_dates(store: Store, table: str, dates: list[dt.date], needed_by: str
         )
 
 
-def stale_later_dates(store: Store, table: str, last: dt.date) -> int:
-    """How many stored dates after `last` were computed from the history this run replaces."""
-    return len(store.stored_dates(table, start=last + dt.timedelta(days=1)))
+def stale_later_dates(
+    store: Store, table: str, last: dt.date, log: logging.Logger | DagsterLogManager
+) -> int:
+    """How many stored dates after `last` were computed from the history this run replaces
+    (logged as a warning: they must be re-materialised to follow the new history)."""
+    stale = len(store.stored_dates(table, start=last + dt.timedelta(days=1)))
+    if stale:
+        log.warning(
+            f"{stale} later date(s) of {table} were computed from the history this run "
+            "replaced; re-materialise them"
+        )
+    return stale
 
 
 def return_dates(store: Store, dates: list[dt.date], needed_by: str) -> list[dt.date]:

@@ -93,11 +93,7 @@ def factor_correlation(
             state={ASSET: states},
             settings_json=settings.fingerprint(),
         )
-    stale = stale_later_dates(store, ASSET, dates[-1])
-    if stale:
-        context.log.warning(
-            f"{stale} later date(s) of {ASSET} were computed from the history this run replaced; re-materialise them"
-        )
+    stale = stale_later_dates(store, ASSET, dates[-1], context.log)
     return MaterializeResult(
         metadata={
             "dates": len(ret_dates),

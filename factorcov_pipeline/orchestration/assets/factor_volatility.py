@@ -80,11 +80,7 @@ def factor_volatility(
         state={ASSET: states},
         settings_json=settings.fingerprint(),
     )
-    stale = stale_later_dates(store, ASSET, dates[-1])
-    if stale:
-        context.log.warning(
-            f"{stale} later date(s) of {ASSET} were computed from the history this run replaced; re-materialise them"
-        )
+    stale = stale_later_dates(store, ASSET, dates[-1], context.log)
     return MaterializeResult(
         metadata={
             "dates": len(ret_dates),
