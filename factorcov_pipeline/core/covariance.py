@@ -14,6 +14,8 @@ from datetime import date
 import numpy as np
 import polars as pl
 
+from factorcov_pipeline.core.panel import cube_to_pairs, date_series, matrix_to_long, name_series
+
 DateLike = Sequence[date] | np.ndarray | pl.Series
 
 
@@ -30,66 +32,19 @@ def covariance_from(vol: np.ndarray, corr: np.ndarray) -> np.ndarray:
     return (vol[:, :, None] * vol[:, None, :]) * corr
 
 
-def _date_series(dates: DateLike, n: int) -> pl.Series:
-    s = pl.Series("date", dates)
-    if s.dtype != pl.Date:
-        s = s.cast(pl.Date)
-    if s.len() != n:
-        raise ValueError(f"{s.len()} dates for arrays with {n} dates")
-    return s
-
-
-def _check_names(names: Sequence[str], k: int) -> list[str]:
-    names = list(names)
-    if len(names) != k:
-        raise ValueError(f"{len(names)} factor names for arrays with {k} factors")
-    if len(set(names)) != k:
-        raise ValueError("factor names must be unique")
-    return names
-
-
 def volatility_long(dates: DateLike, names: Sequence[str], vol: np.ndarray) -> pl.DataFrame:
     """(T, K) -> long frame ``date, factor, volatility`` (date-major, factors in input order)."""
-    vol = np.asarray(vol, dtype=np.float64)
-    t, k = vol.shape
-    d = _date_series(dates, t)
-    names = _check_names(names, k)
-    return pl.DataFrame(
-        {
-            "date": d.gather(np.repeat(np.arange(t), k)),
-            "factor": pl.Series("factor", names, dtype=pl.String).gather(np.tile(np.arange(k), t)),
-            "volatility": vol.reshape(-1),
-        }
-    )
-
-
-def _matrix_long(
-    dates: DateLike, names: Sequence[str], mat: np.ndarray, value_name: str
-) -> pl.DataFrame:
-    mat = np.asarray(mat, dtype=np.float64)
-    t, k, k2 = mat.shape
-    if k != k2:
-        raise ValueError(f"(T, K, K) expected, got {mat.shape}")
-    d = _date_series(dates, t)
-    names_s = pl.Series("factor", _check_names(names, k), dtype=pl.String)
-    return pl.DataFrame(
-        {
-            "date": d.gather(np.repeat(np.arange(t), k * k)),
-            "factor_1": names_s.gather(np.tile(np.repeat(np.arange(k), k), t)),
-            "factor_2": names_s.gather(np.tile(np.arange(k), t * k)),
-            value_name: mat.reshape(-1),
-        }
-    )
+    return matrix_to_long(list(dates), names, vol, "volatility")
 
 
 def covariance_long(dates: DateLike, names: Sequence[str], cov: np.ndarray) -> pl.DataFrame:
     """(T, K, K) -> ``date, factor_1, factor_2, covariance`` (all K x K cells, row-major)."""
-    return _matrix_long(dates, names, cov, "covariance")
+    return cube_to_pairs(list(dates), names, cov, "covariance")
 
 
 def correlation_long(dates: DateLike, names: Sequence[str], corr: np.ndarray) -> pl.DataFrame:
     """(T, K, K) -> ``date, factor_1, factor_2, correlation`` (all K x K cells, row-major)."""
-    return _matrix_long(dates, names, corr, "correlation")
+    return cube_to_pairs(list(dates), names, corr, "correlation")
 
 
 def covariance_report(
@@ -108,11 +63,11 @@ def covariance_report(
     """
     cov = np.asarray(cov, dtype=np.float64)
     t, k, _ = cov.shape
-    names = _check_names(names, k)
+    names = name_series(names, k).to_list()
     order = np.array(sorted(range(k), key=lambda i: names[i]), dtype=np.int64)
     sorted_names = [names[i] for i in order]
     c = cov[:, order][:, :, order].reshape(t * k, k)
-    d = _date_series(dates, t)
+    d = date_series(list(dates), t)
     columns: dict[str, pl.Series] = {
         "date": d.gather(np.repeat(np.arange(t), k)),
         "factor": pl.Series("factor", sorted_names, dtype=pl.String).gather(

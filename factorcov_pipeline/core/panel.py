@@ -27,15 +27,38 @@ def long_to_matrix(
     return out
 
 
+def date_series(dates: Sequence[dt.date], n: int) -> pl.Series:
+    """The dates as a polars Date series, checked to number `n`."""
+    s = pl.Series("date", list(dates))
+    if s.dtype != pl.Date:
+        s = s.cast(pl.Date)
+    if s.len() != n:
+        raise ValueError(f"{s.len()} dates for arrays with {n} dates")
+    return s
+
+
+def name_series(names: Sequence[str], k: int) -> pl.Series:
+    """The factor names as a polars String series, checked to be `k` unique names."""
+    names = list(names)
+    if len(names) != k:
+        raise ValueError(f"{len(names)} factor names for arrays with {k} factors")
+    if len(set(names)) != k:
+        raise ValueError("factor names must be unique")
+    return pl.Series("factor", names, dtype=pl.String)
+
+
 def matrix_to_long(
     dates: Sequence[dt.date], names: Sequence[str], values: np.ndarray, value: str
 ) -> pl.DataFrame:
-    """Long frame (date, factor, value) of a (T, K) array."""
+    """Long frame (date, factor, value) of a (T, K) array, date-major, factors in input order."""
+    values = np.asarray(values, dtype=np.float64)
     t, k = values.shape
+    d = date_series(dates, t)
+    n = name_series(names, k)
     return pl.DataFrame(
         {
-            "date": pl.Series(np.repeat(np.asarray(dates, dtype="datetime64[D]"), k)).cast(pl.Date),
-            "factor": np.tile(np.asarray(names, dtype=object), t).tolist(),
+            "date": d.gather(np.repeat(np.arange(t), k)),
+            "factor": n.gather(np.tile(np.arange(k), t)),
             value: values.reshape(-1),
         }
     )
@@ -59,16 +82,19 @@ def pairs_to_cube(
 def cube_to_pairs(
     dates: Sequence[dt.date], names: Sequence[str], values: np.ndarray, value: str
 ) -> pl.DataFrame:
-    """Long frame (date, factor_1, factor_2, value) of a (T, K, K) array, full K x K per date."""
-    t, k, _ = values.shape
-    arr_names = np.asarray(names, dtype=object)
+    """Long frame (date, factor_1, factor_2, value) of a (T, K, K) array, full K x K per date,
+    row-major."""
+    values = np.asarray(values, dtype=np.float64)
+    t, k, k2 = values.shape
+    if k != k2:
+        raise ValueError(f"(T, K, K) expected, got {values.shape}")
+    d = date_series(dates, t)
+    n = name_series(names, k)
     return pl.DataFrame(
         {
-            "date": pl.Series(np.repeat(np.asarray(dates, dtype="datetime64[D]"), k * k)).cast(
-                pl.Date
-            ),
-            "factor_1": np.tile(np.repeat(arr_names, k), t).tolist(),
-            "factor_2": np.tile(np.tile(arr_names, k), t).tolist(),
+            "date": d.gather(np.repeat(np.arange(t), k * k)),
+            "factor_1": n.gather(np.tile(np.repeat(np.arange(k), k), t)).alias("factor_1"),
+            "factor_2": n.gather(np.tile(np.arange(k), t * k)).alias("factor_2"),
             value: values.reshape(-1),
         }
     )
