@@ -72,29 +72,20 @@ def recursion_start_state(store: Store, asset: str, first: dt.date) -> bytes | N
     blob = store.read_state(asset, prev)
     if blob is not None:
         return blob
-    earlier = (
-        store.read(
-            "SELECT count(*) AS n, max(date) AS last FROM factor_returns WHERE date < ?", [first]
-        )
-        if "factor_returns" in _tables(store)
-        else None
-    )
-    if earlier is None or earlier["n"][0] == 0:
+    earlier = store.stored_dates("factor_returns", end=first - dt.timedelta(days=1))
+    if not earlier:
         return None
     raise MissingUpstreamError(
         f"{asset} for {first} continues the EWMA recursion from the previous session {prev}, "
         f"but {asset} for {prev} has not been materialised (factor returns exist up to "
-        f"{earlier['last'][0]}). Materialise {asset} for {prev} first, or materialise a range "
+        f"{earlier[-1]}). Materialise {asset} for {prev} first, or materialise a range "
         f"that starts at the first missing date (factorcov materialize --start <date>)."
     )
 
 
-def _tables(store: Store) -> set[str]:
-    with store.connect() as con:
-        rows = con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
-        ).fetchall()
-    return {r[0] for r in rows}
+def brief_dates(dates: list[dt.date], shown: int = 5) -> str:
+    """The first few dates of a list for an error message ("2025-04-01, 2025-04-02 ...")."""
+    return ", ".join(str(d) for d in dates[:shown]) + (" ..." if len(dates) > shown else "")
 
 
 def require_dates(store: Store, table: str, dates: list[dt.date], needed_by: str) -> None:
@@ -102,7 +93,7 @@ def require_dates(store: Store, table: str, dates: list[dt.date], needed_by: str
     stored = set(store.stored_dates(table, min(dates), max(dates))) if dates else set()
     missing = [d for d in dates if d not in stored]
     if missing:
-        shown = ", ".join(str(d) for d in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        shown = brief_dates(missing)
         raise MissingUpstreamError(
             f"{needed_by} needs {table} for {len(missing)} date(s) that are not materialised: "
             f"{shown}. Materialise {table} for them first."
@@ -140,7 +131,7 @@ def return_dates(store: Store, dates: list[dt.date], needed_by: str) -> list[dt.
     observed = set(all_returns) | set(store.stored_dates(GAP_TABLE))
     missing = [d for d in wanted if d not in observed]
     if missing:
-        shown = ", ".join(str(d) for d in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        shown = brief_dates(missing)
         raise MissingUpstreamError(
             f"{needed_by} needs factor_returns for {len(missing)} date(s) that are not "
             f"materialised: {shown}. Materialise factor_returns for them first."

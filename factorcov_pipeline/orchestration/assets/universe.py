@@ -8,6 +8,7 @@ from factorcov_pipeline.core.errors import InputDataError
 from factorcov_pipeline.core.synthetic import generate_universe
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
+    brief_dates,
     date_chunks,
     date_span,
     model_factors,
@@ -59,7 +60,7 @@ def universe(
         present = set(user_frame["date"].unique().to_list())
         absent = [d for d in dates if d not in present]
         if absent:
-            shown = ", ".join(str(d) for d in absent[:5]) + (" ..." if len(absent) > 5 else "")
+            shown = brief_dates(absent)
             raise InputDataError(
                 f"{uni_settings.dataset}: no rows for {len(absent)} exchange session(s) of the "
                 f"requested range: {shown}. Every session needs a cross-section (carry a "
