@@ -177,11 +177,11 @@ class _ProgressLogger:
 
 
 def _sql(args: argparse.Namespace) -> int:
-    from factorcov_pipeline.storage import Store, fetch_polars
+    from factorcov_pipeline.storage import Store, query_polars
 
     store = Store.from_env(lock_timeout=args.wait)
     with store.connect(read_only=True) as con:
-        frame = fetch_polars(con.execute(args.query))
+        frame = query_polars(con, args.query)
     with_cfg = __import__("polars").Config(tbl_rows=args.rows, tbl_cols=-1)
     with with_cfg:
         print(frame)

@@ -242,3 +242,56 @@ def test_exposures_long_industry_group_category() -> None:
         "Size",
         "Oil & Gas",
     ]
+
+
+@pytest.mark.parametrize("market", [True, False])
+def test_stored_wide_table_and_long_view_equal_exposures_long(tmp_path, market: bool) -> None:
+    """`exposures_wide` + the `exposures` view give exactly the rows of `exposures_long`."""
+    from factorcov_pipeline.core.exposures import exposures_table
+    from factorcov_pipeline.storage import EXPOSURES_TABLE, Store, TableWrite, exposures_view
+
+    panel = _panel(n=40)
+    wide = style_exposures(panel, STYLES)
+    fs = FactorSet.build(sectors=SECTORS, styles=STYLES, market=market)
+    table = exposures_table(wide, fs)
+    assert table.columns == ["date", "asset_id", "category", *STYLES]
+    assert table.height == wide.height
+    store = Store(tmp_path / "x.duckdb")
+    view = exposures_view(fs.styles, "Market" if market else None)
+    store.replace([TableWrite(EXPOSURES_TABLE, table)], (DATES[0], DATES[-1]), views=[view])
+    got = store.read("SELECT * FROM exposures ORDER BY date, asset_id, factor")
+    want = exposures_long(wide, fs).sort("date", "asset_id", "factor")
+    assert_frame_equal(got, want)
+    with pytest.raises(ValueError, match="not factors of the model"):
+        exposures_table(wide, FactorSet.build(sectors=SECTORS[:2], styles=STYLES))
+
+
+def test_a_file_with_the_old_long_exposures_table_is_migrated(tmp_path) -> None:
+    """A file written when `exposures` was a long table: the next write of exposures pivots
+    the old rows into `exposures_wide`, drops the table and creates the view, in one
+    transaction; every old row reads back unchanged through the view."""
+    from factorcov_pipeline.core.exposures import exposures_table
+    from factorcov_pipeline.storage import EXPOSURES_TABLE, Store, TableWrite, exposures_view
+
+    panel = _panel(n=40)
+    wide = style_exposures(panel, STYLES)
+    fs = FactorSet.build(sectors=SECTORS, styles=STYLES)
+    long = exposures_long(wide, fs)
+    store = Store(tmp_path / "old.duckdb")
+    old_dates = long.filter(pl.col("date") < DATES[-1])
+    store.replace([TableWrite("exposures", old_dates)], (DATES[0], DATES[-2]))
+    new = exposures_table(wide.filter(pl.col("date") == DATES[-1]), fs)
+    store.replace(
+        [TableWrite(EXPOSURES_TABLE, new)],
+        (DATES[-1], DATES[-1]),
+        views=[exposures_view(fs.styles, "Market")],
+    )
+    kind = store.read(
+        "SELECT table_name, table_type FROM information_schema.tables "
+        "WHERE table_name IN ('exposures', 'exposures_wide') ORDER BY 1"
+    )
+    assert kind.rows() == [("exposures", "VIEW"), ("exposures_wide", "BASE TABLE")]
+    got = store.read("SELECT * FROM exposures ORDER BY date, asset_id, factor")
+    assert_frame_equal(got, long.sort("date", "asset_id", "factor"))
+    stored = store.read("SELECT * FROM exposures_wide ORDER BY date, asset_id")
+    assert_frame_equal(stored, exposures_table(wide, fs))

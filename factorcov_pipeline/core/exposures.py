@@ -1,4 +1,4 @@
-"""Style exposures (winsorised, cap-weighted standardised) and the long exposure table.
+"""Style exposures (winsorised, cap-weighted standardised), the stored wide table and the long form.
 
 Style descriptors are turned into exposures with the Barra convention of Menchero, Orr and Wang
 (2011), "The Barra US Equity Model (USE4), Methodology Notes", section 3 ("Factor exposures"):
@@ -138,17 +138,9 @@ def _standardise(x: np.ndarray, cap: np.ndarray, starts: np.ndarray, seg: np.nda
     return np.where(valid, np.where(flat[seg], 0.0, z), np.nan)
 
 
-def exposures_long(
-    wide: pl.DataFrame, factors: FactorSet, category_column: str = "sector"
-) -> pl.DataFrame:
-    """The long exposure table `date, asset_id, factor, exposure` of a wide exposure frame.
-
-    Rows: Market = 1.0 for every asset (when the factor set has Market), the asset's own
-    category (`category_column`: `sector` for TRBC economic sectors, `industry_group` for
-    industry groups) = 1.0 (zero dummies are left out), and every style of the factor set.
-    Sorted by date, asset_id and the factor set's order. A category that is not a factor of the
-    set is an error (it would silently drop the asset's category exposure).
-    """
+def _check_exposure_frame(wide: pl.DataFrame, factors: FactorSet, category_column: str) -> None:
+    """The wide frame has the category column, every style, and only categories of the model
+    (an unknown category would silently drop the asset's category exposure)."""
     if category_column not in wide.columns:
         raise ValueError(f"exposure frame lacks the category column {category_column!r}")
     missing_styles = [s for s in factors.styles if s not in wide.columns]
@@ -165,6 +157,39 @@ def exposures_long(
             f"categories in {category_column!r} that are not factors of the model: "
             f"{sorted(str(u) for u in unknown)}"
         )
+
+
+def exposures_table(
+    wide: pl.DataFrame, factors: FactorSet, category_column: str = "sector"
+) -> pl.DataFrame:
+    """The stored exposure table `exposures_wide`: `date, asset_id, category, <one column per
+    style named as the factor>`, one row per asset and session, sorted by date and asset_id.
+
+    The same information as `exposures_long` (Market 1 and the category dummy 1 are implied by
+    the row and its `category`), at 1/(2 + styles) of the rows; the long form is the SQL view
+    `exposures` over this table (`storage.exposures_view`).
+    """
+    _check_exposure_frame(wide, factors, category_column)
+    return wide.sort("date", "asset_id", maintain_order=True).select(
+        pl.col("date"),
+        pl.col("asset_id").cast(pl.String),
+        pl.col(category_column).cast(pl.String).alias("category"),
+        *[pl.col(s).cast(pl.Float64) for s in factors.styles],
+    )
+
+
+def exposures_long(
+    wide: pl.DataFrame, factors: FactorSet, category_column: str = "sector"
+) -> pl.DataFrame:
+    """The long exposure table `date, asset_id, factor, exposure` of a wide exposure frame.
+
+    Rows: Market = 1.0 for every asset (when the factor set has Market), the asset's own
+    category (`category_column`: `sector` for TRBC economic sectors, `industry_group` for
+    industry groups) = 1.0 (zero dummies are left out), and every style of the factor set.
+    Sorted by date, asset_id and the factor set's order. A category that is not a factor of the
+    set is an error (it would silently drop the asset's category exposure).
+    """
+    _check_exposure_frame(wide, factors, category_column)
     # Built directly in its final order instead of concat + sort of the long rows (the sort of
     # ~200,000 rows per date by a string key dominated the cost at 10,000 assets x 19 styles):
     # the wide frame is sorted by (date, asset_id), each asset gets m = Market + category + styles

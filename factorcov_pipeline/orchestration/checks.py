@@ -40,7 +40,7 @@ from factorcov_pipeline.orchestration.assets.common import (
 )
 from factorcov_pipeline.orchestration.partitions import partition_dates, trading_sessions
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
-from factorcov_pipeline.storage import Store
+from factorcov_pipeline.storage import EXPOSURES_TABLE, Store, quote_ident
 
 ZERO_SUM_TOL = 1e-10
 CONSISTENCY_TOL = 1e-12
@@ -229,25 +229,34 @@ def exposures_standardised(
     factors = model_factors(settings)
     if settings.factor_model_settings.universe.factor_returns:
         return _result(True, "user-supplied factor returns: no exposures to check")
+    if not factors.styles:
+        return _result(True, "the model has no style factors")
+    # Per date and style, from the wide table (one row per asset): DuckDB aggregates one column
+    # per statistic and style, in chunks of sessions for bounded memory at scale.
+    stat_cols = ", ".join(
+        f"sum(u.market_cap * e.{quote_ident(s)}) / sum(u.market_cap) AS {quote_ident('m' + str(i))}, "
+        f"stddev_pop(e.{quote_ident(s)}) AS {quote_ident('s' + str(i))}"
+        for i, s in enumerate(factors.styles)
+    )
     parts = [
         store.read(
-            """
-            SELECT e.date, e.factor,
-                   sum(u.market_cap * e.exposure) / sum(u.market_cap) AS cw_mean,
-                   stddev_pop(e.exposure) AS ew_std, count(*) AS n
-            FROM exposures e JOIN universe u USING (date, asset_id)
-            WHERE e.date BETWEEN ? AND ? AND u.date BETWEEN ? AND ?
-              AND e.factor IN (SELECT unnest(?::VARCHAR[]))
-            GROUP BY ALL
-            """,
-            [chunk[0], chunk[-1], chunk[0], chunk[-1], list(factors.styles)],
+            f"SELECT e.date, {stat_cols} FROM {EXPOSURES_TABLE} e "
+            "JOIN universe u USING (date, asset_id) "
+            "WHERE e.date BETWEEN ? AND ? AND u.date BETWEEN ? AND ? GROUP BY e.date",
+            [chunk[0], chunk[-1], chunk[0], chunk[-1]],
         )
-        # bounded memory: 10 years hold 500M exposure rows
         for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors))
     ]
-    stats = pl.concat(parts)
-    if stats.height == 0:
+    wide = pl.concat(parts)
+    if wide.height == 0:
         return _result(False, "no style exposures stored for these dates")
+    n_styles = len(factors.styles)
+    stats = pl.DataFrame(
+        {
+            "cw_mean": np.concatenate([wide[f"m{i}"].to_numpy() for i in range(n_styles)]),
+            "ew_std": np.concatenate([wide[f"s{i}"].to_numpy() for i in range(n_styles)]),
+        }
+    )
     mean_err = float(stats["cw_mean"].abs().max() or 0.0)
     # A degenerate descriptor (zero variance) gives all-zero exposures: std 0 is allowed then.
     std_err = float(

@@ -88,15 +88,18 @@ def brief_dates(dates: list[dt.date], shown: int = 5) -> str:
     return ", ".join(str(d) for d in dates[:shown]) + (" ..." if len(dates) > shown else "")
 
 
-def require_dates(store: Store, table: str, dates: list[dt.date], needed_by: str) -> None:
-    """Raise if any of `dates` has no rows in `table` (an upstream partition is missing)."""
+def require_dates(
+    store: Store, table: str, dates: list[dt.date], needed_by: str, asset: str | None = None
+) -> None:
+    """Raise if any of `dates` has no rows in `table` (an upstream partition is missing);
+    `asset` names the asset that writes `table` when the two names differ."""
     stored = set(store.stored_dates(table, min(dates), max(dates))) if dates else set()
     missing = [d for d in dates if d not in stored]
     if missing:
         shown = brief_dates(missing)
         raise MissingUpstreamError(
-            f"{needed_by} needs {table} for {len(missing)} date(s) that are not materialised: "
-            f"{shown}. Materialise {table} for them first."
+            f"{needed_by} needs {asset or table} for {len(missing)} date(s) that are not "
+            f"materialised: {shown}. Materialise {asset or table} for them first."
         )
 
 
@@ -153,6 +156,6 @@ def date_chunks(
 
 
 def rows_per_session(settings: FactorCovarianceReportSettingsV2, factors: FactorSet) -> int:
-    """Rough rows of the long per-asset tables per session (exposures: Market, the asset's
-    category and every style), for `date_chunks`."""
+    """Rough cells per session of the per-asset data (Market, the asset's category and every
+    style for each asset), the memory measure `date_chunks` bounds by ROWS_PER_CHUNK."""
     return settings.factor_model_settings.universe.n_assets * (2 + len(factors.styles))

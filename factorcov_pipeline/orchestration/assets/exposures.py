@@ -2,7 +2,8 @@
 
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
-from factorcov_pipeline.core.exposures import exposures_long, style_exposures
+from factorcov_pipeline.core.exposures import exposures_table, style_exposures
+from factorcov_pipeline.core.factors import GROUP_MARKET, MARKET_FACTOR
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     category_column,
@@ -15,7 +16,7 @@ from factorcov_pipeline.orchestration.assets.common import (
 from factorcov_pipeline.orchestration.assets.universe import universe
 from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
-from factorcov_pipeline.storage import TableWrite
+from factorcov_pipeline.storage import EXPOSURES_TABLE, TableWrite, exposures_view
 
 
 @asset(**PARTITIONED, deps=[universe], group_name="factor_model", kinds={"polars", "duckdb"})
@@ -25,8 +26,10 @@ def exposures(
     """Exposures of each asset: Market 1, its own sector 1, and the 7 styles.
 
     Styles are winsorised and standardised cross-sectionally per date (cap-weighted mean 0,
-    unit equal-weighted standard deviation; `core.exposures.style_exposures`). Zero sector
-    dummies are not stored.
+    unit equal-weighted standard deviation; `core.exposures.style_exposures`). Stored wide,
+    one row per asset and session (`exposures_wide`: category and one column per style); the
+    long `exposures` view (Market 1, own category 1, styles; zero dummies are not rows) is
+    created in the same transaction.
     """
     settings = model.load()
     store = storage.store()
@@ -37,15 +40,19 @@ def exposures(
             metadata={"skipped": "factor returns are supplied by the user: no exposures needed"}
         )
     require_dates(store, "universe", dates, "exposures")
+    view = exposures_view(factors.styles, MARKET_FACTOR if GROUP_MARKET in factors.groups else None)
     rows = 0
     for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors)):
         uni = store.read_dates("universe", *date_span(chunk))
         wide = style_exposures(
             uni, factors.styles, settings.factor_model_settings.exposures.winsorize_sigma
         )
-        long = exposures_long(wide, factors, category_column(settings))
+        table = exposures_table(wide, factors, category_column(settings))
         store.replace(
-            [TableWrite("exposures", long)], date_span(chunk), settings_json=settings.fingerprint()
+            [TableWrite(EXPOSURES_TABLE, table)],
+            date_span(chunk),
+            settings_json=settings.fingerprint(),
+            views=[view],
         )
-        rows += long.height
+        rows += table.height
     return MaterializeResult(metadata={"dates": len(dates), "rows": rows})

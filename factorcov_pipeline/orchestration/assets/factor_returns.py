@@ -22,7 +22,7 @@ from factorcov_pipeline.orchestration.partitions import (
     previous_and_same_mapping,
 )
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
-from factorcov_pipeline.storage import Store, TableWrite, quote_ident
+from factorcov_pipeline.storage import EXPOSURES_TABLE, Store, TableWrite, quote_ident
 
 EMPTY_FACTOR_RETURNS = pl.DataFrame(
     schema={
@@ -62,24 +62,19 @@ def regression_input(
         return rets
     prev_dates = sorted(set(rets["prev_date"].to_list()))
     require_dates(
-        store, "exposures", prev_dates, "factor_returns (exposures of the previous session)"
+        store,
+        EXPOSURES_TABLE,
+        prev_dates,
+        "factor_returns (exposures of the previous session)",
+        asset="exposures",
     )
     lo, hi = prev_dates[0], prev_dates[-1]
     lagged = store.read_dates(
         "universe", lo, hi, f"date AS prev_date, asset_id, market_cap, {category}"
     )
-    # The long exposures pivoted to one column per style inside DuckDB (a parallel hash
-    # aggregate), not read long and pivoted in polars: at 10,000 assets x 19 styles the long read
-    # plus polars pivot took ~1.7x as long. One row per (date, asset) with a style exposure,
-    # null where a style is missing, as `pivot` gave.
-    pivot_cols = ", ".join(
-        f"max(exposure) FILTER (WHERE factor = ?) AS {quote_ident(s)}" for s in styles
-    )
-    style_wide = store.read(
-        f"SELECT date AS prev_date, asset_id, {pivot_cols} FROM exposures "
-        "WHERE date BETWEEN ? AND ? AND factor IN (SELECT unnest(?::VARCHAR[])) "
-        "GROUP BY date, asset_id",
-        [*styles, lo, hi, list(styles)],
+    style_cols = ", ".join(quote_ident(s) for s in styles)
+    style_wide = store.read_dates(
+        EXPOSURES_TABLE, lo, hi, f"date AS prev_date, asset_id{', ' if styles else ''}{style_cols}"
     )
     return (
         rets.join(lagged, on=["prev_date", "asset_id"], how="inner")
