@@ -73,6 +73,48 @@ def tutorial_cor_tieout_f64(df_factor_returns: pd.DataFrame, halflife_cor: float
     return _cor(df_factor_returns, halflife_cor, float32=False)
 
 
+def tutorial_cor_tieout_since(
+    df_factor_returns: pd.DataFrame, halflife_cor: float, since: pd.Timestamp, float32: bool = True
+) -> pd.DataFrame:
+    """`tutorial_cor_tieout` (or its ``_f64`` variant) for the dates >= ``since`` only, at a cost
+    that does not grow with the history before them (benchmark 4: a daily run's check).
+
+    The tutorial's statement has two per-date steps (the outer products by ``groupby("date")
+    .apply`` and the final normalisation by ``groupby("date").apply``) around the one step that
+    spans the history (``unstack().ewm(halflife).mean()``). Here the outer products are formed
+    for all dates at once (the same ``x_i * x_j`` products, so bit-identical to ``np.outer``),
+    the pandas EWMA runs unchanged over the whole history, and the rows before ``since`` are
+    dropped before the per-date normalisation, which therefore runs only for the wanted dates.
+    Every remaining statement is the tutorial's; tests/test_tieout.py asserts the result equals
+    the verbatim code's rows exactly (``check_exact``).
+    """
+    x = df_factor_returns.to_numpy()
+    n, k = x.shape
+    df_factor_returns_outer = pd.DataFrame(
+        (x[:, :, None] * x[:, None, :]).reshape(n * k, k),
+        # levels in the frame's own order, as the groupby-apply builds them (`from_product`
+        # would sort the factor level, and the tutorial's positional `np.diag` relies on the
+        # stacked rows and the reindexed columns sharing one order)
+        index=pd.MultiIndex(
+            levels=[df_factor_returns.index, df_factor_returns.columns],
+            codes=[np.repeat(np.arange(n), k), np.tile(np.arange(k), n)],
+            names=["date", "factor"],
+        ),
+        columns=df_factor_returns.columns,
+    )
+    ewma = pd.DataFrame(df_factor_returns_outer).unstack().ewm(halflife=halflife_cor).mean()
+    ewma = ewma.loc[ewma.index >= since]
+    df_cor_tieout = (
+        ewma.stack(future_stack=True)
+        .reindex(df_factor_returns_outer.columns, axis=1)
+        .groupby("date")
+        .apply(lambda df: df.droplevel("date") / np.outer(np.diag(df) ** 0.5, np.diag(df) ** 0.5))
+    )
+    if float32:
+        df_cor_tieout = df_cor_tieout.astype(np.float32)
+    return df_cor_tieout
+
+
 def vol_from_vcov(df_vcov: pd.DataFrame) -> pd.DataFrame:
     """The tutorial's ``df_vol``: ``sqrt(diag)`` of each date's block of ``df_vcov``."""
     # calculate actual factor volatilities from vcovs

@@ -331,8 +331,31 @@ def generate_universe(
     `winsorize_sigma` must equal the pipeline's `exposures.winsorize_sigma` for the planted
     exposures to be exactly the ones the pipeline computes (default 3.0, as in the settings).
     """
+    return generate_universe_range(
+        [day], sessions, settings, factors, winsorize_sigma=winsorize_sigma
+    )
+
+
+def generate_universe_range(
+    days: Sequence[dt.date],
+    sessions: Sequence[dt.date],
+    settings: UniverseSettings,
+    factors: FactorSet,
+    *,
+    winsorize_sigma: float = 3.0,
+) -> SyntheticDay:
+    """`generate_universe` for several sessions at once: the same rows, bit for bit, in date
+    order (each day still depends only on the seed, its date and its previous session).
+
+    Cheaper than a call per day: each session's caps and descriptors are built once (a day's
+    returns need the previous session's frame, which is the previous day of the range), and the
+    previous sessions' style exposures come from ONE vectorised `style_exposures` call over all
+    of them (its statistics are per date, so each date's result is the same as alone).
+    """
+    days = list(days)
+    if not days:
+        return SyntheticDay(pl.DataFrame(), pl.DataFrame(schema=_PLANTED_SCHEMA))
     seed, n = int(settings.seed), int(settings.n_assets)
-    index = _session_index(day, sessions)
     base = sessions[0]
     styles = factors.styles
     by_group = settings.trbc_level == "industry_group"
@@ -345,41 +368,112 @@ def generate_universe(
             f"the synthetic universe at trbc_level={settings.trbc_level!r} needs the categories "
             f"{missing} in the factor set (use factor_set_for)"
         )
-
-    frame, present, rng = _day_frame(st, seed, day, index, base, styles, by_group)
     cols = ["date", "asset_id", "sector", *(["industry_group"] if by_group else []), "market_cap"]
     desc_cols = [descriptor_column(s) for s in styles]
-    if index == 0:
-        universe = frame.select(
-            *cols, pl.lit(None, dtype=pl.Float64).alias("asset_return"), *desc_cols
-        )
-        return SyntheticDay(universe, pl.DataFrame(schema=_PLANTED_SCHEMA))
 
-    prev_day = sessions[index - 1]
-    prev_frame, prev_present, _ = _day_frame(st, seed, prev_day, index - 1, base, styles, by_group)
-    x_style = (
-        style_exposures(prev_frame, styles, winsorize_sigma).select(styles).to_numpy()
-        if styles
-        else np.zeros((len(prev_present), 0))
-    )
+    indices = [_session_index(d, sessions) for d in days]
+    # Every session whose frame is needed (the days and their previous sessions), built once.
+    needed = sorted(set(indices) | {i - 1 for i in indices if i > 0})
+    built = {i: _day_frame(st, seed, sessions[i], i, base, styles, by_group) for i in needed}
+    prev_needed = [i - 1 for i in indices if i > 0]
+    x_style_by_index: dict[int, np.ndarray] = {}
+    if prev_needed:
+        prev_frames = [built[i][0] for i in prev_needed]
+        if styles:
+            x_all = (
+                style_exposures(pl.concat(prev_frames, how="vertical"), styles, winsorize_sigma)
+                .select(styles)
+                .to_numpy()
+            )
+        else:
+            x_all = np.zeros((sum(f.height for f in prev_frames), 0))
+        offsets = np.cumsum([0] + [f.height for f in prev_frames])
+        for j, i in enumerate(prev_needed):
+            x_style_by_index[i] = x_all[offsets[j] : offsets[j + 1]]
+
     cat_code_all = st.group_code if by_group else st.sector_code
     # category index into factors.sectors for every asset
     cat_to_factor = np.array([factors.sectors.index(c) for c in category_names])
     cat_all = cat_to_factor[cat_code_all]
-
-    # planted factor returns: sigma_k (b_k z0 + sqrt(1 - b_k^2) z_k), scaled by the regime
     k = factors.k
     params = np.array(
         [_factor_params(seed, nm, g) for nm, g in zip(factors.names, factors.groups, strict=True)]
     ).reshape(k, 2)
+    sec_idx = np.array(factors.indices(GROUP_TRBC), dtype=np.int64)
+    sty_idx = np.array(factors.indices(GROUP_STYLE), dtype=np.int64)
+    has_market = GROUP_MARKET in factors.groups
+
+    universes: list[pl.DataFrame] = []
+    planted: list[pl.DataFrame] = []
+    for day, index in zip(days, indices, strict=True):  # per-day draws: one generator per day
+        frame, present, rng = built[index]
+        if index == 0:
+            universes.append(
+                frame.select(
+                    *cols, pl.lit(None, dtype=pl.Float64).alias("asset_return"), *desc_cols
+                )
+            )
+            continue
+        prev_frame, prev_present, _ = built[index - 1]
+        ret, f = _planted_returns(
+            st,
+            rng,
+            day,
+            present,
+            prev_present,
+            prev_frame.get_column("market_cap").to_numpy(),
+            x_style_by_index[index - 1],
+            cat_all,
+            params,
+            sec_idx,
+            sty_idx,
+            factors.names.index(MARKET_FACTOR) if has_market else None,
+        )
+        universes.append(
+            frame.with_columns(
+                pl.Series("asset_return", ret, dtype=pl.Float64).fill_nan(None)
+            ).select(*cols, "asset_return", *desc_cols)
+        )
+        planted.append(
+            pl.DataFrame(
+                {
+                    "date": [day] * k,
+                    "factor": list(factors.names),
+                    "factor_group": list(factors.groups),
+                    "factor_return": f,
+                },
+                schema=_PLANTED_SCHEMA,
+            )
+        )
+    return SyntheticDay(
+        pl.concat(universes, how="vertical"),
+        pl.concat(planted, how="vertical") if planted else pl.DataFrame(schema=_PLANTED_SCHEMA),
+    )
+
+
+def _planted_returns(
+    st: _Static,
+    rng: np.random.Generator,
+    day: dt.date,
+    present: np.ndarray,
+    prev_present: np.ndarray,
+    prev_caps: np.ndarray,
+    x_style: np.ndarray,
+    cat_all: np.ndarray,
+    params: np.ndarray,
+    sec_idx: np.ndarray,
+    sty_idx: np.ndarray,
+    market: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One day's asset returns (NaN where missing) and planted factor returns, drawn from the
+    day's generator after its descriptor noise: r = X_{t-1} f_t + e_t (module docstring)."""
+    n = len(st.log_cap0)
     vol, load = params[:, 0], params[:, 1]
-    z = rng.standard_normal(k + 1)
+    # planted factor returns: sigma_k (b_k z0 + sqrt(1 - b_k^2) z_k), scaled by the regime
+    z = rng.standard_normal(len(vol) + 1)
     regime = volatility_regime(day)
     f = regime * vol * (load * z[0] + np.sqrt(1.0 - load**2) * z[1:])
-    sec_idx = np.array(factors.indices(GROUP_TRBC), dtype=np.int64)
-    has_market = GROUP_MARKET in factors.groups
-    prev_caps = prev_frame.get_column("market_cap").to_numpy()
-    if has_market:
+    if market is not None:
         cap_by_cat = np.bincount(cat_all[prev_present], weights=prev_caps, minlength=len(sec_idx))
         w = cap_by_cat / cap_by_cat.sum()
         f_sec = f[sec_idx]
@@ -394,25 +488,11 @@ def generate_universe(
     pos_prev[prev_present] = np.arange(len(prev_present))
     rows = pos_prev[present]
     both = rows >= 0
-    sty_idx = np.array(factors.indices(GROUP_STYLE), dtype=np.int64)
     a = present[both]
     r = f[sec_idx][cat_all[a]] + x_style[rows[both]] @ f[sty_idx]
-    if has_market:
-        r = r + f[factors.names.index(MARKET_FACTOR)]
+    if market is not None:
+        r = r + f[market]
     r = r + (1.0 + 0.5 * (regime - 1.0)) * st.idio_vol[a] * idio[a]
     ret = np.full(len(present), np.nan)
     ret[both] = np.where(missing_ret[a], np.nan, r)
-
-    universe = frame.with_columns(
-        pl.Series("asset_return", ret, dtype=pl.Float64).fill_nan(None)
-    ).select(*cols, "asset_return", *desc_cols)
-    planted = pl.DataFrame(
-        {
-            "date": [day] * k,
-            "factor": list(factors.names),
-            "factor_group": list(factors.groups),
-            "factor_return": f,
-        },
-        schema=_PLANTED_SCHEMA,
-    )
-    return SyntheticDay(universe, planted)
+    return ret, f

@@ -25,7 +25,11 @@ PARTITIONED = {
 # Heavy assets (universe, exposures, regression) process a long range in chunks of this many
 # sessions, each chunk one transaction, so memory stays bounded at 10 years x 10,000 assets.
 CHUNK_SESSIONS = int(os.environ.get("FACTORCOV_CHUNK_SESSIONS") or 63)
-ROWS_PER_CHUNK = 4_000_000
+# Per-chunk bound on the cells of per-asset data (assets x (2 + styles)): 63 sessions at
+# 10,000 assets x 19 styles. Since exposures are stored wide (no 500M long rows), a chunk's
+# frames are small; larger chunks mean fewer transactions (each DuckDB commit and checkpoint
+# costs about as much as writing 20 sessions; benchmark 5).
+ROWS_PER_CHUNK = 14_000_000
 
 # Sessions that have data but no factor returns (no asset with a return): written by the
 # factor_returns asset, read by `return_dates` so that the EWMA recursions treat them as missing

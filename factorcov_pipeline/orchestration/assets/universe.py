@@ -5,7 +5,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.errors import InputDataError
-from factorcov_pipeline.core.synthetic import generate_universe
+from factorcov_pipeline.core.synthetic import generate_universe_range
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     brief_dates,
@@ -71,12 +71,10 @@ def universe(
     for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors)):
         writes: list[TableWrite]
         if uni_settings.dataset == "synthetic":
-            days = [
-                generate_universe(d, sessions, uni_settings, factors, winsorize_sigma=sigma)
-                for d in chunk
-            ]
-            frame = pl.concat([d.universe for d in days], how="vertical")
-            planted = pl.concat([d.planted_factor_returns for d in days], how="vertical")
+            generated = generate_universe_range(
+                chunk, sessions, uni_settings, factors, winsorize_sigma=sigma
+            )
+            frame, planted = generated.universe, generated.planted_factor_returns
             writes = [TableWrite("universe", frame), TableWrite("planted_factor_returns", planted)]
         else:
             assert user_frame is not None
