@@ -350,10 +350,17 @@ def run_measured(argv: list[str], env: dict[str, str]) -> tuple[float, float, st
 
 
 STEP_RE = re.compile(r"done\s+(\S+)\s+([\d.]+) s")
+PEAK_RE = re.compile(r"done\s+(\S+)\s+[\d.]+ s\s+peak memory so far\s+([\d.]+) GiB")
 
 
 def step_times(stdout: str) -> dict[str, float]:
     return {m.group(1): float(m.group(2)) for m in STEP_RE.finditer(stdout)}
+
+
+def step_peaks(stdout: str) -> dict[str, float]:
+    """Each step's running peak RSS of the run at its end (GiB): where the peak jumps, that
+    step set it."""
+    return {m.group(1): float(m.group(2)) for m in PEAK_RE.finditer(stdout)}
 
 
 def factorcov_cmd() -> list[str]:
@@ -633,8 +640,9 @@ def bench_scale(quick: bool, repeats: int) -> None:
             con.close()
         else:
             k, n_days = "?", "?"
+    peaks = step_peaks(out)
     rows = [
-        [k_, f"{v:.1f} s", f"{100 * v / wall:.0f}%"]
+        [k_, f"{v:.1f} s", f"{100 * v / wall:.0f}%", f"{peaks.get(k_, float('nan')):.2f} GiB"]
         for k_, v in sorted(steps.items(), key=lambda kv: -kv[1])
     ]
     if years == 10 or quick:
@@ -663,8 +671,8 @@ def bench_scale(quick: bool, repeats: int) -> None:
     print_table(
         f"5. Scale: {n_days} sessions x {n_assets:,} assets x {k} factors, end to end"
         + (" (FAILED)" if rc else ""),
-        ["step", "seconds", "share of wall"],
-        rows,
+        ["step", "seconds", "share of wall", "run's peak RSS at the step's end"],
+        [r + [""] * (4 - len(r)) for r in rows],
         [
             "One `factorcov materialize` subprocess (one Dagster run, all assets and checks), "
             "settings {universe: n_assets, trbc_level industry_group, n_extra_styles 12}, "

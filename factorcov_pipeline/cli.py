@@ -156,7 +156,10 @@ class _ProgressLogger:
                     outer.started[step] = time.perf_counter()
                 elif kind == "STEP_SUCCESS":
                     took = time.perf_counter() - outer.started.get(step, time.perf_counter())
-                    console.print(f"  [green]done[/green]  {step:<40} {took:7.2f} s")
+                    console.print(
+                        f"  [green]done[/green]  {step:<40} {took:7.2f} s"
+                        f"   peak memory so far {_peak_rss_gib():5.2f} GiB"
+                    )
                 elif kind == "STEP_FAILURE":
                     console.print(f"  [red]fail[/red]  {step}")
                 elif kind == "ASSET_CHECK_EVALUATION":
@@ -174,6 +177,13 @@ class _ProgressLogger:
             return log
 
         return progress_logger
+
+
+def _peak_rss_gib() -> float:
+    """This process's peak resident memory so far (Linux reports ru_maxrss in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def _sql(args: argparse.Namespace) -> int:
