@@ -135,6 +135,64 @@ def factor_returns_frame(t: int, k: int, seed: int) -> tuple[np.ndarray, Any]:
     return F, df
 
 
+_FIRST_CALL_CODE = """
+import json, sys, time
+sys.path.insert(0, {bench!r})
+import run
+from factorcov_pipeline.core.correlation import CorrelationForecaster
+from factorcov_pipeline.core.covariance import covariance_from
+from factorcov_pipeline.core.settings import FactorCovarianceSettings
+from factorcov_pipeline.core.volatility import VolatilityForecaster
+F, _ = run.factor_returns_frame({t}, {k}, seed={seed})
+cs = FactorCovarianceSettings()
+def ours():
+    vf, _ = VolatilityForecaster(cs).run(None, F)
+    cf, _ = CorrelationForecaster(cs).run(None, F)
+    return covariance_from(vf.vol, cf.corr)
+t1 = time.perf_counter(); ours(); t2 = time.perf_counter(); ours(); t3 = time.perf_counter()
+print(json.dumps({{"first": t2 - t1, "second": t3 - t2}}))
+"""
+
+
+def first_call_seconds(t: int, k: int, seed: int, env: dict[str, str]) -> dict[str, float]:
+    """The first and second call of benchmark 1's `ours` in a fresh Python process (the first
+    includes importing numba and compiling or loading the kernels when they are used)."""
+    code = _FIRST_CALL_CODE.format(bench=str(ROOT / "benchmarks"), t=t, k=k, seed=seed)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def first_call_note(t: int, k: int, seed: int) -> str:
+    """Benchmark note: what the compiled kernels cost before the first result, cold and warm."""
+    from factorcov_pipeline.core.ewma import JIT_ENV, JIT_MIN_DATES
+
+    try:
+        import numba
+    except ImportError:
+        return "numba is not installed: the numpy paths ran (no compiled kernels)."
+    with tempfile.TemporaryDirectory() as cache:
+        cold = first_call_seconds(t, k, seed, {"NUMBA_CACHE_DIR": cache})
+        warm = first_call_seconds(t, k, seed, {"NUMBA_CACHE_DIR": cache})
+    plain = first_call_seconds(t, k, seed, {JIT_ENV: "0"})
+    return (
+        f"Compiled kernels (numba {numba.__version__}, `core/kernels.py`, bit-identical to the "
+        f"numpy paths) run for blocks of >= {JIT_MIN_DATES} dates (smaller blocks use numpy), "
+        f"so the {t} x {k} row {'uses them' if t >= JIT_MIN_DATES else 'does not'}. "
+        "The medians above are warm (repeated calls in one process). In a fresh "
+        f"process at {t} x {k}, the first call (importing numba, compiling or loading the "
+        f"kernels) takes {fmt_s(cold['first'])} with an empty kernel cache (compilation), "
+        f"{fmt_s(warm['first'])} with the on-disk cache filled; the second call "
+        f"{fmt_s(warm['second'])}. The numpy path (FACTORCOV_JIT=0): first call "
+        f"{fmt_s(plain['first'])}, second {fmt_s(plain['second'])}."
+    )
+
+
 def bench_covariance(quick: bool, repeats: int) -> None:
     from factorcov_pipeline.core.correlation import CorrelationForecaster
     from factorcov_pipeline.core.covariance import covariance_from
@@ -194,6 +252,8 @@ def bench_covariance(quick: bool, repeats: int) -> None:
         "pandas statements without the float32 cast), same F. Max abs diff vol/corr, and max "
         "relative diff of the covariance (ours vs tutorial vol_i vol_j cor_ij), asserted < 1e-12."
     )
+    t, k = sizes[-1]
+    notes.append(first_call_note(t, k, seed=t + k))
     print_table(
         "1. Covariance math vs the tutorial's pandas tie-out code",
         [

@@ -221,3 +221,86 @@ def test_state_with_other_settings_is_refused() -> None:
     _, state = CorrelationForecaster(FactorCovarianceSettings()).run(None, F)
     with pytest.raises(ValueError, match="settings"):
         CorrelationForecaster(FactorCovarianceSettings(nw_lags_cor=1)).run(state, F)
+
+
+# ----------------------------------------------------------------------------------------------
+# The compiled one-pass path (kernels.outer_ewma_correlation) against the numpy reference
+# ----------------------------------------------------------------------------------------------
+
+_FUSED_COMBOS = [
+    FactorCovarianceSettings(
+        halflife_cor=hl, shrink_cor_method=m, shrink_cor_length=ln, combine_standardized=comb
+    )
+    for hl, (m, ln), comb in itertools.product([6.0, 120.0], _SHRINK, [False, True])
+]
+
+
+@pytest.mark.parametrize("settings", _FUSED_COMBOS, ids=lambda s: str(s.non_default()))
+def test_fused_kernel_is_bit_identical_to_the_numpy_path(
+    monkeypatch: pytest.MonkeyPatch, settings: FactorCovarianceSettings
+) -> None:
+    """FACTORCOV_JIT=1 (kernel for every finite block) vs 0 (numpy reference): the same
+    correlations, n_obs and state bit for bit, over one run and over resumed splits in which
+    either path produced the state (combine_standardized: the first date has no prior
+    volatility, so blocks containing it take the general path and later blocks the kernel)."""
+    pytest.importorskip("numba")
+    from factorcov_pipeline.core.ewma import JIT_ENV
+
+    F = _returns(60, 6, seed=21)
+    F[:, 4] = 0.0  # a factor with only zero returns: sd 0, correlations 0 (not finite -> 0)
+    F[10, :] = 0.0
+    vol, _ = VolatilityForecaster(settings).run(None, F)
+    prior = vol.prior_daily_vol
+    cf = CorrelationForecaster(settings)
+    runs = {}
+    for mode in ("0", "1"):
+        monkeypatch.setenv(JIT_ENV, mode)
+        runs[mode] = cf.run(None, F, prior)
+    (ref, ref_state), (fast, fast_state) = runs["0"], runs["1"]
+    assert np.array_equal(fast.corr, ref.corr)
+    assert np.array_equal(fast.n_obs, ref.n_obs, equal_nan=True)
+    assert np.array_equal(fast.repaired, ref.repaired)
+    assert fast_state.to_bytes() == ref_state.to_bytes()
+    if settings.shrink_cor_method is None:
+        assert np.all(ref.corr[:, 4, np.arange(6) != 4] == 0.0)
+    for split, first_mode, second_mode in [(1, "0", "1"), (17, "1", "0"), (30, "1", "1")]:
+        monkeypatch.setenv(JIT_ENV, first_mode)
+        a, state = cf.run(None, F[:split], prior[:split])
+        state = CorrelationState.from_bytes(state.to_bytes())
+        monkeypatch.setenv(JIT_ENV, second_mode)
+        b, end_state = cf.run(state, F[split:], prior[split:])
+        assert np.array_equal(np.concatenate([a.corr, b.corr]), ref.corr)
+        assert np.array_equal(np.concatenate([a.n_obs, b.n_obs]), ref.n_obs, equal_nan=True)
+        assert end_state.to_bytes() == ref_state.to_bytes()
+
+
+def test_fused_path_applies_only_to_the_common_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Newey-West lags or missing values (in the block or in the state's weights) keep the
+    numpy path even when the kernels are forced on."""
+    pytest.importorskip("numba")
+    from factorcov_pipeline.core.ewma import JIT_ENV
+
+    monkeypatch.setenv(JIT_ENV, "1")
+    F = _returns(30, 4, seed=22)
+    default = CorrelationForecaster(FactorCovarianceSettings())
+    assert default._fused_correlation(default.initial_state(4), F) is not None
+    nw = CorrelationForecaster(FactorCovarianceSettings(nw_lags_cor=1))
+    assert nw._fused_correlation(nw.initial_state(4), F) is None
+    G = F.copy()
+    G[3, 1] = np.nan
+    assert default._fused_correlation(default.initial_state(4), G) is None
+    _, state = default.run(None, G)  # cells now have different weight sums
+    assert default._fused_correlation(state, F) is None
+
+
+def test_normalise_by_reciprocals_is_within_ulps_of_division() -> None:
+    """`normalise` multiplies by 1/sd instead of dividing by outer(sd, sd): a few ulps apart."""
+    from factorcov_pipeline.core.correlation import normalise
+
+    rng = np.random.default_rng(23)
+    a = rng.standard_normal((50, 8, 8)) * 1e-2
+    cov = a @ np.swapaxes(a, 1, 2)
+    got = normalise(cov)
+    ref = _normalise(cov)
+    np.testing.assert_allclose(got, ref, rtol=4e-16 * 4, atol=0)
+    assert np.array_equal(got, np.swapaxes(got, 1, 2))

@@ -133,3 +133,68 @@ def test_common_weight_fast_path_is_bit_identical_to_the_general_path(monkeypatc
         assert np.array_equal(a.weight_sum, b.weight_sum)
         assert np.array_equal(a.weight_sq_sum, b.weight_sq_sum)
     assert fast_state2.to_bytes() == slow_state2.to_bytes()
+
+
+# ----------------------------------------------------------------------------------------------
+# Compiled kernels (core/kernels.py) against the numpy reference paths
+# ----------------------------------------------------------------------------------------------
+
+
+def test_jit_kernels_modes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from factorcov_pipeline.core import ewma as ewma_module
+
+    monkeypatch.setenv(ewma_module.JIT_ENV, "0")
+    assert ewma_module.jit_kernels(10**6) is None
+    monkeypatch.delenv(ewma_module.JIT_ENV)
+    assert ewma_module.jit_kernels(ewma_module.JIT_MIN_DATES - 1) is None  # small: numpy
+    assert ewma_module.jit_kernels(0) is None
+    if importlib.util.find_spec("numba") is not None:
+        assert ewma_module.jit_kernels(ewma_module.JIT_MIN_DATES) is not None
+        monkeypatch.setenv(ewma_module.JIT_ENV, "1")
+        assert ewma_module.jit_kernels(1) is not None
+
+
+@pytest.mark.parametrize("shape", [(), (7,), (4, 4)])
+@pytest.mark.parametrize("track_sq", [False, True])
+def test_kernel_common_weights_is_bit_identical_to_numpy(
+    monkeypatch: pytest.MonkeyPatch, shape: tuple[int, ...], track_sq: bool
+) -> None:
+    """The compiled common-weights loop performs the numpy loop's operations in the same order:
+    same means, weights and state bit for bit, also when each path resumes the other's state."""
+    pytest.importorskip("numba")
+    from factorcov_pipeline.core import ewma as ewma_module
+
+    x = np.random.default_rng(8).standard_normal((90, *shape)) * 1e-2
+    x[5] = 0.0  # a date of exact zeros
+    runs = {}
+    for mode in ("0", "1"):
+        monkeypatch.setenv(ewma_module.JIT_ENV, mode)
+        a, state = ewma_run(x[:33], 60.0, track_sq=track_sq)
+        b, end = ewma_run(x[33:], 60.0, state, track_sq=track_sq)
+        runs[mode] = (a, b, end)
+    for blk_np, blk_jit in zip(runs["0"][:2], runs["1"][:2], strict=True):
+        assert np.array_equal(blk_np.mean, blk_jit.mean)
+        assert np.array_equal(blk_np.weight_sum, blk_jit.weight_sum)
+        if track_sq:
+            assert np.array_equal(blk_np.weight_sq_sum, blk_jit.weight_sq_sum)
+    assert runs["0"][2].to_bytes() == runs["1"][2].to_bytes()
+    # mixed: numpy for the first block, the kernel for the second (and the reverse)
+    monkeypatch.setenv(ewma_module.JIT_ENV, "0")
+    _, s_np = ewma_run(x[:33], 60.0, track_sq=track_sq)
+    monkeypatch.setenv(ewma_module.JIT_ENV, "1")
+    b_mixed, end_mixed = ewma_run(x[33:], 60.0, s_np, track_sq=track_sq)
+    assert np.array_equal(b_mixed.mean, runs["0"][1].mean)
+    assert end_mixed.to_bytes() == runs["0"][2].to_bytes()
+
+
+def test_kernel_path_is_not_taken_with_missing_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NaN cells keep the general per-cell path whatever the mode (same numbers either way)."""
+    from factorcov_pipeline.core import ewma as ewma_module
+
+    x = _with_nans(np.random.default_rng(9), (60, 3), 0.2)
+    monkeypatch.setenv(ewma_module.JIT_ENV, "1")
+    a, sa = ewma_run(x, 5.0, track_sq=True)
+    monkeypatch.setenv(ewma_module.JIT_ENV, "0")
+    b, sb = ewma_run(x, 5.0, track_sq=True)
+    assert np.array_equal(a.mean, b.mean, equal_nan=True)
+    assert sa.to_bytes() == sb.to_bytes()

@@ -14,7 +14,6 @@ import pytest
 import scipy.linalg
 import statsmodels.api as sm
 
-from factorcov_pipeline.core import regression
 from factorcov_pipeline.core.factors import (
     GROUP_MARKET,
     GROUP_STYLE,
@@ -322,21 +321,74 @@ def test_estimate_matches_kkt_on_unbalanced_panel() -> None:
     assert not res.stats["degenerate"].any()
 
 
-def test_chunking_does_not_change_results(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_chunking_does_not_change_results() -> None:
     frame, _ = make_panel(11, n_dates=12, n_assets=120, unbalanced=True)
     r1 = estimate_factor_returns(frame, FACTORS, NO_CLIP, chunk_dates=1)
     r64 = estimate_factor_returns(frame, FACTORS, NO_CLIP, chunk_dates=64)
     r5 = estimate_factor_returns(frame, FACTORS, NO_CLIP, chunk_dates=5)
-    # a memory budget of ~3 dates' padded design splits the 64-date chunk further
-    n_max = frame.group_by("date").len()["len"].max()
-    monkeypatch.setattr(regression, "MAX_CHUNK_BYTES", 3 * 8 * FACTORS.k * n_max)
-    r_budget = estimate_factor_returns(frame, FACTORS, NO_CLIP, chunk_dates=64)
     f1 = r1.factor_returns["factor_return"].to_numpy()
-    for other in (r64, r5, r_budget):
+    for other in (r64, r5):
         assert np.max(np.abs(other.factor_returns["factor_return"].to_numpy() - f1)) < 1e-13
         s1 = r1.specific_returns["specific_return"].to_numpy()
         assert np.max(np.abs(other.specific_returns["specific_return"].to_numpy() - s1)) < 1e-13
         assert other.specific_returns["asset_id"].equals(r1.specific_returns["asset_id"])
+
+
+def test_sorted_input_takes_the_no_sort_path_with_the_same_numbers() -> None:
+    shuffled, _ = make_panel(25, n_dates=6, n_assets=90, unbalanced=True)
+    ordered = shuffled.sort("date", "asset_id")
+    a = estimate_factor_returns(shuffled, FACTORS, NO_CLIP)
+    b = estimate_factor_returns(ordered, FACTORS, NO_CLIP)
+    assert a.factor_returns.equals(b.factor_returns)
+    assert a.specific_returns.equals(b.specific_returns)
+    assert a.stats.equals(b.stats)
+    # the same date but assets out of order within it is not "sorted": it is sorted first
+    swapped = pl.concat([ordered[1:2], ordered[0:1], ordered[2:]])
+    assert estimate_factor_returns(swapped, FACTORS, NO_CLIP).specific_returns.equals(
+        b.specific_returns
+    )
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        NO_CLIP,
+        ModelConstructionSettings(
+            return_clip_bounds=None, zero_sum_constraints={"trbc": "equal_weighted"}
+        ),
+        ModelConstructionSettings(return_clip_bounds=None, thin_category_shrinkage=0.05),
+    ],
+    ids=["mcap", "equal", "ridge"],
+)
+def test_structured_normal_equations_match_the_padded_dense_design(
+    settings: ModelConstructionSettings,
+) -> None:
+    """estimate_factor_returns (Gram of the dense columns per date + sparse category sums) and
+    constrained_wls (the straightforward padded (T, Nmax, K) design) agree to rounding."""
+    frame, _ = make_panel(26, n_dates=7, n_assets=110, unbalanced=True)
+    res = estimate_factor_returns(frame, FACTORS, settings)
+    dates = res.stats["date"].to_list()
+    per_date = [dense_date(frame, d) for d in dates]
+    n_max = max(x.shape[0] for x, *_ in per_date)
+    t, k = len(dates), FACTORS.k
+    xp, yp, wp = np.zeros((t, n_max, k)), np.zeros((t, n_max)), np.zeros((t, n_max))
+    c, ridge = np.zeros((t, k)), np.zeros((t, k))
+    mask = np.array([g == GROUP_TRBC for g in FACTORS.groups])
+    for i, (x, y, w, cap, _) in enumerate(per_date):
+        n = x.shape[0]
+        xp[i, :n], yp[i, :n], wp[i, :n] = x, y, w
+        if settings.zero_sum_constraints["trbc"] == "equal_weighted":
+            c[i] = (x.sum(axis=0) > 0) * mask
+        else:
+            c[i] = sector_caps(x, cap)
+        ridge[i] = settings.thin_category_shrinkage * w.sum() * mask
+    f_ref, resid_ref = constrained_wls(xp, yp, wp, c, ridge)
+    f = wide_returns(res.factor_returns)
+    assert rel_err(f, f_ref) < 1e-12
+    spec = res.specific_returns
+    for i, d in enumerate(dates):
+        got = spec.filter(pl.col("date") == d)["specific_return"].to_numpy()
+        assert np.max(np.abs(got - resid_ref[i, : got.size])) < 1e-14
 
 
 def test_empty_category_gets_zero_and_leaves_the_constraint() -> None:

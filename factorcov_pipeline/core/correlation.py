@@ -39,6 +39,13 @@ unit diagonal; their volatility is NaN, so their covariance is NaN anyway). A da
 has an eigenvalue below ``-PSD_TOL`` (NW, missing-data pairwise estimates) is repaired by the
 spectral method of Rebonato and Jäckel (1999, "The most general methodology to create a valid
 correlation matrix", section 3): eigenvalues clipped at 0, the matrix rescaled to a unit diagonal.
+
+Speed: in the common case (no Newey-West lags, no missing value in the block or the state) a
+block of at least `factorcov_pipeline.core.ewma.JIT_MIN_DATES` dates runs the outer products,
+the EWMA and the normalisation in one compiled pass per date (`kernels.outer_ewma_correlation`),
+never materialising the (T, K, K) products, sums and means; it performs the same floating-point
+operations in the same order as `outer_products` + `ewma_run` + `normalise`, which remain the
+reference (and the path for every other case), so both give bit-identical numbers.
 """
 
 from __future__ import annotations
@@ -47,7 +54,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from factorcov_pipeline.core.ewma import EwmaState, arrays_from_bytes, arrays_to_bytes, ewma_run
+from factorcov_pipeline.core.ewma import (
+    EwmaState,
+    arrays_from_bytes,
+    arrays_to_bytes,
+    common_weight_paths,
+    ewma_decay,
+    ewma_run,
+    jit_kernels,
+    kish_effective_obs,
+    uniform_weights,
+)
 from factorcov_pipeline.core.settings import FactorCovarianceSettings
 from factorcov_pipeline.core.volatility import NW_MIN_RATIO, bartlett_weights, next_buffer
 
@@ -70,11 +87,18 @@ def lagged_outer_products(buffer: np.ndarray, x: np.ndarray, lag: int) -> np.nda
 
 def normalise(cov: np.ndarray) -> np.ndarray:
     """``C_ij / sqrt(C_ii C_jj)`` (the tutorial's ``df / np.outer(sd, sd)``), unit diagonal,
-    0 where a cell has no observation, symmetric by construction of the inputs."""
+    0 where a cell has no observation, symmetric by construction of the inputs.
+
+    Evaluated as ``C_ij * (r_i * r_j)`` with ``r = 1 / sd``: K divisions per matrix instead of
+    K^2 (division is the costly operation of this pass); the result differs from the
+    tutorial's division by a few ulps at most. `kernels.outer_ewma_correlation` performs the
+    same operations.
+    """
     k = cov.shape[-1]
     sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr = cov / (sd[..., :, None] * sd[..., None, :])
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        r = 1.0 / sd
+        corr = cov * (r[..., :, None] * r[..., None, :])
     corr = np.where(np.isfinite(corr), corr, 0.0)
     idx = np.arange(k)
     corr[..., idx, idx] = 1.0
@@ -228,32 +252,19 @@ class CorrelationForecaster:
         self._check_state(state, k)
         x = self.standardise(F, prior_daily_vol) if self.combine else F
 
-        block0, cov_state = ewma_run(
-            outer_products(x), self.halflife, state.cov_ewma, self.track_sq
-        )
-        cov = block0.mean
         repaired = np.zeros(n, dtype=bool)
         nw_s, nw_w = state.nw_s.copy(), state.nw_w.copy()
-        if self.n_lags > 0:
-            adj = cov.copy()
-            for i, b in enumerate(bartlett_weights(self.n_lags)):
-                prod = lagged_outer_products(state.lag_buffer, x, i + 1)
-                block_l, lag_state = ewma_run(
-                    prod, self.halflife, EwmaState(self.halflife, nw_s[i], nw_w[i])
-                )
-                nw_s[i], nw_w[i] = lag_state.s, lag_state.w
-                c_l = np.nan_to_num(block_l.mean, nan=0.0)
-                adj += b * (c_l + np.swapaxes(c_l, -1, -2))
-            diag_adj = np.diagonal(adj, axis1=-2, axis2=-1)
-            diag_0 = np.diagonal(cov, axis1=-2, axis2=-1)
-            fallback = np.any((diag_adj <= NW_MIN_RATIO * diag_0) & (diag_0 > 0.0), axis=1)
-            repaired |= fallback
-            cov = np.where(fallback[:, None, None], cov, adj)
+        fused = self._fused_correlation(state, x)
+        if fused is not None:
+            corr, cov_state, weight_sum, weight_sq_sum = fused
+        else:
+            corr, cov_state, weight_sum, weight_sq_sum = self._reference_correlation(
+                state, x, nw_s, nw_w, repaired
+            )
         lag_buffer = (
             next_buffer(state.lag_buffer, x, self.n_lags) if self.n_lags > 0 else state.lag_buffer
         )
 
-        corr = normalise(cov)
         if self._may_lose_psd(state, x):
             corr, bad = repair_psd(corr)
             repaired |= bad
@@ -264,8 +275,9 @@ class CorrelationForecaster:
             if self.shrink_length is not None:
                 n_obs[:] = self.shrink_length
             else:
-                n_eff = block0.effective_obs
-                observed = block0.weight_sum > 0
+                assert weight_sq_sum is not None  # tracked whenever shrink_length is None
+                n_eff = kish_effective_obs(weight_sum, weight_sq_sum)
+                observed = weight_sum > 0
                 n_obs = np.where(
                     observed.any(axis=(1, 2)),
                     np.where(observed, n_eff, np.inf).min(axis=(1, 2)),
@@ -287,3 +299,60 @@ class CorrelationForecaster:
             lag_buffer=lag_buffer,
         )
         return CorrelationForecast(corr=corr, n_obs=n_obs, repaired=repaired), new_state
+
+    def _fused_correlation(
+        self, state: CorrelationState, x: np.ndarray
+    ) -> tuple[np.ndarray, EwmaState, np.ndarray, np.ndarray | None] | None:
+        """The compiled one-pass path (module docstring), or None when it does not apply.
+
+        Returns the normalised correlations, the EWMA state after the block, and the weight
+        sums and squared-weight sums (T, 1, 1) shared by every cell (the latter None unless
+        tracked).
+        """
+        n, k = x.shape
+        if self.n_lags > 0 or not uniform_weights(state.cov_ewma):
+            return None
+        kernels = jit_kernels(n)
+        if kernels is None or not np.isfinite(x).all():
+            return None
+        d = ewma_decay(self.halflife)
+        paths = common_weight_paths(state.cov_ewma, d, n)
+        s = state.cov_ewma.s.copy()
+        corr = np.empty((n, k, k))
+        kernels.outer_ewma_correlation(np.ascontiguousarray(x), s, d, paths.w, corr)
+        cov_state = paths.state(self.halflife, s, state.cov_ewma.q is not None)
+        q = paths.q[:, None, None] if self.track_sq else None
+        return corr, cov_state, paths.w[:, None, None], q
+
+    def _reference_correlation(
+        self,
+        state: CorrelationState,
+        x: np.ndarray,
+        nw_s: np.ndarray,
+        nw_w: np.ndarray,
+        repaired: np.ndarray,
+    ) -> tuple[np.ndarray, EwmaState, np.ndarray, np.ndarray | None]:
+        """The numpy path for every case: EWMA of the outer products (`ewma_run`), Newey-West
+        terms (updating ``nw_s``, ``nw_w`` and ``repaired`` in place), `normalise`. Returns the
+        correlations, the EWMA state, and the weight and squared-weight sums per cell (the
+        latter None unless tracked)."""
+        block0, cov_state = ewma_run(
+            outer_products(x), self.halflife, state.cov_ewma, self.track_sq
+        )
+        cov = block0.mean
+        if self.n_lags > 0:
+            adj = cov.copy()
+            for i, b in enumerate(bartlett_weights(self.n_lags)):
+                prod = lagged_outer_products(state.lag_buffer, x, i + 1)
+                block_l, lag_state = ewma_run(
+                    prod, self.halflife, EwmaState(self.halflife, nw_s[i], nw_w[i])
+                )
+                nw_s[i], nw_w[i] = lag_state.s, lag_state.w
+                c_l = np.nan_to_num(block_l.mean, nan=0.0)
+                adj += b * (c_l + np.swapaxes(c_l, -1, -2))
+            diag_adj = np.diagonal(adj, axis1=-2, axis2=-1)
+            diag_0 = np.diagonal(cov, axis1=-2, axis2=-1)
+            fallback = np.any((diag_adj <= NW_MIN_RATIO * diag_0) & (diag_0 > 0.0), axis=1)
+            repaired |= fallback
+            cov = np.where(fallback[:, None, None], cov, adj)
+        return normalise(cov), cov_state, block0.weight_sum, block0.weight_sq_sum

@@ -14,6 +14,7 @@ from datetime import date
 import numpy as np
 import polars as pl
 
+from factorcov_pipeline.core.ewma import jit_kernels
 from factorcov_pipeline.core.panel import cube_to_pairs, date_series, matrix_to_long, name_series
 
 DateLike = Sequence[date] | np.ndarray | pl.Series
@@ -23,12 +24,20 @@ def covariance_from(vol: np.ndarray, corr: np.ndarray) -> np.ndarray:
     """``cov_ij = vol_i vol_j corr_ij`` for (T, K) volatilities and (T, K, K) correlations.
 
     Symmetric and PSD whenever ``corr`` is (a congruence D R D with diagonal D). The product
-    ``vol_i * vol_j`` is formed first so that symmetry holds bit for bit.
+    ``vol_i * vol_j`` is formed first so that symmetry holds bit for bit. Blocks of at least
+    `factorcov_pipeline.core.ewma.JIT_MIN_DATES` dates use the compiled `kernels.outer_scale`
+    (one pass, no (T, K, K) temporary for ``vol_i * vol_j``; the same two multiplications per
+    cell, so bit-identical to the numpy expression, which is the reference).
     """
     vol = np.asarray(vol, dtype=np.float64)
     corr = np.asarray(corr, dtype=np.float64)
     if vol.ndim != 2 or corr.shape != (*vol.shape, vol.shape[1]):
         raise ValueError(f"vol (T, K) and corr (T, K, K) expected, got {vol.shape}, {corr.shape}")
+    kernels = jit_kernels(vol.shape[0])
+    if kernels is not None:
+        out = np.empty(corr.shape)
+        kernels.outer_scale(np.ascontiguousarray(vol), np.ascontiguousarray(corr), out)
+        return out
     return (vol[:, :, None] * vol[:, None, :]) * corr
 
 

@@ -21,15 +21,51 @@ own missing values. A block of T dates is run with a loop over dates over the sm
 faster, ~0.05-0.2 s against 0.15-0.4 s, and is trivially bit-identical when resumed).
 Resuming from a state gives bit-identical results to one long run because the loop performs
 exactly the same floating-point operations in the same order.
+
+Compiled kernels: when no value is missing (the common-weights path) and a block has at least
+`JIT_MIN_DATES` dates, the loop runs in a numba kernel (`factorcov_pipeline.core.kernels`) that
+performs the same operations in the same order, so the numbers are bit-identical to the numpy
+loop kept here as the reference (tests compare both). Small blocks (the daily run) stay on numpy
+and never import numba: importing it and loading the cached kernels costs ~0.5 s in a fresh
+process, more than the numpy loop of a few hundred dates. ``FACTORCOV_JIT=0`` disables the
+kernels, ``FACTORCOV_JIT=1`` uses them for every block size; without numba installed the numpy
+paths run.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import math
+import os
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
+
+# Blocks of at least this many dates use the compiled kernels (module docstring).
+JIT_MIN_DATES = 500
+JIT_ENV = "FACTORCOV_JIT"
+
+
+@functools.cache
+def _load_kernels() -> ModuleType | None:
+    try:
+        from factorcov_pipeline.core import kernels
+    except ImportError:  # numba not installed: the numpy reference paths run
+        return None
+    return kernels
+
+
+def jit_kernels(n_dates: int) -> ModuleType | None:
+    """`factorcov_pipeline.core.kernels` if a block of ``n_dates`` dates should use them, else
+    None (numba missing, ``FACTORCOV_JIT=0``, or a block below `JIT_MIN_DATES` in auto mode)."""
+    mode = os.environ.get(JIT_ENV, "auto").strip().lower()
+    if n_dates < 1 or mode in ("0", "off", "false", "no"):
+        return None
+    if mode not in ("1", "on", "true", "yes") and n_dates < JIT_MIN_DATES:
+        return None
+    return _load_kernels()
 
 
 def ewma_decay(halflife: float) -> float:
@@ -124,12 +160,17 @@ class EwmaBlock:
         """Kish's effective number of observations ``W^2 / Q`` (needs ``track_sq``)."""
         if self.weight_sq_sum is None:
             raise ValueError("effective_obs needs the EWMA to be run with track_sq=True")
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(
-                self.weight_sq_sum > 0,
-                self.weight_sum**2 / np.where(self.weight_sq_sum > 0, self.weight_sq_sum, 1.0),
-                0.0,
-            )
+        return kish_effective_obs(self.weight_sum, self.weight_sq_sum)
+
+
+def kish_effective_obs(weight_sum: np.ndarray, weight_sq_sum: np.ndarray) -> np.ndarray:
+    """Kish's effective number of observations ``W^2 / Q`` (0 where ``Q == 0``)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(
+            weight_sq_sum > 0,
+            weight_sum**2 / np.where(weight_sq_sum > 0, weight_sq_sum, 1.0),
+            0.0,
+        )
 
 
 def ewma_run(
@@ -189,14 +230,51 @@ def ewma_run(
     return EwmaBlock(mean, w_hist, q_hist), new_state
 
 
-def _common_weights(x: np.ndarray, state: EwmaState) -> bool:
-    """True when every cell has the same weight sums before and during the block (no missing
-    value anywhere): the weights are then one scalar series, not a (T, *shape) array."""
-    if not np.isfinite(x).all():
-        return False
+def uniform_weights(state: EwmaState) -> bool:
+    """True when every cell of the state has the same weight sums (and squared-weight sums)."""
     if state.w.size and np.ptp(state.w) != 0.0:
         return False
     return state.q is None or not state.q.size or np.ptp(state.q) == 0.0
+
+
+def _common_weights(x: np.ndarray, state: EwmaState) -> bool:
+    """True when every cell has the same weight sums before and during the block (no missing
+    value anywhere): the weights are then one scalar series, not a (T, *shape) array."""
+    return bool(np.isfinite(x).all()) and uniform_weights(state)
+
+
+@dataclass
+class WeightPaths:
+    """The scalar weight recursions of a block whose cells share their weights (no missing
+    value): ``w[t]`` = W_t, ``q[t]`` = Q_t, and their values after the block."""
+
+    w: np.ndarray
+    q: np.ndarray
+    w_end: float
+    q_end: float
+
+    def state(self, halflife: float, s: np.ndarray, track_q: bool) -> EwmaState:
+        """The state after the block with sums ``s`` (every cell gets the scalar weights)."""
+        w_end = np.full(s.shape, self.w_end)
+        return EwmaState(halflife, s, w_end, np.full(s.shape, self.q_end) if track_q else None)
+
+
+def common_weight_paths(state: EwmaState, d: float, n: int) -> WeightPaths:
+    """W_t = d W_{t-1} + 1 and Q_t = d^2 Q_{t-1} + 1 for the n dates of a block, on scalars
+    (every cell observed, weights as in `ewma_run`), from the state's (uniform) weights."""
+    w = float(state.w.flat[0]) if state.w.size else 0.0
+    q = float(state.q.flat[0]) if state.q is not None and state.q.size else 0.0
+    kernels = jit_kernels(n)
+    if kernels is not None:
+        w_path, q_path = kernels.weight_paths(w, q, d, n)
+        return WeightPaths(w_path, q_path, float(w_path[-1]), float(q_path[-1]))
+    w_path = np.empty(n)
+    q_path = np.empty(n)
+    for t in range(n):
+        w = w * d + 1.0
+        q = q * (d * d) + 1.0
+        w_path[t], q_path[t] = w, q
+    return WeightPaths(w_path, q_path, w, q)
 
 
 def _run_common_weights(
@@ -204,31 +282,31 @@ def _run_common_weights(
 ) -> tuple[EwmaBlock, EwmaState]:
     """`ewma_run` when all cells share their weights: the same recursion S_t = d S_{t-1} + x_t
     cell by cell (bit-identical sums), with the weight recursion W_t = d W_{t-1} + 1 run once
-    on scalars instead of on every cell."""
+    on scalars instead of on every cell. Large blocks run the loop in the compiled
+    `kernels.ewma_common_mean` (same operations, same order: bit-identical)."""
     shape = x.shape[1:]
     n = x.shape[0]
-    s_hist = np.empty_like(x)
-    s = state.s.copy()
-    for t in range(n):
-        s *= d
-        s += x[t]
-        s_hist[t] = s
-    w0 = float(state.w.flat[0]) if state.w.size else 0.0
-    q0 = float(state.q.flat[0]) if state.q is not None and state.q.size else 0.0
-    w_path = np.empty(n)
-    q_path = np.empty(n)
-    w, q = w0, q0
-    for t in range(n):
-        w = w * d + 1.0
-        q = q * (d * d) + 1.0
-        w_path[t], q_path[t] = w, q
+    paths = common_weight_paths(state, d, n)
     bshape = (n,) + (1,) * len(shape)
-    mean = s_hist / w_path.reshape(bshape)
-    w_hist = np.broadcast_to(w_path.reshape(bshape), x.shape)
-    q_hist = np.broadcast_to(q_path.reshape(bshape), x.shape) if track_sq else None
-    new_w = np.full(shape, w if n else w0)
-    new_q = None if state.q is None else np.full(shape, q if n else q0)
-    return EwmaBlock(mean, w_hist, q_hist), EwmaState(state.halflife, s, new_w, new_q)
+    s = state.s.copy()
+    kernels = jit_kernels(n)
+    if kernels is not None:
+        mean = np.empty(x.shape)
+        s_flat = s.reshape(-1)
+        kernels.ewma_common_mean(
+            np.ascontiguousarray(x).reshape(n, -1), s_flat, d, paths.w, mean.reshape(n, -1)
+        )
+        s = s_flat.reshape(shape)
+    else:
+        s_hist = np.empty_like(x)
+        for t in range(n):
+            s *= d
+            s += x[t]
+            s_hist[t] = s
+        mean = s_hist / paths.w.reshape(bshape)
+    w_hist = np.broadcast_to(paths.w.reshape(bshape), x.shape)
+    q_hist = np.broadcast_to(paths.q.reshape(bshape), x.shape) if track_sq else None
+    return EwmaBlock(mean, w_hist, q_hist), paths.state(state.halflife, s, state.q is not None)
 
 
 def ewma_mean(x: np.ndarray, halflife: float) -> np.ndarray:

@@ -39,9 +39,14 @@ scale free: a sector whose assets carry a fraction p of the total weight has its
 shrunk by roughly lam / (p + lam) towards 0 (a thin sector, p small, is damped strongly; a
 broad sector barely). This is a Tikhonov penalty (Hoerl and Kennard 1970), not part of USE4.
 
-Arrays are padded across dates: a chunk of dates becomes (T, Nmax, K) with weight 0 on the
-padding, and every step is a batched numpy operation; only the loop over chunks of dates is in
-Python, so memory is bounded by the chunk size.
+`estimate_factor_returns` never builds the (N, K) design: with rows sorted by date, the normal
+equations of a date are X'WX = [[Z'WZ, Z'WS], [S'WZ, diag(S'W1)]] for Z = the dense columns
+(Market, styles) and S the one-hot categories, so the dense block is one small (n_t x q) Gram
+product per date and the category blocks are per-(date, category) weighted sums, one sparse
+scatter pass over the rows (see `_normal_equations`). The solves are batched over dates
+(`chunk_dates` at a time). `constrained_wls` (arrays in, padded (T, Nmax, K) design) is the
+straightforward batched implementation of the same estimator; the tests tie both out to an
+independent KKT solve and to statsmodels.
 """
 
 from __future__ import annotations
@@ -64,9 +69,6 @@ RANK_TOL = 1e-10
 PINV_RTOL = 1e-10
 # A category with at least one but fewer than this many assets on a date is counted as thin.
 THIN_CATEGORY_MIN_ASSETS = 5
-# Upper bound on the padded (T, Nmax, K) float64 design of one chunk: fewer than `chunk_dates`
-# dates go into a chunk when the design would be larger (10,000 assets x 70 factors: 45 dates).
-MAX_CHUNK_BYTES = 256 * 2**20
 
 ZERO_SUM_KEY = "trbc"
 # BLAS threads for the batched normal-equation products (see `_wls_core`).
@@ -206,47 +208,42 @@ def _wls_core(
 
 
 def _normal_equations(
-    t_idx: np.ndarray,
-    pos: np.ndarray,
-    cat: np.ndarray,
-    n_dates: int,
-    n_max: int,
-    k: int,
-    dense_idx: np.ndarray,
-    dense: np.ndarray,
+    z: np.ndarray,
     w: np.ndarray,
-    y: np.ndarray,
+    row_start: np.ndarray,
+    cell: np.ndarray,
+    k: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """X'WX (T, K, K) and X'Wy (T, K) of a chunk, from the design's structure.
+    """Weighted Gram matrices of the dense columns and per-(date, category) weighted sums.
 
-    X = [dense columns (Market, styles) | one-hot categories]. The category blocks are sums per
-    (date, category): X_s'W X_s = diag(sum w), X_s'W x_j = sum w x_j, X_s'W y = sum w y, all
-    `np.bincount`s over the flat rows; only the dense block (q = 1 + #styles columns, not K) is
-    a batched matrix product over a padded (T, Nmax, q) array. Same normal equations as the
-    dense (T, N, K) products, a fraction of the work.
+    z: (N, m) the dense columns of the rows, sorted by date, with the rows of date t in
+    ``row_start[t]:row_start[t + 1]`` (columns: a column of ones, the styles, the returns y);
+    w: (N,) regression weights; cell: (N,) ``t * k + category``. Returns ``g`` (T, m, m), the
+    per-date ``Z_t' W_t Z_t`` (from which X'WX's dense block, X'Wy's dense part and y'Wy are
+    read), and ``cross`` (T, k, m): ``sum w z_j`` over the rows of each (date, category), i.e.
+    S'WZ (the ones column gives the category weight sums diag(S'WS), the y column S'Wy).
+
+    Why this layout: the one-hot category columns make most of the (N, K) design zeros, so the
+    dense (T, N, K) products of `constrained_wls` spend most of their work on them. Here the
+    dense part is one BLAS product on a contiguous (n_t, m) slice per date, small enough to
+    stay in cache (no padded (T, Nmax, q) copy), and the category part is a single pass of a
+    sparse (T*k, N) matrix with one non-zero w_r per row r (faster than one `np.bincount` per
+    column, which first materialises w * z_j).
     """
-    q = dense_idx.size
-    cell = t_idx * k + cat
-    a = np.zeros((n_dates, k, k))
-    b = np.zeros((n_dates, k))
-    xd = np.zeros((n_dates, n_max, q))
-    xd[t_idx, pos] = dense
-    wy = np.zeros((n_dates, n_max))
-    wy[t_idx, pos] = w * y
-    xdw = np.zeros((n_dates, n_max, q))
-    xdw[t_idx, pos] = dense * w[:, None]
-    a[:, dense_idx[:, None], dense_idx[None, :]] = np.swapaxes(xdw, 1, 2) @ xd
-    b[:, dense_idx] = np.einsum("tnq,tn->tq", xd, wy)
-    size = n_dates * k
-    cat_w = np.bincount(cell, weights=w, minlength=size).reshape(n_dates, k)
-    cat_idx = np.unique(cat)
-    a[:, cat_idx, cat_idx] = cat_w[:, cat_idx]
-    for j, col in enumerate(dense_idx):
-        cross = np.bincount(cell, weights=w * dense[:, j], minlength=size).reshape(n_dates, k)
-        a[:, cat_idx, col] = cross[:, cat_idx]
-        a[:, col, cat_idx] = cross[:, cat_idx]
-    b += np.bincount(cell, weights=w * y, minlength=size).reshape(n_dates, k)
-    return a, b
+    import scipy.sparse
+
+    n, m = z.shape
+    n_dates = row_start.size - 1
+    g = np.empty((n_dates, m, m))
+    for t in range(n_dates):
+        r0, r1 = row_start[t], row_start[t + 1]
+        zt = z[r0:r1]
+        g[t] = (zt * w[r0:r1, None]).T @ zt
+    scatter = scipy.sparse.csc_array((w, cell, np.arange(n + 1)), shape=(n_dates * k, n))
+    cross = np.empty((n_dates * k, m))
+    for j in range(m):
+        cross[:, j] = scatter @ z[:, j]
+    return g, cross.reshape(n_dates, k, m)
 
 
 def constrained_wls(
@@ -313,9 +310,9 @@ def estimate_factor_returns(
     Market plays the intercept's role and the zero-sum constraint ties it to the cap-weighted
     market). `thin_categories` counts the categories with at least one but fewer than
     THIN_CATEGORY_MIN_ASSETS assets; `degenerate` flags the dates solved by the minimum-norm
-    fallback (rank-deficient design). Dates are processed `chunk_dates` at a time (fewer when the
-    padded design of a chunk would exceed MAX_CHUNK_BYTES); results do not depend on chunking
-    beyond rounding.
+    fallback (rank-deficient design). The batched solves take `chunk_dates` dates at a time;
+    results do not depend on chunking beyond rounding. Memory: the input columns plus one
+    (N, #styles + 2) float64 array (no padded (T, Nmax, K) design).
     """
     if chunk_dates < 1:
         raise ValueError(f"chunk_dates must be >= 1, got {chunk_dates}")
@@ -347,88 +344,118 @@ def estimate_factor_returns(
     sector_names = [
         n for n, g in zip(factors.names, factors.groups, strict=True) if g == GROUP_TRBC
     ]
-    sector_pos = {n: i for i, n in enumerate(factors.names) if factors.groups[i] == GROUP_TRBC}
-    unknown = sorted(set(frame[category_column].unique().to_list()) - set(sector_names))
-    if unknown:
+    # Rows sorted by date then asset: the pipeline's input already is (regression_input sorts),
+    # so check first (one vectorised pass) and sort only when needed.
+    day_phys = pl.col("date").to_physical()
+    in_order = frame.select(
+        (
+            (day_phys.diff().fill_null(1) > 0)
+            | ((day_phys.diff() == 0) & (pl.col("asset_id") >= pl.col("asset_id").shift(1)))
+        ).all()
+    ).item()
+    if not in_order:
+        frame = frame.sort("date", "asset_id")
+    # Category -> factor position through an Enum of the model's categories (one hashing pass;
+    # unknown categories become null and are reported by name).
+    codes = frame[category_column].cast(pl.Enum(sector_names), strict=False)
+    if codes.null_count():
+        unknown = sorted(
+            set(frame.filter(codes.is_null())[category_column].cast(pl.String).unique().to_list())
+        )
         raise ValueError(
             f"categories in column {category_column!r} are not factors of the model: {unknown[:10]}"
         )
-    frame = frame.sort("date", "asset_id").with_columns(
-        pl.col(category_column).replace_strict(sector_pos, return_dtype=pl.Int64).alias("_k"),
-    )
-    # Date index and position within the date, from the sorted dates (no polars windows).
+    sector_factor = np.array([factors.names.index(n) for n in sector_names], dtype=np.int64)
+    k_all = sector_factor[codes.to_physical().to_numpy()]
+    # Date index of every row and the first row of every date, from the sorted dates.
     day = frame["date"].to_physical().to_numpy()
     new_day = np.r_[True, day[1:] != day[:-1]] if day.size else np.zeros(0, dtype=bool)
     t_all = np.cumsum(new_day) - 1
     first_row = np.flatnonzero(new_day)
-    pos_all = np.arange(day.size) - first_row[t_all] if day.size else np.zeros(0, dtype=np.int64)
     dates = frame["date"].gather(first_row)
     n_dates = dates.len()
-    k_all = frame["_k"].to_numpy()
-    y_raw = frame["asset_return"].to_numpy().astype(np.float64)
-    cap_all = frame["market_cap"].to_numpy().astype(np.float64)
-    styles_all = (
-        frame.select(style_names).to_numpy().astype(np.float64)
-        if style_names
-        else np.zeros((frame.height, 0))
-    )
+    n_rows = frame.height
+    row_start = np.append(first_row, n_rows)
+    n_assets = np.diff(row_start)
+    cell = t_all * k + k_all
+
+    # z: (N, m) column-major: [1, styles..., y]; the dense design columns are its first m - 1
+    # (Market = the ones column when the model has one).
+    n_styles = len(style_names)
+    z = np.empty((n_styles + 2, n_rows)).T
+    z[:, 0] = 1.0
+    for j, name in enumerate(style_names):
+        z[:, 1 + j] = frame[name].to_numpy()
+    y_raw = np.asarray(frame["asset_return"].to_numpy(), dtype=np.float64)
     if settings.return_clip_bounds is not None:
         lo, hi = settings.return_clip_bounds
-        y_all = np.clip(y_raw, lo, hi)
+        z[:, -1] = np.clip(y_raw, lo, hi)
     else:
-        y_all = y_raw
-    clipped = y_all != y_raw
+        z[:, -1] = y_raw
+    y_all = z[:, -1]
+    cap_all = np.asarray(frame["market_cap"].to_numpy(), dtype=np.float64)
     w_all = np.sqrt(cap_all)
 
     market_idx = factors.groups.index(GROUP_MARKET) if has_market else None
     style_idx = np.array([factors.names.index(s) for s in style_names], dtype=np.int64)
-    # The dense columns of the design (Market, then styles); the categories are one-hot.
+    # Factor positions of the dense z columns (Market, then styles) and which z columns they are.
     dense_idx = np.array(([market_idx] if has_market else []) + list(style_idx), dtype=np.int64)
-    dense_all = np.hstack([np.ones((frame.height, 1))] * has_market + [styles_all])
+    dense_z = np.arange(0 if has_market else 1, n_styles + 1)
+    y_col = n_styles + 1
     sector_mask = np.array([g == GROUP_TRBC for g in factors.groups])
-    n_assets = np.bincount(t_all, minlength=n_dates)
-    row_start = np.concatenate([[0], np.cumsum(n_assets)])
     lam = settings.thin_category_shrinkage
-    bytes_per_date = 8 * k * max(int(n_assets.max()) if n_dates else 1, 1)
-    step = max(1, min(chunk_dates, MAX_CHUNK_BYTES // bytes_per_date))
 
-    f_all = np.zeros((n_dates, k))
-    resid_all = np.zeros(frame.height)
-    degenerate_all = np.zeros(n_dates, dtype=bool)
-    for t0 in range(0, n_dates, step):
-        t1 = min(t0 + step, n_dates)
-        r0, r1 = row_start[t0], row_start[t1]
-        tc = t_all[r0:r1] - t0
-        pc = pos_all[r0:r1]
-        kc = k_all[r0:r1]
-        nd = t1 - t0
-        n_max = int(n_assets[t0:t1].max()) if nd else 0
-        y = y_all[r0:r1]
-        w = w_all[r0:r1]
-        flat = tc * k + kc
+    with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+        g, cross = _normal_equations(z, w_all, row_start, cell, k)
+        # Assemble X'WX and X'Wy (module docstring): dense block, category-dense cross sums,
+        # category weight sums on the diagonal, category sums of w y.
+        a = np.zeros((n_dates, k, k))
+        b = np.zeros((n_dates, k))
+        a[:, dense_idx[:, None], dense_idx[None, :]] = g[:, dense_z[:, None], dense_z[None, :]]
+        b[:, dense_idx] = g[:, dense_z, y_col]
+        a[:, sector_factor[:, None], dense_idx[None, :]] = cross[:, sector_factor][:, :, dense_z]
+        a[:, dense_idx[:, None], sector_factor[None, :]] = np.swapaxes(
+            cross[:, sector_factor][:, :, dense_z], 1, 2
+        )
+        a[:, sector_factor, sector_factor] = cross[:, sector_factor, 0]
+        b[:, sector_factor] = cross[:, sector_factor, y_col]
         if method == "mcap_weighted":
-            c = np.bincount(flat, weights=cap_all[r0:r1], minlength=nd * k).reshape(nd, k)
+            c_all = np.bincount(cell, weights=cap_all, minlength=n_dates * k).reshape(n_dates, k)
         elif method == "equal_weighted":
-            c = (np.bincount(flat, minlength=nd * k).reshape(nd, k) > 0).astype(np.float64)
+            counts_c = np.bincount(cell, minlength=n_dates * k).reshape(n_dates, k)
+            c_all = (counts_c > 0).astype(np.float64)
         else:
-            c = np.zeros((nd, k))
-        ridge = None
-        if lam > 0.0:
-            w_tot = np.bincount(tc, weights=w, minlength=nd)
-            ridge = lam * w_tot[:, None] * sector_mask[None, :]
-        a, b = _normal_equations(tc, pc, kc, nd, n_max, k, dense_idx, dense_all[r0:r1], w, y)
-        with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
-            f, degenerate = _solve_normal(a, b, c, ridge)
-        fitted = np.einsum("rj,rj->r", dense_all[r0:r1], f[tc][:, dense_idx]) + f[tc, kc]
-        resid_all[r0:r1] = y - fitted
-        f_all[t0:t1] = f
-        degenerate_all[t0:t1] = degenerate
+            c_all = np.zeros((n_dates, k))
+        f_all = np.zeros((n_dates, k))
+        degenerate_all = np.zeros(n_dates, dtype=bool)
+        for t0 in range(0, n_dates, chunk_dates):
+            t1 = min(t0 + chunk_dates, n_dates)
+            ridge = None
+            if lam > 0.0:  # r_k = lam * sum_n w_n: the ones column's Gram entry is sum_n w_n
+                ridge = lam * g[t0:t1, 0, 0][:, None] * sector_mask[None, :]
+            f, degenerate = _solve_normal(a[t0:t1], b[t0:t1], c_all[t0:t1], ridge)
+            f_all[t0:t1] = f
+            degenerate_all[t0:t1] = degenerate
+        # Fitted returns: the dense columns per date (one matrix-vector product on the date's
+        # slice; the y column gets coefficient 0), plus the category return of each row.
+        coef = np.zeros((n_dates, z.shape[1]))
+        coef[:, dense_z] = f_all[:, dense_idx]
+        fitted = np.empty(n_rows)
+        for t in range(n_dates):
+            r0, r1 = row_start[t], row_start[t + 1]
+            fitted[r0:r1] = z[r0:r1] @ coef[t]
+        fitted += f_all.reshape(-1)[cell]
+    resid_all = y_all - fitted
 
     ss_res = np.bincount(t_all, weights=w_all * resid_all**2, minlength=n_dates)
-    ss_tot = np.bincount(t_all, weights=w_all * y_all**2, minlength=n_dates)
+    ss_tot = g[:, y_col, y_col]  # sum_n w_n y_n^2 of the date, from its Gram matrix
     r2 = 1.0 - np.divide(ss_res, ss_tot, out=np.full(n_dates, np.nan), where=ss_tot > 0.0)
-    n_clipped = np.bincount(t_all, weights=clipped.astype(np.float64), minlength=n_dates)
-    counts = np.bincount(t_all * k + k_all, minlength=n_dates * k).reshape(n_dates, k)
+    n_clipped = (
+        np.bincount(t_all, weights=(y_all != y_raw).astype(np.float64), minlength=n_dates)
+        if settings.return_clip_bounds is not None
+        else np.zeros(n_dates)
+    )
+    counts = np.bincount(cell, minlength=n_dates * k).reshape(n_dates, k)
     thin = ((counts > 0) & (counts < THIN_CATEGORY_MIN_ASSETS) & sector_mask[None, :]).sum(axis=1)
 
     names = list(factors.names)
