@@ -28,7 +28,7 @@ from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.settings import SettingsError, load_settings
 from factorcov_pipeline.storage import StoreBusyError
 
-console = Console(stderr=False, highlight=False)
+console = Console(stderr=False, highlight=False, soft_wrap=True)
 
 
 class UsageError(ValueError):
