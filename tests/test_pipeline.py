@@ -248,3 +248,77 @@ def test_small_write_chunks_give_the_same_tables(built, tmp_path, monkeypatch):
     assert all(e.passed for e in result.get_asset_check_evaluations())
     for table in ["exposures", "factor_returns", *FORECAST_TABLES, "forecast_bias"]:
         assert _table(db, table, "ALL").equals(_table(db_range, table, "ALL")), table
+
+
+def test_matrix_checks_fail_on_a_bad_date_in_a_later_chunk(built, tmp_path, monkeypatch):
+    """The correlation and covariance checks read the stored K x K tables a chunk of sessions
+    at a time (bounded memory at scale); a bad matrix on the LAST date, in the last chunk, must
+    still fail them."""
+    import shutil
+
+    from factorcov_pipeline.orchestration.assets import ALL_ASSETS, common
+    from factorcov_pipeline.orchestration.checks import ALL_CHECKS
+    from factorcov_pipeline.orchestration.resources import FactorcovSettings
+
+    db_built, settings, _ = built
+    db = tmp_path / "corrupt.duckdb"
+    shutil.copy(db_built, db)
+    monkeypatch.setattr(common, "CHUNK_SESSIONS", 4)
+    store = Store(db)
+    with store.connect() as con:
+        a, b = DEFAULT_FACTORS.names[1], DEFAULT_FACTORS.names[2]
+        con.execute(
+            "UPDATE factor_correlation SET correlation = 1.5 WHERE date = ? AND "
+            "((factor_1 = ? AND factor_2 = ?) OR (factor_1 = ? AND factor_2 = ?))",
+            [END, a, b, b, a],
+        ).fetchall()
+        # a covariance with an off-diagonal far beyond sqrt(var_a var_b): not PSD
+        con.execute(
+            "UPDATE factor_covariance SET covariance = 100 * covariance + 1.0 WHERE date = ? AND "
+            "((factor_1 = ? AND factor_2 = ?) OR (factor_1 = ? AND factor_2 = ?))",
+            [END, a, b, b, a],
+        ).fetchall()
+    job = dg.define_asset_job(
+        "checks_only",
+        selection=dg.AssetSelection.checks_for_assets("factor_correlation", "factor_covariance"),
+    )
+    defs_ = dg.Definitions(
+        assets=ALL_ASSETS,
+        asset_checks=ALL_CHECKS,
+        jobs=[job],
+        resources={
+            "storage": FactorcovStorage(database=str(db)),
+            "model": FactorcovSettings(settings_file=settings),
+        },
+    )
+    result = defs_.resolve_job_def("checks_only").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        tags={
+            "dagster/asset_partition_range_start": str(START),
+            "dagster/asset_partition_range_end": str(END),
+        },
+        raise_on_error=False,
+    )
+    evaluations = {e.asset_check_key.name: e for e in result.get_asset_check_evaluations()}
+    assert set(evaluations) == {"factor_correlation_valid", "factor_covariance_symmetric_psd"}
+    assert not evaluations["factor_correlation_valid"].passed
+    assert not evaluations["factor_covariance_symmetric_psd"].passed
+    # the untouched file passes the same checks
+    defs_ok = dg.Definitions(
+        assets=ALL_ASSETS,
+        asset_checks=ALL_CHECKS,
+        jobs=[job],
+        resources={
+            "storage": FactorcovStorage(database=str(db_built)),
+            "model": FactorcovSettings(settings_file=settings),
+        },
+    )
+    ok = defs_ok.resolve_job_def("checks_only").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        tags={
+            "dagster/asset_partition_range_start": str(START),
+            "dagster/asset_partition_range_end": str(END),
+        },
+        raise_on_error=False,
+    )
+    assert all(e.passed for e in ok.get_asset_check_evaluations())
