@@ -176,20 +176,26 @@ def first_call_note(t: int, k: int, seed: int) -> str:
         import numba
     except ImportError:
         return "numba is not installed: the numpy paths ran (no compiled kernels)."
+    head = (
+        f"Compiled kernels (numba {numba.__version__}, `core/kernels.py`, bit-identical to the "
+        f"numpy paths) run for blocks of >= {JIT_MIN_DATES} dates (smaller blocks use numpy). "
+        "The medians above are warm (repeated calls in one process). "
+    )
+    plain = first_call_seconds(t, k, seed, {JIT_ENV: "0"})
+    plain_text = (
+        f"numpy path (FACTORCOV_JIT=0): first call {fmt_s(plain['first'])}, "
+        f"second {fmt_s(plain['second'])}."
+    )
+    if t < JIT_MIN_DATES:
+        return head + f"At {t} x {k} (no kernels), in a fresh process: " + plain_text
     with tempfile.TemporaryDirectory() as cache:
         cold = first_call_seconds(t, k, seed, {"NUMBA_CACHE_DIR": cache})
         warm = first_call_seconds(t, k, seed, {"NUMBA_CACHE_DIR": cache})
-    plain = first_call_seconds(t, k, seed, {JIT_ENV: "0"})
-    return (
-        f"Compiled kernels (numba {numba.__version__}, `core/kernels.py`, bit-identical to the "
-        f"numpy paths) run for blocks of >= {JIT_MIN_DATES} dates (smaller blocks use numpy), "
-        f"so the {t} x {k} row {'uses them' if t >= JIT_MIN_DATES else 'does not'}. "
-        "The medians above are warm (repeated calls in one process). In a fresh "
-        f"process at {t} x {k}, the first call (importing numba, compiling or loading the "
-        f"kernels) takes {fmt_s(cold['first'])} with an empty kernel cache (compilation), "
-        f"{fmt_s(warm['first'])} with the on-disk cache filled; the second call "
-        f"{fmt_s(warm['second'])}. The numpy path (FACTORCOV_JIT=0): first call "
-        f"{fmt_s(plain['first'])}, second {fmt_s(plain['second'])}."
+    return head + (
+        f"In a fresh process at {t} x {k}, the first call (importing numba, compiling or "
+        f"loading the kernels) takes {fmt_s(cold['first'])} with an empty kernel cache "
+        f"(compilation), {fmt_s(warm['first'])} with the on-disk cache filled; the second call "
+        f"{fmt_s(warm['second'])}. The " + plain_text
     )
 
 

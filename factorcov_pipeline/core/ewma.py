@@ -26,10 +26,14 @@ Compiled kernels: when no value is missing (the common-weights path) and a block
 `JIT_MIN_DATES` dates, the loop runs in a numba kernel (`factorcov_pipeline.core.kernels`) that
 performs the same operations in the same order, so the numbers are bit-identical to the numpy
 loop kept here as the reference (tests compare both). Small blocks (the daily run) stay on numpy
-and never import numba: importing it and loading the cached kernels costs ~0.5 s in a fresh
-process, more than the numpy loop of a few hundred dates. ``FACTORCOV_JIT=0`` disables the
-kernels, ``FACTORCOV_JIT=1`` uses them for every block size; without numba installed the numpy
-paths run.
+and never import numba: importing it and loading the kernels costs ~0.4 s in a fresh process
+with the on-disk kernel cache filled (~1 s when they are compiled, the first time), more than the
+numpy loops of a few hundred dates; at 2,520 dates x 60 factors the kernels save ~80 ms a call
+(benchmarks/run.py, benchmark 1), so they pay off in a process that runs more than a few such
+blocks, and cost a fraction of a second in one that runs a single one. The cut-off is a
+speed choice only: both paths give the same bits. ``FACTORCOV_JIT=0`` disables the kernels,
+``FACTORCOV_JIT=1`` uses them for every block size; without numba installed the numpy paths
+run.
 """
 
 from __future__ import annotations
