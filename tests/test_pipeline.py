@@ -282,43 +282,30 @@ def test_matrix_checks_fail_on_a_bad_date_in_a_later_chunk(built, tmp_path, monk
         "checks_only",
         selection=dg.AssetSelection.checks_for_assets("factor_correlation", "factor_covariance"),
     )
-    defs_ = dg.Definitions(
-        assets=ALL_ASSETS,
-        asset_checks=ALL_CHECKS,
-        jobs=[job],
-        resources={
-            "storage": FactorcovStorage(database=str(db)),
-            "model": FactorcovSettings(settings_file=settings),
-        },
-    )
-    result = defs_.resolve_job_def("checks_only").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(),
-        tags={
-            "dagster/asset_partition_range_start": str(START),
-            "dagster/asset_partition_range_end": str(END),
-        },
-        raise_on_error=False,
-    )
-    evaluations = {e.asset_check_key.name: e for e in result.get_asset_check_evaluations()}
+
+    def run_checks(path: Path) -> dict[str, dg.AssetCheckEvaluation]:
+        definitions = dg.Definitions(
+            assets=ALL_ASSETS,
+            asset_checks=ALL_CHECKS,
+            jobs=[job],
+            resources={
+                "storage": FactorcovStorage(database=str(path)),
+                "model": FactorcovSettings(settings_file=settings),
+            },
+        )
+        result = definitions.resolve_job_def(job.name).execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(),
+            tags={
+                "dagster/asset_partition_range_start": str(START),
+                "dagster/asset_partition_range_end": str(END),
+            },
+            raise_on_error=False,
+        )
+        return {e.asset_check_key.name: e for e in result.get_asset_check_evaluations()}
+
+    evaluations = run_checks(db)
     assert set(evaluations) == {"factor_correlation_valid", "factor_covariance_symmetric_psd"}
     assert not evaluations["factor_correlation_valid"].passed
     assert not evaluations["factor_covariance_symmetric_psd"].passed
     # the untouched file passes the same checks
-    defs_ok = dg.Definitions(
-        assets=ALL_ASSETS,
-        asset_checks=ALL_CHECKS,
-        jobs=[job],
-        resources={
-            "storage": FactorcovStorage(database=str(db_built)),
-            "model": FactorcovSettings(settings_file=settings),
-        },
-    )
-    ok = defs_ok.resolve_job_def("checks_only").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(),
-        tags={
-            "dagster/asset_partition_range_start": str(START),
-            "dagster/asset_partition_range_end": str(END),
-        },
-        raise_on_error=False,
-    )
-    assert all(e.passed for e in ok.get_asset_check_evaluations())
+    assert all(e.passed for e in run_checks(db_built).values())
