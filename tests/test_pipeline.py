@@ -309,3 +309,41 @@ def test_matrix_checks_fail_on_a_bad_date_in_a_later_chunk(built, tmp_path, monk
     assert not evaluations["factor_covariance_symmetric_psd"].passed
     # the untouched file passes the same checks
     assert all(e.passed for e in run_checks(db_built).values())
+
+
+def test_a_file_of_the_previous_release_is_upgraded_by_the_next_run(built, tmp_path):
+    """A file whose `exposures` is the long table of the previous release: the next run
+    migrates it (`exposures_wide` + the `exposures` view), passes every check, and the file
+    ends up with the same rows as one built by this release from the start."""
+    db_built, settings, _ = built
+    db = tmp_path / "old.duckdb"
+    first = _run(db, settings, START, SESSIONS[9])
+    assert first.success, failure_messages(first)
+    with Store(db).connect() as con:  # rewrite it in the previous release's layout
+        for sql in (
+            "CREATE TABLE exposures_long AS SELECT * FROM exposures ORDER BY date, asset_id",
+            "DROP VIEW exposures",
+            "DROP TABLE exposures_wide",
+            "ALTER TABLE exposures_long RENAME TO exposures",
+        ):
+            con.execute(sql).fetchall()
+    assert Store(db).read("SELECT count(*) AS n FROM exposures")["n"][0] > 0
+    second = _run(db, settings, SESSIONS[10], END)
+    assert second.success, failure_messages(second)
+    assert all(e.passed for e in second.get_asset_check_evaluations())
+    kinds = dict(
+        Store(db)
+        .read(
+            "SELECT table_name, table_type FROM information_schema.tables "
+            "WHERE table_name IN ('exposures', 'exposures_wide')"
+        )
+        .rows()
+    )
+    assert kinds == {"exposures": "VIEW", "exposures_wide": "BASE TABLE"}
+    for table, order in {
+        "exposures": "date, asset_id, factor",
+        "exposures_wide": "date, asset_id",
+        "factor_returns": "date, factor",
+        "factor_covariance": "date, factor_1, factor_2",
+    }.items():
+        assert _table(db, table, order).equals(_table(db_built, table, order)), table
