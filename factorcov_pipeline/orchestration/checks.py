@@ -177,7 +177,7 @@ def factor_returns_zero_sum(
             JOIN days d ON d.date = r.date
             JOIN universe p ON p.date = d.prev_date AND p.asset_id = r.asset_id
             WHERE p.date BETWEEN ? AND ?
-            GROUP BY ALL
+            GROUP BY r.date, p.{category}
             """,
             [
                 calendar.previous_session(chunk[0]),
