@@ -178,7 +178,7 @@ def exposures_view(styles: Sequence[str], market_factor: str | None) -> ViewDef:
     Rows: the Market factor (exposure 1, when the model has one), the asset's own category
     (exposure 1; zero category dummies are not rows) and every style. Plain `UNION ALL` of
     standard SQL, so the same definition works on another warehouse (docs/scaling.md).
-    Migration from the long table of factorcov <= 0.1 (`exposures` was a table): its rows for
+    Migration from the long table of factorcov 0.1 (`exposures` was a table): its rows for
     dates not yet in `exposures_wide` are pivoted into it (category = the one factor that is
     neither Market nor a style).
     """
@@ -276,22 +276,19 @@ class Store:
 
     # ---- reads -------------------------------------------------------------------------
 
-    def table_exists(self, con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    def table_type(self, con: duckdb.DuckDBPyConnection, name: str) -> str | None:
+        """'BASE TABLE' or 'VIEW' for a relation of the main schema, None if there is none."""
         row = _one(
             con,
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?",
-            [table],
-        )
-        return bool(row and row[0])
-
-    def is_base_table(self, con: duckdb.DuckDBPyConnection, name: str) -> bool:
-        row = _one(
-            con,
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' "
-            "AND table_name = ? AND table_type = 'BASE TABLE'",
+            "SELECT table_type FROM information_schema.tables WHERE table_schema = 'main' "
+            "AND table_name = ?",
             [name],
         )
-        return bool(row and row[0])
+        return None if row is None else str(row[0])
+
+    def table_exists(self, con: duckdb.DuckDBPyConnection, table: str) -> bool:
+        """A table or view named `table` exists."""
+        return self.table_type(con, table) is not None
 
     def read(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
         with self.connect() as con:
@@ -429,7 +426,7 @@ class Store:
     def _replace_view(self, con: duckdb.DuckDBPyConnection, view: ViewDef) -> None:
         """Create or replace `view`; a table of that name from an older layout is migrated
         (`ViewDef.migrate_sql`) and dropped first, in the caller's transaction."""
-        if self.is_base_table(con, view.name):
+        if self.table_type(con, view.name) == "BASE TABLE":
             if view.migrate_sql is None:
                 raise ValueError(
                     f"{self.path}: {view.name} is a table, but this version stores it as a view; "
