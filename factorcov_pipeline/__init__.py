@@ -1,3 +1,6 @@
 """factorcov: an equity factor risk model and factor covariance forecasts on Dagster and DuckDB."""
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+# One source of the version: pyproject.toml (the installed distribution's metadata).
+__version__ = version("factorcov")
