@@ -57,6 +57,15 @@ def _result(ok: bool, what: str, **metadata: object) -> AssetCheckResult:
     )
 
 
+def _scope(
+    context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
+) -> tuple[FactorCovarianceReportSettingsV2, Store, list[dt.date], FactorSet]:
+    """What every check starts from: the settings, the store, the run's sessions and the
+    model's factors."""
+    settings = model.load()
+    return settings, storage.store(), partition_dates(context), model_factors(settings)
+
+
 def _history(store: Store, factors: FactorSet, last: dt.date) -> tuple[list[dt.date], np.ndarray]:
     """All stored factor returns from the first date up to `last`, as (dates, (T, K)).
 
@@ -109,10 +118,7 @@ class _TieoutInputs:
 def _tieout_inputs(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> _TieoutInputs | None:
-    settings = model.load()
-    store = storage.store()
-    dates = partition_dates(context)
-    factors = model_factors(settings)
+    settings, store, dates, factors = _scope(context, storage, model)
     days, F = _history(store, factors, dates[-1])
     in_range = [d for d in days if d >= dates[0]]
     if not in_range:
@@ -150,18 +156,14 @@ def factor_returns_zero_sum(
 ) -> AssetCheckResult:
     """The cap-weighted (or equal-weighted) sum of sector factor returns is 0 to 1e-10, with the
     caps of the assets in each date's regression at the previous session."""
-    settings = model.load()
-    store = storage.store()
-    dates = partition_dates(context)
+    settings, store, dates, factors = _scope(context, storage, model)
     method = settings.factor_model_settings.modelconstruction.zero_sum_constraints.get("trbc")
     if settings.factor_model_settings.universe.factor_returns:
         return _result(True, "user-supplied factor returns: no regression constraint to check")
     category = category_column(settings)
     errors = []
     # bounded memory at 10 years x 10,000 assets
-    for chunk in date_chunks(
-        dates, rows_per_session=rows_per_session(settings, model_factors(settings))
-    ):
+    for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors)):
         caps = store.read(
             f"""
             WITH days AS (
@@ -219,10 +221,7 @@ def factor_returns_complete(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> AssetCheckResult:
     """Every date with returns has all K factor returns, none NaN or infinite."""
-    settings = model.load()
-    store = storage.store()
-    dates = partition_dates(context)
-    factors = model_factors(settings)
+    _, store, dates, factors = _scope(context, storage, model)
     days, F = _stored(store, "factor_returns", dates, factors.names, "factor_return")
     bad = int((~np.isfinite(F)).sum())
     return _result(
@@ -235,10 +234,7 @@ def exposures_standardised(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> AssetCheckResult:
     """Each style has cap-weighted mean 0 and equal-weighted std 1 on every date (1e-9)."""
-    settings = model.load()
-    store = storage.store()
-    dates = partition_dates(context)
-    factors = model_factors(settings)
+    settings, store, dates, factors = _scope(context, storage, model)
     if settings.factor_model_settings.universe.factor_returns:
         return _result(True, "user-supplied factor returns: no exposures to check")
     if not factors.styles:
@@ -302,10 +298,7 @@ def factor_correlation_valid(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> AssetCheckResult:
     """Correlations are finite, symmetric, with unit diagonal and entries in [-1, 1]."""
-    settings = model.load()
-    store = storage.store()
-    dates = partition_dates(context)
-    factors = model_factors(settings)
+    _, store, dates, factors = _scope(context, storage, model)
     finite, asym, diag, bound = True, 0.0, 0.0, 0.0
     for _, C in _stored_chunks(store, "factor_correlation", dates, factors.names, "correlation"):
         finite = finite and bool(np.isfinite(C).all())
@@ -327,10 +320,7 @@ def factor_covariance_symmetric_psd(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> AssetCheckResult:
     """Every covariance matrix is finite, symmetric and positive semi-definite."""
-    settings = model.load()
-    store = storage.store()
-    dates = partition_dates(context)
-    factors = model_factors(settings)
+    _, store, dates, factors = _scope(context, storage, model)
     n_days, non_finite, asym, scale_max, rel = 0, 0, 0.0, 0.0, np.inf
     for days, S in _stored_chunks(store, "factor_covariance", dates, factors.names, "covariance"):
         n_days += len(days)
