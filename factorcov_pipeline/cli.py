@@ -157,7 +157,7 @@ class _ProgressLogger:
                 elif kind == "STEP_SUCCESS":
                     took = time.perf_counter() - outer.started.get(step, time.perf_counter())
                     console.print(
-                        f"  [green]done[/green]  {step:<40} {took:7.2f} s"
+                        f"  [green]done[/green]  {step:<50} {took:7.2f} s"
                         f"   peak memory so far {_peak_rss_gib():5.2f} GiB"
                     )
                 elif kind == "STEP_FAILURE":
