@@ -1,7 +1,9 @@
 """The `factorcov` command.
 
     factorcov materialize [--start DATE] [--end DATE] [--settings FILE]
-    factorcov sql "SELECT ..."          (read-only query of the DuckDB file)
+    factorcov sql "SELECT ..." [--format table|csv|json|markdown] [--limit N]
+                                        (read-only query of the DuckDB file)
+    factorcov show DATE [--factors ...] (a session's volatilities and correlation matrix)
     factorcov settings [--settings FILE] (print the settings in force as JSON)
 
 `materialize` runs every asset and check for the session range through Dagster in ONE run
@@ -187,14 +189,47 @@ def _peak_rss_gib() -> float:
 
 
 def _sql(args: argparse.Namespace) -> int:
-    from factorcov_pipeline.storage import Store, query_polars
+    import duckdb
 
+    from factorcov_pipeline import terminal
+    from factorcov_pipeline.storage import Store
+
+    if args.limit is not None and args.limit < 0:
+        raise UsageError(f"--limit {args.limit} is negative (0 shows every row)")
+    limit = args.limit
+    if limit is None and args.format == "table":
+        limit = terminal.DEFAULT_TABLE_LIMIT
+    limit = limit or None
     store = Store.from_env(lock_timeout=args.wait)
-    with store.connect(read_only=True) as con:
-        frame = query_polars(con, args.query)
-    with_cfg = __import__("polars").Config(tbl_rows=args.rows, tbl_cols=-1)
-    with with_cfg:
-        print(frame)
+    with store.connect_query_only() as con:
+        try:
+            result = terminal.run_query(con, args.query, limit)
+        except duckdb.Error as err:
+            raise UsageError(f"SQL: {terminal.one_line_error(err)}") from None
+    if result is None:
+        return 0
+    terminal.write_stdout(terminal.render(result, args.format, terminal.terminal_width(), limit))
+    if result.cut and args.format != "table":
+        print(
+            f"factorcov: wrote {len(result.rows)} of {result.total} rows (--limit {limit})",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from factorcov_pipeline import session_view, terminal
+    from factorcov_pipeline.storage import Store
+
+    day = _parse_date(args.date, "DATE")
+    store = Store.from_env(lock_timeout=args.wait)
+    with store.connect_query_only() as con:
+        try:
+            forecast = session_view.load_session(con, day, args.factors, str(store.path))
+        except session_view.ShowError as err:
+            raise UsageError(str(err)) from None
+    text = session_view.render_session(forecast, terminal.terminal_width(), str(store.path))
+    terminal.write_stdout(text)
     return 0
 
 
@@ -220,11 +255,32 @@ def build_parser() -> argparse.ArgumentParser:
     mat.set_defaults(func=_materialize)
     sql = sub.add_parser("sql", help="run a read-only SQL query on the DuckDB file")
     sql.add_argument("query")
-    sql.add_argument("--rows", type=int, default=20)
+    sql.add_argument(
+        "--format",
+        choices=("table", "csv", "json", "markdown"),
+        default="table",
+        help="table (default, for reading), or csv / json (a list of objects) / markdown",
+    )
+    sql.add_argument(
+        "--limit",
+        "--rows",
+        type=int,
+        default=None,
+        help="rows to show (default: 1000 in a table, all otherwise; 0: all)",
+    )
     sql.add_argument(
         "--wait", type=float, default=10.0, help="seconds to wait while a run holds the file"
     )
     sql.set_defaults(func=_sql)
+    show = sub.add_parser(
+        "show", help="print a session's factor volatilities and correlation matrix"
+    )
+    show.add_argument("date", help="the session (YYYY-MM-DD)")
+    show.add_argument("--factors", nargs="+", help="only these factors (names as stored)")
+    show.add_argument(
+        "--wait", type=float, default=10.0, help="seconds to wait while a run holds the file"
+    )
+    show.set_defaults(func=_show)
     st = sub.add_parser("settings", help="print the settings in force as JSON")
     st.add_argument("--settings")
     st.set_defaults(func=_settings)

@@ -105,6 +105,18 @@ DATE_COLUMN: dict[str, str] = {"forecast_bias": "window_end"}
 STATE_TABLE = "_forecast_state"
 SETTINGS_TABLE = "model_settings"
 
+# Run on a read-only connection before untrusted SQL (`Store.connect_query_only`), in this
+# order: the last statement makes every setting, these included, unchangeable.
+QUERY_LOCKDOWN = (
+    "SET enable_external_access = false",
+    "SET autoinstall_known_extensions = false",
+    "SET autoload_known_extensions = false",
+    "SET allow_community_extensions = false",
+    "SET allow_persistent_secrets = false",
+    "SET python_enable_replacements = false",
+    "SET lock_configuration = true",
+)
+
 
 def query_polars(
     con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None
@@ -293,6 +305,23 @@ class Store:
     def read(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
         with self.connect() as con:
             return query_polars(con, sql, params)
+
+    @contextmanager
+    def connect_query_only(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection locked down for untrusted SQL (`factorcov sql`).
+
+        `read_only` alone protects only this file: `ATTACH 'other.duckdb' (READ_WRITE)` (or a
+        hard link of this file), `COPY ... TO`, `EXPORT DATABASE`, `INSTALL`/`LOAD` and
+        `read_csv('/etc/passwd')` still work. Disabling external access makes DuckDB refuse
+        every file but the open database, and locking the configuration makes it refuse any
+        `SET`/`RESET` that would lift that (DuckDB docs, "Securing DuckDB"; each statement is
+        tested in tests/test_sql_lockdown.py). DuckDB may still spill a query larger than memory
+        to its own temporary directory (`<file>.tmp`, removed on close).
+        """
+        with self.connect(read_only=True) as con:
+            for statement in QUERY_LOCKDOWN:
+                _run(con, statement)
+            yield con
 
     def read_dates(
         self, table: str, start: dt.date, end: dt.date, columns: str = "*", order: str = ""

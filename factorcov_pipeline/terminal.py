@@ -1,0 +1,356 @@
+"""Terminal output of `factorcov sql`: a query's rows as a readable table, CSV, JSON or markdown.
+
+Plain Python (no Dagster); the command itself is thin in `cli.py`. The table format never
+truncates a value (no ellipsis): a result wider than the terminal is split into blocks of
+columns that fit, each block repeating the leading key columns (dates, names), the way R and
+MATLAB print wide matrices; a single value wider than its column is folded onto more lines. It
+shows at most `limit` rows and says so ("showing 1000 of 5271 rows"). The machine formats write
+every value at full precision (Python's shortest round-trip `repr` of a float) to stdout.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import decimal
+import io
+import json
+import math
+import os
+import shutil
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+FORMATS = ("table", "csv", "json", "markdown")
+DEFAULT_TABLE_LIMIT = 1000
+DEFAULT_WIDTH = 100
+SEPARATOR = "  "
+# A column header longer than its values wraps onto more lines at about this width.
+HEADER_WRAP = 12
+# Key columns (repeated in every block) fold to no narrower than this.
+MIN_KEY_WIDTH = 10
+
+
+def terminal_width() -> int:
+    """The terminal's width: `COLUMNS` when set, else the terminal's, else 100 (not a tty)."""
+    return max(20, shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns)
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """The first rows of a query's result and how many rows it has in all."""
+
+    columns: list[str]
+    numeric: list[bool]
+    rows: list[tuple[Any, ...]]
+    total: int
+
+    @property
+    def cut(self) -> bool:
+        return len(self.rows) < self.total
+
+
+def run_query(con: duckdb.DuckDBPyConnection, sql: str, limit: int | None) -> QueryResult | None:
+    """Run `sql` once, keep its first `limit` rows (all when None) and count the rest.
+
+    The result streams through Arrow record batches, so counting a large result does not hold
+    it in memory. None for a statement without a result (an empty query).
+    """
+    rel = con.sql(sql)
+    if rel is None:
+        return None
+    reader = rel.to_arrow_reader()
+    schema: pa.Schema = reader.schema
+    numeric = [
+        pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_decimal(f.type)
+        for f in schema
+    ]
+    rows: list[tuple[Any, ...]] = []
+    total = 0
+    for batch in reader:
+        total += batch.num_rows
+        room = batch.num_rows if limit is None else min(batch.num_rows, limit - len(rows))
+        if room > 0:
+            part = batch.slice(0, room)
+            rows.extend(zip(*(col.to_pylist() for col in part.columns), strict=True))
+    return QueryResult(list(schema.names), numeric, rows, total)
+
+
+def one_line_error(err: BaseException) -> str:
+    """A DuckDB error as one line: its message and hint, without the caret-marked query echo."""
+    lines = [ln.strip() for ln in str(err).splitlines()]
+    kept = [ln for ln in lines if ln and not ln.startswith("LINE ") and set(ln) != {"^"}]
+    text = " ".join(kept) or type(err).__name__
+    if (
+        isinstance(err, duckdb.PermissionException)
+        or "read-only mode" in text
+        or ("configuration has been locked" in text)
+    ):
+        text += (
+            " (factorcov sql is read-only: it reads the pipeline's DuckDB file only, and cannot"
+            " write, read other files, attach databases, load extensions or change settings)"
+        )
+    return text
+
+
+# ---- values ------------------------------------------------------------------------------
+
+
+def _float_formatter(values: Sequence[Any]) -> Any:
+    """One fixed-point format per float column (6 significant digits of its largest value),
+    so that the decimal points line up; scientific notation when that would be unreadable."""
+    finite = [abs(v) for v in values if isinstance(v, float) and math.isfinite(v) and v != 0.0]
+    if not finite:
+        return lambda v: f"{v:g}"
+    top = max(finite)
+    if 1e-4 <= top < 1e9:
+        decimals = min(12, max(0, 5 - math.floor(math.log10(top))))
+        return lambda v: f"{v:.{decimals}f}"
+    return lambda v: f"{v:.6e}"
+
+
+def _display(value: Any, fmt_float: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return str(fmt_float(value))
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
+        return str(value)
+    return str(value)
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON data: ISO dates, finite floats (NaN and infinities become null)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, decimal.Decimal):
+        return float(value) if value.is_finite() else None
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)
+
+
+def _text(value: Any) -> str:
+    """A value as CSV/markdown text at full precision (empty for null)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(_plain(value))
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+# ---- the grid ----------------------------------------------------------------------------
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """`text` folded onto lines of at most `width` characters, breaking at spaces where it can
+    and inside a word where it must; nothing is dropped but the spaces at the breaks."""
+    out: list[str] = []
+    for paragraph in text.split("\n"):
+        if len(paragraph) <= width:
+            out.append(paragraph)
+        else:
+            out += textwrap.wrap(
+                paragraph, width, break_long_words=True, break_on_hyphens=False
+            ) or [""]
+    return out
+
+
+def grid(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    right: Sequence[bool],
+    width: int,
+    keys: int = 0,
+    block_title: Callable[[int, int], str] | None = None,
+) -> list[str]:
+    """Lines of a text table at most `width` characters wide (a value is never cut).
+
+    Columns that do not fit beside each other go to further blocks, each repeating the first
+    `keys` columns; a header longer than its column's values wraps onto more lines, and a value
+    wider than the whole width is folded. Headers align as their column's values. Each block
+    of a split table starts with `block_title(first, last)` (0-based column indices), by default
+    "(columns first-last of n)" counted from 1.
+    """
+    n = len(headers)
+    natural = [max([len(r[j]) for r in rows] or [0]) for j in range(n)]
+    widths = []
+    for j, h in enumerate(headers):
+        longest_word = max((len(w) for w in h.split()), default=0)
+        widths.append(max(natural[j], min(len(h), max(HEADER_WRAP, longest_word))))
+    keys = min(keys, n - 1)
+    # The key columns take at most half the width (or all that the other columns leave): the widest of them fold (water-filling
+    # down to MIN_KEY_WIDTH); only if that is not enough are trailing key columns dropped.
+    while keys > 0:
+        rest = sum(widths[keys:]) + len(SEPARATOR) * (n - keys)
+        budget = max(width // 2, width - rest) - len(SEPARATOR) * (keys - 1)
+        cap = max(widths[:keys])
+        while cap > MIN_KEY_WIDTH and sum(min(w, cap) for w in widths[:keys]) > budget:
+            cap -= 1
+        if sum(min(w, cap) for w in widths[:keys]) <= budget:
+            widths[:keys] = [min(w, cap) for w in widths[:keys]]
+            break
+        keys -= 1
+    key_width = sum(widths[:keys]) + len(SEPARATOR) * keys
+    room = max(1, width - key_width)
+    widths = widths[:keys] + [min(w, room) for w in widths[keys:]]
+    blocks: list[list[int]] = []
+    used = width + 1
+    for j in range(keys, n):
+        if used + widths[j] > width or not blocks:
+            blocks.append([])
+            used = key_width
+        blocks[-1].append(j)
+        used += widths[j] + len(SEPARATOR)
+    lines: list[str] = []
+    for b, block in enumerate(blocks):
+        cols = list(range(keys)) + block
+        if len(blocks) > 1:
+            if b:
+                lines.append("")
+            title = block_title or (lambda a, b: f"(columns {a + 1}-{b + 1} of {n})")
+            lines.append(title(block[0], block[-1]))
+        lines += _render_row(
+            [headers[j] for j in cols], [widths[j] for j in cols], [right[j] for j in cols]
+        )
+        lines.append(SEPARATOR.join("-" * widths[j] for j in cols).rstrip())
+        for r in rows:
+            lines += _render_row(
+                [r[j] for j in cols], [widths[j] for j in cols], [right[j] for j in cols]
+            )
+    return lines
+
+
+def _render_row(cells: Sequence[str], widths: Sequence[int], right: Sequence[bool]) -> list[str]:
+    folded = [_wrap(c, w) for c, w in zip(cells, widths, strict=True)]
+    height = max(len(f) for f in folded)
+    out = []
+    for i in range(height):
+        parts = []
+        for f, w, r in zip(folded, widths, right, strict=True):
+            piece = f[i] if i < len(f) else ""
+            parts.append(piece.rjust(w) if r else piece.ljust(w))
+        out.append(SEPARATOR.join(parts).rstrip())
+    return out
+
+
+# ---- the formats -------------------------------------------------------------------------
+
+
+def as_table(result: QueryResult, width: int, limit: int | None) -> str:
+    """The rows as a text table with a last line saying how many rows there are (and how many
+    are shown when the limit cut them)."""
+    formatters = []
+    for j in range(len(result.columns)):
+        formatters.append(_float_formatter([r[j] for r in result.rows]))
+    cells = [[_display(v, formatters[j]) for j, v in enumerate(r)] for r in result.rows]
+    keys = 0
+    while keys < len(result.columns) - 1 and not result.numeric[keys]:
+        keys += 1
+    lines = grid(result.columns, cells, result.numeric, width, keys) if result.columns else []
+    noun = "row" if result.total == 1 else "rows"
+    if result.cut:
+        lines.append(
+            f"showing {len(result.rows)} of {result.total} rows (--limit {limit}; "
+            "--limit 0 shows all, --format csv|json|markdown writes all)"
+        )
+    else:
+        lines.append(f"{result.total} {noun}")
+    return "\n".join(lines) + "\n"
+
+
+def as_csv(result: QueryResult) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(result.columns)
+    for r in result.rows:
+        writer.writerow([_text(v) for v in r])
+    return buf.getvalue()
+
+
+def _unique(names: Sequence[str]) -> list[str]:
+    """Column names made unique for JSON objects (`a`, `a_2`, ...): SQL allows duplicates."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return out
+
+
+def as_json(result: QueryResult) -> str:
+    """A JSON list of objects, one per row and one line each; dates as ISO text."""
+    keys = _unique(result.columns)
+    objects = [
+        json.dumps(dict(zip(keys, (_plain(v) for v in r), strict=True)), allow_nan=False)
+        for r in result.rows
+    ]
+    if not objects:
+        return "[]\n"
+    return "[\n" + ",\n".join(objects) + "\n]\n"
+
+
+def as_markdown(result: QueryResult) -> str:
+    """A GitHub-flavoured markdown table (numbers right-aligned, `|` escaped)."""
+
+    def cell(text: str) -> str:
+        return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", "<br>")
+
+    lines = ["| " + " | ".join(cell(c) for c in result.columns) + " |"]
+    lines.append("| " + " | ".join("---:" if n else "---" for n in result.numeric) + " |")
+    for r in result.rows:
+        lines.append("| " + " | ".join(cell(_text(v)) for v in r) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render(result: QueryResult, fmt: str, width: int, limit: int | None) -> str:
+    if fmt == "table":
+        return as_table(result, width, limit)
+    if fmt == "csv":
+        return as_csv(result)
+    if fmt == "json":
+        return as_json(result)
+    if fmt == "markdown":
+        return as_markdown(result)
+    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def write_stdout(text: str) -> None:
+    """Write to stdout; a reader that closed the pipe early (`| head`) is not an error
+    (Python's documented handling of SIGPIPE: point stdout at devnull so exit does not fail)."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
