@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 
-from factorcov_pipeline.terminal import grid
+from factorcov_pipeline.terminal import fold, grid
 
 VOL_DECIMALS = 6
 CORR_DECIMALS = 3
@@ -123,10 +123,13 @@ def render_session(forecast: SessionForecast, width: int, source: str) -> str:
     those numbers, every line at most `width` characters."""
     k = len(forecast.factors)
     codes = [str(i + 1) for i in range(k)]
-    out = [
-        f"Session {forecast.date}: {k} factor(s), forecasts stored in {source}",
+    out = fold(f"Session {forecast.date}: {k} factor(s), forecasts stored in {source}", width)
+    out += [
         "",
-        "Volatility forecasts (annualised), highest first; # labels the correlation matrix",
+        *fold(
+            "Volatility forecasts (annualised), highest first; # labels the correlation matrix",
+            width,
+        ),
     ]
     rows = [
         [code, name, group, f"{vol:.{VOL_DECIMALS}f}", f"{100 * vol:.2f}"]
@@ -139,8 +142,9 @@ def render_session(forecast: SessionForecast, width: int, source: str) -> str:
         rows,
         [True, False, False, True, True],
         width,
+        keys=2,  # a long factor name folds rather than the table splitting
     )
-    out += ["", "Correlation forecasts (rows and columns: # above)"]
+    out += ["", *fold("Correlation forecasts (rows and columns: # above)", width)]
     values = np.char.mod(f"%.{CORR_DECIMALS}f", forecast.correlation)
     matrix = [[code, *row] for code, row in zip(codes, values.tolist(), strict=True)]
     out += grid(

@@ -172,7 +172,7 @@ def _text(value: Any) -> str:
 # ---- the grid ----------------------------------------------------------------------------
 
 
-def _wrap(text: str, width: int) -> list[str]:
+def fold(text: str, width: int) -> list[str]:
     """`text` folded onto lines of at most `width` characters, breaking at spaces where it can
     and inside a word where it must; nothing is dropped but the spaces at the breaks."""
     out: list[str] = []
@@ -252,7 +252,7 @@ def grid(
 
 
 def _render_row(cells: Sequence[str], widths: Sequence[int], right: Sequence[bool]) -> list[str]:
-    folded = [_wrap(c, w) for c, w in zip(cells, widths, strict=True)]
+    folded = [fold(c, w) for c, w in zip(cells, widths, strict=True)]
     height = max(len(f) for f in folded)
     out = []
     for i in range(height):
