@@ -203,7 +203,7 @@ def _sql(args: argparse.Namespace) -> int:
     store = Store.from_env(lock_timeout=args.wait)
     with store.connect_query_only() as con:
         try:
-            result = terminal.run_query(con, args.query, limit)
+            result = terminal.run_query(con, args.query, limit, args.format == "json")
         except duckdb.Error as err:
             raise UsageError(f"SQL: {terminal.one_line_error(err)}") from None
     if result is None:

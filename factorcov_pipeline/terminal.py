@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 FORMATS = ("table", "csv", "json", "markdown")
 DEFAULT_TABLE_LIMIT = 1000
@@ -47,39 +46,86 @@ class QueryResult:
     """The first rows of a query's result and how many rows it has in all."""
 
     columns: list[str]
-    numeric: list[bool]
+    kinds: list[str]  # DuckDB type ids (`DuckDBPyType.id`): "double", "date", "list", ...
     rows: list[tuple[Any, ...]]
     total: int
+
+    @property
+    def numeric(self) -> list[bool]:
+        return [kind in _NUMERIC for kind in self.kinds]
 
     @property
     def cut(self) -> bool:
         return len(self.rows) < self.total
 
 
-def run_query(con: duckdb.DuckDBPyConnection, sql: str, limit: int | None) -> QueryResult | None:
+# DuckDB types whose Arrow form converts to the right Python value (type ids of
+# `DuckDBPyType.id`); every other type is converted by DuckDB itself (a CAST to VARCHAR, or
+# `to_json` for nested types in JSON output): through Arrow, BIT and BIGNUM arrive as raw bytes,
+# UHUGEINT above 2**127 as a negative number and INTERVAL as a (months, days, ns) triple.
+_NATIVE = {
+    "boolean", "tinyint", "smallint", "integer", "bigint", "utinyint", "usmallint", "uinteger",
+    "ubigint", "float", "double", "decimal", "date", "varchar", "timestamp", "timestamp_s",
+    "timestamp_ms", "timestamp_ns", "timestamp with time zone",
+}  # fmt: skip
+_KEY_KINDS = {"varchar", "date", "timestamp", "timestamp with time zone", "enum", "uuid"}
+_NESTED = {"list", "struct", "map", "array", "union"}
+_WHOLE_NUMBERS = {"hugeint", "uhugeint", "bignum", "varint"}
+_NUMERIC = {
+    "tinyint", "smallint", "integer", "bigint", "utinyint", "usmallint", "uinteger", "ubigint",
+    "float", "double", "decimal", *_WHOLE_NUMBERS,
+}  # fmt: skip
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def run_query(
+    con: duckdb.DuckDBPyConnection, sql: str, limit: int | None, nested_as_json: bool = False
+) -> QueryResult | None:
     """Run `sql` once, keep its first `limit` rows (all when None) and count the rest.
 
     The result streams through Arrow record batches, so counting a large result does not hold
-    it in memory. None for a statement without a result (an empty query).
+    it in memory. Values of types Arrow does not carry faithfully come as DuckDB's own text;
+    nested values (lists, structs, maps) as DuckDB's text, or as JSON data when
+    `nested_as_json`. None for a statement without a result (an empty query).
     """
     rel = con.sql(sql)
     if rel is None:
         return None
-    reader = rel.to_arrow_reader()
-    schema: pa.Schema = reader.schema
-    numeric = [
-        pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_decimal(f.type)
-        for f in schema
-    ]
+    names = list(rel.columns)
+    ids = [str(t.id) for t in rel.types]
+    exprs, parse = [], []
+    for name, kind in zip(names, ids, strict=True):
+        col = _quote(name)
+        if kind in _NATIVE:
+            exprs.append(col)
+            parse.append(None)
+        elif kind in _NESTED and nested_as_json:
+            exprs.append(f"CAST(to_json({col}) AS VARCHAR) AS {col}")
+            parse.append(json.loads)
+        else:
+            exprs.append(f"CAST({col} AS VARCHAR) AS {col}")
+            parse.append(int if kind in _WHOLE_NUMBERS and nested_as_json else None)
+    # project by name (impossible when the result repeats a column name: then Arrow's form)
+    if any(p is not None or e != _quote(n) for e, p, n in zip(exprs, parse, names, strict=True)):
+        if len(set(names)) == len(names):
+            rel = rel.project(", ".join(exprs))
+        else:
+            parse = [None] * len(names)
     rows: list[tuple[Any, ...]] = []
     total = 0
-    for batch in reader:
+    for batch in rel.to_arrow_reader():
         total += batch.num_rows
         room = batch.num_rows if limit is None else min(batch.num_rows, limit - len(rows))
         if room > 0:
-            part = batch.slice(0, room)
-            rows.extend(zip(*(col.to_pylist() for col in part.columns), strict=True))
-    return QueryResult(list(schema.names), numeric, rows, total)
+            columns = []
+            for col, fn in zip(batch.slice(0, room).columns, parse, strict=True):
+                values = col.to_pylist()
+                columns.append([None if v is None else fn(v) for v in values] if fn else values)
+            rows.extend(zip(*columns, strict=True))
+    return QueryResult(names, ids, rows, total)
 
 
 def one_line_error(err: BaseException) -> str:
@@ -102,7 +148,7 @@ def one_line_error(err: BaseException) -> str:
 # ---- values ------------------------------------------------------------------------------
 
 
-def _float_formatter(values: Sequence[Any]) -> Any:
+def _float_formatter(values: Sequence[Any]) -> Callable[[float], str]:
     """One fixed-point format per float column (6 significant digits of its largest value),
     so that the decimal points line up; scientific notation when that would be unreadable."""
     finite = [abs(v) for v in values if isinstance(v, float) and math.isfinite(v) and v != 0.0]
@@ -115,7 +161,7 @@ def _float_formatter(values: Sequence[Any]) -> Any:
     return lambda v: f"{v:.6e}"
 
 
-def _display(value: Any, fmt_float: Any) -> str:
+def _display(value: Any, fmt_float: Callable[[float], str]) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -125,9 +171,7 @@ def _display(value: Any, fmt_float: Any) -> str:
             return "NaN"
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
-        return str(fmt_float(value))
-    if isinstance(value, (dt.date, dt.datetime, dt.time)):
-        return str(value)
+        return fmt_float(value)
     return str(value)
 
 
@@ -209,8 +253,9 @@ def grid(
         longest_word = max((len(w) for w in h.split()), default=0)
         widths.append(max(natural[j], min(len(h), max(HEADER_WRAP, longest_word))))
     keys = min(keys, n - 1)
-    # The key columns take at most half the width (or all that the other columns leave): the widest of them fold (water-filling
-    # down to MIN_KEY_WIDTH); only if that is not enough are trailing key columns dropped.
+    # The key columns take at most half the width, or all that the other columns leave: the
+    # widest of them fold (water-filling down to MIN_KEY_WIDTH); only if that is not enough
+    # are trailing key columns dropped.
     while keys > 0:
         rest = sum(widths[keys:]) + len(SEPARATOR) * (n - keys)
         budget = max(width // 2, width - rest) - len(SEPARATOR) * (keys - 1)
@@ -238,7 +283,7 @@ def grid(
         if len(blocks) > 1:
             if b:
                 lines.append("")
-            title = block_title or (lambda a, b: f"(columns {a + 1}-{b + 1} of {n})")
+            title = block_title or (lambda first, last: f"(columns {first + 1}-{last + 1} of {n})")
             lines.append(title(block[0], block[-1]))
         lines += _render_row(
             [headers[j] for j in cols], [widths[j] for j in cols], [right[j] for j in cols]
@@ -274,8 +319,9 @@ def as_table(result: QueryResult, width: int, limit: int | None) -> str:
     for j in range(len(result.columns)):
         formatters.append(_float_formatter([r[j] for r in result.rows]))
     cells = [[_display(v, formatters[j]) for j, v in enumerate(r)] for r in result.rows]
+    # leading names and dates label the rows: repeated in every block of a wide result
     keys = 0
-    while keys < len(result.columns) - 1 and not result.numeric[keys]:
+    while keys < len(result.columns) - 1 and result.kinds[keys] in _KEY_KINDS:
         keys += 1
     lines = grid(result.columns, cells, result.numeric, width, keys) if result.columns else []
     noun = "row" if result.total == 1 else "rows"

@@ -71,6 +71,9 @@ def readme_query_lines() -> list[str]:
 
 
 def test_readme_query_lines_run_as_written(sh):
+    # pip installs no `duckdb` program: no command line of the README may start with one
+    readme = (REPO / "README.md").read_text()
+    assert not re.search(r"^\s*duckdb ", readme, flags=re.MULTILINE)
     lines = readme_query_lines()
     assert lines and all(ln.startswith("factorcov ") for ln in lines), lines
     for line in lines:
@@ -321,3 +324,29 @@ def test_show_and_sql_on_a_missing_file(tmp_path, monkeypatch, capsys):
     assert cli.main(["show", str(LAST)]) == 2
     assert "does not exist yet" in capsys.readouterr().err
     assert not (tmp_path / "none.duckdb").exists()
+
+
+def test_types_arrow_would_garble_come_as_duckdb_shows_them(sh):
+    sql = (
+        "SELECT '101'::BIT AS b, 340282366920938463463374607431768211455::UHUGEINT AS h, "
+        "INTERVAL 3 DAY AS i, [1.5, NULL] AS l, {'a': DATE '2025-01-01'} AS s"
+    )
+    code, out, _ = sh(["sql", sql], columns=200)
+    assert code == 0
+    assert re.split(r"\s{2,}", out.splitlines()[2].strip()) == [
+        "101",
+        "340282366920938463463374607431768211455",
+        "3 days",
+        "[1.5, NULL]",
+        "{'a': 2025-01-01}",
+    ]
+    code, out, _ = sh(["sql", "--format", "json", sql])
+    assert json.loads(out) == [
+        {
+            "b": "101",
+            "h": 340282366920938463463374607431768211455,
+            "i": "3 days",
+            "l": [1.5, None],
+            "s": {"a": "2025-01-01"},
+        }
+    ]
