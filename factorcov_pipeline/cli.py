@@ -203,17 +203,13 @@ def _sql(args: argparse.Namespace) -> int:
     store = Store.from_env(lock_timeout=args.wait)
     with store.connect_query_only() as con:
         try:
-            result = terminal.run_query(con, args.query, limit, args.format == "json")
+            note = terminal.print_query(
+                con, args.query, args.format, limit, terminal.terminal_width()
+            )
         except duckdb.Error as err:
             raise UsageError(f"SQL: {terminal.one_line_error(err)}") from None
-    if result is None:
-        return 0
-    terminal.write_stdout(terminal.render(result, args.format, terminal.terminal_width(), limit))
-    if result.cut and args.format != "table":
-        print(
-            f"factorcov: wrote {len(result.rows)} of {result.total} rows (--limit {limit})",
-            file=sys.stderr,
-        )
+    if note:
+        print(f"factorcov: {note}", file=sys.stderr)
     return 0
 
 

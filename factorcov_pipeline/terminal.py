@@ -20,7 +20,7 @@ import os
 import shutil
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,22 +81,40 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def run_query(
-    con: duckdb.DuckDBPyConnection, sql: str, limit: int | None, nested_as_json: bool = False
-) -> QueryResult | None:
-    """Run `sql` once, keep its first `limit` rows (all when None) and count the rest.
+@dataclass(frozen=True)
+class _Open:
+    """A query bound but not yet run: its columns and how to read them."""
 
-    The result streams through Arrow record batches, so counting a large result does not hold
-    it in memory. Values of types Arrow does not carry faithfully come as DuckDB's own text;
+    columns: list[str]
+    kinds: list[str]
+    parse: list[Callable[[Any], Any] | None]
+    rel: duckdb.DuckDBPyRelation
+
+    def batches(self, limit: int | None) -> Iterator[tuple[int, list[tuple[Any, ...]]]]:
+        """(rows in the batch, the batch's rows still within `limit` as Python tuples); the
+        query runs once, streamed in Arrow record batches, so only the kept rows are held."""
+        kept = 0
+        for batch in self.rel.to_arrow_reader():
+            room = batch.num_rows if limit is None else max(0, min(batch.num_rows, limit - kept))
+            columns = []
+            for col, fn in zip(batch.slice(0, room).columns, self.parse, strict=True):
+                values = col.to_pylist()
+                columns.append([None if v is None else fn(v) for v in values] if fn else values)
+            kept += room
+            yield batch.num_rows, list(zip(*columns, strict=True)) if room else []
+
+
+def _open(con: duckdb.DuckDBPyConnection, sql: str, nested_as_json: bool) -> _Open | None:
+    """Bind `sql`. Values of types Arrow does not carry faithfully come as DuckDB's own text;
     nested values (lists, structs, maps) as DuckDB's text, or as JSON data when
-    `nested_as_json`. None for a statement without a result (an empty query).
-    """
+    `nested_as_json`. None for a statement without a result (an empty query)."""
     rel = con.sql(sql)
     if rel is None:
         return None
     names = list(rel.columns)
     ids = [str(t.id) for t in rel.types]
-    exprs, parse = [], []
+    exprs: list[str] = []
+    parse: list[Callable[[Any], Any] | None] = []
     for name, kind in zip(names, ids, strict=True):
         col = _quote(name)
         if kind in _NATIVE:
@@ -109,23 +127,27 @@ def run_query(
             exprs.append(f"CAST({col} AS VARCHAR) AS {col}")
             parse.append(int if kind in _WHOLE_NUMBERS and nested_as_json else None)
     # project by name (impossible when the result repeats a column name: then Arrow's form)
-    if any(p is not None or e != _quote(n) for e, p, n in zip(exprs, parse, names, strict=True)):
+    if any(e != _quote(n) for e, n in zip(exprs, names, strict=True)):
         if len(set(names)) == len(names):
             rel = rel.project(", ".join(exprs))
         else:
             parse = [None] * len(names)
+    return _Open(names, ids, parse, rel)
+
+
+def run_query(
+    con: duckdb.DuckDBPyConnection, sql: str, limit: int | None, nested_as_json: bool = False
+) -> QueryResult | None:
+    """Run `sql` once, keep its first `limit` rows (all when None) and count the rest."""
+    query = _open(con, sql, nested_as_json)
+    if query is None:
+        return None
     rows: list[tuple[Any, ...]] = []
     total = 0
-    for batch in rel.to_arrow_reader():
-        total += batch.num_rows
-        room = batch.num_rows if limit is None else min(batch.num_rows, limit - len(rows))
-        if room > 0:
-            columns = []
-            for col, fn in zip(batch.slice(0, room).columns, parse, strict=True):
-                values = col.to_pylist()
-                columns.append([None if v is None else fn(v) for v in values] if fn else values)
-            rows.extend(zip(*columns, strict=True))
-    return QueryResult(names, ids, rows, total)
+    for n, kept in query.batches(limit):
+        total += n
+        rows += kept
+    return QueryResult(query.columns, query.kinds, rows, total)
 
 
 def one_line_error(err: BaseException) -> str:
@@ -335,15 +357,6 @@ def as_table(result: QueryResult, width: int, limit: int | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def as_csv(result: QueryResult) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(result.columns)
-    for r in result.rows:
-        writer.writerow([_text(v) for v in r])
-    return buf.getvalue()
-
-
 def _unique(names: Sequence[str]) -> list[str]:
     """Column names made unique for JSON objects (`a`, `a_2`, ...): SQL allows duplicates."""
     seen: dict[str, int] = {}
@@ -354,41 +367,101 @@ def _unique(names: Sequence[str]) -> list[str]:
     return out
 
 
-def as_json(result: QueryResult) -> str:
-    """A JSON list of objects, one per row and one line each; dates as ISO text."""
-    keys = _unique(result.columns)
-    objects = [
-        json.dumps(dict(zip(keys, (_plain(v) for v in r), strict=True)), allow_nan=False)
-        for r in result.rows
-    ]
-    if not objects:
-        return "[]\n"
-    return "[\n" + ",\n".join(objects) + "\n]\n"
+def _md(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", "<br>")
 
 
-def as_markdown(result: QueryResult) -> str:
-    """A GitHub-flavoured markdown table (numbers right-aligned, `|` escaped)."""
+class _Writer:
+    """One machine format: a head, rows (given the number already written) and a tail.
 
-    def cell(text: str) -> str:
-        return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", "<br>")
+    csv: RFC 4180 through Python's csv module, floats as their shortest round-trip text.
+    json: a list of objects, one per line; dates ISO 8601; NaN and infinities as null.
+    markdown: a GitHub-flavoured table, numbers right-aligned, `|` escaped.
+    """
 
-    lines = ["| " + " | ".join(cell(c) for c in result.columns) + " |"]
-    lines.append("| " + " | ".join("---:" if n else "---" for n in result.numeric) + " |")
-    for r in result.rows:
-        lines.append("| " + " | ".join(cell(_text(v)) for v in r) + " |")
-    return "\n".join(lines) + "\n"
+    def __init__(self, fmt: str, columns: list[str], numeric: list[bool]) -> None:
+        if fmt not in FORMATS[1:]:
+            raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        self.fmt, self.columns, self.numeric = fmt, columns, numeric
+        self.keys = _unique(columns)
+
+    def head(self) -> str:
+        if self.fmt == "csv":
+            return self.rows([tuple(self.columns)], 0, header=True)
+        if self.fmt == "json":
+            return "["
+        return (
+            "| " + " | ".join(_md(c) for c in self.columns) + " |\n"
+            "| " + " | ".join("---:" if n else "---" for n in self.numeric) + " |\n"
+        )
+
+    def rows(self, rows: list[tuple[Any, ...]], written: int, header: bool = False) -> str:
+        if self.fmt == "csv":
+            buf = io.StringIO()
+            writer = csv.writer(buf, lineterminator="\n")
+            writer.writerows(r if header else [_text(v) for v in r] for r in rows)
+            return buf.getvalue()
+        if self.fmt == "json":
+            return "".join(
+                ("\n" if written + i == 0 else ",\n")
+                + json.dumps(dict(zip(self.keys, map(_plain, r), strict=True)), allow_nan=False)
+                for i, r in enumerate(rows)
+            )
+        return "".join("| " + " | ".join(_md(_text(v)) for v in r) + " |\n" for r in rows)
+
+    def tail(self, written: int) -> str:
+        if self.fmt == "json":
+            return "\n]\n" if written else "]\n"
+        return ""
 
 
-def render(result: QueryResult, fmt: str, width: int, limit: int | None) -> str:
-    if fmt == "table":
-        return as_table(result, width, limit)
-    if fmt == "csv":
-        return as_csv(result)
-    if fmt == "json":
-        return as_json(result)
-    if fmt == "markdown":
-        return as_markdown(result)
-    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+def stream(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    fmt: str,
+    limit: int | None,
+    write: Callable[[str], Any],
+) -> tuple[int, int] | None:
+    """Write the result of `sql` in a machine format (csv, json, markdown) batch by batch, so
+    an export of any size runs in bounded memory; (rows written, rows in the result)."""
+    query = _open(con, sql, nested_as_json=fmt == "json")
+    if query is None:
+        return None
+    out = _Writer(fmt, query.columns, [k in _NUMERIC for k in query.kinds])
+    write(out.head())
+    written = total = 0
+    for n, kept in query.batches(limit):
+        total += n
+        if kept:
+            write(out.rows(kept, written))
+            written += len(kept)
+    write(out.tail(written))
+    return written, total
+
+
+def print_query(
+    con: duckdb.DuckDBPyConnection, sql: str, fmt: str, limit: int | None, width: int
+) -> str | None:
+    """`factorcov sql`'s output on stdout; returns a note for stderr when a limit cut a
+    machine format's rows (the table says so itself). A reader that closes the pipe early
+    (`| head`) ends the output quietly (Python's documented SIGPIPE handling: stdout is pointed
+    at devnull so the interpreter's exit does not fail)."""
+    try:
+        if fmt == "table":
+            result = run_query(con, sql, limit)
+            if result is not None:
+                sys.stdout.write(as_table(result, width, limit))
+            counts = None
+        else:
+            counts = stream(con, sql, fmt, limit, sys.stdout.write)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return None
+    if counts is not None and counts[0] < counts[1]:
+        return f"wrote {counts[0]} of {counts[1]} rows (--limit {limit})"
+    return None
 
 
 def write_stdout(text: str) -> None:
