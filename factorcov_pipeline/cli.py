@@ -191,7 +191,7 @@ def _peak_rss_gib() -> float:
 def _sql(args: argparse.Namespace) -> int:
     import duckdb
 
-    from factorcov_pipeline import terminal
+    from factorcov_pipeline import terminal, textgrid
     from factorcov_pipeline.storage import Store
 
     if args.limit is not None and args.limit < 0:
@@ -204,7 +204,7 @@ def _sql(args: argparse.Namespace) -> int:
     with store.connect_query_only() as con:
         try:
             note = terminal.print_query(
-                con, args.query, args.format, limit, terminal.terminal_width()
+                con, args.query, args.format, limit, textgrid.terminal_width()
             )
         except duckdb.Error as err:
             raise UsageError(f"SQL: {terminal.one_line_error(err)}") from None
@@ -214,7 +214,7 @@ def _sql(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from factorcov_pipeline import session_view, terminal
+    from factorcov_pipeline import session_view, terminal, textgrid
     from factorcov_pipeline.storage import Store
 
     day = _parse_date(args.date, "DATE")
@@ -224,7 +224,7 @@ def _show(args: argparse.Namespace) -> int:
             forecast = session_view.load_session(con, day, args.factors, str(store.path))
         except session_view.ShowError as err:
             raise UsageError(str(err)) from None
-    text = session_view.render_session(forecast, terminal.terminal_width(), str(store.path))
+    text = session_view.render_session(forecast, textgrid.terminal_width(), str(store.path))
     terminal.write_stdout(text)
     return 0
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 
-from factorcov_pipeline.terminal import fold, grid
+from factorcov_pipeline.textgrid import fold, grid
 
 VOL_DECIMALS = 6
 CORR_DECIMALS = 3
