@@ -132,6 +132,12 @@ HOSTILE = {
     "logging to a file": "CALL enable_logging(storage = 'file', storage_path = '{dir}/log')",
     "temp directory": "SET temp_directory = '{dir}/spill'",
     "persistent secret": "CREATE PERSISTENT SECRET s (TYPE s3, KEY_ID 'a', SECRET 'b')",
+    "read over https": "SELECT * FROM read_csv('https://example.com/x.csv')",
+    "copy to stdout": "COPY (SELECT 1 AS x) TO '/dev/stdout'",
+    "attach sqlite": "ATTACH '{dir}/x.sqlite' AS q (TYPE sqlite)",
+    "install from a file": "INSTALL '{dir}/evil.duckdb_extension'",
+    "checkpoint on shutdown": "PRAGMA enable_checkpoint_on_shutdown",
+    "memory limit": "SET memory_limit = '1TB'",
 }
 
 
