@@ -201,29 +201,42 @@ def _sql(args: argparse.Namespace) -> int:
         limit = terminal.DEFAULT_TABLE_LIMIT
     limit = limit or None
     store = Store.from_env(lock_timeout=args.wait)
-    with store.connect_query_only() as con:
-        try:
-            note = terminal.print_query(
-                con, args.query, args.format, limit, textgrid.terminal_width()
-            )
-        except duckdb.Error as err:
-            raise UsageError(f"SQL: {terminal.one_line_error(err)}") from None
+    try:
+        with store.connect_query_only() as con:
+            try:
+                note = terminal.print_query(
+                    con, args.query, args.format, limit, textgrid.terminal_width()
+                )
+            except duckdb.Error as err:
+                raise UsageError(f"SQL: {terminal.one_line_error(err)}") from None
+    except duckdb.Error as err:  # opening the file (e.g. it is not a DuckDB database)
+        raise UsageError(
+            f"cannot open {store.path} as a DuckDB database: "
+            f"{terminal.one_line_error(err, read_only_hint=False)}"
+        ) from None
     if note:
         print(f"factorcov: {note}", file=sys.stderr)
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
+    import duckdb
+
     from factorcov_pipeline import session_view, terminal, textgrid
     from factorcov_pipeline.storage import Store
 
     day = _parse_date(args.date, "DATE")
     store = Store.from_env(lock_timeout=args.wait)
-    with store.connect_query_only() as con:
-        try:
+    try:
+        with store.connect_query_only() as con:
             forecast = session_view.load_session(con, day, args.factors, str(store.path))
-        except session_view.ShowError as err:
-            raise UsageError(str(err)) from None
+    except session_view.ShowError as err:
+        raise UsageError(str(err)) from None
+    except duckdb.Error as err:  # opening the file (e.g. it is not a DuckDB database)
+        raise UsageError(
+            f"cannot open {store.path} as a DuckDB database: "
+            f"{terminal.one_line_error(err, read_only_hint=False)}"
+        ) from None
     text = session_view.render_session(forecast, textgrid.terminal_width(), str(store.path))
     terminal.write_stdout(text)
     return 0

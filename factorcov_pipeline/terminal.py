@@ -139,12 +139,12 @@ def run_query(
     return QueryResult(query.columns, query.kinds, rows, total)
 
 
-def one_line_error(err: BaseException) -> str:
+def one_line_error(err: BaseException, read_only_hint: bool = True) -> str:
     """A DuckDB error as one line: its message and hint, without the caret-marked query echo."""
     lines = [ln.strip() for ln in str(err).splitlines()]
     kept = [ln for ln in lines if ln and not ln.startswith("LINE ") and set(ln) != {"^"}]
     text = " ".join(kept) or type(err).__name__
-    if (
+    if read_only_hint and (
         isinstance(err, duckdb.PermissionException)
         or "read-only mode" in text
         or ("configuration has been locked" in text)

@@ -350,3 +350,14 @@ def test_types_arrow_would_garble_come_as_duckdb_shows_them(sh):
             "s": {"a": "2025-01-01"},
         }
     ]
+
+
+@pytest.mark.parametrize("command", [["sql", "SELECT 1"], ["show", str(LAST)]])
+def test_a_file_that_is_not_a_duckdb_database_is_one_line(tmp_path, monkeypatch, capsys, command):
+    path = tmp_path / "prices.csv"
+    path.write_text("date,close\n2026-03-31,1.0\n")
+    monkeypatch.setenv("FACTORCOV_DUCKDB", str(path))
+    assert cli.main(command) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and str(path) in err, err
+    assert path.read_text() == "date,close\n2026-03-31,1.0\n"
