@@ -113,8 +113,17 @@ def _materialize(args: argparse.Namespace) -> int:
         return 1
     summary = store.read(
         "SELECT count(DISTINCT date) AS dates, count(DISTINCT factor) AS factors, "
-        "min(date) AS first, max(date) AS last FROM factor_volatility"
+        "min(date) AS first, max(date) AS last FROM factor_volatility "
+        "WHERE date BETWEEN ? AND ?",
+        [start, end],
     )
+    if summary["dates"][0] == 0 and end > SESSIONS_START:
+        # A run that stored nothing is not a success (issue 12.1), whatever the checks said.
+        console.print(
+            f"[red]failed[/red] the run stored no forecast for {start} .. {end}: "
+            "no factor returns in the range (see factor_return_gaps)"
+        )
+        return 1
     table = Table(title="factorcov summary", show_header=False)
     table.add_row("DuckDB file", str(store.path))
     table.add_row("sessions materialised", f"{n_sessions} ({start} .. {end})")

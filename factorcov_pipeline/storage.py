@@ -378,7 +378,9 @@ class Store:
 
         All tables, the forecaster state, the settings identity and the `views` over the
         written tables are written in ONE transaction: either all of it lands or none of it (a
-        killed process leaves the old rows).
+        killed process leaves the old rows). `state={asset: {}}` deletes that asset's states of
+        the range without writing new ones (the empty path: the forecasts of the range are
+        deleted in the same transaction, so no state outlives its forecast).
         """
         start, end = dates
         with self.connect() as con:
@@ -414,10 +416,11 @@ class Store:
                             f"DELETE FROM {STATE_TABLE} WHERE asset = ? AND date BETWEEN ? AND ?",
                             [asset, start, end],
                         )
-                        con.executemany(
-                            f"INSERT INTO {STATE_TABLE} VALUES (?, ?, ?)",
-                            [[asset, d, b] for d, b in by_date.items()],
-                        )
+                        if by_date:  # an empty mapping deletes the range's states only
+                            con.executemany(
+                                f"INSERT INTO {STATE_TABLE} VALUES (?, ?, ?)",
+                                [[asset, d, b] for d, b in by_date.items()],
+                            )
                 _run(con, "COMMIT")
             except BaseException:
                 _run(con, "ROLLBACK")
