@@ -79,7 +79,11 @@ def _materialize(args: argparse.Namespace) -> int:
 
     from factorcov_pipeline.orchestration.partitions import SESSIONS_START
     from factorcov_pipeline.orchestration.resources import FactorcovStorage
-    from factorcov_pipeline.orchestration.runner import failure_messages, run_range
+    from factorcov_pipeline.orchestration.runner import (
+        failure_messages,
+        removed_tables,
+        run_range,
+    )
 
     start, end = resolve_range(args.start, args.end, SESSIONS_START)
     settings_file = args.settings or os.environ.get("FACTORCOV_SETTINGS") or ""
@@ -107,6 +111,12 @@ def _materialize(args: argparse.Namespace) -> int:
         failed_checks = [c for c in checks if not c.passed]
         for c in failed_checks:
             console.print(f"[red]check failed[/red] {c.asset_check_key.name}: {c.description}")
+        removed = removed_tables(result)
+        if removed:
+            console.print(
+                f"factorcov: removed the rows of {start} .. {end} from {', '.join(removed)}: "
+                "they followed from the inputs this run replaced; fix the cause and run again"
+            )
         console.print(
             f"factorcov: run failed after {elapsed:.1f} s ({passed}/{len(checks)} checks passed)"
         )

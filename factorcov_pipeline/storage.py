@@ -223,6 +223,24 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None 
     return rows[0] if rows else None
 
 
+def _commit(con: duckdb.DuckDBPyConnection) -> None:
+    """COMMIT. When it fails (e.g. "No space left on device" while DuckDB writes its log), the
+    error raised is DuckDB's own, with the file named by the caller's context."""
+    _run(con, "COMMIT")
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """ROLLBACK after a failure, never masking it: a COMMIT that failed (a full disk) has
+    already ended the transaction, and the ROLLBACK's own "no transaction is active" would
+    replace the real error (issue 12.10). Any error of the rollback itself is dropped: the
+    original exception is re-raised by the caller, and an unfinished transaction is discarded
+    by DuckDB when the connection closes."""
+    try:
+        _run(con, "ROLLBACK")
+    except duckdb.Error:
+        pass
+
+
 def _is_lock_error(err: Exception) -> bool:
     text = str(err)
     return "Could not set lock" in text or "Conflicting lock" in text
@@ -421,10 +439,47 @@ class Store:
                                 f"INSERT INTO {STATE_TABLE} VALUES (?, ?, ?)",
                                 [[asset, d, b] for d, b in by_date.items()],
                             )
-                _run(con, "COMMIT")
+                _commit(con)
             except BaseException:
-                _run(con, "ROLLBACK")
+                _rollback(con)
                 raise
+
+    def remove(
+        self, tables: Sequence[str], dates: tuple[dt.date, dt.date], state_assets: Sequence[str]
+    ) -> list[str]:
+        """Delete the rows of dates in [start, end] from `tables` and the recursion states of
+        `state_assets`, in ONE transaction; returns the tables that had rows there.
+
+        Used after a failed run (`orchestration.consistency`): the steps that did not finish
+        lose the range's rows, so that no stored forecast stands on inputs other than the ones
+        now stored.
+        """
+        start, end = dates
+        removed: list[str] = []
+        with self.connect() as con:
+            _run(con, "BEGIN TRANSACTION")
+            try:
+                for table in tables:
+                    if self.table_type(con, table) != "BASE TABLE":
+                        continue
+                    date_col = DATE_COLUMN.get(table, "date")
+                    where = f"{date_col} BETWEEN ? AND ?"
+                    n = _one(con, f"SELECT count(*) FROM {quote_ident(table)} WHERE {where}", dates)
+                    if n and n[0]:
+                        _run(con, f"DELETE FROM {quote_ident(table)} WHERE {where}", [start, end])
+                        removed.append(table)
+                if state_assets and self.table_exists(con, STATE_TABLE):
+                    for asset in state_assets:
+                        _run(
+                            con,
+                            f"DELETE FROM {STATE_TABLE} WHERE asset = ? AND date BETWEEN ? AND ?",
+                            [asset, start, end],
+                        )
+                _commit(con)
+            except BaseException:
+                _rollback(con)
+                raise
+        return removed
 
     def _replace_view(self, con: duckdb.DuckDBPyConnection, view: ViewDef) -> None:
         """Create or replace `view`; a table of that name from an older layout is migrated

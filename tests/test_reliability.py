@@ -94,3 +94,37 @@ def test_a_date_whose_returns_became_empty_keeps_no_stats_row(copy, monkeypatch)
     for table in ("factor_returns", "specific_returns", "regression_stats"):
         assert day not in store.stored_dates(table), table
     assert nxt in store.stored_dates("regression_stats")
+
+
+# ---- 4: caps that would fail a blocking check after writing ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cap", "everywhere", "needle"),
+    [
+        (1e300, False, "outside the sane range [1e-06, 1e+15]"),
+        (5e-324, True, "outside the sane range"),
+        (1.7e308, True, "outside the sane range"),
+        (1e13, False, "times the smallest"),  # mixed units: one cap in dollars, others millions
+    ],
+)
+def test_insane_caps_are_refused_before_anything_is_written(copy, cap, everywhere, needle):
+    db, frame, settings, data = copy
+    day = SESSIONS[10]
+    if everywhere:
+        bad = frame.with_columns(pl.lit(cap).alias("market_cap"))
+    else:
+        caps = frame.with_columns(
+            (pl.col("market_cap") / 1e6).alias("market_cap")  # millions: 1e2 .. 1e5
+        )
+        first = (pl.col("date") == day) & (pl.col("asset_id") == caps["asset_id"][0])
+        bad = caps.with_columns(
+            pl.when(first).then(pl.lit(cap)).otherwise(pl.col("market_cap")).alias("market_cap")
+        )
+    bad.write_parquet(data)
+    before = table_hashes(db)
+    result = run(db, settings, SESSIONS[9], END)
+    assert not result.success
+    message = " ".join(failure_messages(result))
+    assert message.startswith("universe") and "market_cap" in message and needle in message
+    assert_tables_unchanged(before, db)

@@ -401,6 +401,38 @@ def returns_from_prices(frame: pl.DataFrame, sessions: Sequence[dt.date]) -> pl.
 # --------------------------------------------------------------------------------------------
 
 
+# Market caps are weights: the regression weighs by sqrt(cap) and the zero-sum constraint by
+# cap. Any currency unit works (dollars or millions), but values outside [MIN_CAP, MAX_CAP], or
+# a date whose largest cap exceeds its smallest by more than MAX_CAP_RATIO, are data errors (a
+# 1e300 cap makes the constraint lose every other sector to rounding; 5e-324 or 1.7e308
+# underflow or overflow the weighted sums). The world's largest company is about 4e12 dollars.
+MIN_CAP = 1e-6
+MAX_CAP = 1e15
+MAX_CAP_RATIO = 1e9
+
+
+def _check_cap_range(frame: pl.DataFrame, source: str, keys: Sequence[str]) -> None:
+    cap = pl.col("market_cap")
+    out = frame.filter((cap < MIN_CAP) | (cap > MAX_CAP))
+    if out.height:
+        _raise_rows(
+            source,
+            out.select(*keys, "market_cap"),
+            "market_cap",
+            f"outside the sane range [{MIN_CAP:g}, {MAX_CAP:g}]",
+            "Give caps in one currency unit (dollars or millions), all of one order of magnitude",
+        )
+    ratio = frame.group_by("date").agg((cap.max() / cap.min()).alias("ratio"))
+    wide = ratio.filter(pl.col("ratio") > MAX_CAP_RATIO).sort("date")
+    if wide.height:
+        day = wide["date"][0]
+        raise InputDataError(
+            f"{source}: column 'market_cap': on {wide.height} date(s) (first {day}) the largest "
+            f"cap is {wide['ratio'][0]:.3g} times the smallest, more than {MAX_CAP_RATIO:g}: "
+            "mixed units? Give every cap in the same currency unit"
+        )
+
+
 def _style_columns(frame: pl.DataFrame, source: str) -> list[str]:
     """The descriptor_*/exposure_* columns; a style given both ways is ambiguous."""
     desc = {c[len(DESCRIPTOR_PREFIX) :] for c in frame.columns if c.startswith(DESCRIPTOR_PREFIX)}
@@ -528,6 +560,7 @@ def load_universe(
         _raise_rows(
             source, bad_cap.select(*keys, "market_cap"), "market_cap", "that are not positive"
         )
+    _check_cap_range(frame, source, keys)
     _check_finite(frame, source, value_col, keys, allow_null=True)
     for c in styles:
         _check_finite(frame, source, c, keys, allow_null=True)
