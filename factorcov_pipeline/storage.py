@@ -21,7 +21,7 @@ import json
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,10 +235,8 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
     replace the real error (issue 12.10). Any error of the rollback itself is dropped: the
     original exception is re-raised by the caller, and an unfinished transaction is discarded
     by DuckDB when the connection closes."""
-    try:
+    with suppress(duckdb.Error):
         _run(con, "ROLLBACK")
-    except duckdb.Error:
-        pass
 
 
 def _is_lock_error(err: Exception) -> bool:
