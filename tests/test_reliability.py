@@ -57,7 +57,7 @@ def test_empty_return_column_is_refused_and_nothing_changes(copy, monkeypatch, c
     code, out = _cli(db, settings, monkeypatch, capsys, "--start", str(START), "--end", str(END))
     assert code == 1
     assert "no usable return" in out and str(data) in out and "refusing" in out
-    assert "run failed" in out and "8/8" not in out
+    assert "run failed" in out and "9/9" not in out
     assert_tables_unchanged(before, db)
     assert_consistent(db)
 
@@ -128,3 +128,53 @@ def test_insane_caps_are_refused_before_anything_is_written(copy, cap, everywher
     message = " ".join(failure_messages(result))
     assert message.startswith("universe") and "market_cap" in message and needle in message
     assert_tables_unchanged(before, db)
+
+
+# ---- 2: one outlier descriptor; a degenerate style fails a blocking check --------------------
+
+
+def test_an_outlier_descriptor_keeps_the_size_exposures_sane(copy):
+    db, frame, settings, data = copy
+    day = SESSIONS[10]
+    first = (pl.col("date") == day) & (pl.col("asset_id") == frame["asset_id"][0])
+    frame.with_columns(
+        pl.when(first).then(pl.lit(1e155)).otherwise(pl.col("descriptor_size"))
+        .alias("descriptor_size")
+    ).write_parquet(data)  # fmt: skip
+    result = run(db, settings, SESSIONS[9], END)
+    assert result.success, failure_messages(result)
+    checks = {c.asset_check_key.name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks["style_exposures_valid"]
+    size = Store(db).read('SELECT asset_id, "Size" FROM exposures_wide WHERE date = ?', [day])
+    assert size["Size"].abs().max() <= 3.0 * (1 + 1e-9)
+    others = size.filter(pl.col("asset_id") != frame["asset_id"][0])["Size"]
+    assert others.std(ddof=0) > 0.9  # was 0: every Size exposure 0 at 1e155
+    assert_consistent(db)
+
+
+def test_a_flat_style_fails_its_check_and_the_file_stays_consistent(copy, monkeypatch, capsys):
+    """A descriptor equal for every asset on one date gives all-zero exposures: the blocking
+    check fails after exposures wrote; the later steps' rows of the range are removed (issue
+    12.4's guarantee: every table says the same thing) and the command says so."""
+    db, frame, settings, data = copy
+    day = SESSIONS[10]
+    frame.with_columns(
+        pl.when(pl.col("date") == day).then(pl.lit(20.0)).otherwise(pl.col("descriptor_size"))
+        .alias("descriptor_size")
+    ).write_parquet(data)  # fmt: skip
+    before = Store(db).stored_dates("factor_covariance")
+    assert day in before
+    code, out = _cli(
+        db, settings, monkeypatch, capsys, "--start", str(SESSIONS[9]), "--end", str(END)
+    )
+    assert code == 1
+    assert "check failed style_exposures_valid" in out and f"all zero: Size on {day}" in out
+    assert "removed the rows" in out and "factor_covariance" in out
+    store = Store(db)
+    assert day in store.stored_dates("exposures_wide")
+    for table in ("factor_returns", "factor_volatility", "factor_covariance", "forecast_bias"):
+        kept = store.stored_dates(table) if table != "forecast_bias" else None
+        if kept is not None:
+            assert not [d for d in kept if SESSIONS[9] <= d <= END], table
+    assert store.stored_dates("factor_covariance") == [d for d in before if d < SESSIONS[9]]
+    assert_consistent(db)
