@@ -26,7 +26,7 @@ from rich.table import Table
 
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.settings import SettingsError, load_settings
-from factorcov_pipeline.storage import StoreBusyError
+from factorcov_pipeline.storage import SettingsMismatchError, StoreBusyError, StoreFileError
 
 console = Console(stderr=False, highlight=False, soft_wrap=True)
 
@@ -87,9 +87,11 @@ def _materialize(args: argparse.Namespace) -> int:
 
     start, end = resolve_range(args.start, args.end, SESSIONS_START)
     settings_file = args.settings or os.environ.get("FACTORCOV_SETTINGS") or ""
-    load_settings(settings_file or None)  # fail fast with a clear message
+    settings = load_settings(settings_file or None)  # fail fast with a clear message
     storage = FactorcovStorage()
     store = storage.store()
+    # Before anything is written: a DuckDB file (or a new one), built with these settings.
+    store.check_identity(settings.fingerprint())
     n_sessions = len(calendar.sessions(start, end))
     console.print(
         f"factorcov: materialising {n_sessions} session(s) {start} .. {end} "
@@ -259,7 +261,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (UsageError, SettingsError, StoreBusyError, FileNotFoundError) as err:
+    except (
+        UsageError,
+        SettingsError,
+        SettingsMismatchError,
+        StoreBusyError,
+        StoreFileError,
+        FileNotFoundError,
+    ) as err:
         print(f"factorcov: error: {err}", file=sys.stderr)
         return 2
 

@@ -126,6 +126,41 @@ class StoreBusyError(RuntimeError):
     """The DuckDB file is locked by another process for longer than the lock timeout."""
 
 
+class StoreFileError(ValueError):
+    """The DuckDB path is not a DuckDB database file (nor a file to be created)."""
+
+
+# A DuckDB database file starts with an 8-byte checksum and then the magic bytes "DUCK"
+# (duckdb/src/storage/storage_info.cpp: MainHeader::MAGIC_BYTES, at offset 8).
+DUCKDB_MAGIC = b"DUCK"
+MAGIC_OFFSET = 8
+
+
+def check_database_file(path: Path) -> None:
+    """Refuse a path that exists but is not a DuckDB database: DuckDB 2 opens e.g. a Parquet
+    file as an in-memory database without error, and every write then silently vanishes
+    (issue 12.5). A path that does not exist yet is fine (the file is created)."""
+    if not path.exists():
+        if path.is_symlink():
+            raise StoreFileError(f"DuckDB file {path} is a dangling symbolic link")
+        return
+    if path.is_dir():
+        raise StoreFileError(f"DuckDB file {path} is a directory, not a DuckDB database file")
+    if not path.is_file():
+        raise StoreFileError(f"DuckDB file {path} is not a regular file")
+    try:
+        with path.open("rb") as f:
+            head = f.read(MAGIC_OFFSET + len(DUCKDB_MAGIC))
+    except OSError as err:
+        raise StoreFileError(f"DuckDB file {path} cannot be read: {err.strerror}") from None
+    if head[MAGIC_OFFSET:] != DUCKDB_MAGIC:
+        what = "an empty file" if not head else f"starts with {head[:8]!r}"
+        raise StoreFileError(
+            f"{path} is not a DuckDB database file ({what}; FACTORCOV_DUCKDB must name a DuckDB "
+            "file written by factorcov, or a file that does not exist yet)"
+        )
+
+
 class SettingsMismatchError(RuntimeError):
     """The DuckDB file holds forecasts made with other settings than the ones in force."""
 
@@ -265,6 +300,7 @@ class Store:
             raise FileNotFoundError(
                 f"DuckDB file {self.path} does not exist yet: run a materialisation first"
             )
+        check_database_file(self.path)
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout
@@ -501,19 +537,62 @@ class Store:
         )
         row = _one(con, f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 1")
         if row is None:
+            self._refuse_unidentified(con)
             _run(
                 con, f"INSERT INTO {SETTINGS_TABLE} VALUES (?, current_timestamp)", [settings_json]
             )
             return
         if row[0] != settings_json:
-            diffs = _diff_settings(json.loads(row[0]), json.loads(settings_json))
+            raise SettingsMismatchError(self._mismatch(row[0], settings_json))
+
+    def _mismatch(self, stored: str, current: str) -> str:
+        diffs = _diff_settings(json.loads(stored), json.loads(current))
+        return (
+            f"{self.path} holds forecasts made with other settings; differing: "
+            + "; ".join(diffs)
+            + f". To start afresh, point FACTORCOV_DUCKDB at a new file or delete {self.path}; "
+            "to continue this file, use the settings it was built with "
+            "(SELECT settings_json FROM model_settings)."
+        )
+
+    def _refuse_unidentified(self, con: duckdb.DuckDBPyConnection) -> None:
+        """A file that holds data but no settings row (`model_settings` deleted or emptied by
+        hand) cannot take ANY settings as its identity: the stored forecasts and recursion
+        states were made with settings nobody can check any more, and adopting the run's would
+        mix two models in one file (issue 12.6)."""
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+                "AND table_type = 'BASE TABLE' AND table_name <> ?",
+                [SETTINGS_TABLE],
+            ).fetchall()
+        ]
+        with_rows = [t for t in tables if _one(con, f"SELECT 1 FROM {quote_ident(t)} LIMIT 1")]
+        if with_rows:
             raise SettingsMismatchError(
-                f"{self.path} holds forecasts made with other settings; differing: "
-                + "; ".join(diffs)
-                + f". To start afresh, point FACTORCOV_DUCKDB at a new file or delete {self.path}; "
-                "to continue this file, use the settings it was built with "
-                "(SELECT settings_json FROM model_settings)."
+                f"{self.path} holds data ({', '.join(sorted(with_rows)[:4])}"
+                f"{' ...' if len(with_rows) > 4 else ''}) but no {SETTINGS_TABLE} row, so the "
+                "settings it was built with are unknown; restore the row from a backup, or "
+                "point FACTORCOV_DUCKDB at a new file"
             )
+
+    def check_identity(self, settings_json: str) -> None:
+        """Before a run writes anything: refuse a path that is not a DuckDB file, a file made
+        with other settings, and a file with data but no settings row. Read-only; a file that
+        does not exist yet passes."""
+        check_database_file(self.path)
+        if not self.path.exists():
+            return
+        with self.connect(read_only=True) as con:
+            if not self.table_exists(con, SETTINGS_TABLE):
+                self._refuse_unidentified(con)
+                return
+            row = _one(con, f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 1")
+            if row is None:
+                self._refuse_unidentified(con)
+            elif row[0] != settings_json:
+                raise SettingsMismatchError(self._mismatch(row[0], settings_json))
 
     def stored_settings(self) -> str | None:
         with self.connect() as con:

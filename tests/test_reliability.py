@@ -6,6 +6,8 @@ asserts both the message and what is stored: a refused run leaves every table's 
 (`tablehash.table_hashes`); an accepted run leaves every table consistent with the others.
 """
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from factorcov_pipeline.storage import Store
 sys.path.insert(0, str(Path(__file__).parent))
 from tablehash import assert_tables_unchanged, table_hashes
 from test_userdata_pipeline import END, SESSIONS, START, run, settings_file, user_frame
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +182,90 @@ def test_a_flat_style_fails_its_check_and_the_file_stays_consistent(copy, monkey
             assert not [d for d in kept if SESSIONS[9] <= d <= END], table
     assert store.stored_dates("factor_covariance") == [d for d in before if d < SESSIONS[9]]
     assert_consistent(db)
+
+
+# ---- 5: FACTORCOV_DUCKDB pointing at something that is not a DuckDB file --------------------
+
+
+@pytest.mark.parametrize("kind", ["parquet", "empty", "directory", "text"])
+def test_a_path_that_is_not_a_duckdb_file_is_refused_at_start(tmp_path, monkeypatch, capsys, kind):
+    target = tmp_path / f"not-duckdb.{kind}"
+    if kind == "parquet":
+        pl.DataFrame({"a": [1, 2]}).write_parquet(target)
+    elif kind == "empty":
+        target.write_bytes(b"")
+    elif kind == "directory":
+        target.mkdir()
+    else:
+        target.write_text("date,asset_id\n" * 10)
+    before = target.read_bytes() if target.is_file() else None
+    code, out = _cli(target, "", monkeypatch, capsys, "--end", str(SESSIONS[2]))
+    assert code == 2
+    assert str(target) in out and ("not a DuckDB database file" in out or "directory" in out)
+    assert len(out.strip().splitlines()) == 1  # one line, no traceback
+    if before is not None:
+        assert target.read_bytes() == before
+
+
+# ---- 6: model_settings deleted by hand ---------------------------------------------------------
+
+
+def test_a_file_without_its_settings_row_is_refused_before_anything_is_written(
+    copy, tmp_path, monkeypatch, capsys
+):
+    import duckdb
+
+    db, _, settings, _ = copy
+    con = duckdb.connect(str(db))
+    con.execute("DROP TABLE model_settings")
+    con.close()
+    other = tmp_path / "other.json"
+    data = __import__("json").loads(Path(settings).read_text())
+    data["factor_cov_settings"] = {"halflife_vol": 30}
+    other.write_text(__import__("json").dumps(data))
+    before = table_hashes(db)
+    code, out = _cli(
+        db, str(other), monkeypatch, capsys, "--start", str(SESSIONS[9]), "--end", str(END)
+    )
+    assert code == 2 and "no model_settings row" in out and "restore" in out
+    assert_tables_unchanged(before, db)
+    # The same through an in-process Dagster run: the first write refuses, nothing changes.
+    result = run(db, str(other), SESSIONS[9], END)
+    assert not result.success
+    assert "no model_settings row" in " ".join(failure_messages(result))
+    assert_tables_unchanged(before, db)
+
+
+# ---- 10: a full disk at COMMIT ---------------------------------------------------------------
+
+FULL_DISK = """
+import resource, signal, sys
+from factorcov_pipeline.cli import main
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _full_disk(db: Path, settings: str, *args: str) -> subprocess.CompletedProcess:
+    """`factorcov materialize` in a process that cannot grow any file past the DuckDB file's
+    64 KiB (RLIMIT_FSIZE; the file is larger already): DuckDB's write-ahead log, written at
+    COMMIT, fails as on a full disk."""
+    env = {**os.environ, "FACTORCOV_DUCKDB": str(db), "PYTHONPATH": str(REPO)}
+    env.pop("FACTORCOV_PARTITIONS_START", None)
+    limit = 65536
+    cmd = [sys.executable, "-c", FULL_DISK, str(limit), "materialize", "--settings", settings]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_a_full_disk_at_commit_reports_the_real_error(copy):
+    db, frame, settings, data = copy
+    frame.with_columns(pl.col("total_return") * 0.5).write_parquet(data)  # new rows to write
+    before = table_hashes(db)
+    done = _full_disk(db, settings, "--start", str(SESSIONS[9]), "--end", str(END))
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    assert "File too large" in out and "no transaction is active" not in out
+    assert "Traceback" not in out
+    assert_tables_unchanged(before, db)
