@@ -269,3 +269,99 @@ def test_a_full_disk_at_commit_reports_the_real_error(copy):
     assert "File too large" in out and "no transaction is active" not in out
     assert "Traceback" not in out
     assert_tables_unchanged(before, db)
+
+
+# ---- 7, 8: settings files refused up front, one line each, nothing written ------------------
+
+
+@pytest.fixture(scope="module")
+def shared(frame, tmp_path_factory):
+    """One good file for the refusals that never reach a write."""
+    tmp = tmp_path_factory.mktemp("shared")
+    data = tmp / "universe.parquet"
+    frame.write_parquet(data)
+    db = tmp / "fc.duckdb"
+    settings = settings_file(tmp, str(data))
+    assert run(db, settings).success
+    return db, settings
+
+
+def _yaml_bomb(levels: int) -> str:
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+SETTINGS_CASES = {
+    # 7: loading safety
+    "latin1.yaml": (b"factor_cov_settings:\n  halflife_vol: 60 # \xe9t\xe9\n", "not UTF-8 text"),
+    "deep.json": (b"[" * 100_000 + b"]" * 100_000, "nested deeper than 20 levels"),
+    "deep.yaml": (b"a:\n" + b"".join(b" " * i + b"b:\n" for i in range(1, 60)), "nested deeper"),
+    "bomb.yaml": (_yaml_bomb(9).encode(), "YAML anchors are not allowed"),
+    "huge.yaml": (b"factor_cov_settings:\n  shrink_cor_method: " + b"x" * 2_000_000, "larger than"),
+    "bigvalue.json": (
+        b'{"factor_model_settings": {"universe": {"dataset": "' + b"y" * 500_000 + b'"}}}',
+        "at most 4096 characters",
+    ),
+    "dupe.yaml": (
+        b"factor_cov_settings:\n  halflife_vol: 30\n  halflife_vol: 60\n",
+        "duplicate key",
+    ),
+    "dupe.json": (
+        b'{"factor_cov_settings": {"nw_lags_vol": 1, "nw_lags_vol": 2}}',
+        "duplicate key",
+    ),
+    # 8: bounds and strict types, up front
+    "inf.json": (b'{"factor_cov_settings": {"halflife_vol": Infinity}}', "finite number"),
+    "huge-halflife.json": (b'{"factor_cov_settings": {"halflife_cor": 1e300}}', "halflife_cor"),
+    "lags.json": (b'{"factor_cov_settings": {"nw_lags_vol": 1000000000}}', "nw_lags_vol"),
+    "seed.yaml": (b"factor_model_settings:\n  universe: {seed: -1}\n", "universe.seed"),
+    "yes.yaml": (b"factor_cov_settings:\n  combine_standardized: yes\n", "valid boolean"),
+    "string-number.json": (b'{"factor_cov_settings": {"halflife_vol": "60"}}', "valid number"),
+    "bool-int.json": (
+        b'{"factor_model_settings": {"universe": {"n_assets": true}}}',
+        "n_assets: Input should be a valid integer",
+    ),
+    "both.json": (
+        b'{"factor_model_settings": {"universe": {"dataset": "a.parquet", "factor_returns": "f.csv"}}}',
+        "not both",
+    ),
+    "tiny.json": (b'{"factor_model_settings": {"universe": {"n_assets": 1}}}', "too small"),
+    "case.json": (
+        b'{"factor_model_settings": {"exposures": {"exposures": [{"hierarchy": "market"}, '
+        b'{"hierarchy": "trbc"}, {"hierarchy": "style", "factors": ["size"]}]}}}',
+        "['size'] are not among its factors",
+    ),
+    "extra-styles.json": (
+        b'{"factor_model_settings": {"universe": {"n_extra_styles": 99}}}',
+        "extra style factors exist",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS_CASES))
+def test_bad_settings_files_are_refused_in_one_line(shared, tmp_path, monkeypatch, capsys, name):
+    db, _ = shared
+    content, needle = SETTINGS_CASES[name]
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    before = table_hashes(db)
+    code, out = _cli(
+        db, str(bad), monkeypatch, capsys, "--start", str(SESSIONS[9]), "--end", str(END)
+    )
+    assert code == 2, out
+    assert needle in out and str(bad) in out, out[:500]
+    assert len(out.strip().splitlines()) == 1 and len(out) < 1000, out[:500]
+    assert_tables_unchanged(before, db)
+
+
+def test_unreadable_settings_file(shared, tmp_path, monkeypatch, capsys):
+    db, _ = shared
+    for path, needle in ((tmp_path, "is a directory"), (tmp_path / "nope.yaml", "not found")):
+        code, out = _cli(db, str(path), monkeypatch, capsys)
+        assert code == 2 and needle in out and len(out.strip().splitlines()) == 1
+    # A file that exists but cannot be read (root reads any file whatever its mode, so a
+    # chmod 0 file would not do here; reading /proc/self/mem at offset 0 fails with EIO).
+    code, out = _cli(db, "/proc/self/mem", monkeypatch, capsys)
+    assert code == 2 and "cannot be read" in out and len(out.strip().splitlines()) == 1
