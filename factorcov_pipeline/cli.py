@@ -15,10 +15,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
@@ -83,6 +86,7 @@ def _materialize(args: argparse.Namespace) -> int:
         failure_messages,
         removed_tables,
         run_range,
+        was_interrupted,
     )
 
     start, end = resolve_range(args.start, args.end, SESSIONS_START)
@@ -103,8 +107,19 @@ def _materialize(args: argparse.Namespace) -> int:
         else dg.DagsterInstance.ephemeral()
     )
     t0 = time.perf_counter()
-    result = run_range(start, end, storage, settings_file, instance, _ProgressLogger().logger_def())
+    with _signals_seen() as seen:
+        result = run_range(
+            start, end, storage, settings_file, instance, _ProgressLogger().logger_def()
+        )
     elapsed = time.perf_counter() - t0
+    if seen or was_interrupted(result):
+        # Each chunk is one transaction: the interrupted one rolled back, earlier ones are whole.
+        signo = seen[-1] if seen else signal.SIGINT
+        console.print(
+            f"factorcov: interrupted ({signal.Signals(signo).name}) after {elapsed:.1f} s; "
+            "nothing of the interrupted chunk was written; run again to complete"
+        )
+        return 128 + int(signo)  # 130 for SIGINT, 143 for SIGTERM, as shells report
     checks = result.get_asset_check_evaluations()
     passed = sum(1 for c in checks if c.passed)
     if not result.success:
@@ -146,6 +161,33 @@ def _materialize(args: argparse.Namespace) -> int:
     table.add_row("wall time", f"{elapsed:.1f} s")
     console.print(table)
     return 0
+
+
+@contextmanager
+def _signals_seen() -> Iterator[list[int]]:
+    """The SIGINT/SIGTERM numbers delivered while the block runs. Dagster installs its own
+    handlers during a run (SIGTERM mapped to SIGINT, raised in the running step as
+    DagsterExecutionInterruptedError), so the signal's identity is read from Python's wakeup
+    file descriptor, which receives every signal's number whatever the handler."""
+    seen: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+    rfd, wfd = os.pipe()
+    os.set_blocking(rfd, False)
+    os.set_blocking(wfd, False)
+    previous = signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+    try:
+        yield seen
+    finally:
+        signal.set_wakeup_fd(previous)
+        try:
+            data = os.read(rfd, 4096)
+        except BlockingIOError:
+            data = b""
+        seen += [b for b in data if b in (signal.SIGINT, signal.SIGTERM)]
+        os.close(rfd)
+        os.close(wfd)
 
 
 class _ProgressLogger:
@@ -271,6 +313,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as err:
         print(f"factorcov: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # SIGINT before or after the run (nothing was being written)
+        print("factorcov: interrupted; nothing was written", file=sys.stderr)
+        return 128 + int(signal.SIGINT)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ asserts both the message and what is stored: a refused run leaves every table's 
 """
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -365,3 +366,36 @@ def test_unreadable_settings_file(shared, tmp_path, monkeypatch, capsys):
     # chmod 0 file would not do here; reading /proc/self/mem at offset 0 fails with EIO).
     code, out = _cli(db, "/proc/self/mem", monkeypatch, capsys)
     assert code == 2 and "cannot be read" in out and len(out.strip().splitlines()) == 1
+
+
+# ---- 11: SIGTERM / SIGINT ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("signo", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_an_interrupted_run_says_so_and_exits_as_customary(copy, signo, code):
+    db, _, settings, _ = copy
+    before = table_hashes(db)
+    env = {**os.environ, "FACTORCOV_DUCKDB": str(db), "PYTHONPATH": str(REPO)}
+    env.pop("FACTORCOV_PARTITIONS_START", None)
+    cmd = [sys.executable, "-m", "factorcov_pipeline.cli", "materialize", "--settings", settings]
+    proc = subprocess.Popen(
+        [*cmd, "--start", str(START), "--end", str(END)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:  # interrupt while factor_returns runs
+        lines.append(line)
+        if "check exposures_standardised" in line:
+            proc.send_signal(signo)
+            break
+    out = "".join(lines) + proc.stdout.read()
+    assert proc.wait(timeout=120) == code, out
+    assert "interrupted" in out and "nothing of the interrupted chunk was written" in out
+    assert "run again to complete" in out and "Traceback" not in out
+    # The same data was being written: every finished chunk equals what was there.
+    assert_tables_unchanged(before, db)
+    assert_consistent(db)

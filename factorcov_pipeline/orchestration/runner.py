@@ -53,9 +53,33 @@ def run_range(
         },
         raise_on_error=False,
     )
-    # A failed run leaves every table consistent (orchestration/consistency.py).
-    REMOVED[result.run_id] = remove_unfinished(result, storage.store(), start, end, selection)
+    # A failed run leaves every table consistent (orchestration/consistency.py). Not after an
+    # interruption: every chunk written is whole, and running again completes the range.
+    if not was_interrupted(result):
+        REMOVED[result.run_id] = remove_unfinished(result, storage.store(), start, end, selection)
     return result
+
+
+INTERRUPTED = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
+
+
+def was_interrupted(result: dg.ExecuteInProcessResult) -> bool:
+    """The run stopped because of SIGINT/SIGTERM (Dagster maps SIGTERM to SIGINT in a run and
+    raises DagsterExecutionInterruptedError in the running step)."""
+    if result.success:
+        return False
+    for ev in result.all_events:
+        if not (ev.is_step_failure or ev.is_failure):
+            continue
+        data = ev.event_specific_data
+        err = getattr(data, "error", None)
+        while err is not None:
+            if err.cls_name in INTERRUPTED:
+                return True
+            err = err.cause or err.context
+        if "interrupt" in (ev.message or "").lower():
+            return True
+    return False
 
 
 # Tables whose rows of the range a failed run removed, by run id (see `removed_tables`).
