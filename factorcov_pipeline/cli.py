@@ -23,12 +23,15 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.table import Table
 
+from factorcov_pipeline import environment
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.settings import SettingsError, load_settings
+from factorcov_pipeline.environment import EnvironmentVariableError
 from factorcov_pipeline.storage import SettingsMismatchError, StoreBusyError, StoreFileError
 
 console = Console(stderr=False, highlight=False, soft_wrap=True)
@@ -49,7 +52,11 @@ def resolve_range(
     start: str | None, end: str | None, first_session: dt.date, today: dt.date | None = None
 ) -> tuple[dt.date, dt.date]:
     """The session range to materialise; refuses dates before the partitions start, non-sessions,
-    reversed ranges and sessions whose partition does not exist yet."""
+    reversed ranges and sessions whose partition does not exist yet: a session after `today`
+    (New York's date, the exchange's) has no data and no partition, so `--end` in the future
+    is refused (the default end is the tutorial's last session, or a year after the start,
+    capped at today)."""
+    today = today or dt.datetime.now(ZoneInfo("America/New_York")).date()
     s = _parse_date(start, "--start") if start else first_session
     if end:
         e = _parse_date(end, "--end")
@@ -73,6 +80,16 @@ def resolve_range(
             )
     if e < s:
         raise UsageError(f"--end {e} is before --start {s}")
+    if e > today:
+        if end:
+            raise UsageError(
+                f"--end {e} is in the future (today is {today} in New York): its partition "
+                "does not exist yet; end at today's session or earlier"
+            )
+        past = calendar.sessions(s, today)
+        if not past:
+            raise UsageError(f"--start {s} is in the future (today is {today} in New York)")
+        e = past[-1]
     return s, e
 
 
@@ -90,7 +107,7 @@ def _materialize(args: argparse.Namespace) -> int:
     )
 
     start, end = resolve_range(args.start, args.end, SESSIONS_START)
-    settings_file = args.settings or os.environ.get("FACTORCOV_SETTINGS") or ""
+    settings_file = args.settings or environment.settings_file() or ""
     settings = load_settings(settings_file or None)  # fail fast with a clear message
     storage = FactorcovStorage()
     store = storage.store()
@@ -262,7 +279,7 @@ def _sql(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> int:
-    settings = load_settings(args.settings or os.environ.get("FACTORCOV_SETTINGS") or None)
+    settings = load_settings(args.settings or environment.settings_file())
     print(settings.model_dump_json(indent=2))
     return 0
 
@@ -302,11 +319,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = build_parser().parse_args(argv)
     try:
+        environment.check_all()  # every FACTORCOV_* variable, before anything runs
         return int(args.func(args))
     except (
         UsageError,
         SettingsError,
         SettingsMismatchError,
+        EnvironmentVariableError,
         StoreBusyError,
         StoreFileError,
         FileNotFoundError,

@@ -29,10 +29,12 @@ from typing import Any
 import duckdb
 import polars as pl
 
-DEFAULT_DATABASE = "data/factorcov.duckdb"
-ENV_DATABASE = "FACTORCOV_DUCKDB"
-ENV_MEMORY = "FACTORCOV_DUCKDB_MEMORY"
-DEFAULT_MEMORY_LIMIT = "1536MB"
+from factorcov_pipeline import environment
+
+DEFAULT_DATABASE = environment.DEFAULT_DATABASE
+ENV_DATABASE = environment.DATABASE
+ENV_MEMORY = environment.DUCKDB_MEMORY
+DEFAULT_MEMORY_LIMIT = environment.DEFAULT_MEMORY_LIMIT
 
 # The SQL contract: tables and columns users query (documented in the README). Tables whose
 # columns depend on the model (universe descriptors, the wide covariance report) list only their
@@ -287,11 +289,11 @@ class Store:
         self.lock_timeout = lock_timeout
         # DuckDB's own default is 80% of RAM; joins over 10 years of exposures then take GiBs.
         # With a limit it spills to disk instead (FACTORCOV_DUCKDB_MEMORY, e.g. "4GB").
-        self.memory_limit = os.environ.get(ENV_MEMORY) or DEFAULT_MEMORY_LIMIT
+        self.memory_limit = environment.duckdb_memory()
 
     @classmethod
     def from_env(cls, lock_timeout: float = 120.0) -> Store:
-        return cls(os.environ.get(ENV_DATABASE) or DEFAULT_DATABASE, lock_timeout)
+        return cls(environment.database(), lock_timeout)
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -316,8 +318,10 @@ class Store:
                     raise
                 if time.monotonic() >= deadline:
                     raise StoreBusyError(
-                        f"DuckDB file {self.path} is locked by another process (a run is writing) "
-                        f"and stayed locked for {self.lock_timeout:.0f} s; try again when it ends"
+                        f"DuckDB file {self.path}: another process holds the file (a run "
+                        "writing it, or a reader such as a DuckDB shell) and it stayed locked "
+                        f"for {self.lock_timeout:.0f} s (FACTORCOV_LOCK_TIMEOUT); try again "
+                        "when it ends"
                     ) from err
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)

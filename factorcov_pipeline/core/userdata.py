@@ -31,6 +31,8 @@ This is the one module of the core that may import DuckDB, and only inside `_rea
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -129,8 +131,9 @@ def read_table(path: str | Path, table: str | None = None) -> pl.DataFrame:
         raise InputDataError(
             f"{p}: unsupported file type {suffix or '(none)'!r}; use one of {list(SUPPORTED_SUFFIXES)}"
         )
-    if not p.is_file():
-        raise InputDataError(f"{p}: file not found")
+    _require_file(p)
+    if suffix == ".csv":
+        _check_csv_text(p)
     try:
         if suffix == ".parquet":
             return pl.read_parquet(p)
@@ -138,8 +141,62 @@ def read_table(path: str | Path, table: str | None = None) -> pl.DataFrame:
             # dates stay text here and are parsed (and reported per row) by `_as_date`
             return pl.read_csv(p, try_parse_dates=False, infer_schema_length=None)
     except (pl.exceptions.PolarsError, OSError) as err:
-        raise InputDataError(f"{p}: cannot read as {suffix[1:]}: {err}") from None
+        # polars' own hints name reader options the user cannot set: say what the file
+        # should look like instead, with polars' first line as the reason.
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputDataError(
+            f"{p}: cannot read as {suffix[1:]}: {first[:200]}. {LOOKS_LIKE[suffix]}"
+        ) from None
     return _read_duckdb(p, table)
+
+
+LOOKS_LIKE = {
+    ".csv": "A CSV dataset is UTF-8 text, comma-separated, with one header line of column names "
+    "(date,asset_id,sector,market_cap,total_return,...; docs/user-data.md)",
+    ".parquet": "A Parquet dataset is a Parquet file as written by polars, pandas or DuckDB "
+    "(docs/user-data.md)",
+}
+
+
+def _require_file(p: Path) -> None:
+    """Refuse a data path that is not a readable regular file, saying what it is."""
+    try:
+        os.stat(p)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise InputDataError(f"{p}: is a symbolic link loop, not a file") from None
+        if p.is_symlink():
+            raise InputDataError(
+                f"{p}: is a symbolic link to {os.readlink(p)!r}, which does not exist"
+            ) from None
+        if err.errno == errno.ENOENT:
+            raise InputDataError(f"{p}: file not found") from None
+        raise InputDataError(f"{p}: cannot be read: {err.strerror}") from None
+    if p.is_dir():
+        raise InputDataError(f"{p}: is a directory, not a data file")
+    if not p.is_file():
+        raise InputDataError(f"{p}: is not a regular file")
+
+
+def _check_csv_text(p: Path) -> None:
+    """Refuse, with what the file should look like, the CSV files polars would misread or
+    answer with hints about reader options: UTF-16/32 text, non-UTF-8 bytes, and separators
+    other than commas (semicolons as in continental Excel exports, tabs)."""
+    with p.open("rb") as f:
+        head = f.read(64 * 1024)
+    hint = LOOKS_LIKE[".csv"]
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or head[:200].count(b"\x00") > 10:
+        raise InputDataError(f"{p}: is UTF-16 (or UTF-32) text. {hint}")
+    text = head.decode("utf-8", errors="replace")
+    if "\ufffd" in text[: max(0, len(text) - 4)]:
+        at = text.index("\ufffd")
+        raise InputDataError(f"{p}: is not UTF-8 text (near character {at}). {hint}")
+    header = text.lstrip("\ufeff").splitlines()[0] if text.strip() else ""
+    if not header:
+        raise InputDataError(f"{p}: is empty (no header line). {hint}")
+    for sep, name in ((";", "semicolons"), ("\t", "tabs")):
+        if sep in header and "," not in header:
+            raise InputDataError(f"{p}: its header line is separated by {name}, not commas. {hint}")
 
 
 # --------------------------------------------------------------------------------------------
