@@ -20,7 +20,7 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeve
 from factorcov_pipeline import tieout
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.correlation import CorrelationForecaster
-from factorcov_pipeline.core.exposures import BOUND_RTOL
+from factorcov_pipeline.core.exposures import BOUND_FACTOR
 from factorcov_pipeline.core.factors import FactorSet
 from factorcov_pipeline.core.panel import long_to_matrix, pairs_to_cube
 from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2
@@ -287,14 +287,15 @@ def style_exposures_valid(
 ) -> AssetCheckResult:
     """No style is degenerate on any date: not all zero (a flat or missing descriptor: the
     style's factor return would be undefined) and within the documented bound
-    |exposure| <= winsorize_sigma x (1 + 1e-9) (`core.exposures.style_exposures`)."""
+    |exposure| <= 2 x winsorize_sigma (`core.exposures.BOUND_FACTOR`): beyond it one extreme
+    descriptor has dominated the standardisation."""
     settings, store, dates, factors = _scope(context, storage, model)
     if settings.factor_model_settings.universe.factor_returns:
         return _result(True, "user-supplied factor returns: no exposures to check")
     if not factors.styles:
         return _result(True, "the model has no style factors")
     sigma = settings.factor_model_settings.exposures.winsorize_sigma
-    bound = sigma * (1.0 + BOUND_RTOL)
+    bound = BOUND_FACTOR * sigma
     cols = ", ".join(
         f"max(abs({quote_ident(s)})) AS {quote_ident('a' + str(i))}"
         for i, s in enumerate(factors.styles)
@@ -322,11 +323,11 @@ def style_exposures_valid(
         problems.append(f"all zero: {', '.join(zero[:5])}{' ...' if len(zero) > 5 else ''}")
     if over:
         problems.append(
-            f"beyond +/-{sigma:g}: {', '.join(over[:5])}{' ...' if len(over) > 5 else ''}"
+            f"beyond +/-{bound:g}: {', '.join(over[:5])}{' ...' if len(over) > 5 else ''}"
         )
     return _result(
         not problems,
-        "; ".join(problems) or f"every style varies and lies within +/-{sigma:g} on every date",
+        "; ".join(problems) or f"every style varies and lies within +/-{bound:g} on every date",
         max_abs_exposure=worst,
         degenerate_style_dates=len(zero) + len(over),
     )
