@@ -6,6 +6,7 @@ asserts both the message and what is stored: a refused run leaves every table's 
 (`tablehash.table_hashes`); an accepted run leaves every table consistent with the others.
 """
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -399,3 +400,118 @@ def test_an_interrupted_run_says_so_and_exits_as_customary(copy, signo, code):
     # The same data was being written: every finished chunk equals what was there.
     assert_tables_unchanged(before, db)
     assert_consistent(db)
+
+
+# ---- 12: a lock held by a reader ------------------------------------------------------------
+
+READER = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)
+print("READY", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_lock_held_by_a_reader_is_named_as_such(shared, monkeypatch, capsys):
+    db, settings = shared
+    before = table_hashes(db)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(db)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert reader.stdout is not None and reader.stdout.readline().strip() == "READY"
+        monkeypatch.setenv("FACTORCOV_LOCK_TIMEOUT", "1")
+        code, out = _cli(
+            db, settings, monkeypatch, capsys, "--start", str(SESSIONS[9]), "--end", str(END)
+        )
+    finally:
+        reader.kill()
+        reader.wait()
+    assert code == 1
+    assert "another process holds the file" in out and "a run is writing" not in out
+    assert_tables_unchanged(before, db)
+
+
+# ---- 13: environment variables, CSV files, data paths, --end in the future -----------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "needle"),
+    [
+        ("FACTORCOV_LOCK_TIMEOUT", "abc", "is not a number of seconds"),
+        ("FACTORCOV_LOCK_TIMEOUT", "nan", "between 0 and 86400"),
+        ("FACTORCOV_CHUNK_SESSIONS", "x", "is not a whole number"),
+        ("FACTORCOV_CHUNK_SESSIONS", "0", "between 1 and 10000"),
+        ("FACTORCOV_CHUNK_SESSIONS", "-1", "between 1 and 10000"),
+        ("FACTORCOV_PARTITIONS_START", "2025-13-01", "is not a date"),
+        ("FACTORCOV_PARTITIONS_START", "2025-04-19", "not a New York Stock Exchange session"),
+        ("FACTORCOV_DUCKDB_MEMORY", "lots", "is not a memory size"),
+        ("FACTORCOV_JIT", "maybe", "must be 0 (never), 1 (always)"),
+    ],
+)
+def test_bad_environment_variables_are_refused_naming_them(
+    shared, monkeypatch, capsys, name, value, needle
+):
+    db, settings = shared
+    before = table_hashes(db)
+    monkeypatch.setenv(name, value)
+    code, out = _cli(
+        db, settings, monkeypatch, capsys, "--start", str(SESSIONS[9]), "--end", str(END)
+    )
+    assert code == 2
+    assert out.startswith(f"factorcov: error: {name}={value!r}") and needle in out
+    assert len(out.strip().splitlines()) == 1
+    assert_tables_unchanged(before, db)
+
+
+@pytest.mark.parametrize("kind", ["semicolon", "tab", "utf16", "latin1", "directory", "loop"])
+def test_unreadable_data_files_say_what_they_are(copy, tmp_path, kind):
+    db, frame, _, _ = copy
+    path = tmp_path / "data" / "universe.csv"
+    path.parent.mkdir()
+    text = frame.head(50).write_csv()
+    needle = {
+        "semicolon": "separated by semicolons, not commas",
+        "tab": "separated by tabs, not commas",
+        "utf16": "is UTF-16",
+        "latin1": "is not UTF-8 text",
+        "directory": "is a directory, not a data file",
+        "loop": "is a symbolic link loop",
+    }[kind]
+    if kind == "semicolon":
+        path.write_text(text.replace(",", ";"))
+    elif kind == "tab":
+        path.write_text(text.replace(",", "\t"))
+    elif kind == "utf16":
+        path.write_text(text, encoding="utf-16")
+    elif kind == "latin1":
+        path.write_bytes(text.replace("Energy", "\xc9nergie").encode("latin-1"))
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        other = tmp_path / "data" / "other.csv"
+        path.symlink_to(other)
+        other.symlink_to(path)
+    settings = settings_file(tmp_path, str(path))
+    before = table_hashes(db)
+    result = run(db, settings, SESSIONS[9], END)
+    assert not result.success
+    message = " ".join(failure_messages(result))
+    assert message.startswith("universe") and str(path) in message and needle in message
+    if kind not in ("directory", "loop"):
+        assert "comma-separated" in message and "infer_schema" not in message
+    assert_tables_unchanged(before, db)
+
+
+def test_end_in_the_future_is_refused(tmp_path, monkeypatch, capsys):
+    db = tmp_path / "new.duckdb"
+    monkeypatch.setenv("FACTORCOV_DUCKDB", str(db))
+    code = cli.main(["materialize", "--start", "2025-03-31", "--end", "2099-12-31"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--end 2099-12-31 is in the future" in err
+    assert not db.exists()
+    # A default end past today is capped at today's session instead (nothing refused).
+    today = dt.date(2025, 4, 10)
+    assert cli.resolve_range("2025-04-01", None, dt.date(2025, 3, 31), today=today)[1] == today
+    with pytest.raises(cli.UsageError, match="in the future"):
+        cli.resolve_range("2025-04-01", "2025-04-11", dt.date(2025, 3, 31), today=today)
