@@ -128,17 +128,24 @@ BOUND_FACTOR = 2.0
 
 
 def _segment_median(x: np.ndarray, starts: np.ndarray, seg: np.ndarray) -> np.ndarray:
-    """The median of the finite values of each date (NaN where a date has none): one
-    lexicographic sort by (date, value), NaN last, then the middle element(s) per date."""
-    valid = np.isfinite(x)
-    n = np.add.reduceat(valid.astype(np.int64), starts)
-    order = np.lexsort((np.where(valid, x, np.inf), seg))
-    sorted_x = x[order]
-    lo = starts + np.maximum(n - 1, 0) // 2
-    hi = starts + np.maximum(n, 1) // 2
-    hi = np.where(n > 0, np.minimum(hi, starts + np.maximum(n - 1, 0)), lo)
-    med = 0.5 * (sorted_x[lo] + sorted_x[hi])
-    return np.where(n > 0, med, np.nan)
+    """The median of the finite values of each date (NaN where a date has none), vectorised:
+    the dates' rows are laid out as the rows of a NaN-padded (dates x longest date) matrix,
+    sorted along each row (numpy sorts NaN last), and the middle element(s) of each row's
+    finite values averaged (numpy's definition of the median, exactly)."""
+    n_rows = np.diff(np.r_[starts, x.size])
+    finite = np.where(np.isfinite(x), x, np.nan)
+    width = int(n_rows.max())
+    if width * starts.size == x.size:  # every date has the same rows: a plain reshape
+        grid = finite.reshape(starts.size, width)
+    else:
+        grid = np.full((starts.size, width), np.nan)
+        grid[seg, np.arange(x.size) - starts[seg]] = finite
+    grid.sort(axis=1)
+    n = np.isfinite(grid).sum(axis=1)
+    rows = np.arange(starts.size)
+    lo = grid[rows, np.maximum(n - 1, 0) // 2]
+    hi = grid[rows, np.maximum(n, 1) // 2 - (n == 0)]
+    return np.where(n > 0, 0.5 * (lo + hi), np.nan)
 
 
 def _robust_clip(x: np.ndarray, starts: np.ndarray, seg: np.ndarray) -> np.ndarray:
