@@ -318,10 +318,10 @@ class Store:
                     raise
                 if time.monotonic() >= deadline:
                     raise StoreBusyError(
-                        f"DuckDB file {self.path}: another process holds the file (a run "
-                        "writing it, or a reader such as a DuckDB shell) and it stayed locked "
-                        f"for {self.lock_timeout:.0f} s (FACTORCOV_LOCK_TIMEOUT); try again "
-                        "when it ends"
+                        f"DuckDB file {self.path} is locked by another process: another "
+                        "process holds the file (a run writing it, or a reader such as a "
+                        f"DuckDB shell) and it stayed locked for {self.lock_timeout:.0f} s "
+                        "(FACTORCOV_LOCK_TIMEOUT); try again when it ends"
                     ) from err
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)

@@ -20,7 +20,7 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeve
 from factorcov_pipeline import tieout
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.correlation import CorrelationForecaster
-from factorcov_pipeline.core.exposures import BOUND_FACTOR
+from factorcov_pipeline.core.exposures import BOUND_FACTOR, descriptor_column
 from factorcov_pipeline.core.factors import FactorSet
 from factorcov_pipeline.core.panel import long_to_matrix, pairs_to_cube
 from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2
@@ -285,8 +285,9 @@ def exposures_standardised(
 def style_exposures_valid(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> AssetCheckResult:
-    """No style is degenerate on any date: not all zero (a flat or missing descriptor: the
-    style's factor return would be undefined) and within the documented bound
+    """No style is degenerate on any date: not all zero although the universe has the
+    descriptor (a flat descriptor, or one the standardisation collapsed: the style's factor
+    return would be undefined) and within the documented bound
     |exposure| <= 2 x winsorize_sigma (`core.exposures.BOUND_FACTOR`): beyond it one extreme
     descriptor has dominated the standardisation."""
     settings, store, dates, factors = _scope(context, storage, model)
@@ -312,11 +313,33 @@ def style_exposures_valid(
     )
     if wide.height == 0:
         return _result(False, "no style exposures stored for these dates")
+    # All zero is degenerate where the universe HAD the descriptor on at least two assets (it
+    # was flat, or the standardisation collapsed it); a descriptor missing for every asset
+    # (e.g. momentum before its look-back is available) is a data gap: exposure 0 by design.
+    uni_cols = set(store.read("SELECT * FROM universe LIMIT 0").columns)
+    described = [s for s in factors.styles if descriptor_column(s) in uni_cols]
+    counts = (
+        store.read(
+            "SELECT date, "
+            + ", ".join(
+                f"count({quote_ident(descriptor_column(s))}) AS {quote_ident(s)}" for s in described
+            )
+            + " FROM universe WHERE date BETWEEN ? AND ? GROUP BY date",
+            [dates[0], dates[-1]],
+        )
+        if described
+        else pl.DataFrame({"date": wide["date"]})
+    )
+    wide = wide.join(counts, on="date", how="left")
     zero, over, worst = [], [], 0.0
     for i, style in enumerate(factors.styles):
         col = wide[f"a{i}"].fill_null(0.0)
         worst = max(worst, float(col.max() or 0.0))
-        zero += [f"{style} on {d}" for d in wide.filter(col == 0.0)["date"].to_list()]
+        had_data = (
+            wide[style].fill_null(0) >= 2 if style in described else pl.Series([True] * wide.height)
+        )
+        flat = wide.filter((col == 0.0) & had_data)["date"].to_list()
+        zero += [f"{style} on {d}" for d in flat]
         over += [f"{style} on {d}" for d in wide.filter(col > bound)["date"].to_list()]
     problems = []
     if zero:
