@@ -129,7 +129,7 @@ def _materialize(args: argparse.Namespace) -> int:
             start, end, storage, settings_file, instance, _ProgressLogger().logger_def()
         )
     elapsed = time.perf_counter() - t0
-    if seen or was_interrupted(result):
+    if not result.success and (seen or was_interrupted(result)):
         # Each chunk is one transaction: the interrupted one rolled back, earlier ones are whole.
         signo = seen[-1] if seen else signal.SIGINT
         console.print(
