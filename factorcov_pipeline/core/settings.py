@@ -44,10 +44,12 @@ class _Settings(BaseModel):
 
 
 # Sane bounds of every setting (documented in the README's settings table). Half-lives in
-# sessions: 0.5 (a day's weight halves twice a session) to 10,000 (40 years); beyond, the decay
-# 2^(-1/h) rounds to 1 and the EWMA divides by zero. Newey-West lags: at most a quarter of
-# sessions (each lag is a K x K term per date). A path or name is at most 4,096 characters.
-HALFLIFE = Field(ge=0.5, le=10_000.0)
+# sessions: 0.5 (a day's weight halves twice a session) to 1e15, which is equal weights to
+# machine precision (the tests' stand-in for an equal-weighted sample); beyond about 1e16 the
+# decay 2^(-1/h) rounds to 1 and the EWMA divides by zero (halflife 1e300 did, mid-run).
+# Newey-West lags: at most a quarter of sessions (each lag is a K x K term per date). A path
+# or name is at most 4,096 characters.
+HALFLIFE = Field(ge=0.5, le=1e15)
 NW_LAGS = Field(ge=0, le=63)
 MAX_TEXT = 4096
 MAX_ASSETS = 100_000
