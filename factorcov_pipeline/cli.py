@@ -17,18 +17,24 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.table import Table
 
+from factorcov_pipeline import environment
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.settings import SettingsError, load_settings
-from factorcov_pipeline.storage import StoreBusyError
+from factorcov_pipeline.environment import EnvironmentVariableError
+from factorcov_pipeline.storage import SettingsMismatchError, StoreBusyError, StoreFileError
 
 console = Console(stderr=False, highlight=False, soft_wrap=True)
 
@@ -48,7 +54,11 @@ def resolve_range(
     start: str | None, end: str | None, first_session: dt.date, today: dt.date | None = None
 ) -> tuple[dt.date, dt.date]:
     """The session range to materialise; refuses dates before the partitions start, non-sessions,
-    reversed ranges and sessions whose partition does not exist yet."""
+    reversed ranges and sessions whose partition does not exist yet: a session after `today`
+    (New York's date, the exchange's) has no data and no partition, so `--end` in the future
+    is refused (the default end is the tutorial's last session, or a year after the start,
+    capped at today)."""
+    today = today or dt.datetime.now(ZoneInfo("America/New_York")).date()
     s = _parse_date(start, "--start") if start else first_session
     if end:
         e = _parse_date(end, "--end")
@@ -72,6 +82,16 @@ def resolve_range(
             )
     if e < s:
         raise UsageError(f"--end {e} is before --start {s}")
+    if e > today:
+        if end:
+            raise UsageError(
+                f"--end {e} is in the future (today is {today} in New York): its partition "
+                "does not exist yet; end at today's session or earlier"
+            )
+        past = calendar.sessions(s, today)
+        if not past:
+            raise UsageError(f"--start {s} is in the future (today is {today} in New York)")
+        e = past[-1]
     return s, e
 
 
@@ -81,13 +101,20 @@ def _materialize(args: argparse.Namespace) -> int:
 
     from factorcov_pipeline.orchestration.partitions import SESSIONS_START
     from factorcov_pipeline.orchestration.resources import FactorcovStorage
-    from factorcov_pipeline.orchestration.runner import failure_messages, run_range
+    from factorcov_pipeline.orchestration.runner import (
+        failure_messages,
+        removed_tables,
+        run_range,
+        was_interrupted,
+    )
 
     start, end = resolve_range(args.start, args.end, SESSIONS_START)
-    settings_file = args.settings or os.environ.get("FACTORCOV_SETTINGS") or ""
-    load_settings(settings_file or None)  # fail fast with a clear message
+    settings_file = args.settings or environment.settings_file() or ""
+    settings = load_settings(settings_file or None)  # fail fast with a clear message
     storage = FactorcovStorage()
     store = storage.store()
+    # Before anything is written: a DuckDB file (or a new one), built with these settings.
+    store.check_identity(settings.fingerprint())
     n_sessions = len(calendar.sessions(start, end))
     console.print(
         f"factorcov: materialising {n_sessions} session(s) {start} .. {end} "
@@ -99,8 +126,19 @@ def _materialize(args: argparse.Namespace) -> int:
         else dg.DagsterInstance.ephemeral()
     )
     t0 = time.perf_counter()
-    result = run_range(start, end, storage, settings_file, instance, _ProgressLogger().logger_def())
+    with _signals_seen() as seen:
+        result = run_range(
+            start, end, storage, settings_file, instance, _ProgressLogger().logger_def()
+        )
     elapsed = time.perf_counter() - t0
+    if not result.success and (seen or was_interrupted(result)):
+        # Each chunk is one transaction: the interrupted one rolled back, earlier ones are whole.
+        signo = seen[-1] if seen else signal.SIGINT
+        console.print(
+            f"factorcov: interrupted ({signal.Signals(signo).name}) after {elapsed:.1f} s; "
+            "nothing of the interrupted chunk was written; run again to complete"
+        )
+        return 128 + int(signo)  # 130 for SIGINT, 143 for SIGTERM, as shells report
     checks = result.get_asset_check_evaluations()
     passed = sum(1 for c in checks if c.passed)
     if not result.success:
@@ -109,14 +147,29 @@ def _materialize(args: argparse.Namespace) -> int:
         failed_checks = [c for c in checks if not c.passed]
         for c in failed_checks:
             console.print(f"[red]check failed[/red] {c.asset_check_key.name}: {c.description}")
+        removed = removed_tables(result)
+        if removed:
+            console.print(
+                f"factorcov: removed the rows of {start} .. {end} from {', '.join(removed)}: "
+                "they followed from the inputs this run replaced; fix the cause and run again"
+            )
         console.print(
             f"factorcov: run failed after {elapsed:.1f} s ({passed}/{len(checks)} checks passed)"
         )
         return 1
     summary = store.read(
         "SELECT count(DISTINCT date) AS dates, count(DISTINCT factor) AS factors, "
-        "min(date) AS first, max(date) AS last FROM factor_volatility"
+        "min(date) AS first, max(date) AS last FROM factor_volatility "
+        "WHERE date BETWEEN ? AND ?",
+        [start, end],
     )
+    if summary["dates"][0] == 0 and end > SESSIONS_START:
+        # A run that stored nothing is not a success (issue 12.1), whatever the checks said.
+        console.print(
+            f"[red]failed[/red] the run stored no forecast for {start} .. {end}: "
+            "no factor returns in the range (see factor_return_gaps)"
+        )
+        return 1
     table = Table(title="factorcov summary", show_header=False)
     table.add_row("DuckDB file", str(store.path))
     table.add_row("sessions materialised", f"{n_sessions} ({start} .. {end})")
@@ -127,6 +180,33 @@ def _materialize(args: argparse.Namespace) -> int:
     table.add_row("wall time", f"{elapsed:.1f} s")
     console.print(table)
     return 0
+
+
+@contextmanager
+def _signals_seen() -> Iterator[list[int]]:
+    """The SIGINT/SIGTERM numbers delivered while the block runs. Dagster installs its own
+    handlers during a run (SIGTERM mapped to SIGINT, raised in the running step as
+    DagsterExecutionInterruptedError), so the signal's identity is read from Python's wakeup
+    file descriptor, which receives every signal's number whatever the handler."""
+    seen: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+    rfd, wfd = os.pipe()
+    os.set_blocking(rfd, False)
+    os.set_blocking(wfd, False)
+    previous = signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+    try:
+        yield seen
+    finally:
+        signal.set_wakeup_fd(previous)
+        try:
+            data = os.read(rfd, 4096)
+        except BlockingIOError:
+            data = b""
+        seen += [b for b in data if b in (signal.SIGINT, signal.SIGTERM)]
+        os.close(rfd)
+        os.close(wfd)
 
 
 class _ProgressLogger:
@@ -243,7 +323,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> int:
-    settings = load_settings(args.settings or os.environ.get("FACTORCOV_SETTINGS") or None)
+    settings = load_settings(args.settings or environment.settings_file())
     print(settings.model_dump_json(indent=2))
     return 0
 
@@ -304,10 +384,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = build_parser().parse_args(argv)
     try:
+        environment.check_all()  # every FACTORCOV_* variable, before anything runs
         return int(args.func(args))
-    except (UsageError, SettingsError, StoreBusyError, FileNotFoundError) as err:
+    except (
+        UsageError,
+        SettingsError,
+        SettingsMismatchError,
+        EnvironmentVariableError,
+        StoreBusyError,
+        StoreFileError,
+        FileNotFoundError,
+    ) as err:
         print(f"factorcov: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # SIGINT before or after the run (nothing was being written)
+        print("factorcov: interrupted; nothing was written", file=sys.stderr)
+        return 128 + int(signal.SIGINT)
 
 
 if __name__ == "__main__":
