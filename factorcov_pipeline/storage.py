@@ -110,6 +110,19 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "exposure": "DOUBLE",
         "contribution": "DOUBLE",
     },
+    "risk_backtest": {
+        "date": "DATE",
+        "portfolio": "VARCHAR",
+        "portfolio_kind": "VARCHAR",
+        "realised_return": "DOUBLE",
+        "predicted_risk": "DOUBLE",
+    },
+    "specific_risk_bias": {
+        "date": "DATE",
+        "size_decile": "INTEGER",
+        "n_assets": "INTEGER",
+        "bias": "DOUBLE",
+    },
 }
 
 # Views of the SQL contract (created by the asset that writes their table, see `ViewDef`).
