@@ -296,16 +296,25 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
         ``styles`` (T, N, S) style exposures at each date. An asset is present (gets a
         forecast) on a date where its cap is positive, its category >= 0 and its styles finite.
         """
-        ids = np.asarray(list(asset_ids), dtype=np.str_)
-        if np.unique(ids).shape[0] != ids.shape[0]:
+        given = np.asarray(list(asset_ids), dtype=np.str_)
+        if np.unique(given).shape[0] != given.shape[0]:
             raise ValueError("asset_ids must be unique")
-        u = as_block(specific_returns, "specific_returns")
-        t_n, n = u.shape
-        caps = as_block(caps, "caps")
+        u_in = as_block(specific_returns, "specific_returns")
+        t_n, n = u_in.shape
+        caps_in = as_block(caps, "caps")
         categories = np.asarray(categories)
         styles = np.asarray(styles, dtype=np.float64)
-        if caps.shape != (t_n, n) or categories.shape != (t_n, n) or styles.shape[:2] != (t_n, n):
+        if (
+            caps_in.shape != (t_n, n)
+            or categories.shape != (t_n, n)
+            or styles.shape[:2] != (t_n, n)
+        ):
             raise ValueError("specific_returns, caps, categories and styles must share (T, N)")
+        # Cross-sectional sums run over assets in id order, whatever the caller's column order
+        # or the state's, so that a forecast does not depend on how dates were split into runs.
+        order = np.argsort(given, kind="stable")
+        ids, u, caps = given[order], u_in[:, order], caps_in[:, order]
+        categories, styles = categories[:, order], styles[:, order]
         if state is None:
             state = self.initial_state(0)
         self._check_state(state, state.asset_ids.shape[0])
@@ -349,10 +358,13 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
             with np.errstate(invalid="ignore", divide="ignore"):
                 z2 = np.where(prior > 0, u_all * u_all / np.where(prior > 0, prior, 1.0), np.nan)
             ok = np.isfinite(z2) & np.isfinite(w_all) & (w_all > 0)
-            wz = np.where(ok, w_all, 0.0)
-            wsum = wz.sum(axis=1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                b2 = np.where(wsum > 0, (wz * np.where(ok, z2, 0.0)).sum(axis=1) / wsum, np.nan)
+            by_id = np.argsort(state.asset_ids, kind="stable")
+            b2 = np.full(t_n, np.nan)
+            for t in range(t_n):  # sums over the observed assets, in id order (see above)
+                sel = by_id[ok[t, by_id]]
+                if sel.size:
+                    w_t = w_all[t, sel]
+                    b2[t] = np.sum(w_t * z2[t, sel]) / np.sum(w_t)
             bias = np.sqrt(b2)
             vra_block, vra_state = ewma_run(b2, self.halflife_vra, vra_state)
             lam2 = np.where(np.isnan(vra_block.mean), 1.0, vra_block.mean)
@@ -361,13 +373,14 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
         last_var = state.last_var.copy()
         if t_n > 0:
             last_var = var_sh[-1].copy()
+        back = np.argsort(order, kind="stable")  # to the caller's column order
         forecast = SpecificRiskForecast(
-            specific_risk=daily * np.sqrt(float(ANNUALISATION_DAYS)),
-            sigma_ts=np.where(np.isfinite(out["gamma"]), sigma_ts, np.nan),
-            gamma=out["gamma"],
-            sigma_str=out["str"],
-            sigma_blend=out["blend"],
-            sigma_sh=out["sh"],
+            specific_risk=(daily * np.sqrt(float(ANNUALISATION_DAYS)))[:, back],
+            sigma_ts=np.where(np.isfinite(out["gamma"]), sigma_ts, np.nan)[:, back],
+            gamma=out["gamma"][:, back],
+            sigma_str=out["str"][:, back],
+            sigma_blend=out["blend"][:, back],
+            sigma_sh=out["sh"][:, back],
             vra_multiplier=multiplier,
             bias_stat=bias,
         )
