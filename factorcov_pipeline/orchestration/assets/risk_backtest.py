@@ -14,9 +14,10 @@ Two tables, one row per session t (the realised date) and unit:
   sqrt(mean z^2) of z = specific_return(t) / (specific_risk(t-1) / sqrt(252)) over the assets of
   each size decile (1 = smallest, by market cap at t-1).
 
-Metadata (over the whole stored history): the full-sample bias statistic of every backtest
-portfolio with its 95% band and 12-month windows (`core/backtest.bias_report`), the per-asset
-specific bias statistic by size decile (median over assets), and plots.
+Metadata (over the whole stored history, and after its first third, the recursions' warm-up):
+the full-sample bias statistic of every backtest portfolio with its 95% band and 12-month
+windows (`core/backtest.bias_report`), the per-asset specific bias statistic by size decile
+(median over assets), and plots.
 """
 
 import datetime as dt
@@ -126,11 +127,19 @@ def _history_metadata(store: Store, last: dt.date) -> dict:
         names = [c for c in wide_r.columns if c != "date"]
         kind_of = dict(zip(hist["portfolio"], hist["portfolio_kind"], strict=False))
         z = wide_r.select(names).to_numpy() / (wide_p.select(names).to_numpy() / ROOT_DAYS)
-        report = bias_report(z, names, [kind_of[n] for n in names])
+        kinds = [kind_of[n] for n in names]
+        report = bias_report(z, names, kinds)
         meta["portfolio_bias"] = MetadataValue.md(report.to_pandas().to_markdown(index=False))
-        mv = report.filter(pl.col("portfolio") == MIN_VARIANCE)
-        if mv.height and mv["full_sample_bias"][0] is not None:
-            meta["min_variance_full_sample_bias"] = float(mv["full_sample_bias"][0])
+        # the same after the first third of the history: the recursions' warm-up (a few
+        # sessions of data make nearly singular forecasts that an optimiser exploits) left out
+        late = bias_report(z[z.shape[0] // 3 :], names, kinds)
+        meta["portfolio_bias_after_first_third"] = MetadataValue.md(
+            late.to_pandas().to_markdown(index=False)
+        )
+        for label, rep in (("", report), ("_after_first_third", late)):
+            mv = rep.filter(pl.col("portfolio") == MIN_VARIANCE)
+            if mv.height and mv["full_sample_bias"][0] is not None:
+                meta[f"min_variance_bias{label}"] = float(mv["full_sample_bias"][0])
         if z.shape[0] >= 21:
             roll, _ = rolling_bias(z, 21)
             dates = wide_r["date"].to_list()[20:]
