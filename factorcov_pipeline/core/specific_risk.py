@@ -68,10 +68,12 @@ bit for bit (the same operations in the same order).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from factorcov_pipeline.core.ewma import EwmaState, arrays_from_bytes, arrays_to_bytes, ewma_run
 from factorcov_pipeline.core.forecaster import (
@@ -205,6 +207,21 @@ def structural_forecast(
     return e0 * raw
 
 
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    """One controller per process (finding the BLAS libraries costs ~5 ms)."""
+    return ThreadpoolController()
+
+
+def _contains(universe: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Whether each of ``ids`` is in ``universe`` (a binary search, not a loop over assets)."""
+    if universe.size == 0:
+        return np.zeros(ids.shape[0], dtype=bool)
+    sorter = np.argsort(universe, kind="stable")
+    at = np.searchsorted(universe, ids, sorter=sorter)
+    return universe[sorter[np.minimum(at, universe.size - 1)]] == ids
+
+
 def _positions(universe: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Index of each of ``ids`` in ``universe`` (all present), without a loop over assets."""
     sorter = np.argsort(universe, kind="stable")
@@ -256,7 +273,7 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
 
     def _extend(self, state: SpecificRiskState, ids: np.ndarray) -> SpecificRiskState:
         """The state with the assets of ``ids`` it does not hold yet appended (empty sums)."""
-        new = ids[~np.isin(ids, state.asset_ids)]
+        new = ids[~_contains(state.asset_ids, ids)]
         m = new.shape[0]
         if m == 0:
             return state
@@ -297,8 +314,6 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
         forecast) on a date where its cap is positive, its category >= 0 and its styles finite.
         """
         given = np.asarray(list(asset_ids), dtype=np.str_)
-        if np.unique(given).shape[0] != given.shape[0]:
-            raise ValueError("asset_ids must be unique")
         u_in = as_block(specific_returns, "specific_returns")
         t_n, n = u_in.shape
         caps_in = as_block(caps, "caps")
@@ -314,6 +329,8 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
         # or the state's, so that a forecast does not depend on how dates were split into runs.
         order = np.argsort(given, kind="stable")
         ids, u, caps = given[order], u_in[:, order], caps_in[:, order]
+        if ids.size > 1 and bool(np.any(ids[1:] == ids[:-1])):
+            raise ValueError("asset_ids must be unique")
         categories, styles = categories[:, order], styles[:, order]
         if state is None:
             state = self.initial_state(0)
@@ -341,8 +358,11 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
         h = n_obs[:, pos]
 
         out = {k: np.full((t_n, n), np.nan) for k in ("gamma", "str", "blend", "sh")}
-        for t in range(t_n):  # the cross-section of each date (vectorised over assets)
-            self._cross_section(t, sigma_ts[t], h[t], caps[t], categories[t], styles[t], out)
+        # One BLAS thread for the small (N x P) regressions: with threads, LAPACK's start-up
+        # costs more than the solve, and on a loaded machine it can take 100x longer.
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            for t in range(t_n):  # the cross-section of each date (vectorised over assets)
+                self._cross_section(t, sigma_ts[t], h[t], caps[t], categories[t], styles[t], out)
 
         # Regime adjustment (step 4): needs the previous date's pre-VRA forecast per asset.
         sh_all = np.full((t_n, m), np.nan)
