@@ -167,45 +167,57 @@ def load_risk_models(read: Reader, start: dt.date, end: dt.date) -> dict[dt.date
         [end],
     )
     group_of = dict(zip(groups["factor"].to_list(), groups["factor_group"].to_list(), strict=True))
+    # _n: the asset's row within its date (assets in id order), joined in DuckDB
     spec = read(
-        "SELECT date, asset_id, specific_risk FROM specific_risk WHERE date BETWEEN ? AND ? "
-        "ORDER BY date, asset_id",
+        "SELECT date, asset_id, specific_risk, "
+        "row_number() OVER (PARTITION BY date ORDER BY asset_id) - 1 AS _n "
+        "FROM specific_risk WHERE date BETWEEN ? AND ? ORDER BY date, asset_id",
         [start, end],
     )
     expo = read(
-        "SELECT date, asset_id, factor, exposure FROM exposures WHERE date BETWEEN ? AND ?",
-        [start, end],
+        "SELECT e.date, s._n, e.factor, e.exposure FROM exposures e JOIN "
+        "(SELECT date, asset_id, row_number() OVER (PARTITION BY date ORDER BY asset_id) - 1 "
+        "AS _n FROM specific_risk WHERE date BETWEEN ? AND ?) s USING (date, asset_id) "
+        "WHERE e.date BETWEEN ? AND ?",
+        [start, end, start, end],
     )
     factors = sorted(set(cov["factor_1"].to_list()))
     k = len(factors)
     fpos = pl.DataFrame({"factor": factors, "_k": np.arange(k)})
+    if spec.height == 0 or expo.height == 0:
+        return {}
+    ee = expo.with_columns(
+        pl.col("factor").replace_strict(factors, list(range(k)), default=None).alias("_k")
+    ).drop_nulls("_k")
+    cc = cov.join(fpos, left_on="factor_1", right_on="factor").join(
+        fpos.rename({"_k": "_l"}), left_on="factor_2", right_on="factor"
+    )
+    cov_by = cc.partition_by("date", as_dict=True)
+    spec_by = spec.partition_by("date", as_dict=True)
+    expo_by = ee.partition_by("date", as_dict=True) if ee.height else {}
+    groups_k = [str(group_of.get(f_, "")) for f_ in factors]
     out: dict[dt.date, RiskModel] = {}
-    cov_by_date = cov.partition_by("date", as_dict=True)
-    spec_by_date = spec.partition_by("date", as_dict=True) if spec.height else {}
-    expo_by_date = expo.partition_by("date", as_dict=True) if expo.height else {}
-    for (day,), c in cov_by_date.items():  # loop over dates; each date vectorised
-        s = spec_by_date.get((day,))
-        e = expo_by_date.get((day,))
-        if s is None or e is None:
+    for (day,), c in cov_by.items():  # loop over dates; each date vectorised
+        s_ = spec_by.get((day,))
+        e = expo_by.get((day,))
+        if s_ is None or e is None:
             continue
-        ids = s["asset_id"].to_numpy().astype(np.str_)
-        apos = pl.DataFrame({"asset_id": ids, "_n": np.arange(len(ids))})
-        ee = e.join(apos, on="asset_id").join(fpos, on="factor")
-        x = np.zeros((len(ids), k))
-        x[ee["_n"].to_numpy(), ee["_k"].to_numpy()] = ee["exposure"].to_numpy()
-        cc = c.join(fpos, left_on="factor_1", right_on="factor").join(
-            fpos.rename({"_k": "_l"}), left_on="factor_2", right_on="factor"
-        )
+        n = s_.height
+        rows, cols = e["_n"].to_numpy(), e["_k"].to_numpy()
+        x = np.zeros((n, k))
+        x[rows, cols] = e["exposure"].to_numpy()
+        has_expo = np.zeros(n, dtype=bool)
+        has_expo[rows] = True
         f = np.full((k, k), np.nan)
-        f[cc["_k"].to_numpy(), cc["_l"].to_numpy()] = cc["covariance"].to_numpy()
-        has_expo = np.isin(ids, e["asset_id"].to_numpy().astype(np.str_))
+        f[c["_k"].to_numpy(), c["_l"].to_numpy()] = c["covariance"].to_numpy()
+        ids = s_["asset_id"].to_numpy().astype(np.str_)
         out[day] = RiskModel(
             asset_ids=ids[has_expo],
             factors=factors,
-            factor_groups=[str(group_of.get(f_, "")) for f_ in factors],
+            factor_groups=groups_k,
             exposures=x[has_expo],
             covariance=f,
-            specific_risk=s["specific_risk"].to_numpy()[has_expo],
+            specific_risk=s_["specific_risk"].to_numpy()[has_expo],
         )
     return out
 
