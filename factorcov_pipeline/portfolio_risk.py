@@ -8,9 +8,9 @@ column, no rows, a null/NaN/infinite weight (naming the assets), an asset listed
 portfolio (naming them), and, on a date, asset ids that are not in the model (naming them;
 ``drop_unknown`` leaves them out and reports the weight dropped).
 
-The risk model of date D is read from the public tables: the ``exposures`` view of D, the
-``factor_covariance`` and ``specific_risk`` forecast at D, the factor groups of
-``factor_returns``.
+The risk model of date D is read from the stored tables: the exposures of D (`exposures_wide`,
+whose long form is the ``exposures`` view), the ``factor_covariance`` and ``specific_risk``
+forecast at D, the factor groups of ``factor_returns``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 
 from factorcov_pipeline.core.portfolio import RiskModel
+from factorcov_pipeline.storage import quote_ident
 
 Reader = Callable[[str, Sequence[Any]], pl.DataFrame]
 
@@ -174,21 +175,27 @@ def load_risk_models(read: Reader, start: dt.date, end: dt.date) -> dict[dt.date
         "FROM specific_risk WHERE date BETWEEN ? AND ? ORDER BY date, asset_id",
         [start, end],
     )
+    factors = sorted(set(cov["factor_1"].to_list()))
+    k = len(factors)
+    # The stored wide exposures (the `exposures` view is their long form: Market 1, own
+    # category 1, styles), ten times fewer rows to read than the view.
+    styles = [f_ for f_ in factors if group_of.get(f_) == "style"]
+    markets = [factors.index(f_) for f_ in factors if group_of.get(f_) == "market"]
+    style_cols = "".join(f", e.{quote_ident(c)}" for c in styles)
     expo = read(
-        "SELECT e.date, s._n, e.factor, e.exposure FROM exposures e JOIN "
+        f"SELECT e.date, s._n, e.category{style_cols} FROM exposures_wide e JOIN "
         "(SELECT date, asset_id, row_number() OVER (PARTITION BY date ORDER BY asset_id) - 1 "
         "AS _n FROM specific_risk WHERE date BETWEEN ? AND ?) s USING (date, asset_id) "
         "WHERE e.date BETWEEN ? AND ?",
         [start, end, start, end],
     )
-    factors = sorted(set(cov["factor_1"].to_list()))
-    k = len(factors)
     fpos = pl.DataFrame({"factor": factors, "_k": np.arange(k)})
     if spec.height == 0 or expo.height == 0:
         return {}
     ee = expo.with_columns(
-        pl.col("factor").replace_strict(factors, list(range(k)), default=None).alias("_k")
-    ).drop_nulls("_k")
+        pl.col("category").replace_strict(factors, list(range(k)), default=None).alias("_k")
+    )
+    style_k = np.array([factors.index(c) for c in styles], dtype=np.int64)
     cc = cov.join(fpos, left_on="factor_1", right_on="factor").join(
         fpos.rename({"_k": "_l"}), left_on="factor_2", right_on="factor"
     )
@@ -203,9 +210,14 @@ def load_risk_models(read: Reader, start: dt.date, end: dt.date) -> dict[dt.date
         if s_ is None or e is None:
             continue
         n = s_.height
-        rows, cols = e["_n"].to_numpy(), e["_k"].to_numpy()
+        rows = e["_n"].to_numpy()
         x = np.zeros((n, k))
-        x[rows, cols] = e["exposure"].to_numpy()
+        x[rows[:, None], np.asarray(markets, dtype=np.int64)[None, :]] = 1.0
+        cat = e["_k"].to_numpy(allow_copy=True)
+        known = ~np.isnan(cat.astype(np.float64))
+        x[rows[known], cat[known].astype(np.int64)] = 1.0
+        if styles:
+            x[rows[:, None], style_k[None, :]] = e.select(styles).to_numpy()
         has_expo = np.zeros(n, dtype=bool)
         has_expo[rows] = True
         f = np.full((k, k), np.nan)

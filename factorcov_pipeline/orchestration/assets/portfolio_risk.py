@@ -146,7 +146,9 @@ def portfolio_risk(
     store = storage.store()
     dates = partition_dates(context)
     cfg = settings.portfolio_risk_settings
-    holdings = standing_holdings(cfg)
+    # user-supplied factor returns: no exposures or specific risk, so no portfolio risk
+    user_returns = bool(settings.factor_model_settings.universe.factor_returns)
+    holdings = None if user_returns else standing_holdings(cfg)
     rows, dropped = 0, 0.0
     for chunk in date_chunks(dates):
         if holdings is None:

@@ -219,7 +219,9 @@ def risk_backtest(
     cfg = settings.portfolio_risk_settings
     holdings = standing_holdings(cfg)
     rows = 0
-    for chunk in date_chunks(dates):
+    # user-supplied factor returns: no exposures or specific risk, nothing to backtest
+    user_returns = bool(settings.factor_model_settings.universe.factor_returns)
+    for chunk in [] if user_returns else date_chunks(dates):
         prev0 = calendar.previous_session(chunk[0])
         models = load_risk_models(store.read, prev0, chunk[-1])
         uni = store.read(
@@ -264,5 +266,13 @@ def risk_backtest(
             settings_json=settings.fingerprint(),
         )
         rows += bt_all.height
+    if user_returns:
+        for table, schema in ((ASSET, BACKTEST_SCHEMA), (SPECIFIC_BIAS, SPEC_SCHEMA)):
+            store.replace(
+                [TableWrite(table, pl.DataFrame(schema=schema))],
+                date_span(dates),
+                settings_json=settings.fingerprint(),
+            )
+        return MaterializeResult(metadata={"skipped": "factor returns are supplied by the user"})
     meta = {"dagster/row_count": rows, **_history_metadata(store, dates[-1])}
     return MaterializeResult(metadata=meta)

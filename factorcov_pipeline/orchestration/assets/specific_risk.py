@@ -67,7 +67,9 @@ def specific_risk(
     styles = model_factors(settings).styles
     sr = settings.specific_risk_settings
     meta = {"specific_risk_settings": MetadataValue.json(sr.model_dump(mode="json"))}
-    ret_dates = return_dates(store, dates, ASSET)
+    user_returns = bool(settings.factor_model_settings.universe.factor_returns)
+    # user-supplied factor returns: no regression, so no specific returns to forecast from
+    ret_dates = [] if user_returns else return_dates(store, dates, ASSET)
     if not ret_dates:
         store.replace(
             [TableWrite(ASSET, EMPTY)], (dates[0], dates[-1]), settings_json=settings.fingerprint()
