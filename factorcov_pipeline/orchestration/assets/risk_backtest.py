@@ -170,17 +170,15 @@ def specific_bias_by_decile(store: Store, last: dt.date) -> pl.DataFrame:
     if len(dates) < 30:
         return pl.DataFrame()
     start = dates[len(dates) // 3]
-    z = store.read(SPECIFIC_Z_SQL, [last, start, last])
-    caps = store.read(
-        "SELECT asset_id, median(market_cap) AS cap FROM universe WHERE date BETWEEN ? AND ? "
-        "GROUP BY asset_id",
-        [start, last],
-    )
-    per = (
-        z.group_by("asset_id")
-        .agg(pl.col("z").std().alias("bias"), pl.len().alias("n"))
-        .filter(pl.col("n") >= 20)
-        .join(caps, on="asset_id")
+    # aggregated in DuckDB: one row per asset comes back, not one per asset and date
+    per = store.read(
+        f"WITH z AS ({SPECIFIC_Z_SQL}), "
+        "per AS (SELECT asset_id, stddev_samp(z) AS bias, count(*) AS n FROM z "
+        "GROUP BY asset_id HAVING count(*) >= 20), "
+        "caps AS (SELECT asset_id, median(market_cap) AS cap FROM universe "
+        "WHERE date BETWEEN ? AND ? GROUP BY asset_id) "
+        "SELECT per.*, caps.cap FROM per JOIN caps USING (asset_id) ORDER BY asset_id",
+        [last, start, last, start, last],
     )
     if per.height == 0:
         return pl.DataFrame()
