@@ -57,6 +57,11 @@ over assets (arrays of N assets; the only Python loop is over dates):
    adjustment, as for the factor volatilities, so no return of t or later enters a forecast
    dated before t); lambda = 1 until the first B term.
 
+References are to the subsections of the notes' section 5 (5.1 time series, 5.2 structural
+model and blending, 5.3 Bayesian shrinkage, 5.4 volatility regime adjustment) with every formula
+written out above, rather than to equation numbers, which could not be checked against the text
+here.
+
 The published forecast is annualised, ``sigma * sqrt(252)``, for every asset with a market cap,
 a category and finite style exposures at t (present assets), whatever its history.
 
