@@ -79,7 +79,7 @@ def _materialize(args: argparse.Namespace) -> int:
 
     from factorcov_pipeline.orchestration.partitions import SESSIONS_START
     from factorcov_pipeline.orchestration.resources import FactorcovStorage
-    from factorcov_pipeline.orchestration.runner import failure_messages, run_range
+    from factorcov_pipeline.orchestration.runner import check_outcomes, failure_messages, run_range
 
     start, end = resolve_range(args.start, args.end, SESSIONS_START)
     settings_file = args.settings or os.environ.get("FACTORCOV_SETTINGS") or ""
@@ -99,14 +99,19 @@ def _materialize(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     result = run_range(start, end, storage, settings_file, instance, _ProgressLogger().logger_def())
     elapsed = time.perf_counter() - t0
-    checks = result.get_asset_check_evaluations()
-    passed = sum(1 for c in checks if c.passed)
+    # one evaluation per check and session: a check passed when it passed on every session
+    checks = check_outcomes(result)
+    passed = sum(1 for evs in checks.values() if all(e.passed for e in evs))
     if not result.success:
         for message in failure_messages(result):
             console.print(f"[red]failed[/red] {message}")
-        failed_checks = [c for c in checks if not c.passed]
-        for c in failed_checks:
-            console.print(f"[red]check failed[/red] {c.asset_check_key.name}: {c.description}")
+        for name, evs in checks.items():
+            bad = [e for e in evs if not e.passed]
+            if bad:
+                console.print(
+                    f"[red]check failed[/red] {name} on {len(bad)} session(s), first "
+                    f"{bad[0].partition}: {bad[0].description}"
+                )
         console.print(
             f"factorcov: run failed after {elapsed:.1f} s ({passed}/{len(checks)} checks passed)"
         )

@@ -71,7 +71,13 @@ def test_range_run_succeeds_with_every_check_passing(built):
     evaluations = result.get_asset_check_evaluations()
     names = {e.asset_check_key.name for e in evaluations}
     assert {"volatility_tieout", "correlation_tieout", "factor_returns_zero_sum"} <= names
-    assert len(evaluations) == 8
+    # one evaluation per check and session, each recorded with its session (the UI's
+    # per-partition check status), every one passed
+    assert len(evaluations) == 8 * len(SESSIONS)
+    per_check = {}
+    for e in evaluations:
+        per_check.setdefault(e.asset_check_key.name, []).append(e.partition)
+    assert all(sorted(keys) == [str(d) for d in SESSIONS] for keys in per_check.values())
     assert all(e.passed for e in evaluations)
     # one run for the whole range: every asset materialised for all 20 partitions
     mats = result.get_asset_materialization_events()
@@ -283,7 +289,7 @@ def test_matrix_checks_fail_on_a_bad_date_in_a_later_chunk(built, tmp_path, monk
         selection=dg.AssetSelection.checks_for_assets("factor_correlation", "factor_covariance"),
     )
 
-    def run_checks(path: Path) -> dict[str, dg.AssetCheckEvaluation]:
+    def run_checks(path: Path) -> dict[str, dict[str, dg.AssetCheckEvaluation]]:
         definitions = dg.Definitions(
             assets=ALL_ASSETS,
             asset_checks=ALL_CHECKS,
@@ -301,14 +307,20 @@ def test_matrix_checks_fail_on_a_bad_date_in_a_later_chunk(built, tmp_path, monk
             },
             raise_on_error=False,
         )
-        return {e.asset_check_key.name: e for e in result.get_asset_check_evaluations()}
+        out: dict[str, dict[str, dg.AssetCheckEvaluation]] = {}
+        for e in result.get_asset_check_evaluations():
+            out.setdefault(e.asset_check_key.name, {})[e.partition] = e
+        return out
 
     evaluations = run_checks(db)
     assert set(evaluations) == {"factor_correlation_valid", "factor_covariance_symmetric_psd"}
-    assert not evaluations["factor_correlation_valid"].passed
-    assert not evaluations["factor_covariance_symmetric_psd"].passed
+    for name in evaluations:
+        # failed on the corrupted session only, passed on every other session of the range
+        assert len(evaluations[name]) == len(SESSIONS)
+        failed = [k for k, e in evaluations[name].items() if not e.passed]
+        assert failed == [str(END)], (name, failed)
     # the untouched file passes the same checks
-    assert all(e.passed for e in run_checks(db_built).values())
+    assert all(e.passed for evs in run_checks(db_built).values() for e in evs.values())
 
 
 def test_a_file_of_the_previous_release_is_upgraded_by_the_next_run(built, tmp_path):

@@ -68,6 +68,16 @@ def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
     return out
 
 
+def check_outcomes(
+    result: dg.ExecuteInProcessResult,
+) -> dict[str, list[dg.AssetCheckEvaluation]]:
+    """Each check's evaluations in the run (one per session of the range), by check name."""
+    out: dict[str, list[dg.AssetCheckEvaluation]] = {}
+    for evaluation in result.get_asset_check_evaluations():
+        out.setdefault(evaluation.asset_check_key.name, []).append(evaluation)
+    return out
+
+
 def quiet_logger() -> dg.LoggerDefinition:
     """A logger that drops everything (tests)."""
 
