@@ -17,7 +17,6 @@ from factorcov_pipeline.core.factors import DEFAULT_FACTORS
 from factorcov_pipeline.definitions import defs
 from factorcov_pipeline.orchestration.resources import FactorcovStorage
 from factorcov_pipeline.orchestration.runner import failure_messages, quiet_logger, run_range
-from factorcov_pipeline.orchestration.schedules import daily_schedule
 from factorcov_pipeline.storage import Store
 
 START = dt.date(2025, 3, 31)
@@ -196,7 +195,9 @@ def test_missing_predecessor_is_a_clear_error(built, tmp_path):
     assert not result.success
     message = " ".join(failure_messages(result))
     assert "factor_volatility" in message
-    assert str(SESSIONS[6]) in message and "not been materialised" in message
+    # the message names the whole gap (here one session) and the one command that fills it
+    assert f"{SESSIONS[6]} .. {SESSIONS[6]} are not materialised" in message
+    assert f"factorcov materialize --start {SESSIONS[6]} --end {SESSIONS[7]}" in message
     assert _table(db, "factor_volatility", "ALL").equals(before)
 
 
@@ -213,14 +214,7 @@ def test_settings_identity_is_enforced(built, tmp_path):
     assert _table(db, "factor_covariance", "ALL").equals(before)
 
 
-def test_schedule_targets_the_days_session_after_the_close():
-    context = dg.build_schedule_context(
-        scheduled_execution_time=pd.Timestamp(
-            "2025-04-04 18:30", tz="America/New_York"
-        ).to_pydatetime()
-    )
-    requests = list(daily_schedule.evaluate_tick(context).run_requests or [])
-    assert [r.partition_key for r in requests] == ["2025-04-04"]  # Friday -> Friday
+def test_good_friday_is_not_a_partition():
     # Good Friday 2025-04-18 is not a session: no partition, the Thursday tick is Thursday's
     keys = defs.resolve_job_def("factorcov_daily").partitions_def.get_partition_keys(
         current_time=dt.datetime(2025, 4, 25)

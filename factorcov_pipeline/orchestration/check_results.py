@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 
 from dagster import (
     AssetCheckEvaluation,
-    Output,
     AssetCheckExecutionContext,
     AssetCheckSeverity,
     AssetKey,
     AssetRecordsFilter,
+    Output,
 )
 
 # The type of `AssetCheckEvaluation.target_materialization_data`, a public field whose class

@@ -33,7 +33,6 @@ def run_range(
         else dg.define_asset_job(
             "factorcov_selection",
             selection=dg.AssetSelection.assets(*selection),
-            partitions_def=daily_job.partitions_def,
         )
     )
     defs = dg.Definitions(

@@ -67,6 +67,7 @@ def regression_input(
         prev_dates,
         "factor_returns (exposures of the previous session)",
         asset="exposures",
+        end=dates[-1],
     )
     lo, hi = prev_dates[0], prev_dates[-1]
     lagged = store.read_dates(

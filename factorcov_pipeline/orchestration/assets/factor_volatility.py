@@ -51,7 +51,7 @@ def factor_volatility(
             settings_json=settings.fingerprint(),
         )
         return MaterializeResult(metadata={"dates": 0, **meta})
-    blob = recursion_start_state(store, ASSET, ret_dates[0])
+    blob = recursion_start_state(store, ASSET, ret_dates[0], dates[-1])
     state = VolatilityState.from_bytes(blob) if blob is not None else None
     fr = store.read_dates("factor_returns", ret_dates[0], ret_dates[-1])
     F = long_to_matrix(fr, ret_dates, factors.names, "factor_return")
