@@ -16,7 +16,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     settings_metadata,
     stale_later_dates,
 )
-from factorcov_pipeline.orchestration.partitions import partition_dates, previous_session_mapping
+from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.storage import Store, TableWrite
 
@@ -32,13 +32,14 @@ def prior_daily_vol(store: Store, ret_dates: list, names: tuple[str, ...]) -> np
     return long_to_matrix(vol, days, names, "volatility") / np.sqrt(ANNUALISATION)
 
 
+# No self-dependency (t on t-1) is declared: Dagster's backfill daemon refuses to run a
+# self-dependent asset in the same run as its upstream assets (asset_backfill.py: "Self-dependant
+# assets cannot be materialized in the same run as other assets"), so a range launched from the
+# UI became several runs. The dependency on the previous session is enforced at run time by
+# `recursion_start_state`, with an error naming the gap.
 @asset(
     **PARTITIONED,
-    deps=[
-        AssetDep("factor_returns"),
-        AssetDep("factor_volatility"),
-        AssetDep(ASSET, partition_mapping=previous_session_mapping),
-    ],
+    deps=[AssetDep("factor_returns"), AssetDep("factor_volatility")],
     group_name="covariance",
     kinds={"numpy", "duckdb"},
 )
