@@ -6,6 +6,7 @@ from dagster import AssetDep, AssetExecutionContext, MaterializeResult, asset
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.correlation import CorrelationForecaster, CorrelationState
 from factorcov_pipeline.core.panel import cube_to_pairs, long_to_matrix
+from factorcov_pipeline.orchestration import views
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     date_chunks,
@@ -16,6 +17,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     settings_metadata,
     stale_later_dates,
 )
+from factorcov_pipeline.orchestration.metadata import on_last_session, per_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.storage import Store, TableWrite
@@ -62,7 +64,8 @@ def factor_correlation(
         store.replace(
             [TableWrite(ASSET, empty)], (dates[0], dates[-1]), settings_json=settings.fingerprint()
         )
-        return MaterializeResult(metadata={"dates": 0, **meta})
+        on_last_session(context, {"dates": 0, **meta})
+        return MaterializeResult()
     blob = recursion_start_state(store, ASSET, ret_dates[0], dates[-1])
     state = CorrelationState.from_bytes(blob) if blob is not None else None
     fr = store.read_dates("factor_returns", ret_dates[0], ret_dates[-1])
@@ -95,11 +98,16 @@ def factor_correlation(
             settings_json=settings.fingerprint(),
         )
     stale = stale_later_dates(store, ASSET, dates[-1], context.log)
-    return MaterializeResult(
-        metadata={
+    per, figures = views.correlation(store, factors, dates)
+    per_session(context, per)
+    on_last_session(
+        context,
+        {
             "dates": len(ret_dates),
             "continued_from_state": blob is not None,
             "later_dates_now_stale": stale,
+            **figures,
             **meta,
-        }
+        },
     )
+    return MaterializeResult()

@@ -6,6 +6,7 @@ from dagster import AssetDep, AssetExecutionContext, MaterializeResult, asset
 
 from factorcov_pipeline.core.panel import long_to_matrix, matrix_to_long
 from factorcov_pipeline.core.volatility import VolatilityForecaster, VolatilityState
+from factorcov_pipeline.orchestration import views
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     model_factors,
@@ -14,6 +15,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     settings_metadata,
     stale_later_dates,
 )
+from factorcov_pipeline.orchestration.metadata import on_last_session, per_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.storage import TableWrite
@@ -55,7 +57,8 @@ def factor_volatility(
             (dates[0], dates[-1]),
             settings_json=settings.fingerprint(),
         )
-        return MaterializeResult(metadata={"dates": 0, **meta})
+        on_last_session(context, {"dates": 0, **meta})
+        return MaterializeResult()
     blob = recursion_start_state(store, ASSET, ret_dates[0], dates[-1])
     state = VolatilityState.from_bytes(blob) if blob is not None else None
     fr = store.read_dates("factor_returns", ret_dates[0], ret_dates[-1])
@@ -86,12 +89,16 @@ def factor_volatility(
         settings_json=settings.fingerprint(),
     )
     stale = stale_later_dates(store, ASSET, dates[-1], context.log)
-    return MaterializeResult(
-        metadata={
+    per, figures = views.volatility(store, factors, dates)
+    per_session(context, per)
+    on_last_session(
+        context,
+        {
             "dates": len(ret_dates),
             "continued_from_state": blob is not None,
-            "last_date_mean_vol": float(vol[-1].mean()),
             "later_dates_now_stale": stale,
+            **figures,
             **meta,
-        }
+        },
     )
+    return MaterializeResult()

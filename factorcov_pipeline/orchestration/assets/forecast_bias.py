@@ -4,13 +4,14 @@ import datetime as dt
 
 import numpy as np
 import polars as pl
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.backtest import bias_summary
 from factorcov_pipeline.core.backtest import forecast_bias as bias_table
 from factorcov_pipeline.core.factors import FactorSet
 from factorcov_pipeline.core.panel import long_to_matrix, pairs_to_cube
+from factorcov_pipeline.orchestration import views
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     date_chunks,
@@ -18,6 +19,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     model_factors,
     settings_metadata,
 )
+from factorcov_pipeline.orchestration.metadata import on_last_session, per_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.storage import Store, TableWrite
@@ -85,9 +87,10 @@ def forecast_bias(
         )
         frames.append(out)
     out = pl.concat(frames)
-    summary = bias_summary(out) if out.height else None
-    meta = {"rows": out.height, **settings_metadata(settings)}
-    if summary is not None:
-        meta["mean_abs_bias_minus_1"] = float(summary["mean_abs_bias_minus_1"].mean())
-        meta["summary"] = MetadataValue.text(str(summary.head(30)))
-    return MaterializeResult(metadata=meta)
+    # the summary of the windows stored up to the range's end (not only this run's windows)
+    stored = store.read_dates(ASSET, dt.date(1900, 1, 1), dates[-1])
+    summary = bias_summary(stored) if stored.height else None
+    per, figures = views.bias(store, summary, dates)
+    per_session(context, per)
+    on_last_session(context, {"rows": out.height, **figures, **settings_metadata(settings)})
+    return MaterializeResult()
