@@ -137,6 +137,22 @@ class _ProgressLogger:
 
     def __init__(self) -> None:
         self.started: dict[str, float] = {}
+        # a check records one evaluation per session: summarised in one line per check step
+        self.checks: dict[str, list[Any]] = {}
+
+    def check_line(self, step: str) -> None:
+        evaluations = self.checks.pop(step, [])
+        if not evaluations:
+            return
+        name = evaluations[0].asset_check_key.name
+        failed = [e for e in evaluations if not e.passed]
+        if failed:
+            console.print(
+                f"  [red]FAIL[/red]  check {name} on {len(failed)} of {len(evaluations)} "
+                f"session(s), first {failed[0].partition}"
+            )
+        else:
+            console.print(f"  [green]pass[/green]  check {name} ({len(evaluations)} session(s))")
 
     def logger_def(self) -> Any:
         import logging
@@ -160,17 +176,17 @@ class _ProgressLogger:
                 if kind == "STEP_START":
                     outer.started[step] = time.perf_counter()
                 elif kind == "STEP_SUCCESS":
+                    outer.check_line(step)
                     took = time.perf_counter() - outer.started.get(step, time.perf_counter())
                     console.print(
                         f"  [green]done[/green]  {step:<50} {took:7.2f} s"
                         f"   peak memory so far {_peak_rss_gib():5.2f} GiB"
                     )
                 elif kind == "STEP_FAILURE":
+                    outer.check_line(step)
                     console.print(f"  [red]fail[/red]  {step}")
                 elif kind == "ASSET_CHECK_EVALUATION":
-                    data = event.event_specific_data
-                    mark = "[green]pass[/green]" if data.passed else "[red]FAIL[/red]"
-                    console.print(f"  {mark}  check {data.asset_check_key.name}")
+                    outer.checks.setdefault(step, []).append(event.event_specific_data)
 
         @dg.logger
         def progress_logger(_init_context: object) -> logging.Logger:

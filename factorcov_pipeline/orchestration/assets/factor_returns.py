@@ -21,7 +21,6 @@ from factorcov_pipeline.orchestration.metadata import on_last_session, per_sessi
 from factorcov_pipeline.orchestration.partitions import (
     SESSIONS_START,
     partition_dates,
-    previous_and_same_mapping,
 )
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.storage import EXPOSURES_TABLE, Store, TableWrite, quote_ident
@@ -87,9 +86,14 @@ def regression_input(
     )
 
 
+# exposures is declared on the same session (identity), although returns of t use the
+# exposures of t-1 too: with a (t-1, t) mapping, a range launched from the UI's asset graph
+# targets one more factor_returns session than exposures sessions, and Dagster's backfill then
+# splits the range into several runs. `require_dates` enforces the t-1 exposures at run time
+# (an error naming the gap), as `recursion_start_state` does for the EWMA assets.
 @asset(
     **PARTITIONED,
-    deps=[AssetDep("universe"), AssetDep("exposures", partition_mapping=previous_and_same_mapping)],
+    deps=[AssetDep("universe"), AssetDep("exposures")],
     group_name="factor_model",
     kinds={"numpy", "duckdb"},
 )

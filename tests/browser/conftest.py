@@ -1,8 +1,10 @@
 """`dagster dev` on a temporary DAGSTER_HOME, DuckDB file and small synthetic universe, for the
-browser and GraphQL tests (the real webserver and daemon, as a user starts them)."""
+browser tests (the real webserver and daemon, as a user starts them): the `dagster_dev` fixture
+and what the tests ask its GraphQL endpoint (what the UI shows)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -87,12 +91,14 @@ def dagster_dev(tmp: Path, n_assets: int = 300) -> Iterator[DagsterDev]:
             time.sleep(1)
         yield dev
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
+        # Ctrl-C, as a user stops it; then the whole process group (webserver, daemon, code
+        # server, run workers) if it has not exited
+        proc.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=20)
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        proc.wait()
 
 
 RUNS = """
@@ -138,4 +144,12 @@ def wait_for_runs(dev: DagsterDev, n: int, timeout: float = 240) -> list[dict[st
         if len(runs) >= n and all(r["status"] in finished for r in runs):
             return runs
         time.sleep(2)
-    raise AssertionError(f"runs did not finish in {timeout} s: {runs}\n{dev.log.read_text()[-3000:]}")
+    raise AssertionError(
+        f"runs did not finish in {timeout} s: {runs}\n{dev.log.read_text()[-3000:]}"
+    )
+
+
+@pytest.fixture
+def dev(tmp_path: Path) -> Iterator[DagsterDev]:
+    with dagster_dev(tmp_path) as running:
+        yield running
