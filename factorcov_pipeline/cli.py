@@ -75,8 +75,8 @@ def resolve_range(
 
 def _materialize(args: argparse.Namespace) -> int:
     # Imported here so `factorcov --help` and argument errors stay fast.
-    import dagster as dg
 
+    from factorcov_pipeline.orchestration.instance import InstanceConfigError, instance_from_env
     from factorcov_pipeline.orchestration.partitions import SESSIONS_START
     from factorcov_pipeline.orchestration.resources import FactorcovStorage
     from factorcov_pipeline.orchestration.runner import check_outcomes, failure_messages, run_range
@@ -84,17 +84,16 @@ def _materialize(args: argparse.Namespace) -> int:
     start, end = resolve_range(args.start, args.end, SESSIONS_START)
     settings_file = args.settings or os.environ.get("FACTORCOV_SETTINGS") or ""
     load_settings(settings_file or None)  # fail fast with a clear message
+    try:
+        instance = instance_from_env()
+    except InstanceConfigError as err:  # an unusable DAGSTER_HOME: one line, exit 2
+        raise UsageError(str(err)) from None
     storage = FactorcovStorage()
     store = storage.store()
     n_sessions = len(calendar.sessions(start, end))
     console.print(
         f"factorcov: materialising {n_sessions} session(s) {start} .. {end} "
         f"into {store.path}" + (f" with settings {settings_file}" if settings_file else "")
-    )
-    instance = (
-        dg.DagsterInstance.get()
-        if os.environ.get("DAGSTER_HOME")
-        else dg.DagsterInstance.ephemeral()
     )
     t0 = time.perf_counter()
     result = run_range(start, end, storage, settings_file, instance, _ProgressLogger().logger_def())

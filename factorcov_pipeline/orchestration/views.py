@@ -123,7 +123,10 @@ def regression(store: Store, dates: list[dt.date]) -> tuple[PerSession, dict[str
     n = plots.line_chart(
         days, {"assets": stats["n_assets"].to_numpy()}, "Assets in the regression", "assets"
     )
-    return per, {"r_squared": image(r2, "R-squared"), "n_assets": image(n, "assets")}
+    return per, {
+        "r_squared_over_time": image(r2, "R-squared"),
+        "assets_over_time": image(n, "assets"),
+    }
 
 
 def bias(
