@@ -55,6 +55,7 @@ def build_partitions(start: dt.date) -> TimeWindowPartitionsDefinition:
 SESSIONS_START = partitions_start()
 trading_sessions = build_partitions(SESSIONS_START)
 
+
 def partition_dates(context: AssetExecutionContext | AssetCheckExecutionContext) -> list[dt.date]:
     """The sessions of the run's partition range (one date for a daily run, many for a backfill)."""
     return [dt.date.fromisoformat(k) for k in context.partition_keys]
