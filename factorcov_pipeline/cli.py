@@ -98,11 +98,12 @@ def resolve_range(
 
 def _materialize(args: argparse.Namespace) -> int:
     # Imported here so `factorcov --help` and argument errors stay fast.
-    import dagster as dg
 
+    from factorcov_pipeline.orchestration.instance import InstanceConfigError, instance_from_env
     from factorcov_pipeline.orchestration.partitions import SESSIONS_START
     from factorcov_pipeline.orchestration.resources import FactorcovStorage
     from factorcov_pipeline.orchestration.runner import (
+        check_outcomes,
         failure_messages,
         removed_tables,
         run_range,
@@ -112,6 +113,10 @@ def _materialize(args: argparse.Namespace) -> int:
     start, end = resolve_range(args.start, args.end, SESSIONS_START)
     settings_file = args.settings or environment.settings_file() or ""
     settings = load_settings(settings_file or None)  # fail fast with a clear message
+    try:
+        instance = instance_from_env()
+    except InstanceConfigError as err:  # an unusable DAGSTER_HOME: one line, exit 2
+        raise UsageError(str(err)) from None
     storage = FactorcovStorage()
     store = storage.store()
     # Before anything is written: a DuckDB file (or a new one), built with these settings.
@@ -120,11 +125,6 @@ def _materialize(args: argparse.Namespace) -> int:
     console.print(
         f"factorcov: materialising {n_sessions} session(s) {start} .. {end} "
         f"into {store.path}" + (f" with settings {settings_file}" if settings_file else "")
-    )
-    instance = (
-        dg.DagsterInstance.get()
-        if os.environ.get("DAGSTER_HOME")
-        else dg.DagsterInstance.ephemeral()
     )
     t0 = time.perf_counter()
     with _signals_seen() as seen:
@@ -140,14 +140,19 @@ def _materialize(args: argparse.Namespace) -> int:
             "nothing of the interrupted chunk was written; run again to complete"
         )
         return 128 + int(signo)  # 130 for SIGINT, 143 for SIGTERM, as shells report
-    checks = result.get_asset_check_evaluations()
-    passed = sum(1 for c in checks if c.passed)
+    # one evaluation per check and session: a check passed when it passed on every session
+    checks = check_outcomes(result)
+    passed = sum(1 for evs in checks.values() if all(e.passed for e in evs))
     if not result.success:
         for message in failure_messages(result):
             console.print(f"[red]failed[/red] {message}")
-        failed_checks = [c for c in checks if not c.passed]
-        for c in failed_checks:
-            console.print(f"[red]check failed[/red] {c.asset_check_key.name}: {c.description}")
+        for name, evs in checks.items():
+            bad = [e for e in evs if not e.passed]
+            if bad:
+                console.print(
+                    f"[red]check failed[/red] {name} on {len(bad)} session(s), first "
+                    f"{bad[0].partition}: {bad[0].description}"
+                )
         removed = removed_tables(result)
         if removed:
             console.print(
@@ -215,6 +220,22 @@ class _ProgressLogger:
 
     def __init__(self) -> None:
         self.started: dict[str, float] = {}
+        # a check records one evaluation per session: summarised in one line per check step
+        self.checks: dict[str, list[Any]] = {}
+
+    def check_line(self, step: str) -> None:
+        evaluations = self.checks.pop(step, [])
+        if not evaluations:
+            return
+        name = evaluations[0].asset_check_key.name
+        failed = [e for e in evaluations if not e.passed]
+        if failed:
+            console.print(
+                f"  [red]FAIL[/red]  check {name} on {len(failed)} of {len(evaluations)} "
+                f"session(s), first {failed[0].partition}"
+            )
+        else:
+            console.print(f"  [green]pass[/green]  check {name} ({len(evaluations)} session(s))")
 
     def logger_def(self) -> Any:
         import logging
@@ -238,17 +259,17 @@ class _ProgressLogger:
                 if kind == "STEP_START":
                     outer.started[step] = time.perf_counter()
                 elif kind == "STEP_SUCCESS":
+                    outer.check_line(step)
                     took = time.perf_counter() - outer.started.get(step, time.perf_counter())
                     console.print(
                         f"  [green]done[/green]  {step:<50} {took:7.2f} s"
                         f"   peak memory so far {_peak_rss_gib():5.2f} GiB"
                     )
                 elif kind == "STEP_FAILURE":
+                    outer.check_line(step)
                     console.print(f"  [red]fail[/red]  {step}")
                 elif kind == "ASSET_CHECK_EVALUATION":
-                    data = event.event_specific_data
-                    mark = "[green]pass[/green]" if data.passed else "[red]FAIL[/red]"
-                    console.print(f"  {mark}  check {data.asset_check_key.name}")
+                    outer.checks.setdefault(step, []).append(event.event_specific_data)
 
         @dg.logger
         def progress_logger(_init_context: object) -> logging.Logger:

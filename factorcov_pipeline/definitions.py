@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
 from factorcov_pipeline.orchestration.assets import ALL_ASSETS
 from factorcov_pipeline.orchestration.checks import ALL_CHECKS
@@ -15,4 +15,9 @@ defs = Definitions(
     jobs=[daily_job],
     schedules=[daily_schedule],
     resources={"storage": FactorcovStorage(), "model": FactorcovSettings()},
+    # Every step of a run in one process, as `factorcov materialize` runs them: the default
+    # multiprocess executor starts a Python process per step (16 steps, each importing numpy,
+    # polars, numba and DuckDB), which made a UI run many times slower than the CLI; the steps
+    # are sequential anyway (one DuckDB writer).
+    executor=in_process_executor,
 )

@@ -17,7 +17,6 @@ from factorcov_pipeline.core.factors import DEFAULT_FACTORS
 from factorcov_pipeline.definitions import defs
 from factorcov_pipeline.orchestration.resources import FactorcovStorage
 from factorcov_pipeline.orchestration.runner import failure_messages, quiet_logger, run_range
-from factorcov_pipeline.orchestration.schedules import daily_schedule
 from factorcov_pipeline.storage import Store
 
 START = dt.date(2025, 3, 31)
@@ -71,7 +70,13 @@ def test_range_run_succeeds_with_every_check_passing(built):
     evaluations = result.get_asset_check_evaluations()
     names = {e.asset_check_key.name for e in evaluations}
     assert {"volatility_tieout", "correlation_tieout", "factor_returns_zero_sum"} <= names
-    assert len(evaluations) == 9
+    # one evaluation per check and session, each recorded with its session (the UI's
+    # per-partition check status), every one passed
+    assert len(evaluations) == 9 * len(SESSIONS)
+    per_check = {}
+    for e in evaluations:
+        per_check.setdefault(e.asset_check_key.name, []).append(e.partition)
+    assert all(sorted(keys) == [str(d) for d in SESSIONS] for keys in per_check.values())
     assert all(e.passed for e in evaluations)
     # one run for the whole range: every asset materialised for all 20 partitions
     mats = result.get_asset_materialization_events()
@@ -190,7 +195,9 @@ def test_missing_predecessor_is_a_clear_error(built, tmp_path):
     assert not result.success
     message = " ".join(failure_messages(result))
     assert "factor_volatility" in message
-    assert str(SESSIONS[6]) in message and "not been materialised" in message
+    # the message names the whole gap (here one session) and the one command that fills it
+    assert f"{SESSIONS[6]} .. {SESSIONS[6]} are not materialised" in message
+    assert f"factorcov materialize --start {SESSIONS[6]} --end {SESSIONS[7]}" in message
     assert _table(db, "factor_volatility", "ALL").equals(before)
 
 
@@ -207,14 +214,7 @@ def test_settings_identity_is_enforced(built, tmp_path):
     assert _table(db, "factor_covariance", "ALL").equals(before)
 
 
-def test_schedule_targets_the_days_session_after_the_close():
-    context = dg.build_schedule_context(
-        scheduled_execution_time=pd.Timestamp(
-            "2025-04-04 18:30", tz="America/New_York"
-        ).to_pydatetime()
-    )
-    requests = list(daily_schedule.evaluate_tick(context).run_requests or [])
-    assert [r.partition_key for r in requests] == ["2025-04-04"]  # Friday -> Friday
+def test_good_friday_is_not_a_partition():
     # Good Friday 2025-04-18 is not a session: no partition, the Thursday tick is Thursday's
     keys = defs.resolve_job_def("factorcov_daily").partitions_def.get_partition_keys(
         current_time=dt.datetime(2025, 4, 25)
@@ -283,7 +283,7 @@ def test_matrix_checks_fail_on_a_bad_date_in_a_later_chunk(built, tmp_path, monk
         selection=dg.AssetSelection.checks_for_assets("factor_correlation", "factor_covariance"),
     )
 
-    def run_checks(path: Path) -> dict[str, dg.AssetCheckEvaluation]:
+    def run_checks(path: Path) -> dict[str, dict[str, dg.AssetCheckEvaluation]]:
         definitions = dg.Definitions(
             assets=ALL_ASSETS,
             asset_checks=ALL_CHECKS,
@@ -301,14 +301,20 @@ def test_matrix_checks_fail_on_a_bad_date_in_a_later_chunk(built, tmp_path, monk
             },
             raise_on_error=False,
         )
-        return {e.asset_check_key.name: e for e in result.get_asset_check_evaluations()}
+        out: dict[str, dict[str, dg.AssetCheckEvaluation]] = {}
+        for e in result.get_asset_check_evaluations():
+            out.setdefault(e.asset_check_key.name, {})[e.partition] = e
+        return out
 
     evaluations = run_checks(db)
     assert set(evaluations) == {"factor_correlation_valid", "factor_covariance_symmetric_psd"}
-    assert not evaluations["factor_correlation_valid"].passed
-    assert not evaluations["factor_covariance_symmetric_psd"].passed
+    for name in evaluations:
+        # failed on the corrupted session only, passed on every other session of the range
+        assert len(evaluations[name]) == len(SESSIONS)
+        failed = [k for k, e in evaluations[name].items() if not e.passed]
+        assert failed == [str(END)], (name, failed)
     # the untouched file passes the same checks
-    assert all(e.passed for e in run_checks(db_built).values())
+    assert all(e.passed for evs in run_checks(db_built).values() for e in evs.values())
 
 
 def test_a_file_of_the_previous_release_is_upgraded_by_the_next_run(built, tmp_path):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import polars as pl
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, asset_check
+from dagster import AssetCheckEvaluation, AssetCheckExecutionContext, Output, asset_check
 
 from factorcov_pipeline import tieout
 from factorcov_pipeline.core import calendar
@@ -40,6 +40,11 @@ from factorcov_pipeline.orchestration.assets.common import (
     model_factors,
     rows_per_session,
 )
+from factorcov_pipeline.orchestration.check_results import (
+    MetadataScalar,
+    Verdict,
+    session_evaluations,
+)
 from factorcov_pipeline.orchestration.partitions import partition_dates, trading_sessions
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.storage import EXPOSURES_TABLE, Store, quote_ident
@@ -47,15 +52,6 @@ from factorcov_pipeline.storage import EXPOSURES_TABLE, Store, quote_ident
 ZERO_SUM_TOL = 1e-10
 CONSISTENCY_TOL = 1e-12
 PSD_TOL = 1e-12
-
-
-def _result(ok: bool, what: str, **metadata: object) -> AssetCheckResult:
-    return AssetCheckResult(
-        passed=bool(ok),
-        severity=AssetCheckSeverity.ERROR,
-        description=what,
-        metadata={k: v for k, v in metadata.items()},
-    )
 
 
 def _scope(
@@ -151,16 +147,47 @@ def _stored_chunks(
             yield days, values
 
 
+def _no_history(day: dt.date) -> Verdict:
+    return Verdict(True, {}, "no factor returns before this session yet: nothing to check")
+
+
+def _first_return(store: Store) -> dt.date | None:
+    days = store.stored_dates("factor_returns")
+    return days[0] if days else None
+
+
+def _forecast_verdicts(
+    dates: list[dt.date],
+    first: dt.date | None,
+    per_date: dict[dt.date, Verdict],
+    what: str,
+) -> dict[dt.date, Verdict]:
+    """Verdicts for every session of a range of a forecast table: sessions before the first
+    factor return have no forecast by design (pass); a later session without rows fails."""
+    out = {}
+    for day in dates:
+        if day in per_date:
+            out[day] = per_date[day]
+        elif first is None or day < first:
+            out[day] = _no_history(day)
+        else:
+            out[day] = Verdict(False, {}, f"no {what} stored for this session")
+    return out
+
+
 @asset_check(asset=factor_returns, partitions_def=trading_sessions, blocking=True)
 def factor_returns_zero_sum(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
-) -> AssetCheckResult:
+) -> Iterator[AssetCheckEvaluation | Output]:
     """The cap-weighted (or equal-weighted) sum of sector factor returns is 0 to 1e-10, with the
     caps of the assets in each date's regression at the previous session."""
     settings, store, dates, factors = _scope(context, storage, model)
     method = settings.factor_model_settings.modelconstruction.zero_sum_constraints.get("trbc")
+    what = f"|sum_s w_s f_s| / sum_s w_s <= {ZERO_SUM_TOL:g} ({method})"
     if settings.factor_model_settings.universe.factor_returns:
-        return _result(True, "user-supplied factor returns: no regression constraint to check")
+        note = "user-supplied factor returns: no regression constraint to check"
+        yield from session_evaluations(context, {d: Verdict(True, {}, note) for d in dates}, what)
+        return
     category = category_column(settings)
     errors = []
     # bounded memory at 10 years x 10,000 assets
@@ -207,39 +234,57 @@ def factor_returns_zero_sum(
                 .alias("err")
             )
         )
-    per_date = pl.concat(errors)
-    worst = float(per_date["err"].max() or 0.0) if per_date.height else 0.0
-    return _result(
-        worst <= ZERO_SUM_TOL,
-        f"|sum_s w_s f_s| / sum_s w_s <= {ZERO_SUM_TOL:g} on every date ({method})",
-        max_abs_weighted_sum=worst,
-        dates=per_date.height,
-    )
+    per_date = {
+        day: Verdict(bool(err <= ZERO_SUM_TOL), {"abs_weighted_sum": float(err)})
+        for day, err in pl.concat(errors).iter_rows()
+    }
+    # a session without sector returns (the base date, a data gap) has no constraint to check
+    note = Verdict(True, {}, "no factor returns on this session: no constraint to check")
+    yield from session_evaluations(context, {d: per_date.get(d, note) for d in dates}, what)
 
 
 @asset_check(asset=factor_returns, partitions_def=trading_sessions, blocking=True)
 def factor_returns_complete(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
-) -> AssetCheckResult:
-    """Every date with returns has all K factor returns, none NaN or infinite."""
+) -> Iterator[AssetCheckEvaluation | Output]:
+    """Every date with returns has all K factor returns, none NaN or infinite; a later session
+    without returns must be a recorded data gap."""
     _, store, dates, factors = _scope(context, storage, model)
     days, F = _stored(store, "factor_returns", dates, factors.names, "factor_return")
-    bad = int((~np.isfinite(F)).sum())
-    return _result(
-        bad == 0, "all factor returns present and finite", non_finite=bad, dates=len(days)
-    )
+    bad = (~np.isfinite(F)).sum(axis=1) if len(days) else np.empty(0, dtype=int)
+    per_date = {
+        day: Verdict(bool(n == 0), {"non_finite": int(n)}) for day, n in zip(days, bad, strict=True)
+    }
+    gaps = set(store.stored_dates(GAP_TABLE, dates[0], dates[-1]))
+    first = _first_return(store)
+    verdicts = {}
+    for day in dates:
+        if day in per_date:
+            verdicts[day] = per_date[day]
+        elif day in gaps:
+            verdicts[day] = Verdict(True, {}, "a recorded data gap (no asset returns)")
+        elif first is None or day < first:
+            verdicts[day] = _no_history(day)
+        else:
+            verdicts[day] = Verdict(False, {}, "no factor returns and no recorded gap")
+    yield from session_evaluations(context, verdicts, "all factor returns present and finite")
 
 
 @asset_check(asset=exposures, partitions_def=trading_sessions, blocking=True)
 def exposures_standardised(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
-) -> AssetCheckResult:
+) -> Iterator[AssetCheckEvaluation | Output]:
     """Each style has cap-weighted mean 0 and equal-weighted std 1 on every date (1e-9)."""
     settings, store, dates, factors = _scope(context, storage, model)
+    what = "cap-weighted mean 0, std 1 per style"
+    skip = None
     if settings.factor_model_settings.universe.factor_returns:
-        return _result(True, "user-supplied factor returns: no exposures to check")
-    if not factors.styles:
-        return _result(True, "the model has no style factors")
+        skip = "user-supplied factor returns: no exposures to check"
+    elif not factors.styles:
+        skip = "the model has no style factors"
+    if skip:
+        yield from session_evaluations(context, {d: Verdict(True, {}, skip) for d in dates}, what)
+        return
     # Per date and style, from the wide table (one row per asset): DuckDB aggregates one column
     # per statistic and style, in chunks of sessions for bounded memory at scale.
     stat_cols = ", ".join(
@@ -257,46 +302,44 @@ def exposures_standardised(
         for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors))
     ]
     wide = pl.concat(parts)
-    if wide.height == 0:
-        return _result(False, "no style exposures stored for these dates")
     n_styles = len(factors.styles)
-    stats = pl.DataFrame(
-        {
-            "cw_mean": np.concatenate([wide[f"m{i}"].to_numpy() for i in range(n_styles)]),
-            "ew_std": np.concatenate([wide[f"s{i}"].to_numpy() for i in range(n_styles)]),
-        }
-    )
-    mean_err = float(stats["cw_mean"].abs().max() or 0.0)
+    means = np.column_stack([wide[f"m{i}"].to_numpy() for i in range(n_styles)])
+    stds = np.column_stack([wide[f"s{i}"].to_numpy() for i in range(n_styles)])
+    mean_err = np.abs(means).max(axis=1) if wide.height else np.empty(0)
     # A degenerate descriptor (zero variance) gives all-zero exposures: std 0 is allowed then.
-    std_err = float(
-        stats.filter(pl.col("ew_std") > 0).select((pl.col("ew_std") - 1.0).abs().max()).item()
-        or 0.0
-    )
-    ok = mean_err <= 1e-9 and std_err <= 1e-9
-    return _result(
-        ok,
-        "cap-weighted mean 0, std 1 per style and date",
-        max_abs_mean=mean_err,
-        max_abs_std_minus_1=std_err,
-    )
+    std_err = np.where(stds > 0, np.abs(stds - 1.0), 0.0).max(axis=1) if wide.height else mean_err
+    per_date = {
+        day: Verdict(
+            bool(m <= 1e-9 and s <= 1e-9),
+            {"max_abs_mean": float(m), "max_abs_std_minus_1": float(s)},
+        )
+        for day, m, s in zip(wide["date"].to_list(), mean_err, std_err, strict=True)
+    }
+    missing = Verdict(False, {}, "no style exposures stored for this session")
+    yield from session_evaluations(context, {d: per_date.get(d, missing) for d in dates}, what)
 
 
 @asset_check(asset=exposures, partitions_def=trading_sessions, blocking=True)
 def style_exposures_valid(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
-) -> AssetCheckResult:
+) -> Iterator[AssetCheckEvaluation | Output]:
     """No style is degenerate on any date: not all zero although the universe has the
     descriptor (a flat descriptor, or one the standardisation collapsed: the style's factor
     return would be undefined) and within the documented bound
     |exposure| <= 2 x winsorize_sigma (`core.exposures.BOUND_FACTOR`): beyond it one extreme
     descriptor has dominated the standardisation."""
     settings, store, dates, factors = _scope(context, storage, model)
-    if settings.factor_model_settings.universe.factor_returns:
-        return _result(True, "user-supplied factor returns: no exposures to check")
-    if not factors.styles:
-        return _result(True, "the model has no style factors")
     sigma = settings.factor_model_settings.exposures.winsorize_sigma
     bound = BOUND_FACTOR * sigma
+    what = f"every style varies and lies within +/-{bound:g}"
+    skip = None
+    if settings.factor_model_settings.universe.factor_returns:
+        skip = "user-supplied factor returns: no exposures to check"
+    elif not factors.styles:
+        skip = "the model has no style factors"
+    if skip:
+        yield from session_evaluations(context, {d: Verdict(True, {}, skip) for d in dates}, what)
+        return
     cols = ", ".join(
         f"max(abs({quote_ident(s)})) AS {quote_ident('a' + str(i))}"
         for i, s in enumerate(factors.styles)
@@ -311,8 +354,6 @@ def style_exposures_valid(
             for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors))
         ]
     )
-    if wide.height == 0:
-        return _result(False, "no style exposures stored for these dates")
     # All zero is degenerate where the universe HAD the descriptor on at least two assets (it
     # was flat, or the standardisation collapsed it); a descriptor missing for every asset
     # (e.g. momentum before its look-back is available) is a data gap: exposure 0 by design.
@@ -331,96 +372,104 @@ def style_exposures_valid(
         else pl.DataFrame({"date": wide["date"]})
     )
     wide = wide.join(counts, on="date", how="left")
-    zero, over, worst = [], [], 0.0
+    problems: dict[dt.date, list[str]] = {d: [] for d in wide["date"].to_list()}
+    worst = dict.fromkeys(problems, 0.0)
     for i, style in enumerate(factors.styles):
         col = wide[f"a{i}"].fill_null(0.0)
-        worst = max(worst, float(col.max() or 0.0))
         had_data = (
             wide[style].fill_null(0) >= 2 if style in described else pl.Series([True] * wide.height)
         )
-        flat = wide.filter((col == 0.0) & had_data)["date"].to_list()
-        zero += [f"{style} on {d}" for d in flat]
-        over += [f"{style} on {d}" for d in wide.filter(col > bound)["date"].to_list()]
-    problems = []
-    if zero:
-        problems.append(f"all zero: {', '.join(zero[:5])}{' ...' if len(zero) > 5 else ''}")
-    if over:
-        problems.append(
-            f"beyond +/-{bound:g}: {', '.join(over[:5])}{' ...' if len(over) > 5 else ''}"
+        for day, value, has in zip(
+            wide["date"].to_list(), col.to_list(), had_data.to_list(), strict=True
+        ):
+            worst[day] = max(worst[day], float(value))
+            if value == 0.0 and has:
+                problems[day].append(f"{style} all zero")
+            elif value > bound:
+                problems[day].append(f"{style} beyond +/-{bound:g} ({value:.3g})")
+    per_date = {
+        day: Verdict(
+            not found,
+            {"max_abs_exposure": worst[day], "degenerate_styles": len(found)},
+            "; ".join(found) or None,
         )
-    return _result(
-        not problems,
-        "; ".join(problems) or f"every style varies and lies within +/-{bound:g} on every date",
-        max_abs_exposure=worst,
-        degenerate_style_dates=len(zero) + len(over),
-    )
+        for day, found in problems.items()
+    }
+    missing = Verdict(False, {}, "no style exposures stored for this session")
+    yield from session_evaluations(context, {d: per_date.get(d, missing) for d in dates}, what)
 
 
 @asset_check(asset=factor_volatility, partitions_def=trading_sessions, blocking=True)
 def factor_volatility_valid(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
-) -> AssetCheckResult:
+) -> Iterator[AssetCheckEvaluation | Output]:
     """Volatilities are finite and non-negative for every factor and date."""
-    store = storage.store()
-    dates = partition_dates(context)
-    vol = store.read_dates("factor_volatility", dates[0], dates[-1])
-    v = vol["volatility"].to_numpy() if vol.height else np.empty(0)
-    bad = int((~np.isfinite(v)).sum() + (v < 0).sum())
-    return _result(bad == 0, "finite, non-negative volatilities", invalid=bad, rows=vol.height)
+    _, store, dates, factors = _scope(context, storage, model)
+    per_date = {}
+    for days, V in _stored_chunks(store, "factor_volatility", dates, factors.names, "volatility"):
+        invalid = (~np.isfinite(V)).sum(axis=1) + (V < 0).sum(axis=1)
+        for day, n in zip(days, invalid, strict=True):
+            per_date[day] = Verdict(bool(n == 0), {"invalid": int(n)})
+    verdicts = _forecast_verdicts(dates, _first_return(store), per_date, "volatilities")
+    yield from session_evaluations(context, verdicts, "finite, non-negative volatilities")
 
 
 @asset_check(asset=factor_correlation, partitions_def=trading_sessions, blocking=True)
 def factor_correlation_valid(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
-) -> AssetCheckResult:
+) -> Iterator[AssetCheckEvaluation | Output]:
     """Correlations are finite, symmetric, with unit diagonal and entries in [-1, 1]."""
     _, store, dates, factors = _scope(context, storage, model)
-    finite, asym, diag, bound = True, 0.0, 0.0, 0.0
-    for _, C in _stored_chunks(store, "factor_correlation", dates, factors.names, "correlation"):
-        finite = finite and bool(np.isfinite(C).all())
-        asym = max(asym, float(np.abs(C - C.transpose(0, 2, 1)).max()))
-        diag = max(diag, float(np.abs(np.diagonal(C, axis1=1, axis2=2) - 1).max()))
-        bound = max(bound, float(np.abs(C).max() - 1))
-    ok = finite and asym <= 1e-12 and diag <= 1e-12 and bound <= 1e-12
-    return _result(
-        ok,
-        "finite, symmetric, unit diagonal, |rho| <= 1",
-        max_asymmetry=asym,
-        max_diag_error=diag,
-        finite=finite,
+    per_date = {}
+    for days, C in _stored_chunks(store, "factor_correlation", dates, factors.names, "correlation"):
+        finite = np.isfinite(C).all(axis=(1, 2))
+        asym = np.abs(C - C.transpose(0, 2, 1)).max(axis=(1, 2))
+        diag = np.abs(np.diagonal(C, axis1=1, axis2=2) - 1).max(axis=1)
+        bound = np.abs(C).max(axis=(1, 2)) - 1
+        for i, day in enumerate(days):
+            ok = finite[i] and asym[i] <= 1e-12 and diag[i] <= 1e-12 and bound[i] <= 1e-12
+            per_date[day] = Verdict(
+                bool(ok),
+                {
+                    "max_asymmetry": float(asym[i]),
+                    "max_diag_error": float(diag[i]),
+                    "finite": bool(finite[i]),
+                },
+            )
+    verdicts = _forecast_verdicts(dates, _first_return(store), per_date, "correlations")
+    yield from session_evaluations(
+        context, verdicts, "finite, symmetric, unit diagonal, |rho| <= 1"
     )
 
 
 @asset_check(asset=factor_covariance, partitions_def=trading_sessions, blocking=True)
 def factor_covariance_symmetric_psd(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
-) -> AssetCheckResult:
-    """Every covariance matrix is finite, symmetric and positive semi-definite."""
+) -> Iterator[AssetCheckEvaluation | Output]:
+    """Every covariance matrix is finite, symmetric and positive semi-definite (smallest
+    eigenvalue >= -1e-12 x the largest variance; asymmetry <= 1e-12 x the largest variance)."""
     _, store, dates, factors = _scope(context, storage, model)
-    n_days, non_finite, asym, scale_max, rel = 0, 0, 0.0, 0.0, np.inf
+    per_date = {}
     for days, S in _stored_chunks(store, "factor_covariance", dates, factors.names, "covariance"):
-        n_days += len(days)
-        bad = int((~np.isfinite(S)).sum())
-        non_finite += bad
-        if bad:
-            continue
-        asym = max(asym, float(np.abs(S - S.transpose(0, 2, 1)).max()))
-        eig_min = np.linalg.eigvalsh((S + S.transpose(0, 2, 1)) / 2)[:, 0]
-        scale = np.abs(np.diagonal(S, axis1=1, axis2=2)).max(axis=1)
-        scale_max = max(scale_max, float(scale.max()))
-        rel = min(rel, float((eig_min / scale).min()))
-    if not n_days:
-        return _result(True, "no covariance dates in this range (base date)", dates=0)
-    if non_finite:
-        return _result(False, "covariance has NaN or infinite entries", non_finite=non_finite)
-    ok = asym <= PSD_TOL * scale_max and rel >= -PSD_TOL
-    return _result(
-        ok,
-        "symmetric and positive semi-definite",
-        max_asymmetry=asym,
-        min_relative_eigenvalue=rel,
-        dates=n_days,
-    )
+        non_finite = (~np.isfinite(S)).sum(axis=(1, 2))
+        clean = np.where(np.isfinite(S), S, 0.0)
+        asym = np.abs(clean - clean.transpose(0, 2, 1)).max(axis=(1, 2))
+        eig_min = np.linalg.eigvalsh((clean + clean.transpose(0, 2, 1)) / 2)[:, 0]
+        scale = np.abs(np.diagonal(clean, axis1=1, axis2=2)).max(axis=1)
+        rel = eig_min / np.where(scale > 0, scale, 1.0)
+        for i, day in enumerate(days):
+            if non_finite[i]:
+                per_date[day] = Verdict(
+                    False, {"non_finite": int(non_finite[i])}, "NaN or infinite entries"
+                )
+                continue
+            ok = asym[i] <= PSD_TOL * scale[i] and rel[i] >= -PSD_TOL
+            per_date[day] = Verdict(
+                bool(ok),
+                {"max_asymmetry": float(asym[i]), "min_relative_eigenvalue": float(rel[i])},
+            )
+    verdicts = _forecast_verdicts(dates, _first_return(store), per_date, "covariances")
+    yield from session_evaluations(context, verdicts, "symmetric and positive semi-definite")
 
 
 def _vol_is_tutorial(settings: object) -> bool:
@@ -433,75 +482,119 @@ def _cor_is_tutorial(settings: object) -> bool:
     return cs.nw_lags_cor == 0 and cs.shrink_cor_method is None and not cs.combine_standardized
 
 
+def _frame_failure(actual: pd.DataFrame, expected: pd.DataFrame, **kwargs: object) -> str | None:
+    """The tutorial's `assert_frame_equal` as written; its message when it fails, else None."""
+    try:
+        pd.testing.assert_frame_equal(actual, expected, **kwargs)  # type: ignore[arg-type]
+    except AssertionError as err:
+        return " ".join(str(err).split())[:500]
+    return None
+
+
+def _tieout_verdicts(
+    in_range: list[dt.date],
+    actual: pd.DataFrame,
+    expected: pd.DataFrame,
+    label: str,
+    metadata: dict[dt.date, dict[str, MetadataScalar]],
+    **kwargs: object,
+) -> dict[dt.date, Verdict]:
+    """The tutorial's assertion over the range's frames; when it fails, the same assertion on
+    each session's rows finds the sessions that fail (the failing path only: a passing range
+    costs one assertion)."""
+    if _frame_failure(actual, expected, **kwargs) is None:
+        return {d: Verdict(True, metadata.get(d, {}), f"{label} passed") for d in in_range}
+    out = {}
+    for day in in_range:
+        rows = [pd.Timestamp(day)]
+        message = _frame_failure(actual.loc[rows], expected.loc[rows], **kwargs)
+        out[day] = Verdict(
+            message is None,
+            metadata.get(day, {}),
+            f"{label} passed" if message is None else f"{label} failed: {message}",
+        )
+    return out
+
+
+def _with_history(
+    dates: list[dt.date], inputs: _TieoutInputs | None, per_date: dict[dt.date, Verdict]
+) -> dict[dt.date, Verdict]:
+    """Every session of the range: the tie-out's verdicts, and sessions before the first factor
+    return (no forecast yet) pass."""
+    first = inputs.days[0] if inputs is not None and inputs.days else None
+    return _forecast_verdicts(dates, first, per_date, "covariance report")
+
+
 @asset_check(asset=covariance_report, partitions_def=trading_sessions, blocking=True)
 def volatility_tieout(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
-) -> AssetCheckResult:
+) -> Iterator[AssetCheckEvaluation | Output]:
     """The tutorial's volatility tie-out: sqrt(diag(df_vcov)) equals the pandas EWMA of squared
     factor returns (`assert_frame_equal`, default tolerances) on this range's dates. With a
     non-default volatility setting: one block recomputation of the whole history equals the
     stored day-by-day forecasts to 1e-12."""
+    dates = partition_dates(context)
     inputs = _tieout_inputs(context, storage, model)
+    what = "volatility tie-out"
     if inputs is None:
-        return _result(True, "no forecast dates in this range (base date)")
+        yield from session_evaluations(context, _with_history(dates, None, {}), what)
+        return
     df_vol = tieout.vol_from_vcov(inputs.df_vcov)
+    index = [pd.Timestamp(d) for d in inputs.in_range]
     if _vol_is_tutorial(inputs.settings):
         df_vol32 = tieout.vol_from_vcov(inputs.df_vcov.astype(np.float32))
         df_fr = _tutorial_factor_returns(inputs.days, inputs.factors.names, inputs.F)
-        expected = tieout.tutorial_vol_tieout(
-            df_fr, inputs.settings.factor_cov_settings.halflife_vol
+        halflife = inputs.settings.factor_cov_settings.halflife_vol
+        expected = tieout.tutorial_vol_tieout(df_fr, halflife)
+        expected = expected.loc[expected.index >= index[0]]
+        exact = tieout.tutorial_vol_tieout_f64(df_fr, halflife)
+        exact = exact.loc[exact.index >= index[0]].reindex(columns=df_vol.columns)
+        err64 = np.abs(df_vol.to_numpy() - exact.to_numpy()).max(axis=1)
+        meta = {
+            d: {"max_abs_diff_float64": float(e)}
+            for d, e in zip(inputs.in_range, err64, strict=True)
+        }
+        per_date = _tieout_verdicts(
+            inputs.in_range,
+            df_vol32,
+            expected,
+            "tutorial volatility tie-out (assert_frame_equal)",
+            meta,
+            check_column_type=False,
+            check_categorical=False,
+            check_like=True,
         )
-        expected = expected.loc[expected.index >= pd.Timestamp(inputs.in_range[0])]
-        try:
-            pd.testing.assert_frame_equal(
-                df_vol32,
-                expected,
-                check_column_type=False,
-                check_categorical=False,
-                check_like=True,
-            )
-        except AssertionError as err:
-            return _result(False, f"tutorial volatility tie-out failed: {err}")
-        exact = tieout.tutorial_vol_tieout_f64(
-            df_fr, inputs.settings.factor_cov_settings.halflife_vol
+    else:
+        fc, _ = VolatilityForecaster(inputs.settings.factor_cov_settings).run(None, inputs.F)
+        block = pd.DataFrame(
+            fc.vol,
+            index=pd.DatetimeIndex(pd.to_datetime(inputs.days), name="date"),
+            columns=list(inputs.factors.names),
         )
-        exact = exact.loc[exact.index >= pd.Timestamp(inputs.in_range[0])].reindex(
-            columns=df_vol.columns
-        )
-        err64 = float(np.abs(df_vol.to_numpy() - exact.to_numpy()).max())
-        return _result(
-            True,
-            "tutorial volatility tie-out (assert_frame_equal) passed",
-            dates=len(inputs.in_range),
-            max_abs_diff_float64=err64,
-        )
-    fc, _ = VolatilityForecaster(inputs.settings.factor_cov_settings).run(None, inputs.F)
-    block = pd.DataFrame(
-        fc.vol,
-        index=pd.DatetimeIndex(pd.to_datetime(inputs.days), name="date"),
-        columns=list(inputs.factors.names),
-    )
-    block = block.loc[block.index >= pd.Timestamp(inputs.in_range[0])].reindex(
-        columns=df_vol.columns
-    )
-    err = float(np.abs(df_vol.to_numpy() - block.to_numpy()).max())
-    return _result(
-        err <= CONSISTENCY_TOL * max(1.0, float(np.abs(block.to_numpy()).max())),
-        "non-default volatility inputs.settings: stored forecasts equal a one-block recomputation",
-        max_abs_diff=err,
-    )
+        block = block.loc[block.index >= index[0]].reindex(columns=df_vol.columns).to_numpy()
+        err = np.abs(df_vol.to_numpy() - block).max(axis=1)
+        tol = CONSISTENCY_TOL * np.maximum(1.0, np.abs(block).max(axis=1))
+        label = "non-default volatility settings: stored forecasts equal a one-block recomputation"
+        per_date = {
+            d: Verdict(bool(e <= t), {"max_abs_diff": float(e)}, label)
+            for d, e, t in zip(inputs.in_range, err, tol, strict=True)
+        }
+    yield from session_evaluations(context, _with_history(dates, inputs, per_date), what)
 
 
 @asset_check(asset=covariance_report, partitions_def=trading_sessions, blocking=True)
 def correlation_tieout(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
-) -> AssetCheckResult:
+) -> Iterator[AssetCheckEvaluation | Output]:
     """The tutorial's correlation tie-out: df_vcov normalised equals the pandas EWMA of outer
     products normalised (`assert_frame_equal`, atol=1e-5). With a non-default correlation
     setting: one block recomputation equals the stored forecasts to 1e-12."""
+    dates = partition_dates(context)
     inputs = _tieout_inputs(context, storage, model)
+    what = "correlation tie-out"
     if inputs is None:
-        return _result(True, "no forecast dates in this range (base date)")
+        yield from session_evaluations(context, _with_history(dates, None, {}), what)
+        return
     df_cor = tieout.cor_from_vcov(inputs.df_vcov)
     if _cor_is_tutorial(inputs.settings):
         df_cor32 = tieout.cor_from_vcov(inputs.df_vcov.astype(np.float32))
@@ -514,22 +607,19 @@ def correlation_tieout(
             inputs.settings.factor_cov_settings.halflife_cor,
             pd.Timestamp(inputs.in_range[0]),
         )
-        try:
-            pd.testing.assert_frame_equal(
-                df_cor32,
-                expected,
-                check_index_type=False,
-                check_categorical=False,
-                check_like=True,
-                atol=1e-5,
-            )
-        except AssertionError as err:
-            return _result(False, f"tutorial correlation tie-out failed: {err}")
-        return _result(
-            True,
-            "tutorial correlation tie-out (assert_frame_equal, atol=1e-5) passed",
-            dates=len(inputs.in_range),
+        per_date = _tieout_verdicts(
+            inputs.in_range,
+            df_cor32,
+            expected,
+            "tutorial correlation tie-out (assert_frame_equal, atol=1e-5)",
+            {},
+            check_index_type=False,
+            check_categorical=False,
+            check_like=True,
+            atol=1e-5,
         )
+        yield from session_evaluations(context, _with_history(dates, inputs, per_date), what)
+        return
     prior = None
     if inputs.settings.factor_cov_settings.combine_standardized:
         vol_fc, _ = VolatilityForecaster(inputs.settings.factor_cov_settings).run(None, inputs.F)
@@ -547,12 +637,13 @@ def correlation_tieout(
         inputs.factors.names,
         "correlation",
     )
-    err = float(np.abs(stored - fc.corr[t0:]).max())
-    return _result(
-        err <= CONSISTENCY_TOL,
-        "non-default correlation inputs.settings: stored forecasts equal a one-block recomputation",
-        max_abs_diff=err,
-    )
+    err = np.abs(stored - fc.corr[t0:]).max(axis=(1, 2))
+    label = "non-default correlation settings: stored forecasts equal a one-block recomputation"
+    per_date = {
+        d: Verdict(bool(e <= CONSISTENCY_TOL), {"max_abs_diff": float(e)}, label)
+        for d, e in zip(inputs.in_range, err, strict=True)
+    }
+    yield from session_evaluations(context, _with_history(dates, inputs, per_date), what)
 
 
 ALL_CHECKS = [

@@ -12,7 +12,6 @@ import datetime as dt
 from dagster import (
     AssetCheckExecutionContext,
     AssetExecutionContext,
-    TimeWindowPartitionMapping,
     TimeWindowPartitionsDefinition,
 )
 
@@ -47,15 +46,6 @@ def build_partitions(start: dt.date) -> TimeWindowPartitionsDefinition:
 
 SESSIONS_START = partitions_start()
 trading_sessions = build_partitions(SESSIONS_START)
-
-# Partition t depends on partition t-1 (the previous session; holidays are skipped).
-previous_session_mapping = TimeWindowPartitionMapping(
-    start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True
-)
-# Partition t depends on t-1 and t (exposures of t-1 for returns of t).
-previous_and_same_mapping = TimeWindowPartitionMapping(
-    start_offset=-1, end_offset=0, allow_nonexistent_upstream_partitions=True
-)
 
 
 def partition_dates(context: AssetExecutionContext | AssetCheckExecutionContext) -> list[dt.date]:

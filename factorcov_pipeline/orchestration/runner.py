@@ -34,7 +34,6 @@ def run_range(
         else dg.define_asset_job(
             "factorcov_selection",
             selection=dg.AssetSelection.assets(*selection),
-            partitions_def=daily_job.partitions_def,
         )
     )
     defs = dg.Definitions(
@@ -102,6 +101,16 @@ def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
             err = err.cause
         cause = err.cause or err
         out.append(f"{ev.step_key}: {cause.cls_name}: {cause.message.strip()}")
+    return out
+
+
+def check_outcomes(
+    result: dg.ExecuteInProcessResult,
+) -> dict[str, list[dg.AssetCheckEvaluation]]:
+    """Each check's evaluations in the run (one per session of the range), by check name."""
+    out: dict[str, list[dg.AssetCheckEvaluation]] = {}
+    for evaluation in result.get_asset_check_evaluations():
+        out.setdefault(evaluation.asset_check_key.name, []).append(evaluation)
     return out
 
 

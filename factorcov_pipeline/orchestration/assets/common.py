@@ -12,6 +12,7 @@ from factorcov_pipeline import environment
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.factors import FactorSet, factor_set_for
 from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2
+from factorcov_pipeline.orchestration.catchup import gap_message
 from factorcov_pipeline.orchestration.partitions import trading_sessions
 from factorcov_pipeline.storage import Store
 
@@ -65,12 +66,15 @@ def date_span(dates: list[dt.date]) -> tuple[dt.date, dt.date]:
     return dates[0], dates[-1]
 
 
-def recursion_start_state(store: Store, asset: str, first: dt.date) -> bytes | None:
+def recursion_start_state(
+    store: Store, asset: str, first: dt.date, end: dt.date | None = None
+) -> bytes | None:
     """The stored state the recursion continues from at `first`, or None if history starts there.
 
     A recursion may only start afresh at the first date with factor returns; anywhere later it
     needs the state of the previous session, and its absence is an error (never a silently
-    wrong forecast from a truncated history).
+    wrong forecast from a truncated history) that names the whole gap before `first` and the
+    one command that fills it through `end` (the end of the range asked for).
     """
     prev = calendar.previous_session(first)
     blob = store.read_state(asset, prev)
@@ -80,10 +84,8 @@ def recursion_start_state(store: Store, asset: str, first: dt.date) -> bytes | N
     if not earlier:
         return None
     raise MissingUpstreamError(
-        f"{asset} for {first} continues the EWMA recursion from the previous session {prev}, "
-        f"but {asset} for {prev} has not been materialised (factor returns exist up to "
-        f"{earlier[-1]}). Materialise {asset} for {prev} first, or materialise a range "
-        f"that starts at the first missing date (factorcov materialize --start <date>)."
+        gap_message(store, asset, asset, prev, end or first, f"{asset} for {first}")
+        + " (the EWMA recursion continues from the previous session's stored state)"
     )
 
 
@@ -93,17 +95,22 @@ def brief_dates(dates: list[dt.date], shown: int = 5) -> str:
 
 
 def require_dates(
-    store: Store, table: str, dates: list[dt.date], needed_by: str, asset: str | None = None
+    store: Store,
+    table: str,
+    dates: list[dt.date],
+    needed_by: str,
+    asset: str | None = None,
+    end: dt.date | None = None,
 ) -> None:
-    """Raise if any of `dates` has no rows in `table` (an upstream partition is missing);
-    `asset` names the asset that writes `table` when the two names differ."""
+    """Raise if any of `dates` has no rows in `table` (an upstream partition is missing),
+    naming the first session of the whole gap and the command that fills it; `asset` names
+    the asset that writes `table` when the two names differ; `end` is the end of the range
+    asked for (default: the last of `dates`)."""
     stored = set(store.stored_dates(table, min(dates), max(dates))) if dates else set()
     missing = [d for d in dates if d not in stored]
     if missing:
-        shown = brief_dates(missing)
         raise MissingUpstreamError(
-            f"{needed_by} needs {asset or table} for {len(missing)} date(s) that are not "
-            f"materialised: {shown}. Materialise {asset or table} for them first."
+            gap_message(store, table, asset or table, missing[0], end or max(dates), needed_by)
         )
 
 
@@ -138,10 +145,8 @@ def return_dates(store: Store, dates: list[dt.date], needed_by: str) -> list[dt.
     observed = set(all_returns) | set(store.stored_dates(GAP_TABLE))
     missing = [d for d in wanted if d not in observed]
     if missing:
-        shown = brief_dates(missing)
         raise MissingUpstreamError(
-            f"{needed_by} needs factor_returns for {len(missing)} date(s) that are not "
-            f"materialised: {shown}. Materialise factor_returns for them first."
+            gap_message(store, "factor_returns", "factor_returns", missing[0], dates[-1], needed_by)
         )
     return wanted
 

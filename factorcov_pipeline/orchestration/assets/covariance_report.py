@@ -11,6 +11,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     model_factors,
 )
 from factorcov_pipeline.orchestration.assets.factor_covariance import factor_covariance
+from factorcov_pipeline.orchestration.metadata import on_last_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.storage import TableWrite
@@ -39,4 +40,5 @@ def covariance_report(
         )
         n_dates += len(fc_dates)
         rows += report.height
-    return MaterializeResult(metadata={"dates": n_dates, "rows": rows})
+    on_last_session(context, {"dates": n_dates, "rows": rows})
+    return MaterializeResult()

@@ -14,6 +14,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     rows_per_session,
 )
 from factorcov_pipeline.orchestration.assets.universe import universe
+from factorcov_pipeline.orchestration.metadata import on_last_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.storage import EXPOSURES_TABLE, TableWrite, exposures_view
@@ -55,4 +56,5 @@ def exposures(
             views=[view],
         )
         rows += table.height
-    return MaterializeResult(metadata={"dates": len(dates), "rows": rows})
+    on_last_session(context, {"dates": len(dates), "rows": rows})  # run totals, last session
+    return MaterializeResult()

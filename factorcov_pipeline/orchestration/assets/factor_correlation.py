@@ -6,6 +6,7 @@ from dagster import AssetDep, AssetExecutionContext, MaterializeResult, asset
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.correlation import CorrelationForecaster, CorrelationState
 from factorcov_pipeline.core.panel import cube_to_pairs, long_to_matrix
+from factorcov_pipeline.orchestration import views
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     date_chunks,
@@ -16,7 +17,8 @@ from factorcov_pipeline.orchestration.assets.common import (
     settings_metadata,
     stale_later_dates,
 )
-from factorcov_pipeline.orchestration.partitions import partition_dates, previous_session_mapping
+from factorcov_pipeline.orchestration.metadata import on_last_session, per_session
+from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.storage import Store, TableWrite
 
@@ -32,13 +34,14 @@ def prior_daily_vol(store: Store, ret_dates: list, names: tuple[str, ...]) -> np
     return long_to_matrix(vol, days, names, "volatility") / np.sqrt(ANNUALISATION)
 
 
+# No self-dependency (t on t-1) is declared: Dagster's backfill daemon refuses to run a
+# self-dependent asset in the same run as its upstream assets (asset_backfill.py: "Self-dependant
+# assets cannot be materialized in the same run as other assets"), so a range launched from the
+# UI became several runs. The dependency on the previous session is enforced at run time by
+# `recursion_start_state`, with an error naming the gap.
 @asset(
     **PARTITIONED,
-    deps=[
-        AssetDep("factor_returns"),
-        AssetDep("factor_volatility"),
-        AssetDep(ASSET, partition_mapping=previous_session_mapping),
-    ],
+    deps=[AssetDep("factor_returns"), AssetDep("factor_volatility")],
     group_name="covariance",
     kinds={"numpy", "duckdb"},
 )
@@ -64,8 +67,9 @@ def factor_correlation(
             state={ASSET: {}},  # forecasts and states of the range go together
             settings_json=settings.fingerprint(),
         )
-        return MaterializeResult(metadata={"dates": 0, **meta})
-    blob = recursion_start_state(store, ASSET, ret_dates[0])
+        on_last_session(context, {"dates": 0, **meta})
+        return MaterializeResult()
+    blob = recursion_start_state(store, ASSET, ret_dates[0], dates[-1])
     state = CorrelationState.from_bytes(blob) if blob is not None else None
     fr = store.read_dates("factor_returns", ret_dates[0], ret_dates[-1])
     F = long_to_matrix(fr, ret_dates, factors.names, "factor_return")
@@ -97,11 +101,16 @@ def factor_correlation(
             settings_json=settings.fingerprint(),
         )
     stale = stale_later_dates(store, ASSET, dates[-1], context.log)
-    return MaterializeResult(
-        metadata={
+    per, figures = views.correlation(store, factors, dates)
+    per_session(context, per)
+    on_last_session(
+        context,
+        {
             "dates": len(ret_dates),
             "continued_from_state": blob is not None,
             "later_dates_now_stale": stale,
+            **figures,
             **meta,
-        }
+        },
     )
+    return MaterializeResult()

@@ -4,6 +4,7 @@ from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from factorcov_pipeline.core.covariance import covariance_from
 from factorcov_pipeline.core.panel import cube_to_pairs, long_to_matrix, pairs_to_cube
+from factorcov_pipeline.orchestration import views
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     date_chunks,
@@ -12,6 +13,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     require_dates,
     settings_metadata,
 )
+from factorcov_pipeline.orchestration.metadata import on_last_session, per_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.storage import TableWrite
@@ -48,4 +50,7 @@ def factor_covariance(
             settings_json=settings.fingerprint(),
         )
         n_dates += len(fc_dates)
-    return MaterializeResult(metadata={"dates": n_dates, **settings_metadata(settings)})
+    per, tables = views.covariance(store, factors, dates)
+    per_session(context, per)
+    on_last_session(context, {"dates": n_dates, **tables, **settings_metadata(settings)})
+    return MaterializeResult()

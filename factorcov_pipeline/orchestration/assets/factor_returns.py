@@ -6,6 +6,7 @@ from dagster import AssetDep, AssetExecutionContext, MaterializeResult, Metadata
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.errors import InputDataError
 from factorcov_pipeline.core.regression import estimate_factor_returns
+from factorcov_pipeline.orchestration import views
 from factorcov_pipeline.orchestration.assets.common import (
     GAP_TABLE,
     PARTITIONED,
@@ -16,10 +17,10 @@ from factorcov_pipeline.orchestration.assets.common import (
     require_dates,
     rows_per_session,
 )
+from factorcov_pipeline.orchestration.metadata import on_last_session, per_session
 from factorcov_pipeline.orchestration.partitions import (
     SESSIONS_START,
     partition_dates,
-    previous_and_same_mapping,
 )
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.storage import EXPOSURES_TABLE, Store, TableWrite, quote_ident
@@ -78,6 +79,7 @@ def regression_input(
         prev_dates,
         "factor_returns (exposures of the previous session)",
         asset="exposures",
+        end=dates[-1],
     )
     lo, hi = prev_dates[0], prev_dates[-1]
     lagged = store.read_dates(
@@ -95,9 +97,14 @@ def regression_input(
     )
 
 
+# exposures is declared on the same session (identity), although returns of t use the
+# exposures of t-1 too: with a (t-1, t) mapping, a range launched from the UI's asset graph
+# targets one more factor_returns session than exposures sessions, and Dagster's backfill then
+# splits the range into several runs. `require_dates` enforces the t-1 exposures at run time
+# (an error naming the gap), as `recursion_start_state` does for the EWMA assets.
 @asset(
     **PARTITIONED,
-    deps=[AssetDep("universe"), AssetDep("exposures", partition_mapping=previous_and_same_mapping)],
+    deps=[AssetDep("universe"), AssetDep("exposures")],
     group_name="factor_model",
     kinds={"numpy", "duckdb"},
 )
@@ -148,14 +155,16 @@ def factor_returns(
             date_span(dates),
             settings_json=settings.fingerprint(),
         )
-        return MaterializeResult(
-            metadata={
+        on_last_session(
+            context,
+            {
                 "dates_with_returns": fr["date"].n_unique(),
                 "no_observation_days": len(gaps),
                 "source": MetadataValue.path(uni.factor_returns),
-            }
+            },
         )
-    n_dates, n_gaps, r2, min_assets = 0, 0, [], []
+        return MaterializeResult()
+    n_dates, n_gaps, min_assets = 0, 0, []
     universe_dates = set(store.stored_dates("universe", dates[0], dates[-1]))
     for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors)):
         data = regression_input(store, chunk, factors.styles, category_column(settings))
@@ -193,15 +202,18 @@ def factor_returns(
                 gap_write,
             ]
             n_dates += result.stats.height
-            r2.append(float(result.stats["r_squared"].mean() or 0.0))
             min_assets.append(int(result.stats["n_assets"].min() or 0))
         store.replace(writes, date_span(chunk), settings_json=settings.fingerprint())
-    return MaterializeResult(
-        metadata={
+    per, figures = views.regression(store, dates)
+    per_session(context, per)
+    on_last_session(
+        context,
+        {
             "dates_with_returns": n_dates,
             "no_observation_days": n_gaps,
-            "mean_r_squared": float(sum(r2) / len(r2)) if r2 else 0.0,
             "min_assets": min(min_assets) if min_assets else 0,
             "first_session": str(SESSIONS_START),
-        }
+            **figures,
+        },
     )
+    return MaterializeResult()

@@ -6,6 +6,7 @@ from dagster import AssetDep, AssetExecutionContext, MaterializeResult, asset
 
 from factorcov_pipeline.core.panel import long_to_matrix, matrix_to_long
 from factorcov_pipeline.core.volatility import VolatilityForecaster, VolatilityState
+from factorcov_pipeline.orchestration import views
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     model_factors,
@@ -14,7 +15,8 @@ from factorcov_pipeline.orchestration.assets.common import (
     settings_metadata,
     stale_later_dates,
 )
-from factorcov_pipeline.orchestration.partitions import partition_dates, previous_session_mapping
+from factorcov_pipeline.orchestration.metadata import on_last_session, per_session
+from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.storage import TableWrite
 
@@ -24,9 +26,14 @@ EMPTY_REGIME = pl.DataFrame(
 )
 
 
+# No self-dependency (t on t-1) is declared: Dagster's backfill daemon refuses to run a
+# self-dependent asset in the same run as its upstream assets (asset_backfill.py: "Self-dependant
+# assets cannot be materialized in the same run as other assets"), so a range launched from the
+# UI became several runs. The dependency on the previous session is enforced at run time by
+# `recursion_start_state`, with an error naming the gap.
 @asset(
     **PARTITIONED,
-    deps=[AssetDep("factor_returns"), AssetDep(ASSET, partition_mapping=previous_session_mapping)],
+    deps=[AssetDep("factor_returns")],
     group_name="covariance",
     kinds={"numpy", "duckdb"},
 )
@@ -56,8 +63,9 @@ def factor_volatility(
             state={ASSET: {}},
             settings_json=settings.fingerprint(),
         )
-        return MaterializeResult(metadata={"dates": 0, **meta})
-    blob = recursion_start_state(store, ASSET, ret_dates[0])
+        on_last_session(context, {"dates": 0, **meta})
+        return MaterializeResult()
+    blob = recursion_start_state(store, ASSET, ret_dates[0], dates[-1])
     state = VolatilityState.from_bytes(blob) if blob is not None else None
     fr = store.read_dates("factor_returns", ret_dates[0], ret_dates[-1])
     F = long_to_matrix(fr, ret_dates, factors.names, "factor_return")
@@ -87,12 +95,16 @@ def factor_volatility(
         settings_json=settings.fingerprint(),
     )
     stale = stale_later_dates(store, ASSET, dates[-1], context.log)
-    return MaterializeResult(
-        metadata={
+    per, figures = views.volatility(store, factors, dates)
+    per_session(context, per)
+    on_last_session(
+        context,
+        {
             "dates": len(ret_dates),
             "continued_from_state": blob is not None,
-            "last_date_mean_vol": float(vol[-1].mean()),
             "later_dates_now_stale": stale,
+            **figures,
             **meta,
-        }
+        },
     )
+    return MaterializeResult()

@@ -4,7 +4,7 @@ import datetime as dt
 
 import numpy as np
 import polars as pl
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.backtest import (
@@ -16,6 +16,7 @@ from factorcov_pipeline.core.backtest import (
 from factorcov_pipeline.core.backtest import forecast_bias as bias_table
 from factorcov_pipeline.core.factors import FactorSet
 from factorcov_pipeline.core.panel import long_to_matrix, pairs_to_cube
+from factorcov_pipeline.orchestration import views
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     date_chunks,
@@ -23,6 +24,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     model_factors,
     settings_metadata,
 )
+from factorcov_pipeline.orchestration.metadata import on_last_session, per_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.storage import Store, TableWrite
@@ -95,15 +97,20 @@ def forecast_bias(
         )
         frames.append(out)
     out = pl.concat(frames)
-    meta = {"rows": out.height, **settings_metadata(settings)}
     # The summary reads the full-sample statistic std(r(t+1) / sigma(t)) over the run's dates
     # and its 12-month windows (core/backtest.bias_report), not the mean of the 21-session
-    # statistics, which reads low for fat-tailed returns (issue 13).
+    # statistics, which reads low for fat-tailed returns (issue 13); the plot keeps the
+    # 21-session series stored up to the range's end.
     names = list(factors.names) + random_portfolio_names(N_PORTFOLIOS)
     kinds = ["factor"] * factors.k + ["random"] * N_PORTFOLIOS
     report = bias_report(np.concatenate(outcomes), names, kinds)
+    last: dict[str, object] = {"rows": out.height, **settings_metadata(settings)}
+    summary = None
     if report["n_obs"].max() >= 2:
-        meta["full_sample_bias_mean"] = float(report["full_sample_bias"].mean())
-        meta["full_sample_bias_n_obs"] = int(report["n_obs"].max())
-        meta["summary"] = MetadataValue.md(report.to_pandas().to_markdown(index=False))
-    return MaterializeResult(metadata=meta)
+        last["full_sample_bias_mean"] = float(report["full_sample_bias"].mean())
+        last["full_sample_bias_n_obs"] = int(report["n_obs"].max())
+        summary = report
+    per, figures = views.bias(store, summary, dates)
+    per_session(context, per)
+    on_last_session(context, {**last, **figures})
+    return MaterializeResult()

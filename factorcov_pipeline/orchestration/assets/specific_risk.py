@@ -18,7 +18,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     return_dates,
     stale_later_dates,
 )
-from factorcov_pipeline.orchestration.partitions import partition_dates, previous_session_mapping
+from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.storage import Store, TableWrite, quote_ident
 
@@ -47,7 +47,6 @@ def read_inputs(
     deps=[
         AssetDep("factor_returns"),
         AssetDep("exposures"),
-        AssetDep(ASSET, partition_mapping=previous_session_mapping),
     ],
     group_name="specific_risk",
     kinds={"numpy", "duckdb"},

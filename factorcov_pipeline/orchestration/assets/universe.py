@@ -16,6 +16,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     model_factors,
     rows_per_session,
 )
+from factorcov_pipeline.orchestration.metadata import on_last_session
 from factorcov_pipeline.orchestration.partitions import SESSIONS_START, partition_dates
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.storage import TableWrite
@@ -108,12 +109,15 @@ def universe(
             lo = int(per_date["n"].min() or 0)
             n_min = lo if n_min is None else min(n_min, lo)
             n_max = max(n_max, int(per_date["n"].max() or 0))
-    return MaterializeResult(
-        metadata={
+    # run totals on the range's last session only (not copied onto every session)
+    on_last_session(
+        context,
+        {
             "dates": len(dates),
             "rows": rows,
             "assets_per_date_min": n_min or 0,
             "assets_per_date_max": n_max,
             "dataset": MetadataValue.text(uni_settings.dataset),
-        }
+        },
     )
+    return MaterializeResult()

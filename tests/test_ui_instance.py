@@ -1,0 +1,224 @@
+"""What the Dagster UI reads, without a browser: `factorcov materialize` with DAGSTER_HOME
+(the shipped dagster.yaml, one-line errors for an unusable home), per-session check statuses in
+the instance, per-session numeric metadata and last-session figures/tables, and a failing
+check on one session failing on that session only."""
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from factorcov_pipeline.cli import main
+from factorcov_pipeline.core import calendar
+from factorcov_pipeline.core.factors import DEFAULT_FACTORS
+from factorcov_pipeline.orchestration.resources import FactorcovStorage
+from factorcov_pipeline.orchestration.runner import failure_messages, quiet_logger, run_range
+from factorcov_pipeline.storage import Store
+
+REPO = Path(__file__).resolve().parents[1]
+START = dt.date(2025, 3, 31)
+SESSIONS = calendar.sessions(START, dt.date(2025, 6, 30))[:25]
+
+
+def _settings(tmp: Path) -> str:
+    path = tmp / "settings.json"
+    path.write_text(json.dumps({"factor_model_settings": {"universe": {"n_assets": 200}}}))
+    return str(path)
+
+
+def _home(tmp: Path) -> Path:
+    home = tmp / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: tmp / "missing", "is not a directory"),
+        (lambda tmp: (tmp / "empty").mkdir() or tmp / "empty", "has no dagster.yaml"),
+        (lambda tmp: Path("relative/home"), "must be an absolute path"),
+    ],
+)
+def test_unusable_dagster_home_is_one_line(tmp_path, monkeypatch, capsys, make, message):
+    monkeypatch.setenv("DAGSTER_HOME", str(make(tmp_path)))
+    monkeypatch.setenv("FACTORCOV_DUCKDB", str(tmp_path / "fc.duckdb"))
+    code = main(["materialize", "--start", "2025-03-31", "--end", "2025-04-01"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "DAGSTER_HOME=" in err and message in err, err
+    assert not (tmp_path / "fc.duckdb").exists()  # nothing written
+
+
+def test_cli_run_with_the_shipped_home_is_recorded_per_session(tmp_path, monkeypatch, capsys):
+    """`factorcov materialize` with DAGSTER_HOME = a directory holding the shipped dagster.yaml:
+    no warning, and the instance (what `dagster dev` shows) has every check of every session
+    SUCCEEDED, never SKIPPED."""
+    from dagster._core.storage.asset_check_state import (
+        AssetCheckState,
+        bulk_update_asset_check_state,
+    )
+
+    from factorcov_pipeline.orchestration.checks import ALL_CHECKS
+    from factorcov_pipeline.orchestration.partitions import trading_sessions
+
+    home = _home(tmp_path)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("FACTORCOV_DUCKDB", str(tmp_path / "fc.duckdb"))
+    end = SESSIONS[5]
+    code = main(
+        ["materialize", "--start", str(START), "--end", str(end), "--settings", _settings(tmp_path)]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.out
+    assert "dagster.yaml" not in captured.out + captured.err  # no "no dagster.yaml found"
+    assert "Telemetry" not in captured.out + captured.err
+    instance = dg.DagsterInstance.get()
+    keys = [key for check in ALL_CHECKS for key in check.check_keys]
+    states = bulk_update_asset_check_state(
+        instance,
+        [(k, trading_sessions) for k in keys],
+        {k: AssetCheckState.empty() for k in keys},
+    )
+    for key in keys:
+        sizes = {s.value: v.size for s, v in states[key].subsets.items() if v.size}
+        assert sizes == {"SUCCEEDED": 6}, (key.name, sizes)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ui")
+    db = tmp / "fc.duckdb"
+    settings = _settings(tmp)
+    result = run_range(
+        START, SESSIONS[-1], FactorcovStorage(database=str(db)), settings, logger=quiet_logger()
+    )
+    assert result.success, failure_messages(result)
+    return db, settings, result
+
+
+def _events(result) -> dict[str, dict[str, dg.AssetMaterialization]]:
+    out: dict[str, dict[str, dg.AssetMaterialization]] = {}
+    for ev in result.get_asset_materialization_events():
+        out.setdefault(ev.asset_key.path[-1], {})[ev.partition] = ev.materialization
+    return out
+
+
+def test_numeric_metadata_is_each_sessions_own_value(built):
+    db, _, result = built
+    events = _events(result)
+    store = Store(db)
+    # factor_returns: each session's R-squared and assets, equal to regression_stats
+    stats = store.read("SELECT date, r_squared, n_assets FROM regression_stats ORDER BY date")
+    for day, r2, n in stats.iter_rows():
+        meta = events["factor_returns"][str(day)].metadata
+        assert meta["r_squared"].value == r2 and meta["n_assets"].value == n
+    # factor_volatility: the market's volatility of each session, from the stored table
+    vol = store.read(
+        "SELECT date, volatility FROM factor_volatility WHERE factor = 'Market' ORDER BY date"
+    )
+    values = []
+    for day, v in vol.iter_rows():
+        meta = events["factor_volatility"][str(day)].metadata
+        assert meta["market_volatility"].value == v
+        values.append(v)
+    assert len(set(values)) == len(values) > 20  # a time series, not a flat line
+    # factor_covariance: the trace of each session's matrix, recomputed with numpy
+    cov = store.read("SELECT * FROM factor_covariance WHERE date = ?", [SESSIONS[10]])
+    k = DEFAULT_FACTORS.k
+    diag = cov.filter(pl.col("factor_1") == pl.col("factor_2"))["covariance"].sum()
+    assert cov.height == k * k
+    got = events["factor_covariance"][str(SESSIONS[10])].metadata["total_variance"].value
+    assert got == pytest.approx(diag, rel=1e-12)
+
+
+def test_figures_and_tables_on_the_last_session_only(built):
+    _, _, result = built
+    events = _events(result)
+    last = str(SESSIONS[-1])
+    figures = {
+        "factor_volatility": ["volatility_forecasts"],
+        "factor_correlation": ["correlation_heatmap"],
+        "factor_returns": ["r_squared_over_time", "assets_over_time"],
+        "forecast_bias": ["bias_over_time"],
+    }
+    for asset, names in figures.items():
+        for name in names:
+            md = events[asset][last].metadata[name]
+            assert isinstance(md, dg.MarkdownMetadataValue)
+            assert md.value.startswith("![") and "data:image/png;base64,iVBOR" in md.value
+        for key in events[asset]:
+            if key != last:
+                assert not any(
+                    isinstance(v, dg.MarkdownMetadataValue | dg.TableMetadataValue)
+                    for v in events[asset][key].metadata.values()
+                ), (asset, key)
+    # the forecast bias summary is a real table, one record per portfolio
+    summary = events["forecast_bias"][last].metadata["summary"]
+    assert isinstance(summary, dg.TableMetadataValue)
+    names = [c.name for c in summary.schema.columns]
+    assert {"portfolio", "full_sample_bias", "band_low"} <= set(names)
+    assert len(summary.records) == DEFAULT_FACTORS.k + 20
+    cov_table = events["factor_covariance"][last].metadata[f"covariance_{last}"]
+    assert isinstance(cov_table, dg.TableMetadataValue) and len(cov_table.records) == 21
+
+
+def test_a_check_failing_on_one_session_fails_there_only(built, tmp_path):
+    db_built, settings, _ = built
+    db = tmp_path / "bad.duckdb"
+    shutil.copy(db_built, db)
+    bad = SESSIONS[12]
+    with Store(db).connect() as con:
+        con.execute(
+            "UPDATE factor_volatility SET volatility = -1 WHERE date = ? AND factor = 'Market'",
+            [bad],
+        ).fetchall()
+    result = run_range(
+        SESSIONS[8],
+        SESSIONS[16],
+        FactorcovStorage(database=str(db)),
+        settings,
+        logger=quiet_logger(),
+        selection=["factor_volatility"],
+    )
+    # re-materialising factor_volatility rewrites the bad row: check a checks-only run instead
+    assert result.success
+    with Store(db).connect() as con:
+        con.execute(
+            "UPDATE factor_volatility SET volatility = -1 WHERE date = ? AND factor = 'Market'",
+            [bad],
+        ).fetchall()
+    from factorcov_pipeline.orchestration.assets import ALL_ASSETS
+    from factorcov_pipeline.orchestration.checks import ALL_CHECKS
+    from factorcov_pipeline.orchestration.resources import FactorcovSettings
+
+    job = dg.define_asset_job(
+        "vol_checks", selection=dg.AssetSelection.checks_for_assets("factor_volatility")
+    )
+    defs = dg.Definitions(
+        assets=ALL_ASSETS,
+        asset_checks=ALL_CHECKS,
+        jobs=[job],
+        resources={
+            "storage": FactorcovStorage(database=str(db)),
+            "model": FactorcovSettings(settings_file=settings),
+        },
+    )
+    checks = defs.resolve_job_def("vol_checks").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        tags={
+            "dagster/asset_partition_range_start": str(SESSIONS[8]),
+            "dagster/asset_partition_range_end": str(SESSIONS[16]),
+        },
+        raise_on_error=False,
+    )
+    assert not checks.success  # blocking: the step fails
+    evaluations = {e.partition: e for e in checks.get_asset_check_evaluations()}
+    assert sorted(evaluations) == [str(d) for d in SESSIONS[8:17]]
+    assert [k for k, e in evaluations.items() if not e.passed] == [str(bad)]
+    assert evaluations[str(bad)].metadata["invalid"].value == 1
