@@ -72,7 +72,7 @@ def assert_consistent(db: Path) -> None:
     """Every table a step owns covers the same dates: states with forecasts, statistics with
     factor returns, regime rows with volatilities."""
     store = Store(db)
-    for asset in ("factor_volatility", "factor_correlation"):
+    for asset in ("factor_volatility", "factor_correlation", "specific_risk"):
         states = store.read(f"SELECT DISTINCT date FROM _forecast_state WHERE asset = '{asset}'")
         assert sorted(states["date"].to_list()) == store.stored_dates(asset), asset
     assert store.stored_dates("regression_stats") == store.stored_dates("factor_returns")

@@ -39,8 +39,11 @@ ASSET_TABLES: dict[str, tuple[str, ...]] = {
     "factor_covariance": ("factor_covariance",),
     "covariance_report": ("covariance_report",),
     "forecast_bias": ("forecast_bias",),
+    "specific_risk": ("specific_risk",),
+    "portfolio_risk": ("portfolio_risk", "portfolio_risk_contributions"),
+    "risk_backtest": ("risk_backtest", "specific_risk_bias"),
 }
-STATE_ASSETS = ("factor_volatility", "factor_correlation")
+STATE_ASSETS = ("factor_volatility", "factor_correlation", "specific_risk")
 
 
 def materialized_assets(result: dg.ExecuteInProcessResult) -> set[str]:

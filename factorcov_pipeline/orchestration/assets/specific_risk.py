@@ -71,7 +71,10 @@ def specific_risk(
     ret_dates = [] if user_returns else return_dates(store, dates, ASSET)
     if not ret_dates:
         store.replace(
-            [TableWrite(ASSET, EMPTY)], (dates[0], dates[-1]), settings_json=settings.fingerprint()
+            [TableWrite(ASSET, EMPTY)],
+            (dates[0], dates[-1]),
+            state={ASSET: {}},  # forecasts and recursion states of the range go together
+            settings_json=settings.fingerprint(),
         )
         return MaterializeResult(metadata={"dates": 0, "dagster/row_count": 0, **meta})
     require_dates(store, "exposures_wide", ret_dates, ASSET, "exposures")
