@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from factorcov_pipeline.core import calendar
+from factorcov_pipeline.core.errors import InputDataError
 from factorcov_pipeline.core.settings import SettingsError, load_settings
 from factorcov_pipeline.storage import StoreBusyError
 
@@ -79,11 +80,16 @@ def _materialize(args: argparse.Namespace) -> int:
 
     from factorcov_pipeline.orchestration.partitions import SESSIONS_START
     from factorcov_pipeline.orchestration.resources import FactorcovStorage
-    from factorcov_pipeline.orchestration.runner import failure_messages, run_range
+    from factorcov_pipeline.orchestration.runner import assets_for, failure_messages, run_range
 
     start, end = resolve_range(args.start, args.end, SESSIONS_START)
     settings_file = args.settings or os.environ.get("FACTORCOV_SETTINGS") or ""
-    load_settings(settings_file or None)  # fail fast with a clear message
+    settings = load_settings(settings_file or None)  # fail fast with a clear message
+    user_returns = settings.factor_model_settings.universe.factor_returns
+    if user_returns:  # a range the user's file does not cover is refused before any work
+        from factorcov_pipeline.core.user_factors import check_range, user_factor_returns
+
+        check_range(user_factor_returns(user_returns), start, end)
     storage = FactorcovStorage()
     store = storage.store()
     n_sessions = len(calendar.sessions(start, end))
@@ -97,7 +103,15 @@ def _materialize(args: argparse.Namespace) -> int:
         else dg.DagsterInstance.ephemeral()
     )
     t0 = time.perf_counter()
-    result = run_range(start, end, storage, settings_file, instance, _ProgressLogger().logger_def())
+    result = run_range(
+        start,
+        end,
+        storage,
+        settings_file,
+        instance,
+        _ProgressLogger().logger_def(),
+        selection=assets_for(settings),
+    )
     elapsed = time.perf_counter() - t0
     checks = result.get_asset_check_evaluations()
     passed = sum(1 for c in checks if c.passed)
@@ -240,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (UsageError, SettingsError, StoreBusyError, FileNotFoundError) as err:
+    except (UsageError, SettingsError, InputDataError, StoreBusyError, FileNotFoundError) as err:
         print(f"factorcov: error: {err}", file=sys.stderr)
         return 2
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import dagster as dg
 
+from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2
 from factorcov_pipeline.orchestration.assets import ALL_ASSETS
 from factorcov_pipeline.orchestration.checks import ALL_CHECKS
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
@@ -52,6 +53,19 @@ def run_range(
         },
         raise_on_error=False,
     )
+
+
+# Steps that compute nothing when the factor returns are the user's (`universe.factor_returns`).
+FACTOR_MODEL_ONLY = ("universe", "exposures")
+
+
+def assets_for(settings: FactorCovarianceReportSettingsV2) -> list[str] | None:
+    """The assets a run materialises: every asset (None), or, with user factor returns, every
+    asset but the universe and exposures (they would store nothing; not selecting them spares
+    their steps and per-session events)."""
+    if not settings.factor_model_settings.universe.factor_returns:
+        return None
+    return [a.key.to_user_string() for a in ALL_ASSETS if a.key.path[-1] not in FACTOR_MODEL_ONLY]
 
 
 def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:

@@ -12,6 +12,7 @@ from dagster import BackfillPolicy, DagsterLogManager, MetadataValue
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.factors import FactorSet, factor_set_for
 from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2
+from factorcov_pipeline.core.user_factors import user_factor_returns
 from factorcov_pipeline.orchestration.partitions import trading_sessions
 from factorcov_pipeline.storage import Store
 
@@ -44,8 +45,18 @@ class MissingUpstreamError(RuntimeError):
 
 
 def model_factors(settings: FactorCovarianceReportSettingsV2) -> FactorSet:
-    """The model's factors (Market, styles, categories) as the settings define them."""
+    """The model's factors: Market, styles and categories as the settings define them, or,
+    with `universe.factor_returns`, the factors of the user's file (names are data)."""
+    path = settings.factor_model_settings.universe.factor_returns
+    if path:
+        return user_factor_returns(path).factors
     return factor_set_for(settings.factor_model_settings)
+
+
+def user_model(settings: FactorCovarianceReportSettingsV2) -> bool:
+    """The factor returns are the user's (`universe.factor_returns`): no universe, exposures
+    or regression are computed."""
+    return bool(settings.factor_model_settings.universe.factor_returns)
 
 
 def category_column(settings: FactorCovarianceReportSettingsV2) -> str:

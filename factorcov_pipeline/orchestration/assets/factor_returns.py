@@ -1,11 +1,14 @@
 """`factor_returns`: the daily constrained cross-sectional regression (or user factor returns)."""
 
+import datetime as dt
+
 import polars as pl
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from factorcov_pipeline.core import calendar
-from factorcov_pipeline.core.errors import InputDataError
 from factorcov_pipeline.core.regression import estimate_factor_returns
+from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2
+from factorcov_pipeline.core.user_factors import check_range, user_factor_returns
 from factorcov_pipeline.orchestration.assets.common import (
     GAP_TABLE,
     PARTITIONED,
@@ -15,6 +18,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     model_factors,
     require_dates,
     rows_per_session,
+    user_model,
 )
 from factorcov_pipeline.orchestration.partitions import (
     SESSIONS_START,
@@ -84,6 +88,35 @@ def regression_input(
     )
 
 
+def _store_user_factor_returns(
+    settings: FactorCovarianceReportSettingsV2, store: Store, dates: list[dt.date]
+) -> MaterializeResult:
+    """Store the user's factor returns of the range (the file is the model: its factors are
+    whatever it names). A range the file does not cover is refused before anything is
+    written; a session inside the file's span without rows is a no-observation day."""
+    user = user_factor_returns(str(settings.factor_model_settings.universe.factor_returns))
+    check_range(user, dates[0], dates[-1])
+    fr = user.frame.filter(pl.col("date").is_between(dates[0], dates[-1]))
+    observed = set(fr["date"].to_list())
+    gaps = [d for d in dates if user.first <= d <= user.last and d not in observed]
+    store.replace(
+        [
+            TableWrite("factor_returns", fr),
+            TableWrite(GAP_TABLE, gap_frame(gaps, "no row in the factor-return file")),
+        ],
+        date_span(dates),
+        settings_json=settings.fingerprint(),
+    )
+    return MaterializeResult(
+        metadata={
+            "dates_with_returns": len(observed),
+            "no_observation_days": len(gaps),
+            "factors": user.factors.k,
+            "source": MetadataValue.path(user.path),
+        }
+    )
+
+
 @asset(
     **PARTITIONED,
     deps=[AssetDep("universe"), AssetDep("exposures", partition_mapping=previous_and_same_mapping)],
@@ -103,41 +136,9 @@ def factor_returns(
     settings = model.load()
     store = storage.store()
     dates = partition_dates(context)
+    if user_model(settings):
+        return _store_user_factor_returns(settings, store, dates)
     factors = model_factors(settings)
-    uni = settings.factor_model_settings.universe
-    if uni.factor_returns:
-        from factorcov_pipeline.core.userdata import load_factor_returns
-
-        full = load_factor_returns(uni.factor_returns)
-        file_factors = set(full["factor"].unique().to_list())
-        if file_factors != set(factors.names):
-            raise InputDataError(
-                f"{uni.factor_returns}: the file's factors do not match the model's "
-                f"(settings factor_model_settings.exposures): missing "
-                f"{sorted(set(factors.names) - file_factors)}, not in the model "
-                f"{sorted(file_factors - set(factors.names))}. Restrict the model with the "
-                "style/trbc groups' `factors` subsets, or supply every factor"
-            )
-        fr = full.filter(pl.col("date").is_between(dates[0], dates[-1]))
-        # Sessions inside the file's span without rows are no-observation days (EWMA decays).
-        first, last = full["date"].min(), full["date"].max()
-        observed = set(fr["date"].to_list())
-        gaps = [d for d in dates if first <= d <= last and d not in observed]  # type: ignore[operator]
-        store.replace(
-            [
-                TableWrite("factor_returns", fr),
-                TableWrite(GAP_TABLE, gap_frame(gaps, "no row in the factor-return file")),
-            ],
-            date_span(dates),
-            settings_json=settings.fingerprint(),
-        )
-        return MaterializeResult(
-            metadata={
-                "dates_with_returns": fr["date"].n_unique(),
-                "no_observation_days": len(gaps),
-                "source": MetadataValue.path(uni.factor_returns),
-            }
-        )
     n_dates, n_gaps, r2, min_assets = 0, 0, [], []
     universe_dates = set(store.stored_dates("universe", dates[0], dates[-1]))
     for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors)):
