@@ -78,6 +78,7 @@ def _materialize(args: argparse.Namespace) -> int:
     # Imported here so `factorcov --help` and argument errors stay fast.
     import dagster as dg
 
+    from factorcov_pipeline.orchestration.instance import throwaway_instance
     from factorcov_pipeline.orchestration.partitions import SESSIONS_START
     from factorcov_pipeline.orchestration.resources import FactorcovStorage
     from factorcov_pipeline.orchestration.runner import assets_for, failure_messages, run_range
@@ -97,11 +98,9 @@ def _materialize(args: argparse.Namespace) -> int:
         f"factorcov: materialising {n_sessions} session(s) {start} .. {end} "
         f"into {store.path}" + (f" with settings {settings_file}" if settings_file else "")
     )
-    instance = (
-        dg.DagsterInstance.get()
-        if os.environ.get("DAGSTER_HOME")
-        else dg.DagsterInstance.ephemeral()
-    )
+    # Without DAGSTER_HOME the run's events vanish with the process: a throw-away instance
+    # that does not index per-session events (orchestration/instance.py).
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else throwaway_instance()
     t0 = time.perf_counter()
     result = run_range(
         start,

@@ -342,6 +342,19 @@ class Store:
             )
         return None if row is None else bytes(row[0])
 
+    def latest_state(self, asset: str, on_or_before: dt.date) -> tuple[dt.date, bytes] | None:
+        """The last stored recursion state of `asset` dated on or before `on_or_before`."""
+        with self.connect() as con:
+            if not self.table_exists(con, STATE_TABLE):
+                return None
+            row = _one(
+                con,
+                f"SELECT date, state FROM {STATE_TABLE} WHERE asset = ? AND date <= ? "
+                "ORDER BY date DESC LIMIT 1",
+                [asset, on_or_before],
+            )
+        return None if row is None else (row[0], bytes(row[1]))
+
     # ---- writes ------------------------------------------------------------------------
 
     def _ensure_table(self, con: duckdb.DuckDBPyConnection, table: str, incoming: str) -> None:

@@ -36,6 +36,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     GAP_TABLE,
     category_column,
     date_chunks,
+    matrix_chunk_sessions,
     model_factors,
     rows_per_session,
 )
@@ -124,6 +125,10 @@ def _tieout_inputs(
     if not in_range:
         return None
     df_vcov = _df_vcov(store, in_range[0], in_range[-1])
+    # Published dates only: the warm-up's first sessions have no forecast (warmup_length).
+    in_range = sorted(d.date() for d in df_vcov.index.get_level_values("date").unique())
+    if not in_range:
+        return None
     return _TieoutInputs(settings, factors, days, F, in_range, df_vcov)
 
 
@@ -144,7 +149,7 @@ def _stored_chunks(
 ) -> Iterator[tuple[list[dt.date], np.ndarray]]:
     """`_stored` a chunk of sessions at a time: a K x K table over 10 years at 72 factors is
     13 million rows, several GiB as one frame (benchmark 5's memory peak)."""
-    for chunk in date_chunks(dates, rows_per_session=len(names) ** 2):
+    for chunk in date_chunks(dates, size=matrix_chunk_sessions(len(names))):
         days, values = _stored(store, table, chunk, names, value)
         if days:
             yield days, values

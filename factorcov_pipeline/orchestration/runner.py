@@ -13,6 +13,7 @@ import dagster as dg
 from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2
 from factorcov_pipeline.orchestration.assets import ALL_ASSETS
 from factorcov_pipeline.orchestration.checks import ALL_CHECKS
+from factorcov_pipeline.orchestration.instance import throwaway_instance
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.orchestration.schedules import daily_job
 
@@ -45,7 +46,7 @@ def run_range(
         loggers=loggers,
     )
     return defs.resolve_job_def(job.name).execute_in_process(
-        instance=instance or dg.DagsterInstance.ephemeral(),
+        instance=instance or throwaway_instance(),
         run_config={"loggers": {name: {} for name in loggers}} if loggers else None,
         tags={
             "dagster/asset_partition_range_start": str(start),

@@ -170,6 +170,18 @@ def date_chunks(
         yield dates[i : i + size]
 
 
+# Rows of a K x K table (correlation, covariance) per chunk of sessions: 2 million rows (about
+# 100 MB in a frame). At 5 factors a 9-year range is one chunk (one transaction); at 72,
+# 385 sessions. Fewer, larger transactions: each DuckDB commit costs about as much as
+# writing tens of thousands of rows.
+MATRIX_ROWS_PER_CHUNK = 2_000_000
+
+
+def matrix_chunk_sessions(k: int) -> int:
+    """Sessions per chunk of a K x K table (MATRIX_ROWS_PER_CHUNK rows)."""
+    return max(1, MATRIX_ROWS_PER_CHUNK // max(1, k * k))
+
+
 def rows_per_session(settings: FactorCovarianceReportSettingsV2, factors: FactorSet) -> int:
     """Rough cells per session of the per-asset data (Market, the asset's category and every
     style for each asset), the memory measure `date_chunks` bounds by ROWS_PER_CHUNK."""

@@ -9,10 +9,15 @@ from factorcov_pipeline.core.volatility import VolatilityForecaster, VolatilityS
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     model_factors,
-    recursion_start_state,
     return_dates,
     settings_metadata,
     stale_later_dates,
+)
+from factorcov_pipeline.orchestration.assets.resume import (
+    STATE_EVERY,
+    published,
+    resume_point,
+    state_dates,
 )
 from factorcov_pipeline.orchestration.partitions import partition_dates, previous_session_mapping
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
@@ -51,29 +56,36 @@ def factor_volatility(
             settings_json=settings.fingerprint(),
         )
         return MaterializeResult(metadata={"dates": 0, **meta})
-    blob = recursion_start_state(store, ASSET, ret_dates[0])
-    state = VolatilityState.from_bytes(blob) if blob is not None else None
-    fr = store.read_dates("factor_returns", ret_dates[0], ret_dates[-1])
-    F = long_to_matrix(fr, ret_dates, factors.names, "factor_return")
+    warmup = settings.factor_cov_settings.warmup_length
+    resume = resume_point(store, ASSET, ret_dates[0], warmup)
+    state = VolatilityState.from_bytes(resume.state) if resume.state is not None else None
+    days = resume.replay + ret_dates
+    fr = store.read_dates("factor_returns", days[0], days[-1])
+    F = long_to_matrix(fr, days, factors.names, "factor_return")
     forecaster = VolatilityForecaster(settings.factor_cov_settings)
-    vols, lambdas, biases, states = [], [], [], {}
-    for t, day in enumerate(ret_dates):  # the recursion's own loop over dates, K-sized state
-        fc, state = forecaster.run(state, F[t : t + 1])
-        vols.append(fc.vol[0])
-        lambdas.append(fc.vra_multiplier[0])
-        biases.append(fc.bias_stat[0])
-        states[day] = state.to_bytes()
-    vol = np.vstack(vols)
+    blocks, states = [], {}
+    ends = state_dates(days, ret_dates[0])
+    for i in range(0, len(days), STATE_EVERY):  # blocks: one call each (= day by day, bitwise)
+        fc, state = forecaster.run(state, F[i : i + STATE_EVERY])
+        blocks.append(fc)
+        end = min(i + STATE_EVERY, len(days)) - 1
+        if end in ends:
+            states[days[end]] = state.to_bytes()
+    keep = np.arange(len(resume.replay), len(days))
+    keep = keep[published(store, days, F, warmup)[keep]]
+    pub_dates = [days[t] for t in keep]
+    vol = np.concatenate([b.vol for b in blocks])[keep]
     regime = pl.DataFrame(
         {
-            "date": ret_dates,
-            "bias_statistic": np.asarray(biases),
-            "vra_multiplier": np.asarray(lambdas),
-        }
+            "date": pub_dates,
+            "bias_statistic": np.concatenate([b.bias_stat for b in blocks])[keep],
+            "vra_multiplier": np.concatenate([b.vra_multiplier for b in blocks])[keep],
+        },
+        schema={"date": pl.Date, "bias_statistic": pl.Float64, "vra_multiplier": pl.Float64},
     )
     store.replace(
         [
-            TableWrite(ASSET, matrix_to_long(ret_dates, factors.names, vol, "volatility")),
+            TableWrite(ASSET, matrix_to_long(pub_dates, factors.names, vol, "volatility")),
             TableWrite("volatility_regime", regime),
         ],
         (dates[0], dates[-1]),
@@ -84,8 +96,10 @@ def factor_volatility(
     return MaterializeResult(
         metadata={
             "dates": len(ret_dates),
-            "continued_from_state": blob is not None,
-            "last_date_mean_vol": float(vol[-1].mean()),
+            "continued_from_state": resume.state is not None,
+            "replayed_sessions": len(resume.replay),
+            "published_dates": len(pub_dates),
+            "last_date_mean_vol": float(vol[-1].mean()) if len(vol) else float("nan"),
             "later_dates_now_stale": stale,
             **meta,
         }

@@ -15,6 +15,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     date_chunks,
     date_span,
+    matrix_chunk_sessions,
     model_factors,
     settings_metadata,
 )
@@ -78,7 +79,9 @@ def forecast_bias(
     dates = partition_dates(context)
     factors = model_factors(settings)
     frames = []
-    for chunk in date_chunks(dates):  # bounded memory: a chunk (+ its lookback) at a time
+    for chunk in date_chunks(
+        dates, size=matrix_chunk_sessions(factors.k)
+    ):  # bounded memory: a chunk (+ its lookback) at a time
         out = _bias_of_windows_ending_in(store, factors, chunk)
         store.replace(
             [TableWrite(ASSET, out)], date_span(chunk), settings_json=settings.fingerprint()
