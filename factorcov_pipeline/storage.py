@@ -70,6 +70,9 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "n_clipped": "INTEGER",
         "thin_categories": "INTEGER",
         "degenerate": "BOOLEAN",
+        "exactly_fitted": "BOOLEAN",
+        "empty_categories": "VARCHAR",
+        "single_asset_categories": "VARCHAR",
     },
     "factor_volatility": {"date": "DATE", "factor": "VARCHAR", "volatility": "DOUBLE"},
     "volatility_regime": {"date": "DATE", "bias_statistic": "DOUBLE", "vra_multiplier": "DOUBLE"},
@@ -370,6 +373,16 @@ class Store:
             return
         existing = {r[0] for r in con.execute(f"DESCRIBE {quote_ident(table)}").fetchall()}
         incoming_names = {n for n, _ in frame_cols}
+        added = [c for c in contract if c in incoming_names and c not in existing]
+        if added and existing <= incoming_names:
+            # A contract column added by a later release (e.g. regression_stats'
+            # degenerate-case columns in 0.3): older files gain it, NULL for their old rows.
+            for c in added:
+                _run(
+                    con,
+                    f"ALTER TABLE {quote_ident(table)} ADD COLUMN {quote_ident(c)} {contract[c]}",
+                )
+            existing |= set(added)
         if incoming_names != existing:
             missing = sorted(existing - incoming_names)
             extra = sorted(incoming_names - existing)

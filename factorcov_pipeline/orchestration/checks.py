@@ -40,6 +40,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     model_factors,
     rows_per_session,
 )
+from factorcov_pipeline.orchestration.degenerate import regression_degenerate_cases
 from factorcov_pipeline.orchestration.partitions import partition_dates, trading_sessions
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.storage import EXPOSURES_TABLE, Store, quote_ident
@@ -486,6 +487,7 @@ def correlation_tieout(
 
 ALL_CHECKS = [
     factor_returns_zero_sum,
+    regression_degenerate_cases,
     factor_returns_complete,
     exposures_standardised,
     factor_volatility_valid,

@@ -139,7 +139,7 @@ def factor_returns(
     if user_model(settings):
         return _store_user_factor_returns(settings, store, dates)
     factors = model_factors(settings)
-    n_dates, n_gaps, r2, min_assets = 0, 0, [], []
+    n_dates, n_gaps, r2, min_assets, degenerate = 0, 0, [], [], []
     universe_dates = set(store.stored_dates("universe", dates[0], dates[-1]))
     for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors)):
         data = regression_input(store, chunk, factors.styles, category_column(settings))
@@ -174,11 +174,18 @@ def factor_returns(
                 gap_write,
             ]
             n_dates += result.stats.height
+            degenerate.append(result.stats)
             r2.append(float(result.stats["r_squared"].mean() or 0.0))
             min_assets.append(int(result.stats["n_assets"].min() or 0))
         store.replace(writes, date_span(chunk), settings_json=settings.fingerprint())
+    from factorcov_pipeline.orchestration.degenerate import degenerate_cases, describe
+
+    cases = describe(degenerate_cases(pl.concat(degenerate) if degenerate else pl.DataFrame()))
+    for line in cases:  # never silent: shown by `factorcov materialize` and the run's log
+        context.log.warning(f"factor_returns: degenerate regression: {line}")
     return MaterializeResult(
         metadata={
+            "degenerate_cases": MetadataValue.md("\n".join(f"- {c}" for c in cases) or "none"),
             "dates_with_returns": n_dates,
             "no_observation_days": n_gaps,
             "mean_r_squared": float(sum(r2) / len(r2)) if r2 else 0.0,
