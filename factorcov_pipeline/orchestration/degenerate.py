@@ -8,7 +8,6 @@ non-blocking check `regression_degenerate_cases` (severity WARN) fails with them
 metadata, so the UI and `factorcov materialize` show them.
 """
 
-
 import datetime as dt
 
 import polars as pl

@@ -1,7 +1,5 @@
 """`factor_correlation`: EWMA correlation forecasts, continued from the stored recursion state."""
 
-import datetime as dt
-
 import numpy as np
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, asset
 
@@ -10,6 +8,7 @@ from factorcov_pipeline.core.correlation import CorrelationForecaster, Correlati
 from factorcov_pipeline.core.panel import cube_to_pairs, long_to_matrix
 from factorcov_pipeline.core.settings import FactorCovarianceSettings
 from factorcov_pipeline.core.volatility import VolatilityForecaster
+from factorcov_pipeline.orchestration.assets import resume
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     matrix_chunk_sessions,
@@ -18,7 +17,6 @@ from factorcov_pipeline.orchestration.assets.common import (
     settings_metadata,
     stale_later_dates,
 )
-from factorcov_pipeline.orchestration.assets.resume import STATE_EVERY, published, resume_point
 from factorcov_pipeline.orchestration.partitions import partition_dates, previous_session_mapping
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.storage import Store, TableWrite
@@ -41,9 +39,8 @@ def prior_daily_vol(
     daily = long_to_matrix(vol, before, names, "volatility") / np.sqrt(ANNUALISATION)
     missing = np.isnan(daily).all(axis=1)
     if settings.warmup_length > 0 and missing.any():
-        history = return_dates(
-            store, calendar.sessions(days[0] - dt.timedelta(days=366 * 50), days[-1]), ASSET
-        )
+        first = store.stored_dates("factor_returns", end=days[-1])[0]
+        history = return_dates(store, calendar.sessions(first, days[-1]), ASSET)
         fr = store.read_dates("factor_returns", history[0], history[-1])
         F = long_to_matrix(fr, history, names, "factor_return")
         fc, _ = VolatilityForecaster(settings).run(None, F)
@@ -57,7 +54,7 @@ def prior_daily_vol(
 def matrix_block(k: int) -> int:
     """Sessions per recursion block and write of a K x K table: at most STATE_EVERY, and at
     most `matrix_chunk_sessions` (bounded memory at hundreds of factors)."""
-    return min(STATE_EVERY, matrix_chunk_sessions(k))
+    return min(resume.STATE_EVERY, matrix_chunk_sessions(k))
 
 
 @asset(
@@ -91,9 +88,9 @@ def factor_correlation(
         )
         return MaterializeResult(metadata={"dates": 0, **meta})
     cov_settings = settings.factor_cov_settings
-    resume = resume_point(store, ASSET, ret_dates[0], cov_settings.warmup_length)
-    state = CorrelationState.from_bytes(resume.state) if resume.state is not None else None
-    days = resume.replay + ret_dates
+    point = resume.resume_point(store, ASSET, ret_dates[0], cov_settings.warmup_length)
+    state = CorrelationState.from_bytes(point.state) if point.state is not None else None
+    days = point.replay + ret_dates
     fr = store.read_dates("factor_returns", days[0], days[-1])
     F = long_to_matrix(fr, days, factors.names, "factor_return")
     prior = (
@@ -101,11 +98,11 @@ def factor_correlation(
         if cov_settings.combine_standardized
         else None
     )
-    show = published(store, days, F, cov_settings.warmup_length)
+    show = resume.published(store, days, F, cov_settings.warmup_length)
     forecaster = CorrelationForecaster(cov_settings)
-    n_replay = len(resume.replay)
-    for i in range(0, n_replay, STATE_EVERY):  # recomputed, not re-published
-        j = min(i + STATE_EVERY, n_replay)
+    n_replay = len(point.replay)
+    for i in range(0, n_replay, resume.STATE_EVERY):  # recomputed, not re-published
+        j = min(i + resume.STATE_EVERY, n_replay)
         _, state = forecaster.run(state, F[i:j], None if prior is None else prior[i:j])
     # A block of sessions at a time: one recursion call, one transaction, one stored state
     # at its end (the long K x K table of a 10-year range does not sit in memory at once).
@@ -134,8 +131,8 @@ def factor_correlation(
     return MaterializeResult(
         metadata={
             "dates": len(ret_dates),
-            "continued_from_state": resume.state is not None,
-            "replayed_sessions": len(resume.replay),
+            "continued_from_state": point.state is not None,
+            "replayed_sessions": len(point.replay),
             "published_dates": n_published,
             "later_dates_now_stale": stale,
             **meta,

@@ -6,18 +6,13 @@ from dagster import AssetDep, AssetExecutionContext, MaterializeResult, asset
 
 from factorcov_pipeline.core.panel import long_to_matrix, matrix_to_long
 from factorcov_pipeline.core.volatility import VolatilityForecaster, VolatilityState
+from factorcov_pipeline.orchestration.assets import resume
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     model_factors,
     return_dates,
     settings_metadata,
     stale_later_dates,
-)
-from factorcov_pipeline.orchestration.assets.resume import (
-    STATE_EVERY,
-    published,
-    resume_point,
-    state_dates,
 )
 from factorcov_pipeline.orchestration.partitions import partition_dates, previous_session_mapping
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
@@ -57,22 +52,24 @@ def factor_volatility(
         )
         return MaterializeResult(metadata={"dates": 0, **meta})
     warmup = settings.factor_cov_settings.warmup_length
-    resume = resume_point(store, ASSET, ret_dates[0], warmup)
-    state = VolatilityState.from_bytes(resume.state) if resume.state is not None else None
-    days = resume.replay + ret_dates
+    point = resume.resume_point(store, ASSET, ret_dates[0], warmup)
+    state = VolatilityState.from_bytes(point.state) if point.state is not None else None
+    days = point.replay + ret_dates
     fr = store.read_dates("factor_returns", days[0], days[-1])
     F = long_to_matrix(fr, days, factors.names, "factor_return")
     forecaster = VolatilityForecaster(settings.factor_cov_settings)
     blocks, states = [], {}
-    ends = state_dates(days, ret_dates[0])
-    for i in range(0, len(days), STATE_EVERY):  # blocks: one call each (= day by day, bitwise)
-        fc, state = forecaster.run(state, F[i : i + STATE_EVERY])
+    ends = resume.state_dates(days, ret_dates[0])
+    for i in range(
+        0, len(days), resume.STATE_EVERY
+    ):  # blocks: one call each (= day by day, bitwise)
+        fc, state = forecaster.run(state, F[i : i + resume.STATE_EVERY])
         blocks.append(fc)
-        end = min(i + STATE_EVERY, len(days)) - 1
+        end = min(i + resume.STATE_EVERY, len(days)) - 1
         if end in ends:
             states[days[end]] = state.to_bytes()
-    keep = np.arange(len(resume.replay), len(days))
-    keep = keep[published(store, days, F, warmup)[keep]]
+    keep = np.arange(len(point.replay), len(days))
+    keep = keep[resume.published(store, days, F, warmup)[keep]]
     pub_dates = [days[t] for t in keep]
     vol = np.concatenate([b.vol for b in blocks])[keep]
     regime = pl.DataFrame(
@@ -96,8 +93,8 @@ def factor_volatility(
     return MaterializeResult(
         metadata={
             "dates": len(ret_dates),
-            "continued_from_state": resume.state is not None,
-            "replayed_sessions": len(resume.replay),
+            "continued_from_state": point.state is not None,
+            "replayed_sessions": len(point.replay),
             "published_dates": len(pub_dates),
             "last_date_mean_vol": float(vol[-1].mean()) if len(vol) else float("nan"),
             "later_dates_now_stale": stale,
