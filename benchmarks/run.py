@@ -748,12 +748,16 @@ def bench_scale(quick: bool, repeats: int) -> None:
     )
 
 
+from byo import bench_synthetic_decade, bench_user_file  # noqa: E402 (issue 11's benchmarks)
+
 BENCHMARKS = {
     1: bench_covariance,
     2: bench_regression,
     3: bench_materialize,
     4: bench_daily,
     5: bench_scale,
+    6: bench_user_file,
+    7: bench_synthetic_decade,
 }
 
 
