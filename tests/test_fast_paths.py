@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 
 from factorcov_pipeline.examples.factor_etfs import factor_etf_returns
-from factorcov_pipeline.orchestration.assets import resume
+from factorcov_pipeline.orchestration.assets import common, resume
 from factorcov_pipeline.orchestration.resources import FactorcovStorage
 from factorcov_pipeline.orchestration.runner import failure_messages, quiet_logger, run_range
 from factorcov_pipeline.storage import Store
@@ -109,14 +109,19 @@ def reference(tmp_path_factory):
 def test_state_every_block_length_gives_the_same_tables(reference, tmp_path, monkeypatch):
     _, settings, days, db_ref, _ = reference
     monkeypatch.setattr(resume, "STATE_EVERY", 4)
+    monkeypatch.setattr(common, "MATRIX_ROWS_PER_CHUNK", 3 * 3 * 3)  # K x K writes: 3 sessions
     db = tmp_path / "blocks.duckdb"
     assert _run(db, settings, days[0], days[-1]).success
-    ref = _tables(db_ref)
-    for table, frame in _tables(db).items():
-        assert frame.equals(ref[table]), table
-    # states are stored at the block ends (every 4 sessions from the first) and at the end
-    states = Store(db).read("SELECT DISTINCT date FROM _forecast_state ORDER BY 1")["date"]
-    assert days[-1] in states.to_list() and len(states) == (len(days) + 3) // 4
+    _assert_same(db, _tables(db_ref))
+    # volatility states at the block ends (every 4 sessions from the first) and at the end;
+    # correlation states at the end of each 3-session write
+    q = "SELECT date FROM _forecast_state WHERE asset = ? ORDER BY 1"
+    vol_states = Store(db).read(q, ["factor_volatility"])["date"].to_list()
+    assert vol_states == [days[i] for i in range(3, len(days), 4)] + [days[-1]] * (
+        len(days) % 4 > 0
+    )
+    cor_states = Store(db).read(q, ["factor_correlation"])["date"].to_list()
+    assert cor_states == [days[min(i + 2, len(days) - 1)] for i in range(0, len(days), 3)]
 
 
 def test_day_by_day_and_mid_history_rerun_equal_the_range(reference, tmp_path, monkeypatch):
