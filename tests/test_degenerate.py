@@ -113,7 +113,8 @@ def test_each_case_is_named_in_the_check_metadata(setup):
         for c in result.get_asset_check_evaluations()
         if c.asset_check_key.name == "regression_degenerate_cases"
     ]
-    assert not check.passed and check.severity.value == "WARN"
+    assert check.passed and check.severity.value == "WARN"  # informational
+    assert "exactly fitted" in check.description and "Energy" in check.description
     meta = {k: v.value for k, v in check.metadata.items()}
     assert meta["exactly_fitted_dates"] == 1
     assert meta["empty_categories_dates"] == 2
