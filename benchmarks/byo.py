@@ -1,13 +1,13 @@
-"""Benchmarks 6 and 7 (issue 11): end to end at the speed of the data.
+"""Benchmarks 7 and 8 (issue 11): end to end at the speed of the data.
 
-6. A user factor-return file of the factor-ETF shape (2,263 sessions x 5 factors, MTUM QUAL
+7. A user factor-return file of the factor-ETF shape (2,263 sessions x 5 factors, MTUM QUAL
    SIZE USMV VLUE; `factorcov_pipeline.examples.factor_etfs`), `factorcov materialize` end to
    end with every check: target <= 10 s. Also once with DAGSTER_HOME set (a recorded run,
    what the UI shows: every per-session event stored), for comparison.
-7. The default synthetic model over 10 years (2,520 sessions x 3,000 assets, 21 factors), end
+8. The default synthetic model over 10 years (2,520 sessions x 3,000 assets, 21 factors), end
    to end with every check: target <= 60 s (--quick: one year).
 
-Registered in benchmarks/run.py (`--only 6`, `--only 7`); helpers are run.py's.
+Registered in benchmarks/run.py (`--only 7`, `--only 8`); helpers are run.py's.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _steps_rows(r: Any, steps: dict[str, float], wall: float) -> list[list[Any]]
 
 
 def bench_user_file(quick: bool, repeats: int) -> None:
-    """6. The 2,263 x 5 factor-ETF-shaped file through `factorcov materialize`."""
+    """7. The 2,263 x 5 factor-ETF-shaped file through `factorcov materialize`."""
     r = _helpers()
     from factorcov_pipeline.examples.factor_etfs import factor_etf_returns
 
@@ -83,7 +83,7 @@ def bench_user_file(quick: bool, repeats: int) -> None:
     rows.append(["peak RSS (max over runs)", f"{max(rss):.2f} GiB", ""])
     rows.append(["recorded in DAGSTER_HOME (one run, every event stored)", recorded, "no target"])
     r.print_table(
-        f"6. user factor returns, {n} sessions x 5 factors (MTUM, QUAL, SIZE, USMV, VLUE), "
+        f"7. user factor returns, {n} sessions x 5 factors (MTUM, QUAL, SIZE, USMV, VLUE), "
         "`factorcov materialize` with every check",
         ["step (asset or check)", "seconds (median)", "share of wall"],
         rows,
@@ -97,7 +97,7 @@ def bench_user_file(quick: bool, repeats: int) -> None:
 
 
 def bench_synthetic_decade(quick: bool, repeats: int) -> None:
-    """7. The default synthetic model over 10 years, end to end with every check (one run)."""
+    """8. The default synthetic model over 10 years, end to end with every check (one run)."""
     r = _helpers()
     from factorcov_pipeline.core import calendar
 
@@ -122,7 +122,7 @@ def bench_synthetic_decade(quick: bool, repeats: int) -> None:
     rows.append(["**wall**", f"**{wall:.2f} s**", f"target <= 60 s: {r.verdict(wall <= 60)}"])
     rows.append(["peak RSS", f"{peak:.2f} GiB", ""])
     r.print_table(
-        f"7. default synthetic model, {n} sessions x 3,000 assets x 21 factors, "
+        f"8. default synthetic model, {n} sessions x 3,000 assets x 21 factors, "
         "`factorcov materialize` with every check",
         ["step (asset or check)", "seconds", "share of wall"],
         rows,

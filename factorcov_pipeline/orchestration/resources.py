@@ -7,15 +7,14 @@
 
 from __future__ import annotations
 
-import os
-
 from dagster import ConfigurableResource
 
+from factorcov_pipeline import environment
 from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2, load_settings
-from factorcov_pipeline.storage import DEFAULT_DATABASE, ENV_DATABASE, Store
+from factorcov_pipeline.storage import Store
 
-ENV_SETTINGS = "FACTORCOV_SETTINGS"
-ENV_LOCK_TIMEOUT = "FACTORCOV_LOCK_TIMEOUT"
+ENV_SETTINGS = environment.SETTINGS
+ENV_LOCK_TIMEOUT = environment.LOCK_TIMEOUT
 
 
 class FactorcovStorage(ConfigurableResource):
@@ -29,8 +28,8 @@ class FactorcovStorage(ConfigurableResource):
     lock_timeout_seconds: float = 0.0
 
     def store(self) -> Store:
-        path = self.database or os.environ.get(ENV_DATABASE) or DEFAULT_DATABASE
-        timeout = self.lock_timeout_seconds or float(os.environ.get(ENV_LOCK_TIMEOUT) or 120.0)
+        path = self.database or environment.database()
+        timeout = self.lock_timeout_seconds or environment.lock_timeout()
         return Store(path, lock_timeout=timeout)
 
 
@@ -40,4 +39,4 @@ class FactorcovSettings(ConfigurableResource):
     settings_file: str = ""
 
     def load(self) -> FactorCovarianceReportSettingsV2:
-        return load_settings(self.settings_file or os.environ.get(ENV_SETTINGS) or None)
+        return load_settings(self.settings_file or environment.settings_file())
