@@ -756,6 +756,8 @@ def bench_portfolio(quick: bool, repeats: int) -> None:
     bench_portfolio_risk(quick, repeats, timed, print_table, fmt_s, verdict)
 
 
+from byo import bench_synthetic_decade, bench_user_file  # noqa: E402 (issue 11)
+
 BENCHMARKS = {
     1: bench_covariance,
     2: bench_regression,
@@ -763,6 +765,8 @@ BENCHMARKS = {
     4: bench_daily,
     5: bench_scale,
     6: bench_portfolio,
+    7: bench_user_file,
+    8: bench_synthetic_decade,
 }
 
 

@@ -33,6 +33,7 @@ from rich.table import Table
 
 from factorcov_pipeline import environment
 from factorcov_pipeline.core import calendar
+from factorcov_pipeline.core.errors import InputDataError
 from factorcov_pipeline.core.settings import SettingsError, load_settings
 from factorcov_pipeline.environment import EnvironmentVariableError
 from factorcov_pipeline.storage import SettingsMismatchError, StoreBusyError, StoreFileError
@@ -103,6 +104,7 @@ def _materialize(args: argparse.Namespace) -> int:
     from factorcov_pipeline.orchestration.partitions import SESSIONS_START
     from factorcov_pipeline.orchestration.resources import FactorcovStorage
     from factorcov_pipeline.orchestration.runner import (
+        assets_for,
         check_outcomes,
         failure_messages,
         removed_tables,
@@ -117,6 +119,11 @@ def _materialize(args: argparse.Namespace) -> int:
         instance = instance_from_env()
     except InstanceConfigError as err:  # an unusable DAGSTER_HOME: one line, exit 2
         raise UsageError(str(err)) from None
+    user_returns = settings.factor_model_settings.universe.factor_returns
+    if user_returns:  # a range the user's file does not cover is refused before any work
+        from factorcov_pipeline.core.user_factors import check_range, user_factor_returns
+
+        check_range(user_factor_returns(user_returns), start, end)
     storage = FactorcovStorage()
     store = storage.store()
     # Before anything is written: a DuckDB file (or a new one), built with these settings.
@@ -129,7 +136,13 @@ def _materialize(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with _signals_seen() as seen:
         result = run_range(
-            start, end, storage, settings_file, instance, _ProgressLogger().logger_def()
+            start,
+            end,
+            storage,
+            settings_file,
+            instance,
+            _ProgressLogger().logger_def(),
+            selection=assets_for(settings),
         )
     elapsed = time.perf_counter() - t0
     if not result.success and (seen or was_interrupted(result)):
@@ -440,6 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         SettingsError,
         SettingsMismatchError,
         EnvironmentVariableError,
+        InputDataError,
         StoreBusyError,
         StoreFileError,
         FileNotFoundError,

@@ -72,6 +72,9 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "n_clipped": "INTEGER",
         "thin_categories": "INTEGER",
         "degenerate": "BOOLEAN",
+        "exactly_fitted": "BOOLEAN",
+        "empty_categories": "VARCHAR",
+        "single_asset_categories": "VARCHAR",
     },
     "factor_volatility": {"date": "DATE", "factor": "VARCHAR", "volatility": "DOUBLE"},
     "volatility_regime": {"date": "DATE", "bias_statistic": "DOUBLE", "vra_multiplier": "DOUBLE"},
@@ -457,6 +460,19 @@ class Store:
             )
         return None if row is None else bytes(row[0])
 
+    def latest_state(self, asset: str, on_or_before: dt.date) -> tuple[dt.date, bytes] | None:
+        """The last stored recursion state of `asset` dated on or before `on_or_before`."""
+        with self.connect() as con:
+            if not self.table_exists(con, STATE_TABLE):
+                return None
+            row = _one(
+                con,
+                f"SELECT date, state FROM {STATE_TABLE} WHERE asset = ? AND date <= ? "
+                "ORDER BY date DESC LIMIT 1",
+                [asset, on_or_before],
+            )
+        return None if row is None else (row[0], bytes(row[1]))
+
     # ---- writes ------------------------------------------------------------------------
 
     def _ensure_table(self, con: duckdb.DuckDBPyConnection, table: str, incoming: str) -> None:
@@ -472,6 +488,16 @@ class Store:
             return
         existing = {r[0] for r in con.execute(f"DESCRIBE {quote_ident(table)}").fetchall()}
         incoming_names = {n for n, _ in frame_cols}
+        added = [c for c in contract if c in incoming_names and c not in existing]
+        if added and existing <= incoming_names:
+            # A contract column added by a later release (e.g. regression_stats'
+            # degenerate-case columns in 0.3): older files gain it, NULL for their old rows.
+            for c in added:
+                _run(
+                    con,
+                    f"ALTER TABLE {quote_ident(table)} ADD COLUMN {quote_ident(c)} {contract[c]}",
+                )
+            existing |= set(added)
         if incoming_names != existing:
             missing = sorted(existing - incoming_names)
             extra = sorted(incoming_names - existing)

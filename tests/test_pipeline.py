@@ -72,7 +72,7 @@ def test_range_run_succeeds_with_every_check_passing(built):
     assert {"volatility_tieout", "correlation_tieout", "factor_returns_zero_sum"} <= names
     # one evaluation per check and session, each recorded with its session (the UI's
     # per-partition check status), every one passed
-    assert len(evaluations) == 9 * len(SESSIONS)
+    assert len(evaluations) == 10 * len(SESSIONS)
     per_check = {}
     for e in evaluations:
         per_check.setdefault(e.asset_check_key.name, []).append(e.partition)

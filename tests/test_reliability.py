@@ -63,7 +63,7 @@ def test_empty_return_column_is_refused_and_nothing_changes(copy, monkeypatch, c
     code, out = _cli(db, settings, monkeypatch, capsys, "--start", str(START), "--end", str(END))
     assert code == 1
     assert "no usable return" in out and str(data) in out and "refusing" in out
-    assert "run failed" in out and "9/9" not in out
+    assert "run failed" in out and "10/10" not in out
     assert_tables_unchanged(before, db)
     assert_consistent(db)
 

@@ -381,7 +381,7 @@ def test_factor_returns_load_with_default_groups(tmp_path):
     out = load_factor_returns(str(path))
     assert out.columns == ["date", "factor", "factor_group", "factor_return"]
     groups = dict(zip(out["factor"], out["factor_group"], strict=False))
-    assert groups == {"Market": "market", "Size": "style", "Energy": "trbc", "My Factor": "user"}
+    assert groups == {"Market": "user", "Size": "user", "Energy": "user", "My Factor": "user"}
     assert_frame_equal(
         out.drop("factor_group"), factor_frame().sort("date", "factor"), check_column_order=False
     )

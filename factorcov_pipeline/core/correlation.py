@@ -292,6 +292,9 @@ class CorrelationForecaster(Forecaster[CorrelationState]):
             corr, bad = repair_psd(corr)
             repaired |= bad
 
+        # Rounding of sqrt(c_ii c_jj) can put a correlation at 1 + 2.2e-16 (e.g. on the first
+        # date, where every pair is +/-1): correlations never leave [-1, 1].
+        np.clip(corr, -1.0, 1.0, out=corr)
         new_state = CorrelationState(
             config=self.config.copy(),
             cov_ewma=cov_state,

@@ -81,7 +81,8 @@ class RegressionResult:
 
     - `factor_returns`: `date, factor, factor_group, factor_return`, factors in FactorSet order.
     - `specific_returns`: `date, asset_id, specific_return` (clipped return minus fitted).
-    - `stats`: `date, n_assets, r_squared, n_clipped, thin_categories, degenerate`.
+    - `stats`: `date, n_assets, r_squared, n_clipped, thin_categories, degenerate,
+      exactly_fitted, empty_categories, single_asset_categories`.
     """
 
     factor_returns: pl.DataFrame
@@ -288,6 +289,27 @@ def constrained_wls(
     return f, resid
 
 
+# R^2 above 1 - this is an exact fit (rounding of a zero residual sum of squares).
+EXACT_FIT_TOL = 1e-12
+# Separator of category names in regression_stats (TRBC names contain commas, never ';').
+NAME_SEPARATOR = "; "
+
+
+def _category_names(
+    hit: np.ndarray, sector_mask: np.ndarray, names: list[str], n_dates: int
+) -> pl.Series:
+    """Per date, the category factors where `hit` (T, K) holds, joined by NAME_SEPARATOR in
+    the model's order; null where none (one polars group-by, no loop over dates)."""
+    t_idx, k_idx = np.nonzero(hit & sector_mask[None, :])
+    found = (
+        pl.DataFrame({"t": t_idx, "name": pl.Series(names, dtype=pl.String).gather(k_idx)})
+        .group_by("t", maintain_order=True)
+        .agg(pl.col("name").str.join(NAME_SEPARATOR))
+    )
+    out = pl.DataFrame({"t": np.arange(n_dates)}).join(found, on="t", how="left")
+    return out.sort("t")["name"]
+
+
 def estimate_factor_returns(
     data: pl.DataFrame,
     factors: FactorSet,
@@ -310,7 +332,11 @@ def estimate_factor_returns(
     Market plays the intercept's role and the zero-sum constraint ties it to the cap-weighted
     market). `thin_categories` counts the categories with at least one but fewer than
     THIN_CATEGORY_MIN_ASSETS assets; `degenerate` flags the dates solved by the minimum-norm
-    fallback (rank-deficient design). The batched solves take `chunk_dates` dates at a time;
+    fallback (rank-deficient design); `exactly_fitted` the dates with no more assets than
+    factors or R^2 = 1 (to EXACT_FIT_TOL); `empty_categories` / `single_asset_categories`
+    name (NAME_SEPARATOR-joined, null if none) the category factors with no asset (factor
+    return 0, out of the constraint) and with one asset (that asset's specific return is 0
+    by construction, unless `thin_category_shrinkage` is set). The batched solves take `chunk_dates` dates at a time;
     results do not depend on chunking beyond rounding. Memory: the input columns plus one
     (N, #styles + 2) float64 array (no padded (T, Nmax, K) design).
     """
@@ -483,6 +509,11 @@ def estimate_factor_returns(
             "n_clipped": n_clipped.astype(np.int64),
             "thin_categories": thin.astype(np.int64),
             "degenerate": degenerate_all,
+            # No more assets than factors, or R^2 = 1 up to rounding: the returns are fitted
+            # exactly, every specific return is 0 and the factor returns absorb all noise.
+            "exactly_fitted": (n_assets <= k) | (r2 >= 1.0 - EXACT_FIT_TOL),
+            "empty_categories": _category_names(counts == 0, sector_mask, names, n_dates),
+            "single_asset_categories": _category_names(counts == 1, sector_mask, names, n_dates),
         }
     )
     return RegressionResult(factor_returns, specific_returns, stats)

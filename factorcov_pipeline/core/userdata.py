@@ -41,11 +41,6 @@ import polars as pl
 
 from factorcov_pipeline.core.errors import InputDataError
 from factorcov_pipeline.core.factors import (
-    GROUP_MARKET,
-    GROUP_STYLE,
-    GROUP_TRBC,
-    MARKET_FACTOR,
-    STYLE_FACTORS,
     TRBC_SECTORS,
 )
 from factorcov_pipeline.core.settings import UniverseSettings
@@ -653,14 +648,7 @@ def load_universe(
 # --------------------------------------------------------------------------------------------
 
 
-def _default_group(name: str) -> str:
-    if name == MARKET_FACTOR:
-        return GROUP_MARKET
-    if name in STYLE_FACTORS:
-        return GROUP_STYLE
-    if name in TRBC_SECTORS:
-        return GROUP_TRBC
-    return "user"
+USER_GROUP = "user"
 
 
 def load_factor_returns(path: str) -> pl.DataFrame:
@@ -669,9 +657,9 @@ def load_factor_returns(path: str) -> pl.DataFrame:
     Parquet or CSV. Refused (InputDataError naming file, date, factor, column): missing
     columns, wrong types, NaN/infinite/missing factor returns, duplicate (date, factor) pairs,
     dates that are not XNYS sessions, a factor without a return on some date of the file (the
-    covariance recursions need a full panel), and returns that look like percent. Without
-    `factor_group`, the group is `market`/`style`/`trbc` for the tutorial's names and `user`
-    otherwise. Returns `date, factor, factor_group, factor_return` sorted by date and factor.
+    covariance recursions need a full panel), and returns that look like percent. Factor names
+    are data (any non-empty text). Without `factor_group` every factor is in one group,
+    `user`. Returns `date, factor, factor_group, factor_return` sorted by date and factor.
     """
     from factorcov_pipeline.core import calendar  # exchange-calendars is only needed here
 
@@ -691,11 +679,7 @@ def load_factor_returns(path: str) -> pl.DataFrame:
     if has_group:
         frame = _as_string(frame, source, "factor_group", keys)
     else:
-        frame = frame.with_columns(
-            pl.col("factor")
-            .map_elements(_default_group, return_dtype=pl.String)
-            .alias("factor_group")
-        )
+        frame = frame.with_columns(pl.lit(USER_GROUP, dtype=pl.String).alias("factor_group"))
     frame = _as_float(frame, source, "factor_return", keys)
     if frame.height == 0:
         raise InputDataError(f"{source}: no rows")

@@ -30,7 +30,10 @@ negative risk, and dropping the correction is the conservative, documented choic
 with ``sigma_k,t-1`` the daily volatility forecast (NW included, VRA not) dated t-1, so no
 return of t or later enters a forecast dated before t. Factors whose return or prior forecast is
 missing (or zero) are left out of the mean; the first date ever has no prior forecast, so no B
-term; until the first B term the multiplier is 1.
+term; until the first B term the multiplier is 1. With ``warmup_length = N`` (forecasts are
+published from the (N+1)-th session with returns on) the regime adjustment starts after the
+warm-up: B terms of the first N sessions with returns are not accumulated (missing
+observations), so lambda is not driven by the first, noisiest variance forecasts.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ class VolatilityState:
     vra_ewma: EwmaState | None
     last_raw_var: np.ndarray
     last_daily_var: np.ndarray
+    n_obs: int = 0  # sessions with returns seen so far (for the warm-up)
 
     def to_bytes(self) -> bytes:
         arrays: dict[str, np.ndarray] = {
@@ -92,6 +96,7 @@ class VolatilityState:
             "lag_buffer": self.lag_buffer,
             "last_raw_var": self.last_raw_var,
             "last_daily_var": self.last_daily_var,
+            "n_obs": np.asarray(self.n_obs, dtype=np.int64),
             **self.var_ewma.to_arrays("var_"),
         }
         if self.vra_ewma is not None:
@@ -110,6 +115,7 @@ class VolatilityState:
             vra_ewma=EwmaState.from_arrays(a, "vra_") if "vra_s" in a else None,
             last_raw_var=a["last_raw_var"],
             last_daily_var=a["last_daily_var"],
+            n_obs=int(a["n_obs"]) if "n_obs" in a else 0,
         )
 
 
@@ -149,6 +155,7 @@ class VolatilityForecaster(Forecaster[VolatilityState]):
             else settings.halflife_vol
         )
         self.halflife_vra = None if settings.halflife_vra is None else float(settings.halflife_vra)
+        self.warmup = int(settings.warmup_length)
         self.config = np.array(
             [
                 self.halflife,
@@ -211,6 +218,9 @@ class VolatilityForecaster(Forecaster[VolatilityState]):
             b2 = np.where(
                 count > 0, np.where(ok, z2, 0.0).sum(axis=1) / np.maximum(count, 1), np.nan
             )
+            if self.warmup > 0:  # the regime adjustment starts after the warm-up
+                seen = state.n_obs + np.cumsum(~np.isnan(F).all(axis=1))
+                b2 = np.where(seen > self.warmup, b2, np.nan)
             bias = np.sqrt(b2)
             vra_block, vra_state = ewma_run(b2, self.halflife_vra, vra_state)
             lam2 = np.where(np.isnan(vra_block.mean), 1.0, vra_block.mean)
@@ -235,5 +245,6 @@ class VolatilityForecaster(Forecaster[VolatilityState]):
             vra_ewma=vra_state,
             last_raw_var=raw[-1].copy() if n > 0 else state.last_raw_var.copy(),
             last_daily_var=daily_var[-1].copy() if n > 0 else state.last_daily_var.copy(),
+            n_obs=state.n_obs + int((~np.isnan(F).all(axis=1)).sum()),
         )
         return forecast, new_state

@@ -86,6 +86,7 @@ def session_evaluations(
     context: AssetCheckExecutionContext,
     verdicts: Mapping[dt.date, Verdict],
     description: str,
+    severity: AssetCheckSeverity = AssetCheckSeverity.ERROR,
 ) -> Iterator[AssetCheckEvaluation | Output]:
     """Yield one evaluation per session of the run's range (the check's compute yields these).
 
@@ -116,7 +117,7 @@ def session_evaluations(
             passed=verdict.passed,
             metadata=dict(verdict.metadata),
             target_materialization_data=targets.get(key),
-            severity=AssetCheckSeverity.ERROR,
+            severity=severity,
             description=verdict.description or description,
             blocking=spec.blocking,
             partition=key,

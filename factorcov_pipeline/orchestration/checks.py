@@ -37,6 +37,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     GAP_TABLE,
     category_column,
     date_chunks,
+    matrix_chunk_sessions,
     model_factors,
     rows_per_session,
 )
@@ -45,6 +46,7 @@ from factorcov_pipeline.orchestration.check_results import (
     Verdict,
     session_evaluations,
 )
+from factorcov_pipeline.orchestration.degenerate import regression_degenerate_cases
 from factorcov_pipeline.orchestration.partitions import partition_dates, trading_sessions
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.storage import EXPOSURES_TABLE, Store, quote_ident
@@ -121,6 +123,10 @@ def _tieout_inputs(
     if not in_range:
         return None
     df_vcov = _df_vcov(store, in_range[0], in_range[-1])
+    # Published dates only: the warm-up's first sessions have no forecast (warmup_length).
+    in_range = sorted(d.date() for d in df_vcov.index.get_level_values("date").unique())
+    if not in_range:
+        return None
     return _TieoutInputs(settings, factors, days, F, in_range, df_vcov)
 
 
@@ -141,7 +147,7 @@ def _stored_chunks(
 ) -> Iterator[tuple[list[dt.date], np.ndarray]]:
     """`_stored` a chunk of sessions at a time: a K x K table over 10 years at 72 factors is
     13 million rows, several GiB as one frame (benchmark 5's memory peak)."""
-    for chunk in date_chunks(dates, rows_per_session=len(names) ** 2):
+    for chunk in date_chunks(dates, size=matrix_chunk_sessions(len(names))):
         days, values = _stored(store, table, chunk, names, value)
         if days:
             yield days, values
@@ -151,9 +157,12 @@ def _no_history(day: dt.date) -> Verdict:
     return Verdict(True, {}, "no factor returns before this session yet: nothing to check")
 
 
-def _first_return(store: Store) -> dt.date | None:
+def _first_forecast(store: Store, settings: FactorCovarianceReportSettingsV2) -> dt.date | None:
+    """The first session with a published forecast: the first factor return, or with a warm-up
+    of N sessions (`warmup_length`) the (N+1)-th session with returns; None: none yet."""
     days = store.stored_dates("factor_returns")
-    return days[0] if days else None
+    warmup = settings.factor_cov_settings.warmup_length
+    return days[warmup] if len(days) > warmup else None
 
 
 def _forecast_verdicts(
@@ -163,7 +172,8 @@ def _forecast_verdicts(
     what: str,
 ) -> dict[dt.date, Verdict]:
     """Verdicts for every session of a range of a forecast table: sessions before the first
-    factor return have no forecast by design (pass); a later session without rows fails."""
+    published forecast (`first`: no returns yet, or the warm-up) have no forecast by design
+    (pass); a later session without rows fails."""
     out = {}
     for day in dates:
         if day in per_date:
@@ -256,7 +266,8 @@ def factor_returns_complete(
         day: Verdict(bool(n == 0), {"non_finite": int(n)}) for day, n in zip(days, bad, strict=True)
     }
     gaps = set(store.stored_dates(GAP_TABLE, dates[0], dates[-1]))
-    first = _first_return(store)
+    returns = store.stored_dates("factor_returns")
+    first = returns[0] if returns else None
     verdicts = {}
     for day in dates:
         if day in per_date:
@@ -404,13 +415,13 @@ def factor_volatility_valid(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> Iterator[AssetCheckEvaluation | Output]:
     """Volatilities are finite and non-negative for every factor and date."""
-    _, store, dates, factors = _scope(context, storage, model)
+    settings, store, dates, factors = _scope(context, storage, model)
     per_date = {}
     for days, V in _stored_chunks(store, "factor_volatility", dates, factors.names, "volatility"):
         invalid = (~np.isfinite(V)).sum(axis=1) + (V < 0).sum(axis=1)
         for day, n in zip(days, invalid, strict=True):
             per_date[day] = Verdict(bool(n == 0), {"invalid": int(n)})
-    verdicts = _forecast_verdicts(dates, _first_return(store), per_date, "volatilities")
+    verdicts = _forecast_verdicts(dates, _first_forecast(store, settings), per_date, "volatilities")
     yield from session_evaluations(context, verdicts, "finite, non-negative volatilities")
 
 
@@ -419,7 +430,7 @@ def factor_correlation_valid(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> Iterator[AssetCheckEvaluation | Output]:
     """Correlations are finite, symmetric, with unit diagonal and entries in [-1, 1]."""
-    _, store, dates, factors = _scope(context, storage, model)
+    settings, store, dates, factors = _scope(context, storage, model)
     per_date = {}
     for days, C in _stored_chunks(store, "factor_correlation", dates, factors.names, "correlation"):
         finite = np.isfinite(C).all(axis=(1, 2))
@@ -436,7 +447,7 @@ def factor_correlation_valid(
                     "finite": bool(finite[i]),
                 },
             )
-    verdicts = _forecast_verdicts(dates, _first_return(store), per_date, "correlations")
+    verdicts = _forecast_verdicts(dates, _first_forecast(store, settings), per_date, "correlations")
     yield from session_evaluations(
         context, verdicts, "finite, symmetric, unit diagonal, |rho| <= 1"
     )
@@ -448,7 +459,7 @@ def factor_covariance_symmetric_psd(
 ) -> Iterator[AssetCheckEvaluation | Output]:
     """Every covariance matrix is finite, symmetric and positive semi-definite (smallest
     eigenvalue >= -1e-12 x the largest variance; asymmetry <= 1e-12 x the largest variance)."""
-    _, store, dates, factors = _scope(context, storage, model)
+    settings, store, dates, factors = _scope(context, storage, model)
     per_date = {}
     for days, S in _stored_chunks(store, "factor_covariance", dates, factors.names, "covariance"):
         non_finite = (~np.isfinite(S)).sum(axis=(1, 2))
@@ -468,7 +479,7 @@ def factor_covariance_symmetric_psd(
                 bool(ok),
                 {"max_asymmetry": float(asym[i]), "min_relative_eigenvalue": float(rel[i])},
             )
-    verdicts = _forecast_verdicts(dates, _first_return(store), per_date, "covariances")
+    verdicts = _forecast_verdicts(dates, _first_forecast(store, settings), per_date, "covariances")
     yield from session_evaluations(context, verdicts, "symmetric and positive semi-definite")
 
 
@@ -519,9 +530,14 @@ def _tieout_verdicts(
 def _with_history(
     dates: list[dt.date], inputs: _TieoutInputs | None, per_date: dict[dt.date, Verdict]
 ) -> dict[dt.date, Verdict]:
-    """Every session of the range: the tie-out's verdicts, and sessions before the first factor
-    return (no forecast yet) pass."""
-    first = inputs.days[0] if inputs is not None and inputs.days else None
+    """Every session of the range: the tie-out's verdicts, and sessions before the first
+    published forecast (no returns yet, or the warm-up) pass."""
+    first = None
+    if inputs is not None and inputs.days:
+        observed = ~np.isnan(inputs.F).all(axis=1)
+        warmup = inputs.settings.factor_cov_settings.warmup_length
+        published = np.flatnonzero(np.cumsum(observed) > warmup)
+        first = inputs.days[published[0]] if published.size else None
     return _forecast_verdicts(dates, first, per_date, "covariance report")
 
 
@@ -648,6 +664,7 @@ def correlation_tieout(
 
 ALL_CHECKS = [
     factor_returns_zero_sum,
+    regression_degenerate_cases,
     factor_returns_complete,
     exposures_standardised,
     style_exposures_valid,

@@ -10,9 +10,11 @@ from typing import Any
 
 import dagster as dg
 
+from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2
 from factorcov_pipeline.orchestration.assets import ALL_ASSETS
 from factorcov_pipeline.orchestration.checks import ALL_CHECKS
 from factorcov_pipeline.orchestration.consistency import remove_unfinished
+from factorcov_pipeline.orchestration.instance import throwaway_instance
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.orchestration.schedules import daily_job
 
@@ -44,7 +46,7 @@ def run_range(
         loggers=loggers,
     )
     result = defs.resolve_job_def(job.name).execute_in_process(
-        instance=instance or dg.DagsterInstance.ephemeral(),
+        instance=instance or throwaway_instance(),
         run_config={"loggers": {name: {} for name in loggers}} if loggers else None,
         tags={
             "dagster/asset_partition_range_start": str(start),
@@ -88,6 +90,19 @@ REMOVED: dict[str, list[str]] = {}
 def removed_tables(result: dg.ExecuteInProcessResult) -> list[str]:
     """The tables that lost the range's rows because the run failed after writing."""
     return REMOVED.get(result.run_id, [])
+
+
+# Steps that compute nothing when the factor returns are the user's (`universe.factor_returns`).
+FACTOR_MODEL_ONLY = ("universe", "exposures")
+
+
+def assets_for(settings: FactorCovarianceReportSettingsV2) -> list[str] | None:
+    """The assets a run materialises: every asset (None), or, with user factor returns, every
+    asset but the universe and exposures (they would store nothing; not selecting them spares
+    their steps and per-session events)."""
+    if not settings.factor_model_settings.universe.factor_returns:
+        return None
+    return [a.key.to_user_string() for a in ALL_ASSETS if a.key.path[-1] not in FACTOR_MODEL_ONLY]
 
 
 def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:

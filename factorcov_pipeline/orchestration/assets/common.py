@@ -12,6 +12,7 @@ from factorcov_pipeline import environment
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.factors import FactorSet, factor_set_for
 from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2
+from factorcov_pipeline.core.user_factors import user_factor_returns
 from factorcov_pipeline.orchestration.catchup import gap_message
 from factorcov_pipeline.orchestration.partitions import trading_sessions
 from factorcov_pipeline.storage import Store
@@ -45,8 +46,18 @@ class MissingUpstreamError(RuntimeError):
 
 
 def model_factors(settings: FactorCovarianceReportSettingsV2) -> FactorSet:
-    """The model's factors (Market, styles, categories) as the settings define them."""
+    """The model's factors: Market, styles and categories as the settings define them, or,
+    with `universe.factor_returns`, the factors of the user's file (names are data)."""
+    path = settings.factor_model_settings.universe.factor_returns
+    if path:
+        return user_factor_returns(path).factors
     return factor_set_for(settings.factor_model_settings)
+
+
+def user_model(settings: FactorCovarianceReportSettingsV2) -> bool:
+    """The factor returns are the user's (`universe.factor_returns`): no universe, exposures
+    or regression are computed."""
+    return bool(settings.factor_model_settings.universe.factor_returns)
 
 
 def category_column(settings: FactorCovarianceReportSettingsV2) -> str:
@@ -162,6 +173,18 @@ def date_chunks(
         size = max(1, min(size, ROWS_PER_CHUNK // rows_per_session))
     for i in range(0, len(dates), size):
         yield dates[i : i + size]
+
+
+# Rows of a K x K table (correlation, covariance) per chunk of sessions: 2 million rows (about
+# 100 MB in a frame). At 5 factors a 9-year range is one chunk (one transaction); at 72,
+# 385 sessions. Fewer, larger transactions: each DuckDB commit costs about as much as
+# writing tens of thousands of rows.
+MATRIX_ROWS_PER_CHUNK = 2_000_000
+
+
+def matrix_chunk_sessions(k: int) -> int:
+    """Sessions per chunk of a K x K table (MATRIX_ROWS_PER_CHUNK rows)."""
+    return max(1, MATRIX_ROWS_PER_CHUNK // max(1, k * k))
 
 
 def rows_per_session(settings: FactorCovarianceReportSettingsV2, factors: FactorSet) -> int:

@@ -8,6 +8,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     date_chunks,
     date_span,
+    matrix_chunk_sessions,
     model_factors,
 )
 from factorcov_pipeline.orchestration.assets.factor_covariance import factor_covariance
@@ -28,7 +29,9 @@ def covariance_report(
     dates = partition_dates(context)
     factors = model_factors(settings)
     n_dates, rows = 0, 0
-    for chunk in date_chunks(dates):  # bounded memory: one chunk of K x K matrices at a time
+    for chunk in date_chunks(
+        dates, size=matrix_chunk_sessions(factors.k)
+    ):  # bounded memory: one chunk of K x K matrices at a time
         cov_long = store.read_dates("factor_covariance", chunk[0], chunk[-1])
         fc_dates = sorted(set(cov_long["date"].to_list())) if cov_long.height else []
         cov = pairs_to_cube(cov_long, fc_dates, factors.names, "covariance")

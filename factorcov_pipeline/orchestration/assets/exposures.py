@@ -12,6 +12,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     model_factors,
     require_dates,
     rows_per_session,
+    user_model,
 )
 from factorcov_pipeline.orchestration.assets.universe import universe
 from factorcov_pipeline.orchestration.metadata import on_last_session
@@ -33,13 +34,13 @@ def exposures(
     created in the same transaction.
     """
     settings = model.load()
-    store = storage.store()
-    dates = partition_dates(context)
-    factors = model_factors(settings)
-    if settings.factor_model_settings.universe.factor_returns:
+    if user_model(settings):  # nothing to compute (not selected by `factorcov materialize`)
         return MaterializeResult(
             metadata={"skipped": "factor returns are supplied by the user: no exposures needed"}
         )
+    store = storage.store()
+    dates = partition_dates(context)
+    factors = model_factors(settings)
     require_dates(store, "universe", dates, "exposures")
     view = exposures_view(factors.styles, MARKET_FACTOR if GROUP_MARKET in factors.groups else None)
     rows = 0

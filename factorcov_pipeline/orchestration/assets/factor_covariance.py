@@ -9,6 +9,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     date_chunks,
     date_span,
+    matrix_chunk_sessions,
     model_factors,
     require_dates,
     settings_metadata,
@@ -36,7 +37,9 @@ def factor_covariance(
     dates = partition_dates(context)
     factors = model_factors(settings)
     n_dates = 0
-    for chunk in date_chunks(dates):  # bounded memory: one chunk of K x K matrices at a time
+    for chunk in date_chunks(
+        dates, size=matrix_chunk_sessions(factors.k)
+    ):  # bounded memory: one chunk of K x K matrices at a time
         vol_long = store.read_dates("factor_volatility", chunk[0], chunk[-1])
         fc_dates = sorted(set(vol_long["date"].to_list())) if vol_long.height else []
         require_dates(store, "factor_correlation", fc_dates, ASSET)

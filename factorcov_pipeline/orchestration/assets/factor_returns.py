@@ -1,11 +1,14 @@
 """`factor_returns`: the daily constrained cross-sectional regression (or user factor returns)."""
 
+import datetime as dt
+
 import polars as pl
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from factorcov_pipeline.core import calendar
-from factorcov_pipeline.core.errors import InputDataError
 from factorcov_pipeline.core.regression import estimate_factor_returns
+from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2
+from factorcov_pipeline.core.user_factors import check_range, user_factor_returns
 from factorcov_pipeline.orchestration import views
 from factorcov_pipeline.orchestration.assets.common import (
     GAP_TABLE,
@@ -16,6 +19,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     model_factors,
     require_dates,
     rows_per_session,
+    user_model,
 )
 from factorcov_pipeline.orchestration.metadata import on_last_session, per_session
 from factorcov_pipeline.orchestration.partitions import (
@@ -97,11 +101,40 @@ def regression_input(
     )
 
 
-# exposures is declared on the same session (identity), although returns of t use the
-# exposures of t-1 too: with a (t-1, t) mapping, a range launched from the UI's asset graph
-# targets one more factor_returns session than exposures sessions, and Dagster's backfill then
-# splits the range into several runs. `require_dates` enforces the t-1 exposures at run time
-# (an error naming the gap), as `recursion_start_state` does for the EWMA assets.
+def _store_user_factor_returns(
+    context: AssetExecutionContext,
+    settings: FactorCovarianceReportSettingsV2,
+    store: Store,
+    dates: list[dt.date],
+) -> MaterializeResult:
+    """Store the user's factor returns of the range (the file is the model: its factors are
+    whatever it names). A range the file does not cover is refused before anything is
+    written; a session inside the file's span without rows is a no-observation day."""
+    user = user_factor_returns(str(settings.factor_model_settings.universe.factor_returns))
+    check_range(user, dates[0], dates[-1])
+    fr = user.frame.filter(pl.col("date").is_between(dates[0], dates[-1]))
+    observed = set(fr["date"].to_list())
+    gaps = [d for d in dates if user.first <= d <= user.last and d not in observed]
+    store.replace(
+        [
+            TableWrite("factor_returns", fr),
+            TableWrite(GAP_TABLE, gap_frame(gaps, "no row in the factor-return file")),
+        ],
+        date_span(dates),
+        settings_json=settings.fingerprint(),
+    )
+    on_last_session(
+        context,
+        {
+            "dates_with_returns": len(observed),
+            "no_observation_days": len(gaps),
+            "factors": user.factors.k,
+            "source": MetadataValue.path(user.path),
+        },
+    )
+    return MaterializeResult()
+
+
 @asset(
     **PARTITIONED,
     deps=[AssetDep("universe"), AssetDep("exposures")],
@@ -121,50 +154,10 @@ def factor_returns(
     settings = model.load()
     store = storage.store()
     dates = partition_dates(context)
+    if user_model(settings):
+        return _store_user_factor_returns(context, settings, store, dates)
     factors = model_factors(settings)
-    uni = settings.factor_model_settings.universe
-    if uni.factor_returns:
-        from factorcov_pipeline.core.userdata import load_factor_returns
-
-        full = load_factor_returns(uni.factor_returns)
-        file_factors = set(full["factor"].unique().to_list())
-        if file_factors != set(factors.names):
-            raise InputDataError(
-                f"{uni.factor_returns}: the file's factors do not match the model's "
-                f"(settings factor_model_settings.exposures): missing "
-                f"{sorted(set(factors.names) - file_factors)}, not in the model "
-                f"{sorted(file_factors - set(factors.names))}. Restrict the model with the "
-                "style/trbc groups' `factors` subsets, or supply every factor"
-            )
-        fr = full.filter(pl.col("date").is_between(dates[0], dates[-1]))
-        if fr.height == 0 and any(d > SESSIONS_START for d in dates):
-            raise InputDataError(
-                f"{uni.factor_returns}: no factor return in {dates[0]} .. {dates[-1]} (the file "
-                f"covers {full['date'].min()} .. {full['date'].max()}); refusing to replace the "
-                "stored factor returns and forecasts of the range with nothing"
-            )
-        # Sessions inside the file's span without rows are no-observation days (EWMA decays).
-        first, last = full["date"].min(), full["date"].max()
-        observed = set(fr["date"].to_list())
-        gaps = [d for d in dates if first <= d <= last and d not in observed]  # type: ignore[operator]
-        store.replace(
-            [
-                TableWrite("factor_returns", fr),
-                TableWrite(GAP_TABLE, gap_frame(gaps, "no row in the factor-return file")),
-            ],
-            date_span(dates),
-            settings_json=settings.fingerprint(),
-        )
-        on_last_session(
-            context,
-            {
-                "dates_with_returns": fr["date"].n_unique(),
-                "no_observation_days": len(gaps),
-                "source": MetadataValue.path(uni.factor_returns),
-            },
-        )
-        return MaterializeResult()
-    n_dates, n_gaps, min_assets = 0, 0, []
+    n_dates, n_gaps, min_assets, degenerate = 0, 0, [], []
     universe_dates = set(store.stored_dates("universe", dates[0], dates[-1]))
     for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors)):
         data = regression_input(store, chunk, factors.styles, category_column(settings))
@@ -202,13 +195,20 @@ def factor_returns(
                 gap_write,
             ]
             n_dates += result.stats.height
+            degenerate.append(result.stats)
             min_assets.append(int(result.stats["n_assets"].min() or 0))
         store.replace(writes, date_span(chunk), settings_json=settings.fingerprint())
+    from factorcov_pipeline.orchestration.degenerate import degenerate_cases, describe
+
+    cases = describe(degenerate_cases(pl.concat(degenerate) if degenerate else pl.DataFrame()))
+    for line in cases:  # never silent: shown by `factorcov materialize` and the run's log
+        context.log.warning(f"factor_returns: degenerate regression: {line}")
     per, figures = views.regression(store, dates)
     per_session(context, per)
     on_last_session(
         context,
         {
+            "degenerate_cases": MetadataValue.md("\n".join(f"- {c}" for c in cases) or "none"),
             "dates_with_returns": n_dates,
             "no_observation_days": n_gaps,
             "min_assets": min(min_assets) if min_assets else 0,

@@ -7,10 +7,10 @@ from dagster import AssetDep, AssetExecutionContext, MaterializeResult, asset
 from factorcov_pipeline.core.panel import long_to_matrix, matrix_to_long
 from factorcov_pipeline.core.volatility import VolatilityForecaster, VolatilityState
 from factorcov_pipeline.orchestration import views
+from factorcov_pipeline.orchestration.assets import resume
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     model_factors,
-    recursion_start_state,
     return_dates,
     settings_metadata,
     stale_later_dates,
@@ -65,29 +65,38 @@ def factor_volatility(
         )
         on_last_session(context, {"dates": 0, **meta})
         return MaterializeResult()
-    blob = recursion_start_state(store, ASSET, ret_dates[0], dates[-1])
-    state = VolatilityState.from_bytes(blob) if blob is not None else None
-    fr = store.read_dates("factor_returns", ret_dates[0], ret_dates[-1])
-    F = long_to_matrix(fr, ret_dates, factors.names, "factor_return")
+    warmup = settings.factor_cov_settings.warmup_length
+    point = resume.resume_point(store, ASSET, ret_dates[0], warmup, dates[-1])
+    state = VolatilityState.from_bytes(point.state) if point.state is not None else None
+    days = point.replay + ret_dates
+    fr = store.read_dates("factor_returns", days[0], days[-1])
+    F = long_to_matrix(fr, days, factors.names, "factor_return")
     forecaster = VolatilityForecaster(settings.factor_cov_settings)
-    vols, lambdas, biases, states = [], [], [], {}
-    for t, day in enumerate(ret_dates):  # the recursion's own loop over dates, K-sized state
-        fc, state = forecaster.run(state, F[t : t + 1])
-        vols.append(fc.vol[0])
-        lambdas.append(fc.vra_multiplier[0])
-        biases.append(fc.bias_stat[0])
-        states[day] = state.to_bytes()
-    vol = np.vstack(vols)
+    blocks, states = [], {}
+    ends = resume.state_dates(days, ret_dates[0])
+    for i in range(
+        0, len(days), resume.STATE_EVERY
+    ):  # blocks: one call each (= day by day, bitwise)
+        fc, state = forecaster.run(state, F[i : i + resume.STATE_EVERY])
+        blocks.append(fc)
+        end = min(i + resume.STATE_EVERY, len(days)) - 1
+        if end in ends:
+            states[days[end]] = state.to_bytes()
+    keep = np.arange(len(point.replay), len(days))
+    keep = keep[resume.published(store, days, F, warmup)[keep]]
+    pub_dates = [days[t] for t in keep]
+    vol = np.concatenate([b.vol for b in blocks])[keep]
     regime = pl.DataFrame(
         {
-            "date": ret_dates,
-            "bias_statistic": np.asarray(biases),
-            "vra_multiplier": np.asarray(lambdas),
-        }
+            "date": pub_dates,
+            "bias_statistic": np.concatenate([b.bias_stat for b in blocks])[keep],
+            "vra_multiplier": np.concatenate([b.vra_multiplier for b in blocks])[keep],
+        },
+        schema={"date": pl.Date, "bias_statistic": pl.Float64, "vra_multiplier": pl.Float64},
     )
     store.replace(
         [
-            TableWrite(ASSET, matrix_to_long(ret_dates, factors.names, vol, "volatility")),
+            TableWrite(ASSET, matrix_to_long(pub_dates, factors.names, vol, "volatility")),
             TableWrite("volatility_regime", regime),
         ],
         (dates[0], dates[-1]),
@@ -101,7 +110,10 @@ def factor_volatility(
         context,
         {
             "dates": len(ret_dates),
-            "continued_from_state": blob is not None,
+            "continued_from_state": point.state is not None,
+            "replayed_sessions": len(point.replay),
+            "published_dates": len(pub_dates),
+            "last_date_mean_vol": float(vol[-1].mean()) if len(vol) else float("nan"),
             "later_dates_now_stale": stale,
             **figures,
             **meta,

@@ -21,6 +21,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     date_chunks,
     date_span,
+    matrix_chunk_sessions,
     model_factors,
     settings_metadata,
 )
@@ -89,7 +90,8 @@ def forecast_bias(
     dates = partition_dates(context)
     factors = model_factors(settings)
     frames, outcomes = [], []
-    for chunk in date_chunks(dates):  # bounded memory: a chunk (+ its lookback) at a time
+    # bounded memory: a chunk (+ its lookback) at a time
+    for chunk in date_chunks(dates, size=matrix_chunk_sessions(factors.k)):
         out, z = _bias_of_windows_ending_in(store, factors, chunk)
         outcomes.append(z)
         store.replace(

@@ -15,6 +15,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     date_span,
     model_factors,
     rows_per_session,
+    user_model,
 )
 from factorcov_pipeline.orchestration.metadata import on_last_session
 from factorcov_pipeline.orchestration.partitions import SESSIONS_START, partition_dates
@@ -52,24 +53,24 @@ def universe(
     path) is loaded and validated instead. The first session has caps but no returns.
     """
     settings = model.load()
-    store = storage.store()
-    dates = partition_dates(context)
-    factors = model_factors(settings)
-    uni_settings = settings.factor_model_settings.universe
-    sessions = calendar.sessions(SESSIONS_START, dates[-1])
-    sigma = settings.factor_model_settings.exposures.winsorize_sigma
-    if uni_settings.factor_returns:
-        # Only factor returns are supplied: there is no universe to store (the regression is
-        # skipped); nothing is written and the run says so.
+    if user_model(settings):
+        # Only factor returns are supplied: there is no universe (the regression is not run);
+        # nothing is read or written and the run says so (`factorcov materialize` does not
+        # even select this step).
         return MaterializeResult(
             metadata={
-                "dates": len(dates),
                 "rows": 0,
                 "skipped": MetadataValue.text(
                     "universe.factor_returns is set: user factor returns replace the regression"
                 ),
             }
         )
+    store = storage.store()
+    dates = partition_dates(context)
+    factors = model_factors(settings)
+    uni_settings = settings.factor_model_settings.universe
+    sessions = calendar.sessions(SESSIONS_START, dates[-1])
+    sigma = settings.factor_model_settings.exposures.winsorize_sigma
     user_frame: pl.DataFrame | None = None
     if uni_settings.dataset != "synthetic":
         from factorcov_pipeline.core.userdata import load_universe
