@@ -78,13 +78,13 @@ def _materialize(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from factorcov_pipeline.orchestration.partitions import SESSIONS_START
-    from factorcov_pipeline.orchestration.resources import FactorcovStorage
+    from factorcov_pipeline.orchestration.resources import storage_resource
     from factorcov_pipeline.orchestration.runner import failure_messages, run_range
 
     start, end = resolve_range(args.start, args.end, SESSIONS_START)
     settings_file = args.settings or os.environ.get("FACTORCOV_SETTINGS") or ""
     load_settings(settings_file or None)  # fail fast with a clear message
-    storage = FactorcovStorage()
+    storage = storage_resource()
     store = storage.store()
     n_sessions = len(calendar.sessions(start, end))
     console.print(

@@ -6,7 +6,7 @@ from dagster import Definitions
 
 from factorcov_pipeline.orchestration.assets import ALL_ASSETS
 from factorcov_pipeline.orchestration.checks import ALL_CHECKS
-from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.orchestration.resources import FactorcovSettings, storage_resource
 from factorcov_pipeline.orchestration.schedules import daily_job, daily_schedule
 
 defs = Definitions(
@@ -14,5 +14,5 @@ defs = Definitions(
     asset_checks=ALL_CHECKS,
     jobs=[daily_job],
     schedules=[daily_schedule],
-    resources={"storage": FactorcovStorage(), "model": FactorcovSettings()},
+    resources={"storage": storage_resource(), "model": FactorcovSettings()},
 )

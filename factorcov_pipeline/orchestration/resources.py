@@ -1,5 +1,8 @@
-"""Resources: the DuckDB store and the model settings, configured from environment variables.
+"""Resources: the store (one resource per backend) and the model settings, configured from
+environment variables.
 
+- `FACTORCOV_DATABASE_URL`: a PostgreSQL database (`postgresql://...`); when set, every table
+  goes there (`FactorcovPostgres`) instead of the DuckDB file.
 - `FACTORCOV_DUCKDB`: the DuckDB file (default `data/factorcov.duckdb`).
 - `FACTORCOV_SETTINGS`: a JSON/YAML settings file (default: the tutorial's settings).
 - `FACTORCOV_LOCK_TIMEOUT`: seconds to wait for another process's lock on the file (default 120).
@@ -9,10 +12,10 @@ from __future__ import annotations
 
 import os
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar
 
 from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2, load_settings
-from factorcov_pipeline.storage import DEFAULT_DATABASE, ENV_DATABASE, Store
+from factorcov_pipeline.storage import DEFAULT_DATABASE, ENV_DATABASE, BaseStore, Store
 
 ENV_SETTINGS = "FACTORCOV_SETTINGS"
 ENV_LOCK_TIMEOUT = "FACTORCOV_LOCK_TIMEOUT"
@@ -32,6 +35,36 @@ class FactorcovStorage(ConfigurableResource):
         path = self.database or os.environ.get(ENV_DATABASE) or DEFAULT_DATABASE
         timeout = self.lock_timeout_seconds or float(os.environ.get(ENV_LOCK_TIMEOUT) or 120.0)
         return Store(path, lock_timeout=timeout)
+
+
+ENV_DATABASE_URL = "FACTORCOV_DATABASE_URL"
+
+
+class FactorcovPostgres(ConfigurableResource):
+    """A PostgreSQL database every asset writes to (`storage.postgres.PostgresStore`), shared by
+    every process of a run or of parallel runs. `url` is normally
+    `EnvVar("FACTORCOV_DATABASE_URL")` (see `storage_resource`)."""
+
+    url: str
+    lock_timeout_seconds: float = 0.0
+
+    def store(self) -> BaseStore:
+        from factorcov_pipeline.storage.postgres import PostgresStore
+
+        # Outside a Dagster run (the command's own summary) an EnvVar is not resolved yet.
+        url = os.environ.get(self.url, "") if isinstance(self.url, EnvVar) else self.url
+        if not url:
+            raise ValueError(f"{ENV_DATABASE_URL} is empty: set it to postgresql://...")
+        timeout = self.lock_timeout_seconds or float(os.environ.get(ENV_LOCK_TIMEOUT) or 120.0)
+        return PostgresStore(url, lock_timeout=timeout)
+
+
+def storage_resource() -> FactorcovStorage | FactorcovPostgres:
+    """The store resource the environment selects: PostgreSQL when `FACTORCOV_DATABASE_URL` is
+    set, else the DuckDB file (the default)."""
+    if os.environ.get(ENV_DATABASE_URL):
+        return FactorcovPostgres(url=EnvVar(ENV_DATABASE_URL))
+    return FactorcovStorage()
 
 
 class FactorcovSettings(ConfigurableResource):

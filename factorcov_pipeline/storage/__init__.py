@@ -1,29 +1,34 @@
-"""Storage: the SQL contract and the stores behind it (`factorcov_pipeline.storage.duckdb`).
+"""Storage: the SQL contract (`contract`), the `Store` interface (`base`) and its two
+implementations, DuckDB (`duckdb`, the default; `Store` is its class) and PostgreSQL
+(`postgres`, imported on demand so the DuckDB path needs no PostgreSQL driver).
 
 Re-exports the names of the former `storage.py` module so that
 `from factorcov_pipeline.storage import ...` keeps working.
 """
 
-from factorcov_pipeline.storage.duckdb import (
+from factorcov_pipeline.storage.base import BaseStore
+from factorcov_pipeline.storage.contract import (
     DATE_COLUMN,
-    DEFAULT_DATABASE,
-    DEFAULT_MEMORY_LIMIT,
-    ENV_DATABASE,
-    ENV_MEMORY,
     EXPOSURES_TABLE,
     EXPOSURES_VIEW,
     SETTINGS_TABLE,
     STATE_TABLE,
     TABLE_COLUMNS,
     SettingsMismatchError,
-    Store,
     StoreBusyError,
     TableWrite,
     ViewDef,
     exposures_view,
-    query_polars,
     quote_ident,
     quote_literal,
+)
+from factorcov_pipeline.storage.duckdb import (
+    DEFAULT_DATABASE,
+    DEFAULT_MEMORY_LIMIT,
+    ENV_DATABASE,
+    ENV_MEMORY,
+    Store,
+    query_polars,
 )
 
 __all__ = [
@@ -37,6 +42,7 @@ __all__ = [
     "SETTINGS_TABLE",
     "STATE_TABLE",
     "TABLE_COLUMNS",
+    "BaseStore",
     "SettingsMismatchError",
     "Store",
     "StoreBusyError",
