@@ -97,7 +97,16 @@ def _materialize(args: argparse.Namespace) -> int:
         else dg.DagsterInstance.ephemeral()
     )
     t0 = time.perf_counter()
-    result = run_range(start, end, storage, settings_file, instance, _ProgressLogger().logger_def())
+    if args.parallel > 1:  # chunked runs on several processes (orchestration/parallel.py)
+        from factorcov_pipeline.orchestration.parallel import run_parallel
+
+        result = run_parallel(
+            start, end, storage, settings_file, args.parallel, None, console.print
+        )
+    else:
+        result = run_range(
+            start, end, storage, settings_file, instance, _ProgressLogger().logger_def()
+        )
     elapsed = time.perf_counter() - t0
     checks = result.get_asset_check_evaluations()
     passed = sum(1 for c in checks if c.passed)
@@ -216,6 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--end", help="last session (default: 2026-03-31, the tutorial's year)")
     mat.add_argument(
         "--settings", help="JSON/YAML settings file (default: the tutorial's settings)"
+    )
+    mat.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        metavar="N",
+        help="backfill as chunked runs on N processes (needs FACTORCOV_DATABASE_URL)",
     )
     mat.set_defaults(func=_materialize)
     sql = sub.add_parser("sql", help="run a read-only SQL query on the DuckDB file")
