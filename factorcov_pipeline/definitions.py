@@ -6,11 +6,12 @@ from dagster import Definitions
 
 from factorcov_pipeline.orchestration.assets import ALL_ASSETS
 from factorcov_pipeline.orchestration.checks import ALL_CHECKS
+from factorcov_pipeline.orchestration.parallel import chunked_backfills
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, storage_resource
 from factorcov_pipeline.orchestration.schedules import daily_job, daily_schedule
 
 defs = Definitions(
-    assets=ALL_ASSETS,
+    assets=chunked_backfills(ALL_ASSETS),
     asset_checks=ALL_CHECKS,
     jobs=[daily_job],
     schedules=[daily_schedule],

@@ -43,6 +43,41 @@ STAGES: tuple[tuple[tuple[str, ...], bool], ...] = (
     (("forecast_bias",), True),
 )
 DEFAULT_CHUNK = 63
+# Assets whose partitions are independent across dates (every stage but the recursions).
+CROSS_SECTIONAL = frozenset(a for assets, per_chunk in STAGES if per_chunk for a in assets)
+ENV_BACKFILL_RUN_SESSIONS = "FACTORCOV_BACKFILL_RUN_SESSIONS"
+
+
+def chunked_backfills(assets: Sequence[Any], run_sessions: int | None = None) -> list[Any]:
+    """The assets with the cross-sectional ones backfilled by Dagster as several runs of at most
+    `run_sessions` sessions (`BackfillPolicy.multi_run`), when `FACTORCOV_BACKFILL_RUN_SESSIONS`
+    (or `run_sessions`) is set; unchanged otherwise (every asset `single_run`, the default).
+
+    A backfill launched from the UI then becomes chunked runs of the cross-sectional assets that
+    the instance's run queue runs concurrently (`concurrency.runs.max_concurrent_runs`,
+    deploy/dagster-postgres.yaml), and the EWMA assets keep `single_run` (their dependency on
+    their own previous partition orders them). Needs a shared store (PostgreSQL).
+    """
+    import dagster as dg
+
+    raw = run_sessions or os.environ.get(ENV_BACKFILL_RUN_SESSIONS) or ""
+    if not raw:
+        return list(assets)
+    try:
+        size = int(raw)
+        if size < 1:
+            raise ValueError
+    except ValueError:
+        raise ValueError(
+            f"{ENV_BACKFILL_RUN_SESSIONS}={raw!r} is not a positive number of sessions"
+        ) from None
+    policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=size)
+    return [
+        a.with_attributes(backfill_policy=policy)
+        if {k.to_user_string() for k in a.keys} <= CROSS_SECTIONAL
+        else a
+        for a in assets
+    ]
 
 
 class ParallelStoreError(StoreBusyError):
@@ -153,6 +188,12 @@ def run_parallel(
     size = chunk_sessions or int(os.environ.get("FACTORCOV_CHUNK_SESSIONS") or DEFAULT_CHUNK)
     spans = chunks(start, end, size)
     out = ParallelResult()
+    if os.environ.get("DAGSTER_HOME"):
+        import dagster as dg
+
+        # The instance's storage creates its tables on first use: once here, not by every
+        # worker at the same time (they would race on CREATE TABLE).
+        dg.DagsterInstance.get().dispose()
     # spawn: each worker imports Dagster afresh (no fork of a process holding connections)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx) as pool:
