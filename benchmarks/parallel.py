@@ -51,13 +51,57 @@ if __name__ == "__main__":
 """
 
 
+def estimate(result: dict, pods: int, startup: float = 0.0) -> float:
+    """Wall time of the same backfill on `pods` workers from one measured run's per-run costs:
+    each per-chunk stage takes ceil(runs / pods) x its median run (+ `startup` seconds per run
+    for a pod's start and imports), the recursion stage its measured time (+ one start-up)."""
+    total = 0.0
+    stages: dict[tuple[str, ...], list[float]] = {}
+    for r in result["runs"]:
+        stages.setdefault(tuple(r["assets"]), []).append(r["seconds"])
+    for costs in stages.values():
+        if len(costs) == 1:
+            total += costs[0] + startup
+        else:
+            waves = -(-len(costs) // pods)
+            total += waves * (statistics.median(costs) + startup)
+    return total
+
+
+def markdown(summary: dict) -> str:
+    """The tables of docs/scaling.md: measured stages per N, per-run costs, estimate for P."""
+    res = summary["results"]
+    ns = sorted(res, key=int)
+    names = [", ".join(r["assets"]) for r in res[ns[0]]["runs"]]
+    stages = list(dict.fromkeys(names))
+    lines = ["| stage | runs | " + " | ".join(f"N={n} wall" for n in ns) + " |"]
+    lines.append("| --- | --- |" + " --- |" * len(ns))
+    for i, stage in enumerate(stages):
+        runs = names.count(stage)
+        cells = [f"{res[n]['stage_seconds'][i]:.1f} s" for n in ns]
+        lines.append(f"| `{stage}` | {runs} | " + " | ".join(cells) + " |")
+    lines.append("| **total** | | " + " | ".join(f"**{res[n]['wall']:.0f} s**" for n in ns) + " |")
+    base = res[ns[0]]
+    lines += ["", "| workers P | estimate, no start-up | estimate, +30 s start-up per run |"]
+    lines.append("| --- | --- | --- |")
+    for pods in (1, 2, 4, 10, 40):
+        lines.append(
+            f"| {pods} | {estimate(base, pods):.0f} s | {estimate(base, pods, 30.0):.0f} s |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--years", type=int, default=10, choices=sorted(START))
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--assets", type=int, default=3000)
     parser.add_argument("--out", default="")
+    parser.add_argument("--report", default="", help="print the tables of a saved --out file")
     args = parser.parse_args()
+    if args.report:
+        print(markdown(json.loads(Path(args.report).read_text())))
+        return
     sys.path.insert(0, str(ROOT / "tests"))
     from pg_server import postgres_server
 
@@ -102,6 +146,8 @@ def main() -> None:
             for n, res in results.items()
         },
     }
+    summary["markdown"] = markdown(summary)
+    print(summary["markdown"])
     text = json.dumps(summary, indent=1)
     if args.out:
         Path(args.out).write_text(text)
