@@ -1,7 +1,9 @@
 """The `factorcov` command.
 
     factorcov materialize [--start DATE] [--end DATE] [--settings FILE]
-    factorcov sql "SELECT ..."          (read-only query of the DuckDB file)
+    factorcov sql "SELECT ..." [--format table|csv|json|markdown] [--limit N]
+                                        (read-only query of the DuckDB file)
+    factorcov show DATE [--factors ...] (a session's volatilities and correlation matrix)
     factorcov settings [--settings FILE] (print the settings in force as JSON)
 
 `materialize` runs every asset and check for the session range through Dagster in ONE run
@@ -15,18 +17,24 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.table import Table
 
+from factorcov_pipeline import environment
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.settings import SettingsError, load_settings
-from factorcov_pipeline.storage import StoreBusyError
+from factorcov_pipeline.environment import EnvironmentVariableError
+from factorcov_pipeline.storage import SettingsMismatchError, StoreBusyError, StoreFileError
 
 console = Console(stderr=False, highlight=False, soft_wrap=True)
 
@@ -46,7 +54,11 @@ def resolve_range(
     start: str | None, end: str | None, first_session: dt.date, today: dt.date | None = None
 ) -> tuple[dt.date, dt.date]:
     """The session range to materialise; refuses dates before the partitions start, non-sessions,
-    reversed ranges and sessions whose partition does not exist yet."""
+    reversed ranges and sessions whose partition does not exist yet: a session after `today`
+    (New York's date, the exchange's) has no data and no partition, so `--end` in the future
+    is refused (the default end is the tutorial's last session, or a year after the start,
+    capped at today)."""
+    today = today or dt.datetime.now(ZoneInfo("America/New_York")).date()
     s = _parse_date(start, "--start") if start else first_session
     if end:
         e = _parse_date(end, "--end")
@@ -70,6 +82,16 @@ def resolve_range(
             )
     if e < s:
         raise UsageError(f"--end {e} is before --start {s}")
+    if e > today:
+        if end:
+            raise UsageError(
+                f"--end {e} is in the future (today is {today} in New York): its partition "
+                "does not exist yet; end at today's session or earlier"
+            )
+        past = calendar.sessions(s, today)
+        if not past:
+            raise UsageError(f"--start {s} is in the future (today is {today} in New York)")
+        e = past[-1]
     return s, e
 
 
@@ -79,13 +101,20 @@ def _materialize(args: argparse.Namespace) -> int:
 
     from factorcov_pipeline.orchestration.partitions import SESSIONS_START
     from factorcov_pipeline.orchestration.resources import storage_resource
-    from factorcov_pipeline.orchestration.runner import failure_messages, run_range
+    from factorcov_pipeline.orchestration.runner import (
+        failure_messages,
+        removed_tables,
+        run_range,
+        was_interrupted,
+    )
 
     start, end = resolve_range(args.start, args.end, SESSIONS_START)
-    settings_file = args.settings or os.environ.get("FACTORCOV_SETTINGS") or ""
-    load_settings(settings_file or None)  # fail fast with a clear message
+    settings_file = args.settings or environment.settings_file() or ""
+    settings = load_settings(settings_file or None)  # fail fast with a clear message
     storage = storage_resource()
     store = storage.store()
+    # Before anything is written: a DuckDB file (or a new one), built with these settings.
+    store.check_identity(settings.fingerprint())
     n_sessions = len(calendar.sessions(start, end))
     console.print(
         f"factorcov: materialising {n_sessions} session(s) {start} .. {end} "
@@ -97,17 +126,26 @@ def _materialize(args: argparse.Namespace) -> int:
         else dg.DagsterInstance.ephemeral()
     )
     t0 = time.perf_counter()
-    if args.parallel > 1:  # chunked runs on several processes (orchestration/parallel.py)
-        from factorcov_pipeline.orchestration.parallel import run_parallel
+    with _signals_seen() as seen:
+        if args.parallel > 1:  # chunked runs on several processes (orchestration/parallel.py)
+            from factorcov_pipeline.orchestration.parallel import run_parallel
 
-        result = run_parallel(
-            start, end, storage, settings_file, args.parallel, None, console.print
-        )
-    else:
-        result = run_range(
-            start, end, storage, settings_file, instance, _ProgressLogger().logger_def()
-        )
+            result = run_parallel(
+                start, end, storage, settings_file, args.parallel, None, console.print
+            )
+        else:
+            result = run_range(
+                start, end, storage, settings_file, instance, _ProgressLogger().logger_def()
+            )
     elapsed = time.perf_counter() - t0
+    if not result.success and (seen or was_interrupted(result)):
+        # Each chunk is one transaction: the interrupted one rolled back, earlier ones are whole.
+        signo = seen[-1] if seen else signal.SIGINT
+        console.print(
+            f"factorcov: interrupted ({signal.Signals(signo).name}) after {elapsed:.1f} s; "
+            "nothing of the interrupted chunk was written; run again to complete"
+        )
+        return 128 + int(signo)  # 130 for SIGINT, 143 for SIGTERM, as shells report
     checks = result.get_asset_check_evaluations()
     passed = sum(1 for c in checks if c.passed)
     if not result.success:
@@ -116,14 +154,29 @@ def _materialize(args: argparse.Namespace) -> int:
         failed_checks = [c for c in checks if not c.passed]
         for c in failed_checks:
             console.print(f"[red]check failed[/red] {c.asset_check_key.name}: {c.description}")
+        removed = removed_tables(result)
+        if removed:
+            console.print(
+                f"factorcov: removed the rows of {start} .. {end} from {', '.join(removed)}: "
+                "they followed from the inputs this run replaced; fix the cause and run again"
+            )
         console.print(
             f"factorcov: run failed after {elapsed:.1f} s ({passed}/{len(checks)} checks passed)"
         )
         return 1
     summary = store.read(
         "SELECT count(DISTINCT date) AS dates, count(DISTINCT factor) AS factors, "
-        "min(date) AS first, max(date) AS last FROM factor_volatility"
+        "min(date) AS first, max(date) AS last FROM factor_volatility "
+        "WHERE date BETWEEN ? AND ?",
+        [start, end],
     )
+    if summary["dates"][0] == 0 and end > SESSIONS_START:
+        # A run that stored nothing is not a success (issue 12.1), whatever the checks said.
+        console.print(
+            f"[red]failed[/red] the run stored no forecast for {start} .. {end}: "
+            "no factor returns in the range (see factor_return_gaps)"
+        )
+        return 1
     table = Table(title="factorcov summary", show_header=False)
     table.add_row("DuckDB file", str(store.path))
     table.add_row("sessions materialised", f"{n_sessions} ({start} .. {end})")
@@ -134,6 +187,33 @@ def _materialize(args: argparse.Namespace) -> int:
     table.add_row("wall time", f"{elapsed:.1f} s")
     console.print(table)
     return 0
+
+
+@contextmanager
+def _signals_seen() -> Iterator[list[int]]:
+    """The SIGINT/SIGTERM numbers delivered while the block runs. Dagster installs its own
+    handlers during a run (SIGTERM mapped to SIGINT, raised in the running step as
+    DagsterExecutionInterruptedError), so the signal's identity is read from Python's wakeup
+    file descriptor, which receives every signal's number whatever the handler."""
+    seen: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+    rfd, wfd = os.pipe()
+    os.set_blocking(rfd, False)
+    os.set_blocking(wfd, False)
+    previous = signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+    try:
+        yield seen
+    finally:
+        signal.set_wakeup_fd(previous)
+        try:
+            data = os.read(rfd, 4096)
+        except BlockingIOError:
+            data = b""
+        seen += [b for b in data if b in (signal.SIGINT, signal.SIGTERM)]
+        os.close(rfd)
+        os.close(wfd)
 
 
 class _ProgressLogger:
@@ -196,19 +276,61 @@ def _peak_rss_gib() -> float:
 
 
 def _sql(args: argparse.Namespace) -> int:
-    from factorcov_pipeline.storage import Store, query_polars
+    import duckdb
 
+    from factorcov_pipeline import terminal, textgrid
+    from factorcov_pipeline.storage import Store
+
+    if args.limit is not None and args.limit < 0:
+        raise UsageError(f"--limit {args.limit} is negative (0 shows every row)")
+    limit = args.limit
+    if limit is None and args.format == "table":
+        limit = terminal.DEFAULT_TABLE_LIMIT
+    limit = limit or None
     store = Store.from_env(lock_timeout=args.wait)
-    with store.connect(read_only=True) as con:
-        frame = query_polars(con, args.query)
-    with_cfg = __import__("polars").Config(tbl_rows=args.rows, tbl_cols=-1)
-    with with_cfg:
-        print(frame)
+    try:
+        with store.connect_query_only() as con:
+            try:
+                note = terminal.print_query(
+                    con, args.query, args.format, limit, textgrid.terminal_width()
+                )
+            except duckdb.Error as err:
+                raise UsageError(f"SQL: {terminal.one_line_error(err)}") from None
+    except duckdb.Error as err:  # opening the file (e.g. it is not a DuckDB database)
+        raise UsageError(
+            f"cannot open {store.path} as a DuckDB database: "
+            f"{terminal.one_line_error(err, read_only_hint=False)}"
+        ) from None
+    if note:
+        print(f"factorcov: {note}", file=sys.stderr)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from factorcov_pipeline import session_view, terminal, textgrid
+    from factorcov_pipeline.storage import Store
+
+    day = _parse_date(args.date, "DATE")
+    store = Store.from_env(lock_timeout=args.wait)
+    try:
+        with store.connect_query_only() as con:
+            forecast = session_view.load_session(con, day, args.factors, str(store.path))
+    except session_view.ShowError as err:
+        raise UsageError(str(err)) from None
+    except duckdb.Error as err:  # opening the file (e.g. it is not a DuckDB database)
+        raise UsageError(
+            f"cannot open {store.path} as a DuckDB database: "
+            f"{terminal.one_line_error(err, read_only_hint=False)}"
+        ) from None
+    text = session_view.render_session(forecast, textgrid.terminal_width(), str(store.path))
+    terminal.write_stdout(text)
     return 0
 
 
 def _settings(args: argparse.Namespace) -> int:
-    settings = load_settings(args.settings or os.environ.get("FACTORCOV_SETTINGS") or None)
+    settings = load_settings(args.settings or environment.settings_file())
     print(settings.model_dump_json(indent=2))
     return 0
 
@@ -236,11 +358,32 @@ def build_parser() -> argparse.ArgumentParser:
     mat.set_defaults(func=_materialize)
     sql = sub.add_parser("sql", help="run a read-only SQL query on the DuckDB file")
     sql.add_argument("query")
-    sql.add_argument("--rows", type=int, default=20)
+    sql.add_argument(
+        "--format",
+        choices=("table", "csv", "json", "markdown"),
+        default="table",
+        help="table (default, for reading), or csv / json (a list of objects) / markdown",
+    )
+    sql.add_argument(
+        "--limit",
+        "--rows",
+        type=int,
+        default=None,
+        help="rows to show (default: 1000 in a table, all otherwise; 0: all)",
+    )
     sql.add_argument(
         "--wait", type=float, default=10.0, help="seconds to wait while a run holds the file"
     )
     sql.set_defaults(func=_sql)
+    show = sub.add_parser(
+        "show", help="print a session's factor volatilities and correlation matrix"
+    )
+    show.add_argument("date", help="the session (YYYY-MM-DD)")
+    show.add_argument("--factors", nargs="+", help="only these factors (names as stored)")
+    show.add_argument(
+        "--wait", type=float, default=10.0, help="seconds to wait while a run holds the file"
+    )
+    show.set_defaults(func=_show)
     st = sub.add_parser("settings", help="print the settings in force as JSON")
     st.add_argument("--settings")
     st.set_defaults(func=_settings)
@@ -255,10 +398,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = build_parser().parse_args(argv)
     try:
+        environment.check_all()  # every FACTORCOV_* variable, before anything runs
         return int(args.func(args))
-    except (UsageError, SettingsError, StoreBusyError, FileNotFoundError) as err:
+    except (
+        UsageError,
+        SettingsError,
+        SettingsMismatchError,
+        EnvironmentVariableError,
+        StoreBusyError,
+        StoreFileError,
+        FileNotFoundError,
+    ) as err:
         print(f"factorcov: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # SIGINT before or after the run (nothing was being written)
+        print("factorcov: interrupted; nothing was written", file=sys.stderr)
+        return 128 + int(signal.SIGINT)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def test_materialize_short_range_and_sql(tmp_path, monkeypatch, capsys):
     )
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "checks passed" in out and "8/8" in out
+    assert "checks passed" in out and "9/9" in out
     assert Store(db).stored_dates("covariance_report")[0] == dt.date(2025, 4, 1)
     assert main(["sql", "SELECT count(DISTINCT date) AS n FROM factor_covariance"]) == 0
     assert "6" in capsys.readouterr().out

@@ -71,7 +71,7 @@ def test_range_run_succeeds_with_every_check_passing(built):
     evaluations = result.get_asset_check_evaluations()
     names = {e.asset_check_key.name for e in evaluations}
     assert {"volatility_tieout", "correlation_tieout", "factor_returns_zero_sum"} <= names
-    assert len(evaluations) == 8
+    assert len(evaluations) == 9
     assert all(e.passed for e in evaluations)
     # one run for the whole range: every asset materialised for all 20 partitions
     mats = result.get_asset_materialization_events()

@@ -285,7 +285,7 @@ def test_defaults_equal_the_tutorial_pandas_code_in_float64(default_db):
     db, _, result = default_db
     assert result.success, failure_messages(result)
     checks = {c.asset_check_key.name: c for c in result.get_asset_check_evaluations()}
-    assert len(checks) == 8 and all(c.passed for c in checks.values())
+    assert len(checks) == 9 and all(c.passed for c in checks.values())
     assert "tutorial" in checks["volatility_tieout"].description
     assert "tutorial" in checks["correlation_tieout"].description
     days, F = _returns(db)
@@ -358,7 +358,7 @@ def test_setting_through_the_pipeline(case, tmp_path, default_db):
     result = _run(db, settings)
     assert result.success, failure_messages(result)
     checks = {c.asset_check_key.name: c for c in result.get_asset_check_evaluations()}
-    assert len(checks) == 8
+    assert len(checks) == 9
     failed = {n: c.description for n, c in checks.items() if not c.passed}
     assert not failed, failed
     vol_changed = cs.halflife_vra is not None or cs.nw_lags_vol > 0

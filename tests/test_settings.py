@@ -39,13 +39,13 @@ def test_file_overrides_only_the_keys_it_names(tmp_path, suffix):
     path = tmp_path / f"s{suffix}"
     data = {
         "factor_cov_settings": {"halflife_vol": 42},
-        "factor_model_settings": {"universe": {"n_assets": 10}},
+        "factor_model_settings": {"universe": {"n_assets": 50}},
     }
     path.write_text(json.dumps(data))  # JSON is valid YAML
     settings = load_settings(path)
     assert settings.factor_cov_settings.halflife_vol == 42.0
     assert settings.factor_cov_settings.halflife_cor == 120.0
-    assert settings.factor_model_settings.universe.n_assets == 10
+    assert settings.factor_model_settings.universe.n_assets == 50
     assert settings.factor_model_settings.universe.dataset == "synthetic"
 
 

@@ -39,7 +39,7 @@ def test_sp500_example_runs_through_the_factorcov_command(tmp_path):
         timeout=600,
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "8/8" in run.stdout
+    assert "9/9" in run.stdout
     store = Store(tmp_path / "sp500.duckdb")
     factors = store.read("SELECT DISTINCT factor FROM factor_volatility")["factor"].to_list()
     assert len(factors) == 14 and "Momentum" in factors and "Dividend" not in factors

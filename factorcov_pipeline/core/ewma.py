@@ -41,11 +41,12 @@ from __future__ import annotations
 import functools
 import io
 import math
-import os
 from dataclasses import dataclass
 from types import ModuleType
 
 import numpy as np
+
+from factorcov_pipeline import environment
 
 # Blocks of at least this many dates use the compiled kernels (module docstring).
 JIT_MIN_DATES = 500
@@ -64,10 +65,10 @@ def _load_kernels() -> ModuleType | None:
 def jit_kernels(n_dates: int) -> ModuleType | None:
     """`factorcov_pipeline.core.kernels` if a block of ``n_dates`` dates should use them, else
     None (numba missing, ``FACTORCOV_JIT=0``, or a block below `JIT_MIN_DATES` in auto mode)."""
-    mode = os.environ.get(JIT_ENV, "auto").strip().lower()
-    if n_dates < 1 or mode in ("0", "off", "false", "no"):
+    mode = environment.jit_mode()  # FACTORCOV_JIT, refused with a one-line error if invalid
+    if n_dates < 1 or mode == "0":
         return None
-    if mode not in ("1", "on", "true", "yes") and n_dates < JIT_MIN_DATES:
+    if mode != "1" and n_dates < JIT_MIN_DATES:
         return None
     return _load_kernels()
 

@@ -14,6 +14,8 @@ refused with a message naming the field (pydantic's `extra="forbid"` and strict 
 from __future__ import annotations
 
 import json
+import re
+import reprlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,8 +24,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PositiveFloat,
-    PositiveInt,
+    StrictFloat,
     ValidationError,
     field_validator,
     model_validator,
@@ -35,7 +36,24 @@ class SettingsError(ValueError):
 
 
 class _Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # strict: no loose conversions ("yes" is not a bool, "60" not a number, true not an int);
+    # allow_inf_nan=False: `Infinity`/`NaN` (which Python's json module accepts) are refused.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, strict=True, allow_inf_nan=False
+    )
+
+
+# Sane bounds of every setting (documented in the README's settings table). Half-lives in
+# sessions: 0.5 (a day's weight halves twice a session) to 1e15, which is equal weights to
+# machine precision (the tests' stand-in for an equal-weighted sample); beyond about 1e16 the
+# decay 2^(-1/h) rounds to 1 and the EWMA divides by zero (halflife 1e300 did, mid-run).
+# Newey-West lags: at most a quarter of sessions (each lag is a K x K term per date). A path
+# or name is at most 4,096 characters.
+HALFLIFE = Field(ge=0.5, le=1e15)
+NW_LAGS = Field(ge=0, le=63)
+MAX_TEXT = 4096
+MAX_ASSETS = 100_000
+MIN_ASSETS_PER_FACTOR = 2
 
 
 class UniverseSettings(_Settings):
@@ -46,17 +64,17 @@ class UniverseSettings(_Settings):
     file together with `table` (see the README's "Bring your own data").
     """
 
-    dataset: str = "synthetic"
-    n_assets: PositiveInt = 3000
-    seed: int = 20250331
-    table: str | None = None
-    factor_returns: str | None = Field(
+    dataset: Annotated[str, Field(max_length=MAX_TEXT)] = "synthetic"
+    n_assets: Annotated[int, Field(ge=1, le=MAX_ASSETS)] = 3000
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 20250331
+    table: Annotated[str, Field(max_length=MAX_TEXT)] | None = None
+    factor_returns: Annotated[str, Field(max_length=MAX_TEXT)] | None = Field(
         default=None,
         description="Path of user-supplied factor returns (date, factor, factor_return); when set "
         "the regression is skipped and only the covariance forecasts are computed.",
     )
     trbc_level: Literal["economic_sector", "industry_group"] = "economic_sector"
-    n_extra_styles: Annotated[int, Field(ge=0)] = 0
+    n_extra_styles: Annotated[int, Field(ge=0, le=100)] = 0
 
     @field_validator("dataset")
     @classmethod
@@ -64,6 +82,15 @@ class UniverseSettings(_Settings):
         if not v.strip():
             raise ValueError("universe.dataset must be 'synthetic' or a path to a data file")
         return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> UniverseSettings:
+        if self.factor_returns is not None and self.dataset != "synthetic":
+            raise ValueError(
+                "set either dataset (asset data: the regression estimates factor returns) or "
+                "factor_returns (your own factor returns: no regression), not both"
+            )
+        return self
 
 
 def _unique_names(value: list[str] | None) -> list[str] | None:
@@ -149,7 +176,7 @@ class ExposureSettings(_Settings):
     exposures: list[ContinuousExposureGroupSettings | CategoricalExposureGroupSettings] = Field(
         default_factory=_default_exposure_groups
     )
-    winsorize_sigma: PositiveFloat = 3.0
+    winsorize_sigma: Annotated[float, Field(ge=1.0, le=10.0)] = 3.0
 
     @field_validator("exposures", mode="before")
     @classmethod
@@ -211,14 +238,21 @@ class ModelConstructionSettings(_Settings):
     zero_sum_constraints: dict[Literal["trbc"], ZeroSumMethod] = Field(
         default_factory=lambda: {"trbc": "mcap_weighted"}
     )
-    return_clip_bounds: tuple[float, float] | None = (-0.1, 0.1)
-    thin_category_shrinkage: Annotated[float, Field(ge=0.0)] = 0.0
+    # A JSON/YAML list is accepted for the pair (lax on the container only); its elements
+    # are strict numbers.
+    return_clip_bounds: Annotated[tuple[StrictFloat, StrictFloat], Field(strict=False)] | None = (
+        -0.1,
+        0.1,
+    )
+    thin_category_shrinkage: Annotated[float, Field(ge=0.0, le=100.0)] = 0.0
 
     @field_validator("return_clip_bounds")
     @classmethod
     def _ordered_bounds(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
-        if value is not None and not (value[0] < 0.0 < value[1]):
-            raise ValueError(f"return_clip_bounds must be (lower < 0 < upper), got {list(value)}")
+        if value is not None and not (-1.0 <= value[0] < 0.0 < value[1] <= 10.0):
+            raise ValueError(
+                f"return_clip_bounds must be (-1 <= lower < 0 < upper <= 10), got {list(value)}"
+            )
         return value
 
 
@@ -228,6 +262,25 @@ class FactorRiskModelSettings(_Settings):
     universe: UniverseSettings = Field(default_factory=UniverseSettings)
     exposures: ExposureSettings = Field(default_factory=ExposureSettings)
     modelconstruction: ModelConstructionSettings = Field(default_factory=ModelConstructionSettings)
+
+    @model_validator(mode="after")
+    def _factors_known_and_universe_large_enough(self) -> FactorRiskModelSettings:
+        """At parse time, not mid-run: every `factors` subset name is one of its group's
+        factors (exact case), `n_extra_styles` exists, and a synthetic universe has at least
+        MIN_ASSETS_PER_FACTOR assets per factor (fewer leave the regression without residual
+        degrees of freedom: `n_assets: 1` stored zero forecasts and reported success)."""
+        from factorcov_pipeline.core.factors import factor_set_for  # imports this module
+
+        factors = factor_set_for(self)  # ValueError naming the unknown names
+        uni = self.universe
+        if uni.dataset == "synthetic" and uni.factor_returns is None:
+            need = MIN_ASSETS_PER_FACTOR * factors.k
+            if uni.n_assets < need:
+                raise ValueError(
+                    f"universe.n_assets={uni.n_assets} is too small for a model of {factors.k} "
+                    f"factors: give at least {need} ({MIN_ASSETS_PER_FACTOR} per factor)"
+                )
+        return self
 
 
 ShrinkMethod = Literal["LIS", "QIS", "GIS"]
@@ -249,14 +302,14 @@ class FactorCovarianceSettings(_Settings):
       prior-day volatility forecast.
     """
 
-    halflife_vol: PositiveFloat = 60.0
-    halflife_cor: PositiveFloat = 120.0
-    halflife_vra: PositiveFloat | None = None
-    nw_lags_vol: Annotated[int, Field(ge=0, strict=True)] = 0
-    nw_lags_vol_halflife_override: PositiveFloat | None = None
-    nw_lags_cor: Annotated[int, Field(ge=0, strict=True)] = 0
+    halflife_vol: Annotated[float, HALFLIFE] = 60.0
+    halflife_cor: Annotated[float, HALFLIFE] = 120.0
+    halflife_vra: Annotated[float, HALFLIFE] | None = None
+    nw_lags_vol: Annotated[int, NW_LAGS] = 0
+    nw_lags_vol_halflife_override: Annotated[float, HALFLIFE] | None = None
+    nw_lags_cor: Annotated[int, NW_LAGS] = 0
     shrink_cor_method: ShrinkMethod | None = None
-    shrink_cor_length: PositiveFloat | None = None
+    shrink_cor_length: Annotated[float, Field(ge=2.0, le=1e6)] | None = None
     combine_standardized: bool = False
 
     @model_validator(mode="after")
@@ -290,15 +343,32 @@ class FactorCovarianceReportSettingsV2(_Settings):
         return json.dumps(self.model_dump(mode="json"), sort_keys=True)
 
 
+def _excerpt(value: Any) -> str:
+    """A short repr of a value for an error message: a 50 MB string or a huge list is quoted
+    as its first characters / items only."""
+    return _REPR.repr(value)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = 60
+_REPR.maxother = 60
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = 4
+_REPR.maxlevel = 2
+
+
 def _format_validation_error(err: ValidationError, source: str) -> str:
-    lines = [f"invalid settings in {source}:"]
-    for e in err.errors():
+    """One line: the file, then each invalid field with what is wrong and a short excerpt of
+    the value given."""
+    problems = []
+    for e in err.errors()[:5]:
         loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (not a setting)"
-        lines.append(f"  - {loc or '<root>'}: {msg} (got {e.get('input')!r})")
-    return "\n".join(lines)
+        got = f" (got {_excerpt(e.get('input'))})" if e["type"] != "missing" else ""
+        problems.append(f"{loc or '<root>'}: {msg}{got}")
+    more = f"; and {err.error_count() - 5} more" if err.error_count() > 5 else ""
+    return f"invalid settings in {source}: " + "; ".join(problems) + more
 
 
 def parse_settings(
@@ -315,16 +385,139 @@ def parse_settings(
         raise SettingsError(_format_validation_error(err, source)) from None
 
 
+# Loading safety (issue 12.7): a settings file is a few hundred bytes of plain JSON/YAML.
+MAX_SETTINGS_BYTES = 1_000_000
+MAX_DEPTH = 20
+
+
+class _SettingsLoader(yaml.SafeLoader):
+    """YAML without the features a settings file never needs and an attacker can abuse:
+    aliases/anchors (an alias bomb expands to gigabytes), nesting deeper than MAX_DEPTH (a
+    RecursionError), duplicate keys (silently the last one wins in PyYAML), and YAML 1.1's
+    `yes`/`no`/`on`/`off` booleans (only `true`/`false` are booleans, as in YAML 1.2 and JSON)."""
+
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise SettingsYAMLError(
+                f"YAML aliases are not allowed (line {event.start_mark.line + 1})"
+            )
+        event = self.peek_event()
+        if getattr(event, "anchor", None):
+            raise SettingsYAMLError(
+                f"YAML anchors are not allowed (line {event.start_mark.line + 1})"
+            )
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise SettingsYAMLError(f"nested deeper than {MAX_DEPTH} levels")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise SettingsYAMLError(
+                    f"duplicate key {_excerpt(key)} (line {key_node.start_mark.line + 1})"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+class SettingsYAMLError(ValueError):
+    """A settings file uses a JSON/YAML feature settings files refuse."""
+
+
+_SettingsLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_SettingsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise SettingsYAMLError(f"duplicate key {_excerpt(key)}")
+        out[key] = value
+    return out
+
+
+def _depth(data: Any) -> int:
+    """The nesting depth of parsed JSON (iterative: no recursion on hostile input)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            return deepest
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
+
+
+def _read_text(p: Path) -> str:
+    """The file's text, or a one-line SettingsError saying what it is instead."""
+    if p.is_dir():
+        raise SettingsError(f"settings file {p} is a directory, not a JSON/YAML file")
+    try:
+        with p.open("rb") as f:
+            raw = f.read(MAX_SETTINGS_BYTES + 1)
+    except FileNotFoundError:
+        raise SettingsError(f"settings file not found: {p}") from None
+    except OSError as err:
+        raise SettingsError(f"settings file {p} cannot be read: {err.strerror}") from None
+    if len(raw) > MAX_SETTINGS_BYTES:
+        raise SettingsError(
+            f"settings file {p} is larger than {MAX_SETTINGS_BYTES:,} bytes; a settings file "
+            "is a few hundred bytes of JSON/YAML"
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SettingsError(
+            f"settings file {p} is not UTF-8 text (byte {err.start}: {raw[err.start : err.start + 4]!r});"
+            " save it as UTF-8"
+        ) from None
+
+
 def load_settings(path: str | Path | None) -> FactorCovarianceReportSettingsV2:
     """Load a JSON or YAML settings file; `None` gives the tutorial's defaults."""
     if path is None or str(path) == "":
         return FactorCovarianceReportSettingsV2()
     p = Path(path)
-    if not p.is_file():
+    if not p.exists() and not p.is_symlink():
         raise SettingsError(f"settings file not found: {p}")
-    text = p.read_text()
+    text = _read_text(p)
     try:
-        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise SettingsError(f"settings file {p} is not valid JSON/YAML: {err}") from None
+        if p.suffix.lower() == ".json":
+            data = json.loads(text, object_pairs_hook=_no_duplicates)
+            if _depth(data) > MAX_DEPTH:
+                raise SettingsYAMLError(f"nested deeper than {MAX_DEPTH} levels")
+        else:
+            data = yaml.load(text, Loader=_SettingsLoader)
+    except RecursionError:
+        raise SettingsError(f"settings file {p}: nested deeper than {MAX_DEPTH} levels") from None
+    except SettingsYAMLError as err:
+        raise SettingsError(f"settings file {p}: {err}") from None
+    except json.JSONDecodeError as err:
+        raise SettingsError(
+            f"settings file {p} is not valid JSON: {err.msg} (line {err.lineno}, "
+            f"column {err.colno})"
+        ) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise SettingsError(f"settings file {p} is not valid YAML: {problem}{where}") from None
     return parse_settings(data or {}, source=str(p))

@@ -31,6 +31,8 @@ This is the one module of the core that may import DuckDB, and only inside `_rea
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -129,8 +131,9 @@ def read_table(path: str | Path, table: str | None = None) -> pl.DataFrame:
         raise InputDataError(
             f"{p}: unsupported file type {suffix or '(none)'!r}; use one of {list(SUPPORTED_SUFFIXES)}"
         )
-    if not p.is_file():
-        raise InputDataError(f"{p}: file not found")
+    _require_file(p)
+    if suffix == ".csv":
+        _check_csv_text(p)
     try:
         if suffix == ".parquet":
             return pl.read_parquet(p)
@@ -138,8 +141,62 @@ def read_table(path: str | Path, table: str | None = None) -> pl.DataFrame:
             # dates stay text here and are parsed (and reported per row) by `_as_date`
             return pl.read_csv(p, try_parse_dates=False, infer_schema_length=None)
     except (pl.exceptions.PolarsError, OSError) as err:
-        raise InputDataError(f"{p}: cannot read as {suffix[1:]}: {err}") from None
+        # polars' own hints name reader options the user cannot set: say what the file
+        # should look like instead, with polars' first line as the reason.
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputDataError(
+            f"{p}: cannot read as {suffix[1:]}: {first[:200]}. {LOOKS_LIKE[suffix]}"
+        ) from None
     return _read_duckdb(p, table)
+
+
+LOOKS_LIKE = {
+    ".csv": "A CSV dataset is UTF-8 text, comma-separated, with one header line of column names "
+    "(date,asset_id,sector,market_cap,total_return,...; docs/user-data.md)",
+    ".parquet": "A Parquet dataset is a Parquet file as written by polars, pandas or DuckDB "
+    "(docs/user-data.md)",
+}
+
+
+def _require_file(p: Path) -> None:
+    """Refuse a data path that is not a readable regular file, saying what it is."""
+    try:
+        os.stat(p)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise InputDataError(f"{p}: is a symbolic link loop, not a file") from None
+        if p.is_symlink():
+            raise InputDataError(
+                f"{p}: is a symbolic link to {os.readlink(p)!r}, which does not exist"
+            ) from None
+        if err.errno == errno.ENOENT:
+            raise InputDataError(f"{p}: file not found") from None
+        raise InputDataError(f"{p}: cannot be read: {err.strerror}") from None
+    if p.is_dir():
+        raise InputDataError(f"{p}: is a directory, not a data file")
+    if not p.is_file():
+        raise InputDataError(f"{p}: is not a regular file")
+
+
+def _check_csv_text(p: Path) -> None:
+    """Refuse, with what the file should look like, the CSV files polars would misread or
+    answer with hints about reader options: UTF-16/32 text, non-UTF-8 bytes, and separators
+    other than commas (semicolons as in continental Excel exports, tabs)."""
+    with p.open("rb") as f:
+        head = f.read(64 * 1024)
+    hint = LOOKS_LIKE[".csv"]
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or head[:200].count(b"\x00") > 10:
+        raise InputDataError(f"{p}: is UTF-16 (or UTF-32) text. {hint}")
+    text = head.decode("utf-8", errors="replace")
+    if "\ufffd" in text[: max(0, len(text) - 4)]:
+        at = text.index("\ufffd")
+        raise InputDataError(f"{p}: is not UTF-8 text (near character {at}). {hint}")
+    header = text.lstrip("\ufeff").splitlines()[0] if text.strip() else ""
+    if not header:
+        raise InputDataError(f"{p}: is empty (no header line). {hint}")
+    for sep, name in ((";", "semicolons"), ("\t", "tabs")):
+        if sep in header and "," not in header:
+            raise InputDataError(f"{p}: its header line is separated by {name}, not commas. {hint}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -401,6 +458,38 @@ def returns_from_prices(frame: pl.DataFrame, sessions: Sequence[dt.date]) -> pl.
 # --------------------------------------------------------------------------------------------
 
 
+# Market caps are weights: the regression weighs by sqrt(cap) and the zero-sum constraint by
+# cap. Any currency unit works (dollars or millions), but values outside [MIN_CAP, MAX_CAP], or
+# a date whose largest cap exceeds its smallest by more than MAX_CAP_RATIO, are data errors (a
+# 1e300 cap makes the constraint lose every other sector to rounding; 5e-324 or 1.7e308
+# underflow or overflow the weighted sums). The world's largest company is about 4e12 dollars.
+MIN_CAP = 1e-6
+MAX_CAP = 1e15
+MAX_CAP_RATIO = 1e9
+
+
+def _check_cap_range(frame: pl.DataFrame, source: str, keys: Sequence[str]) -> None:
+    cap = pl.col("market_cap")
+    out = frame.filter((cap < MIN_CAP) | (cap > MAX_CAP))
+    if out.height:
+        _raise_rows(
+            source,
+            out.select(*keys, "market_cap"),
+            "market_cap",
+            f"outside the sane range [{MIN_CAP:g}, {MAX_CAP:g}]",
+            "Give caps in one currency unit (dollars or millions), all of one order of magnitude",
+        )
+    ratio = frame.group_by("date").agg((cap.max() / cap.min()).alias("ratio"))
+    wide = ratio.filter(pl.col("ratio") > MAX_CAP_RATIO).sort("date")
+    if wide.height:
+        day = wide["date"][0]
+        raise InputDataError(
+            f"{source}: column 'market_cap': on {wide.height} date(s) (first {day}) the largest "
+            f"cap is {wide['ratio'][0]:.3g} times the smallest, more than {MAX_CAP_RATIO:g}: "
+            "mixed units? Give every cap in the same currency unit"
+        )
+
+
 def _style_columns(frame: pl.DataFrame, source: str) -> list[str]:
     """The descriptor_*/exposure_* columns; a style given both ways is ambiguous."""
     desc = {c[len(DESCRIPTOR_PREFIX) :] for c in frame.columns if c.startswith(DESCRIPTOR_PREFIX)}
@@ -528,6 +617,7 @@ def load_universe(
         _raise_rows(
             source, bad_cap.select(*keys, "market_cap"), "market_cap", "that are not positive"
         )
+    _check_cap_range(frame, source, keys)
     _check_finite(frame, source, value_col, keys, allow_null=True)
     for c in styles:
         _check_finite(frame, source, c, keys, allow_null=True)

@@ -20,6 +20,7 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeve
 from factorcov_pipeline import tieout
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.correlation import CorrelationForecaster
+from factorcov_pipeline.core.exposures import BOUND_FACTOR, descriptor_column
 from factorcov_pipeline.core.factors import FactorSet
 from factorcov_pipeline.core.panel import long_to_matrix, pairs_to_cube
 from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2
@@ -280,6 +281,81 @@ def exposures_standardised(
     )
 
 
+@asset_check(asset=exposures, partitions_def=trading_sessions, blocking=True)
+def style_exposures_valid(
+    context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
+) -> AssetCheckResult:
+    """No style is degenerate on any date: not all zero although the universe has the
+    descriptor (a flat descriptor, or one the standardisation collapsed: the style's factor
+    return would be undefined) and within the documented bound
+    |exposure| <= 2 x winsorize_sigma (`core.exposures.BOUND_FACTOR`): beyond it one extreme
+    descriptor has dominated the standardisation."""
+    settings, store, dates, factors = _scope(context, storage, model)
+    if settings.factor_model_settings.universe.factor_returns:
+        return _result(True, "user-supplied factor returns: no exposures to check")
+    if not factors.styles:
+        return _result(True, "the model has no style factors")
+    sigma = settings.factor_model_settings.exposures.winsorize_sigma
+    bound = BOUND_FACTOR * sigma
+    cols = ", ".join(
+        f"max(abs({quote_ident(s)})) AS {quote_ident('a' + str(i))}"
+        for i, s in enumerate(factors.styles)
+    )
+    wide = pl.concat(
+        [
+            store.read(
+                f"SELECT date, {cols} FROM {EXPOSURES_TABLE} WHERE date BETWEEN ? AND ? "
+                "GROUP BY date ORDER BY date",
+                [chunk[0], chunk[-1]],
+            )
+            for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors))
+        ]
+    )
+    if wide.height == 0:
+        return _result(False, "no style exposures stored for these dates")
+    # All zero is degenerate where the universe HAD the descriptor on at least two assets (it
+    # was flat, or the standardisation collapsed it); a descriptor missing for every asset
+    # (e.g. momentum before its look-back is available) is a data gap: exposure 0 by design.
+    uni_cols = set(store.read("SELECT * FROM universe LIMIT 0").columns)
+    described = [s for s in factors.styles if descriptor_column(s) in uni_cols]
+    counts = (
+        store.read(
+            "SELECT date, "
+            + ", ".join(
+                f"count({quote_ident(descriptor_column(s))}) AS {quote_ident(s)}" for s in described
+            )
+            + " FROM universe WHERE date BETWEEN ? AND ? GROUP BY date",
+            [dates[0], dates[-1]],
+        )
+        if described
+        else pl.DataFrame({"date": wide["date"]})
+    )
+    wide = wide.join(counts, on="date", how="left")
+    zero, over, worst = [], [], 0.0
+    for i, style in enumerate(factors.styles):
+        col = wide[f"a{i}"].fill_null(0.0)
+        worst = max(worst, float(col.max() or 0.0))
+        had_data = (
+            wide[style].fill_null(0) >= 2 if style in described else pl.Series([True] * wide.height)
+        )
+        flat = wide.filter((col == 0.0) & had_data)["date"].to_list()
+        zero += [f"{style} on {d}" for d in flat]
+        over += [f"{style} on {d}" for d in wide.filter(col > bound)["date"].to_list()]
+    problems = []
+    if zero:
+        problems.append(f"all zero: {', '.join(zero[:5])}{' ...' if len(zero) > 5 else ''}")
+    if over:
+        problems.append(
+            f"beyond +/-{bound:g}: {', '.join(over[:5])}{' ...' if len(over) > 5 else ''}"
+        )
+    return _result(
+        not problems,
+        "; ".join(problems) or f"every style varies and lies within +/-{bound:g} on every date",
+        max_abs_exposure=worst,
+        degenerate_style_dates=len(zero) + len(over),
+    )
+
+
 @asset_check(asset=factor_volatility, partitions_def=trading_sessions, blocking=True)
 def factor_volatility_valid(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
@@ -483,6 +559,7 @@ ALL_CHECKS = [
     factor_returns_zero_sum,
     factor_returns_complete,
     exposures_standardised,
+    style_exposures_valid,
     factor_volatility_valid,
     factor_correlation_valid,
     factor_covariance_symmetric_psd,

@@ -27,6 +27,7 @@ import datetime as dt
 import multiprocessing
 import os
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -95,15 +96,22 @@ class RunOutcome:
     seconds: float
     check_evaluations: list[Any]
     failure_events: list[Any]
+    removed: list[str] = field(default_factory=list)
 
 
 @dataclass
 class ParallelResult:
     """The runs of a parallel backfill, with the parts of Dagster's run result the command
-    reads (`success`, check evaluations, step failures)."""
+    reads (`success`, check evaluations, step failures, `run_id` for `runner.removed_tables`)."""
 
     outcomes: list[RunOutcome] = field(default_factory=list)
     stage_seconds: list[float] = field(default_factory=list)
+    run_id: str = field(default_factory=lambda: f"parallel-{uuid.uuid4()}")
+
+    @property
+    def all_events(self) -> list[Any]:
+        """The failure events of every run (what `runner.was_interrupted` inspects)."""
+        return self.get_step_failure_events()
 
     @property
     def success(self) -> bool:
@@ -133,7 +141,7 @@ def _run_chunk(
     import dagster as dg
 
     from factorcov_pipeline.orchestration.resources import FactorcovPostgres
-    from factorcov_pipeline.orchestration.runner import quiet_logger, run_range
+    from factorcov_pipeline.orchestration.runner import quiet_logger, removed_tables, run_range
 
     instance = (
         dg.DagsterInstance.get()
@@ -158,6 +166,7 @@ def _run_chunk(
         time.perf_counter() - t0,
         list(result.get_asset_check_evaluations()),
         list(result.get_step_failure_events()),
+        removed_tables(result),
     )
 
 
@@ -212,4 +221,7 @@ def run_parallel(
                 )
             if ok != len(results):
                 break
+    from factorcov_pipeline.orchestration.runner import REMOVED
+
+    REMOVED[out.run_id] = sorted({t for o in out.outcomes for t in o.removed})
     return out

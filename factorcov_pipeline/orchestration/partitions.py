@@ -8,7 +8,6 @@ The start is `FACTORCOV_PARTITIONS_START` (default 2025-03-31, the tutorial's ba
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -17,9 +16,10 @@ from dagster import (
     TimeWindowPartitionsDefinition,
 )
 
+from factorcov_pipeline import environment
 from factorcov_pipeline.core import calendar
 
-ENV_START = "FACTORCOV_PARTITIONS_START"
+ENV_START = environment.PARTITIONS_START
 TIMEZONE = "America/New_York"
 # Minute, hour: the daily window (and the schedule's tick) starts at 18:30 New York time.
 CRON = "30 18 * * 1-5"
@@ -28,16 +28,8 @@ WINDOW_START = dt.time(18, 30)
 
 
 def partitions_start() -> dt.date:
-    raw = os.environ.get(ENV_START)
-    if not raw:
-        return calendar.DEFAULT_START
-    try:
-        day = dt.date.fromisoformat(raw)
-    except ValueError:
-        raise ValueError(f"{ENV_START}={raw!r} is not a date (YYYY-MM-DD)") from None
-    if not calendar.is_session(day):
-        raise ValueError(f"{ENV_START}={raw} is not a New York Stock Exchange session")
-    return day
+    """FACTORCOV_PARTITIONS_START (`factorcov_pipeline.environment`), default 2025-03-31."""
+    return environment.partitions_start(calendar.DEFAULT_START)
 
 
 def build_partitions(start: dt.date) -> TimeWindowPartitionsDefinition:

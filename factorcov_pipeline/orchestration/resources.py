@@ -14,11 +14,12 @@ import os
 
 from dagster import ConfigurableResource, EnvVar
 
+from factorcov_pipeline import environment
 from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2, load_settings
-from factorcov_pipeline.storage import DEFAULT_DATABASE, ENV_DATABASE, BaseStore, Store
+from factorcov_pipeline.storage import BaseStore, Store
 
-ENV_SETTINGS = "FACTORCOV_SETTINGS"
-ENV_LOCK_TIMEOUT = "FACTORCOV_LOCK_TIMEOUT"
+ENV_SETTINGS = environment.SETTINGS
+ENV_LOCK_TIMEOUT = environment.LOCK_TIMEOUT
 
 
 class FactorcovStorage(ConfigurableResource):
@@ -32,8 +33,8 @@ class FactorcovStorage(ConfigurableResource):
     lock_timeout_seconds: float = 0.0
 
     def store(self) -> Store:
-        path = self.database or os.environ.get(ENV_DATABASE) or DEFAULT_DATABASE
-        timeout = self.lock_timeout_seconds or float(os.environ.get(ENV_LOCK_TIMEOUT) or 120.0)
+        path = self.database or environment.database()
+        timeout = self.lock_timeout_seconds or environment.lock_timeout()
         return Store(path, lock_timeout=timeout)
 
 
@@ -55,7 +56,7 @@ class FactorcovPostgres(ConfigurableResource):
         url = os.environ.get(self.url, "") if isinstance(self.url, EnvVar) else self.url
         if not url:
             raise ValueError(f"{ENV_DATABASE_URL} is empty: set it to postgresql://...")
-        timeout = self.lock_timeout_seconds or float(os.environ.get(ENV_LOCK_TIMEOUT) or 120.0)
+        timeout = self.lock_timeout_seconds or environment.lock_timeout()
         return PostgresStore(url, lock_timeout=timeout)
 
 
@@ -73,4 +74,4 @@ class FactorcovSettings(ConfigurableResource):
     settings_file: str = ""
 
     def load(self) -> FactorCovarianceReportSettingsV2:
-        return load_settings(self.settings_file or os.environ.get(ENV_SETTINGS) or None)
+        return load_settings(self.settings_file or environment.settings_file())

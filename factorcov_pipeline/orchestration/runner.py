@@ -12,6 +12,7 @@ import dagster as dg
 
 from factorcov_pipeline.orchestration.assets import ALL_ASSETS
 from factorcov_pipeline.orchestration.checks import ALL_CHECKS
+from factorcov_pipeline.orchestration.consistency import remove_unfinished
 from factorcov_pipeline.orchestration.resources import (
     FactorcovPostgres,
     FactorcovSettings,
@@ -47,7 +48,7 @@ def run_range(
         resources={"storage": storage, "model": FactorcovSettings(settings_file=settings_file)},
         loggers=loggers,
     )
-    return defs.resolve_job_def(job.name).execute_in_process(
+    result = defs.resolve_job_def(job.name).execute_in_process(
         instance=instance or dg.DagsterInstance.ephemeral(),
         run_config={"loggers": {name: {} for name in loggers}} if loggers else None,
         tags={
@@ -56,6 +57,42 @@ def run_range(
         },
         raise_on_error=False,
     )
+    # A failed run leaves every table consistent (orchestration/consistency.py). Not after an
+    # interruption: every chunk written is whole, and running again completes the range.
+    if not was_interrupted(result):
+        REMOVED[result.run_id] = remove_unfinished(result, storage.store(), start, end, selection)
+    return result
+
+
+INTERRUPTED = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
+
+
+def was_interrupted(result: dg.ExecuteInProcessResult) -> bool:
+    """The run stopped because of SIGINT/SIGTERM (Dagster maps SIGTERM to SIGINT in a run and
+    raises DagsterExecutionInterruptedError in the running step)."""
+    if result.success:
+        return False
+    for ev in result.all_events:
+        if not (ev.is_step_failure or ev.is_failure):
+            continue
+        data = ev.event_specific_data
+        err = getattr(data, "error", None)
+        while err is not None:
+            if err.cls_name in INTERRUPTED:
+                return True
+            err = err.cause or err.context
+        if "interrupt" in (ev.message or "").lower():
+            return True
+    return False
+
+
+# Tables whose rows of the range a failed run removed, by run id (see `removed_tables`).
+REMOVED: dict[str, list[str]] = {}
+
+
+def removed_tables(result: dg.ExecuteInProcessResult) -> list[str]:
+    """The tables that lost the range's rows because the run failed after writing."""
+    return REMOVED.get(result.run_id, [])
 
 
 def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:

@@ -28,6 +28,7 @@ from factorcov_pipeline.storage.duckdb import (
     ENV_DATABASE,
     ENV_MEMORY,
     Store,
+    StoreFileError,
     query_polars,
 )
 
@@ -46,6 +47,7 @@ __all__ = [
     "SettingsMismatchError",
     "Store",
     "StoreBusyError",
+    "StoreFileError",
     "TableWrite",
     "ViewDef",
     "exposures_view",

@@ -68,6 +68,19 @@ class BaseStore(ABC):
         the views, checking the settings identity, all in ONE transaction."""
 
     @abstractmethod
+    def remove(
+        self, tables: Sequence[str], dates: tuple[dt.date, dt.date], state_assets: Sequence[str]
+    ) -> list[str]:
+        """Delete the rows of dates in [start, end] from `tables` and the recursion states of
+        `state_assets` in ONE transaction (after a failed run, `orchestration.consistency`);
+        returns the tables that had rows there."""
+
+    @abstractmethod
+    def check_identity(self, settings_json: str) -> None:
+        """Before a run writes anything: refuse a store made with other settings, or holding
+        data but no settings row (`SettingsMismatchError`). Read-only."""
+
+    @abstractmethod
     def stored_settings(self) -> str | None:
         """The settings JSON the database was built with, or None before the first write."""
 

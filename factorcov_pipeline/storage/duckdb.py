@@ -21,13 +21,14 @@ import json
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import polars as pl
 
+from factorcov_pipeline import environment
 from factorcov_pipeline.storage.base import BaseStore
 from factorcov_pipeline.storage.contract import (
     DATE_COLUMN,
@@ -42,10 +43,22 @@ from factorcov_pipeline.storage.contract import (
     quote_ident,
 )
 
-DEFAULT_DATABASE = "data/factorcov.duckdb"
-ENV_DATABASE = "FACTORCOV_DUCKDB"
-ENV_MEMORY = "FACTORCOV_DUCKDB_MEMORY"
-DEFAULT_MEMORY_LIMIT = "1536MB"
+DEFAULT_DATABASE = environment.DEFAULT_DATABASE
+ENV_DATABASE = environment.DATABASE
+ENV_MEMORY = environment.DUCKDB_MEMORY
+DEFAULT_MEMORY_LIMIT = environment.DEFAULT_MEMORY_LIMIT
+
+# Run on a read-only connection before untrusted SQL (`Store.connect_query_only`), in this
+# order: the last statement makes every setting, these included, unchangeable.
+QUERY_LOCKDOWN = (
+    "SET enable_external_access = false",
+    "SET autoinstall_known_extensions = false",
+    "SET autoload_known_extensions = false",
+    "SET allow_community_extensions = false",
+    "SET allow_persistent_secrets = false",
+    "SET python_enable_replacements = false",
+    "SET lock_configuration = true",
+)
 
 
 def query_polars(
@@ -64,6 +77,41 @@ def query_polars(
     return frame
 
 
+class StoreFileError(ValueError):
+    """The DuckDB path is not a DuckDB database file (nor a file to be created)."""
+
+
+# A DuckDB database file starts with an 8-byte checksum and then the magic bytes "DUCK"
+# (duckdb/src/storage/storage_info.cpp: MainHeader::MAGIC_BYTES, at offset 8).
+DUCKDB_MAGIC = b"DUCK"
+MAGIC_OFFSET = 8
+
+
+def check_database_file(path: Path) -> None:
+    """Refuse a path that exists but is not a DuckDB database: DuckDB 2 opens e.g. a Parquet
+    file as an in-memory database without error, and every write then silently vanishes
+    (issue 12.5). A path that does not exist yet is fine (the file is created)."""
+    if not path.exists():
+        if path.is_symlink():
+            raise StoreFileError(f"DuckDB file {path} is a dangling symbolic link")
+        return
+    if path.is_dir():
+        raise StoreFileError(f"DuckDB file {path} is a directory, not a DuckDB database file")
+    if not path.is_file():
+        raise StoreFileError(f"DuckDB file {path} is not a regular file")
+    try:
+        with path.open("rb") as f:
+            head = f.read(MAGIC_OFFSET + len(DUCKDB_MAGIC))
+    except OSError as err:
+        raise StoreFileError(f"DuckDB file {path} cannot be read: {err.strerror}") from None
+    if head[MAGIC_OFFSET:] != DUCKDB_MAGIC:
+        what = "an empty file" if not head else f"starts with {head[:8]!r}"
+        raise StoreFileError(
+            f"{path} is not a DuckDB database file ({what}; FACTORCOV_DUCKDB must name a DuckDB "
+            "file written by factorcov, or a file that does not exist yet)"
+        )
+
+
 def _run(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None) -> None:
     """Execute a statement whose result is not needed and finish it (duckdb 2 refuses further
     work on a connection with an unfinished result)."""
@@ -74,6 +122,22 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None 
     """The first row of a query (or None), with the result fully consumed."""
     rows = con.execute(sql, list(params or [])).fetchall()
     return rows[0] if rows else None
+
+
+def _commit(con: duckdb.DuckDBPyConnection) -> None:
+    """COMMIT. When it fails (e.g. "No space left on device" while DuckDB writes its log), the
+    error raised is DuckDB's own, with the file named by the caller's context."""
+    _run(con, "COMMIT")
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """ROLLBACK after a failure, never masking it: a COMMIT that failed (a full disk) has
+    already ended the transaction, and the ROLLBACK's own "no transaction is active" would
+    replace the real error (issue 12.10). Any error of the rollback itself is dropped: the
+    original exception is re-raised by the caller, and an unfinished transaction is discarded
+    by DuckDB when the connection closes."""
+    with suppress(duckdb.Error):
+        _run(con, "ROLLBACK")
 
 
 def _is_lock_error(err: Exception) -> bool:
@@ -89,11 +153,11 @@ class Store(BaseStore):
         self.lock_timeout = lock_timeout
         # DuckDB's own default is 80% of RAM; joins over 10 years of exposures then take GiBs.
         # With a limit it spills to disk instead (FACTORCOV_DUCKDB_MEMORY, e.g. "4GB").
-        self.memory_limit = os.environ.get(ENV_MEMORY) or DEFAULT_MEMORY_LIMIT
+        self.memory_limit = environment.duckdb_memory()
 
     @classmethod
     def from_env(cls, lock_timeout: float = 120.0) -> Store:
-        return cls(os.environ.get(ENV_DATABASE) or DEFAULT_DATABASE, lock_timeout)
+        return cls(environment.database(), lock_timeout)
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -102,6 +166,7 @@ class Store(BaseStore):
             raise FileNotFoundError(
                 f"DuckDB file {self.path} does not exist yet: run a materialisation first"
             )
+        check_database_file(self.path)
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout
@@ -117,8 +182,10 @@ class Store(BaseStore):
                     raise
                 if time.monotonic() >= deadline:
                     raise StoreBusyError(
-                        f"DuckDB file {self.path} is locked by another process (a run is writing) "
-                        f"and stayed locked for {self.lock_timeout:.0f} s; try again when it ends"
+                        f"DuckDB file {self.path} is locked by another process: another "
+                        "process holds the file (a run writing it, or a reader such as a "
+                        f"DuckDB shell) and it stayed locked for {self.lock_timeout:.0f} s "
+                        "(FACTORCOV_LOCK_TIMEOUT); try again when it ends"
                     ) from err
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
@@ -146,6 +213,23 @@ class Store(BaseStore):
     def read(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
         with self.connect() as con:
             return query_polars(con, sql, params)
+
+    @contextmanager
+    def connect_query_only(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection locked down for untrusted SQL (`factorcov sql`).
+
+        `read_only` alone protects only this file: `ATTACH 'other.duckdb' (READ_WRITE)` (or a
+        hard link of this file), `COPY ... TO`, `EXPORT DATABASE`, `INSTALL`/`LOAD` and
+        `read_csv('/etc/passwd')` still work. Disabling external access makes DuckDB refuse
+        every file but the open database, and locking the configuration makes it refuse any
+        `SET`/`RESET` that would lift that (DuckDB docs, "Securing DuckDB"; each statement is
+        tested in tests/test_sql_lockdown.py). DuckDB may still spill a query larger than memory
+        to its own temporary directory (`<file>.tmp`, removed on close).
+        """
+        with self.connect(read_only=True) as con:
+            for statement in QUERY_LOCKDOWN:
+                _run(con, statement)
+            yield con
 
     def read_dates(
         self, table: str, start: dt.date, end: dt.date, columns: str = "*", order: str = ""
@@ -231,7 +315,9 @@ class Store(BaseStore):
 
         All tables, the forecaster state, the settings identity and the `views` over the
         written tables are written in ONE transaction: either all of it lands or none of it (a
-        killed process leaves the old rows).
+        killed process leaves the old rows). `state={asset: {}}` deletes that asset's states of
+        the range without writing new ones (the empty path: the forecasts of the range are
+        deleted in the same transaction, so no state outlives its forecast).
         """
         start, end = dates
         with self.connect() as con:
@@ -267,14 +353,52 @@ class Store(BaseStore):
                             f"DELETE FROM {STATE_TABLE} WHERE asset = ? AND date BETWEEN ? AND ?",
                             [asset, start, end],
                         )
-                        con.executemany(
-                            f"INSERT INTO {STATE_TABLE} VALUES (?, ?, ?)",
-                            [[asset, d, b] for d, b in by_date.items()],
-                        )
-                _run(con, "COMMIT")
+                        if by_date:  # an empty mapping deletes the range's states only
+                            con.executemany(
+                                f"INSERT INTO {STATE_TABLE} VALUES (?, ?, ?)",
+                                [[asset, d, b] for d, b in by_date.items()],
+                            )
+                _commit(con)
             except BaseException:
-                _run(con, "ROLLBACK")
+                _rollback(con)
                 raise
+
+    def remove(
+        self, tables: Sequence[str], dates: tuple[dt.date, dt.date], state_assets: Sequence[str]
+    ) -> list[str]:
+        """Delete the rows of dates in [start, end] from `tables` and the recursion states of
+        `state_assets`, in ONE transaction; returns the tables that had rows there.
+
+        Used after a failed run (`orchestration.consistency`): the steps that did not finish
+        lose the range's rows, so that no stored forecast stands on inputs other than the ones
+        now stored.
+        """
+        start, end = dates
+        removed: list[str] = []
+        with self.connect() as con:
+            _run(con, "BEGIN TRANSACTION")
+            try:
+                for table in tables:
+                    if self.table_type(con, table) != "BASE TABLE":
+                        continue
+                    date_col = DATE_COLUMN.get(table, "date")
+                    where = f"{date_col} BETWEEN ? AND ?"
+                    n = _one(con, f"SELECT count(*) FROM {quote_ident(table)} WHERE {where}", dates)
+                    if n and n[0]:
+                        _run(con, f"DELETE FROM {quote_ident(table)} WHERE {where}", [start, end])
+                        removed.append(table)
+                if state_assets and self.table_exists(con, STATE_TABLE):
+                    for asset in state_assets:
+                        _run(
+                            con,
+                            f"DELETE FROM {STATE_TABLE} WHERE asset = ? AND date BETWEEN ? AND ?",
+                            [asset, start, end],
+                        )
+                _commit(con)
+            except BaseException:
+                _rollback(con)
+                raise
+        return removed
 
     def _replace_view(self, con: duckdb.DuckDBPyConnection, view: ViewDef) -> None:
         """Create or replace `view`; a table of that name from an older layout is migrated
@@ -298,19 +422,62 @@ class Store(BaseStore):
         )
         row = _one(con, f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 1")
         if row is None:
+            self._refuse_unidentified(con)
             _run(
                 con, f"INSERT INTO {SETTINGS_TABLE} VALUES (?, current_timestamp)", [settings_json]
             )
             return
         if row[0] != settings_json:
-            diffs = _diff_settings(json.loads(row[0]), json.loads(settings_json))
+            raise SettingsMismatchError(self._mismatch(row[0], settings_json))
+
+    def _mismatch(self, stored: str, current: str) -> str:
+        diffs = _diff_settings(json.loads(stored), json.loads(current))
+        return (
+            f"{self.path} holds forecasts made with other settings; differing: "
+            + "; ".join(diffs)
+            + f". To start afresh, point FACTORCOV_DUCKDB at a new file or delete {self.path}; "
+            "to continue this file, use the settings it was built with "
+            "(SELECT settings_json FROM model_settings)."
+        )
+
+    def _refuse_unidentified(self, con: duckdb.DuckDBPyConnection) -> None:
+        """A file that holds data but no settings row (`model_settings` deleted or emptied by
+        hand) cannot take ANY settings as its identity: the stored forecasts and recursion
+        states were made with settings nobody can check any more, and adopting the run's would
+        mix two models in one file (issue 12.6)."""
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+                "AND table_type = 'BASE TABLE' AND table_name <> ?",
+                [SETTINGS_TABLE],
+            ).fetchall()
+        ]
+        with_rows = [t for t in tables if _one(con, f"SELECT 1 FROM {quote_ident(t)} LIMIT 1")]
+        if with_rows:
             raise SettingsMismatchError(
-                f"{self.path} holds forecasts made with other settings; differing: "
-                + "; ".join(diffs)
-                + f". To start afresh, point FACTORCOV_DUCKDB at a new file or delete {self.path}; "
-                "to continue this file, use the settings it was built with "
-                "(SELECT settings_json FROM model_settings)."
+                f"{self.path} holds data ({', '.join(sorted(with_rows)[:4])}"
+                f"{' ...' if len(with_rows) > 4 else ''}) but no {SETTINGS_TABLE} row, so the "
+                "settings it was built with are unknown; restore the row from a backup, or "
+                "point FACTORCOV_DUCKDB at a new file"
             )
+
+    def check_identity(self, settings_json: str) -> None:
+        """Before a run writes anything: refuse a path that is not a DuckDB file, a file made
+        with other settings, and a file with data but no settings row. Read-only; a file that
+        does not exist yet passes."""
+        check_database_file(self.path)
+        if not self.path.exists():
+            return
+        with self.connect(read_only=True) as con:
+            if not self.table_exists(con, SETTINGS_TABLE):
+                self._refuse_unidentified(con)
+                return
+            row = _one(con, f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 1")
+            if row is None:
+                self._refuse_unidentified(con)
+            elif row[0] != settings_json:
+                raise SettingsMismatchError(self._mismatch(row[0], settings_json))
 
     def stored_settings(self) -> str | None:
         with self.connect() as con:

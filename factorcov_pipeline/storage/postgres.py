@@ -454,7 +454,83 @@ class PostgresStore(BaseStore):
         self._exec(con, f"CREATE VIEW {name} AS {view.sql}")
         self._exec(con, f"COMMENT ON VIEW {name} IS {quote_literal(digest)}")
 
+    def remove(
+        self, tables: Sequence[str], dates: tuple[dt.date, dt.date], state_assets: Sequence[str]
+    ) -> list[str]:
+        start, end = dates
+        removed: list[str] = []
+        with self.connect() as con:
+            try:
+                for table in tables:
+                    if self.table_type(con, table) != "BASE TABLE":
+                        continue
+                    date_col = DATE_COLUMN.get(table, "date")
+                    where = f"{date_col} BETWEEN ? AND ?"
+                    rows = self._rows(
+                        con, f"SELECT count(*) AS n FROM {quote_ident(table)} WHERE {where}", dates
+                    )
+                    if rows[0]["n"]:
+                        self._exec(con, f"DELETE FROM {quote_ident(table)} WHERE {where}", dates)
+                        removed.append(table)
+                if state_assets and self.table_type(con, STATE_TABLE) is not None:
+                    for asset in state_assets:
+                        self._exec(
+                            con,
+                            f"DELETE FROM {STATE_TABLE} WHERE asset = ? AND date BETWEEN ? AND ?",
+                            [asset, start, end],
+                        )
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+        return removed
+
     # ---- the model's identity ----------------------------------------------------------
+
+    def check_identity(self, settings_json: str) -> None:
+        with self.connect() as con:
+            stored = None
+            if self.table_type(con, SETTINGS_TABLE) is not None:
+                rows = self._rows(con, f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 1")
+                stored = rows[0]["settings_json"] if rows else None
+            if stored is None:
+                self._refuse_unidentified(con)
+            elif stored != settings_json:
+                raise SettingsMismatchError(self._mismatch(stored, settings_json))
+
+    def _refuse_unidentified(self, con: pg_dbapi.Connection) -> None:
+        """A database with data but no settings row cannot take ANY settings as its identity
+        (the stored forecasts were made with settings nobody can check any more)."""
+        tables = [
+            r["table_name"]
+            for r in self._rows(
+                con,
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' "
+                "AND table_name <> ?",
+                [SETTINGS_TABLE],
+            )
+        ]
+        with_rows = [
+            t for t in tables if self._rows(con, f"SELECT 1 AS one FROM {quote_ident(t)} LIMIT 1")
+        ]
+        if with_rows:
+            raise SettingsMismatchError(
+                f"{self.location} holds data ({', '.join(sorted(with_rows)[:4])}"
+                f"{' ...' if len(with_rows) > 4 else ''}) but no {SETTINGS_TABLE} row, so the "
+                "settings it was built with are unknown; restore the row from a backup, or "
+                f"point {ENV_DATABASE_URL} at a new database"
+            )
+
+    def _mismatch(self, stored: str, current: str) -> str:
+        diffs = _diff_settings(json.loads(stored), json.loads(current))
+        return (
+            f"{self.location} holds forecasts made with other settings; differing: "
+            + "; ".join(diffs)
+            + f". To start afresh, point {ENV_DATABASE_URL} at a new database; "
+            "to continue this one, use the settings it was built with "
+            "(SELECT settings_json FROM model_settings)."
+        )
 
     def _check_settings(self, con: pg_dbapi.Connection, settings_json: str) -> None:
         stored = None
@@ -470,6 +546,7 @@ class PostgresStore(BaseStore):
             )
             rows = self._rows(con, f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 1")
             if not rows:
+                self._refuse_unidentified(con)
                 self._exec(
                     con,
                     f"INSERT INTO {SETTINGS_TABLE} VALUES (?, localtimestamp)",
@@ -478,11 +555,4 @@ class PostgresStore(BaseStore):
                 return
             stored = rows[0]["settings_json"]
         if stored != settings_json:
-            diffs = _diff_settings(json.loads(stored), json.loads(settings_json))
-            raise SettingsMismatchError(
-                f"{self.location} holds forecasts made with other settings; differing: "
-                + "; ".join(diffs)
-                + f". To start afresh, point {ENV_DATABASE_URL} at a new database; "
-                "to continue this one, use the settings it was built with "
-                "(SELECT settings_json FROM model_settings)."
-            )
+            raise SettingsMismatchError(self._mismatch(stored, settings_json))

@@ -3,12 +3,12 @@ lookup of a recursion's stored state."""
 
 import datetime as dt
 import logging
-import os
 from collections.abc import Iterator
 from typing import Any
 
 from dagster import BackfillPolicy, DagsterLogManager, MetadataValue
 
+from factorcov_pipeline import environment
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.factors import FactorSet, factor_set_for
 from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2
@@ -24,7 +24,7 @@ PARTITIONED = {
 
 # Heavy assets (universe, exposures, regression) process a long range in chunks of this many
 # sessions, each chunk one transaction, so memory stays bounded at 10 years x 10,000 assets.
-CHUNK_SESSIONS = int(os.environ.get("FACTORCOV_CHUNK_SESSIONS") or 63)
+CHUNK_SESSIONS = environment.chunk_sessions()  # FACTORCOV_CHUNK_SESSIONS
 # Per-chunk bound on the cells of per-asset data (assets x (2 + styles)): 63 sessions at
 # 10,000 assets x 19 styles. Since exposures are stored wide (no 500M long rows), a chunk's
 # frames are small; larger chunks mean fewer transactions (each DuckDB commit and checkpoint

@@ -59,7 +59,10 @@ def factor_correlation(
     if not ret_dates:
         empty = cube_to_pairs([], factors.names, np.empty((0, factors.k, factors.k)), "correlation")
         store.replace(
-            [TableWrite(ASSET, empty)], (dates[0], dates[-1]), settings_json=settings.fingerprint()
+            [TableWrite(ASSET, empty)],
+            (dates[0], dates[-1]),
+            state={ASSET: {}},  # forecasts and states of the range go together
+            settings_json=settings.fingerprint(),
         )
         return MaterializeResult(metadata={"dates": 0, **meta})
     blob = recursion_start_state(store, ASSET, ret_dates[0])

@@ -42,6 +42,17 @@ def gap_frame(days: list, reason: str) -> pl.DataFrame:
     )
 
 
+EMPTY_REGRESSION_STATS = pl.DataFrame(
+    schema={
+        "date": pl.Date,
+        "n_assets": pl.Int32,
+        "r_squared": pl.Float64,
+        "n_clipped": pl.Int32,
+        "thin_categories": pl.Int32,
+        "degenerate": pl.Boolean,
+    }
+)
+
 EMPTY_SPECIFIC_RETURNS = pl.DataFrame(
     schema={"date": pl.Date, "asset_id": pl.String, "specific_return": pl.Float64}
 )
@@ -119,6 +130,12 @@ def factor_returns(
                 "style/trbc groups' `factors` subsets, or supply every factor"
             )
         fr = full.filter(pl.col("date").is_between(dates[0], dates[-1]))
+        if fr.height == 0 and any(d > SESSIONS_START for d in dates):
+            raise InputDataError(
+                f"{uni.factor_returns}: no factor return in {dates[0]} .. {dates[-1]} (the file "
+                f"covers {full['date'].min()} .. {full['date'].max()}); refusing to replace the "
+                "stored factor returns and forecasts of the range with nothing"
+            )
         # Sessions inside the file's span without rows are no-observation days (EWMA decays).
         first, last = full["date"].min(), full["date"].max()
         observed = set(fr["date"].to_list())
@@ -159,10 +176,13 @@ def factor_returns(
         gaps = [d for d in chunk if d in universe_dates and d not in fitted]
         n_gaps += len(gaps)
         gap_write = TableWrite(GAP_TABLE, gap_frame(gaps, "no asset return in the universe"))
-        if result is None:  # the base date: prices but no returns, nothing to regress
+        if result is None:  # the base date, or only no-return sessions: nothing to regress
+            # Every table this step owns is replaced for the chunk's dates, also here: a date
+            # whose returns became empty keeps no regression_stats row of an earlier run.
             writes = [
                 TableWrite("factor_returns", EMPTY_FACTOR_RETURNS),
                 TableWrite("specific_returns", EMPTY_SPECIFIC_RETURNS),
+                TableWrite("regression_stats", EMPTY_REGRESSION_STATS),
                 gap_write,
             ]
         else:

@@ -19,6 +19,9 @@ from factorcov_pipeline.orchestration.resources import FactorcovSettings, Factor
 from factorcov_pipeline.storage import TableWrite
 
 ASSET = "factor_volatility"
+EMPTY_REGIME = pl.DataFrame(
+    schema={"date": pl.Date, "bias_statistic": pl.Float64, "vra_multiplier": pl.Float64}
+)
 
 
 @asset(
@@ -44,10 +47,13 @@ def factor_volatility(
     ret_dates = return_dates(store, dates, ASSET)
     meta = settings_metadata(settings)
     if not ret_dates:
+        # Nothing to forecast: the range's forecasts, regime rows AND recursion states go
+        # together (a state without its forecast would be picked up by a later run).
         empty_vol = matrix_to_long([], factors.names, np.empty((0, factors.k)), "volatility")
         store.replace(
-            [TableWrite(ASSET, empty_vol)],
+            [TableWrite(ASSET, empty_vol), TableWrite("volatility_regime", EMPTY_REGIME)],
             (dates[0], dates[-1]),
+            state={ASSET: {}},
             settings_json=settings.fingerprint(),
         )
         return MaterializeResult(metadata={"dates": 0, **meta})

@@ -1,5 +1,7 @@
 """`universe`: the asset universe of each session (synthetic by default, or the user's data)."""
 
+import datetime as dt
+
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
@@ -17,6 +19,24 @@ from factorcov_pipeline.orchestration.assets.common import (
 from factorcov_pipeline.orchestration.partitions import SESSIONS_START, partition_dates
 from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
 from factorcov_pipeline.storage import TableWrite
+
+
+def refuse_no_returns(frame: pl.DataFrame, dates: list[dt.date], source: str) -> None:
+    """Refuse a range in which no session after the first partition has a single usable
+    return: materialising it would replace every stored factor return and forecast of the
+    range with nothing (issue 12.1). One session carried forward (null returns) inside a
+    range that has returns elsewhere is a no-observation day and is accepted."""
+    modelled = [d for d in dates if d > SESSIONS_START]
+    if not modelled:
+        return  # only the base session: prices, no returns by definition
+    usable = frame.filter(pl.col("date").is_in(modelled) & pl.col("asset_return").is_not_null())
+    if usable.height == 0:
+        raise InputDataError(
+            f"{source}: no usable return (total_return or price) on any of the "
+            f"{len(modelled)} session(s) {modelled[0]} .. {modelled[-1]}; refusing to replace "
+            "the stored factor returns and forecasts of the range with nothing. Check the "
+            "return column of the file, or materialise a range that has returns"
+        )
 
 
 @asset(**PARTITIONED, group_name="factor_model", kinds={"polars", "duckdb"})
@@ -67,6 +87,7 @@ def universe(
                 "missing session forward with null returns, see docs/user-data.md), or "
                 "materialise only the sessions the file covers"
             )
+        refuse_no_returns(user_frame, dates, uni_settings.dataset)
     rows, n_min, n_max = 0, None, 0
     for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors)):
         writes: list[TableWrite]
