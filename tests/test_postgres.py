@@ -241,3 +241,35 @@ def test_rerun_into_postgres_leaves_the_same_rows(both_runs, small_settings):
         assert frame.height == after[name].height, name
     vols = after["factor_volatility"]["volatility"].to_numpy()
     assert np.array_equal(vols, before["factor_volatility"]["volatility"].to_numpy())
+
+
+def test_identity_and_remove_on_postgres(pg):
+    """`check_identity` (read-only, before a run) and `remove` (after a failed run) behave as on
+    the DuckDB file."""
+    store = PostgresStore(pg.create_database("ident"))
+    store.check_identity('{"x": 1}')  # an empty database passes
+    day = dt.date(2025, 4, 1)
+    vol = pl.DataFrame({"date": [day], "factor": ["a"], "volatility": [1.0]})
+    store.replace(
+        [TableWrite("factor_volatility", vol)],
+        (day, day),
+        state={"factor_volatility": {day: b"\x00state"}},
+        settings_json='{"x": 1}',
+    )
+    store.check_identity('{"x": 1}')
+    with pytest.raises(SettingsMismatchError, match="x: stored 1, now 2"):
+        store.check_identity('{"x": 2}')
+    assert store.remove(["factor_volatility", "no_such_table"], (day, day), []) == [
+        "factor_volatility"
+    ]
+    assert store.read_dates("factor_volatility", day, day).height == 0
+    assert store.read_state("factor_volatility", day) == b"\x00state"
+    store.remove(["factor_volatility"], (day, day), ["factor_volatility"])
+    assert store.read_state("factor_volatility", day) is None
+    store.replace([TableWrite("factor_volatility", vol)], (day, day))
+    store.read("SELECT 1 AS one")  # reads work after DDL
+    with store.connect() as con:
+        con.cursor().execute("DELETE FROM model_settings")
+        con.commit()
+    with pytest.raises(SettingsMismatchError, match="but no model_settings row"):
+        store.check_identity('{"x": 1}')
