@@ -7,6 +7,7 @@
 3. the default `factorcov materialize` (252 sessions x 3,000 assets) as a subprocess, per step
 4. one new daily partition after 1 year and after 10 years of history (with / without checks)
 5. scale: 10 years x 10,000 assets x ~72 factors end to end, peak RSS, DuckDB file size
+6. portfolio risk of 1,000 portfolios x 3,000 assets on one date (benchmarks/portfolio_risk.py)
 
 Every table states the machine, the sizes, the median of the repeated runs and the ratios
 measured in the same run. Nothing here is tuned to a target: the targets are printed next to
@@ -748,12 +749,20 @@ def bench_scale(quick: bool, repeats: int) -> None:
     )
 
 
+def bench_portfolio(quick: bool, repeats: int) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from portfolio_risk import bench_portfolio_risk
+
+    bench_portfolio_risk(quick, repeats, timed, print_table, fmt_s, verdict)
+
+
 BENCHMARKS = {
     1: bench_covariance,
     2: bench_regression,
     3: bench_materialize,
     4: bench_daily,
     5: bench_scale,
+    6: bench_portfolio,
 }
 
 

@@ -5,6 +5,7 @@
                                         (read-only query of the DuckDB file)
     factorcov show DATE [--factors ...] (a session's volatilities and correlation matrix)
     factorcov settings [--settings FILE] (print the settings in force as JSON)
+    factorcov risk --portfolio FILE --date D [--benchmark FILE] [--format table|json|csv]
 
 `materialize` runs every asset and check for the session range through Dagster in ONE run
 (a single-run backfill), into the DuckDB file of `FACTORCOV_DUCKDB`, shows progress and ends with
@@ -335,6 +336,32 @@ def _settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _risk(args: argparse.Namespace) -> int:
+    from factorcov_pipeline import risk_command
+    from factorcov_pipeline.portfolio_risk import HoldingsError, NoForecastError
+
+    day = _parse_date(args.date, "--date")
+    try:
+        return risk_command.run(args, day)
+    except (HoldingsError, NoForecastError) as err:
+        raise UsageError(str(err)) from None
+
+
+def _add_risk_parser(sub: Any) -> None:
+    risk = sub.add_parser("risk", help="risk report of a portfolio at a date")
+    risk.add_argument("--portfolio", required=True, help="CSV/Parquet file: asset_id, weight")
+    risk.add_argument("--date", required=True, help="the forecast date (YYYY-MM-DD)")
+    risk.add_argument("--benchmark", help="CSV/Parquet file: asset_id, weight")
+    risk.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    risk.add_argument(
+        "--drop-unknown",
+        action="store_true",
+        help="leave out asset ids not in the model on the date (reports the weight dropped)",
+    )
+    risk.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the file")
+    risk.set_defaults(func=_risk)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="factorcov", description="Factor covariance forecasts on Dagster and DuckDB."
@@ -387,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("settings", help="print the settings in force as JSON")
     st.add_argument("--settings")
     st.set_defaults(func=_settings)
+    _add_risk_parser(sub)
     return parser
 
 

@@ -59,8 +59,9 @@ def test_parallel_runs_are_recorded_in_a_postgres_instance(pg, tmp_path, monkeyp
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
         runs = instance.get_runs()
-        # 2 chunks x 4 per-chunk stages + the EWMA run, all recorded by concurrent workers
-        assert len(runs) == len(result.outcomes) == 9
+        # 2 chunks x 4 per-chunk stages + the recursions' run + risk_backtest's run, all
+        # recorded by concurrent workers
+        assert len(runs) == len(result.outcomes) == 10
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         key = dg.AssetKey("universe")
         assert instance.get_latest_materialization_event(key) is not None

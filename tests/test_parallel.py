@@ -77,7 +77,7 @@ def test_parallel_backfill_equals_sequential_bit_for_bit(pg, settings, monkeypat
     out = capsys.readouterr().out
     assert code == 0, out
     assert "universe, exposures: 4/4 run(s) succeeded" in out
-    assert "factor_volatility, factor_correlation: 1/1 run(s) succeeded" in out
+    assert "factor_volatility, factor_correlation, specific_risk: 1/1 run(s) succeeded" in out
     counts = assert_same_stores(PostgresStore(sequential), PostgresStore(parallel))
     assert counts["factor_covariance"] == 25 * 21 * 21 and counts["forecast_bias"] > 0
 

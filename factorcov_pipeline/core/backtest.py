@@ -214,3 +214,98 @@ def bias_summary(df: pl.DataFrame) -> pl.DataFrame:
         )
     )
     return out.cast(BIAS_SUMMARY_SCHEMA)  # type: ignore[arg-type]
+
+
+BIAS_REPORT_SCHEMA: dict[str, pl.DataType] = {
+    "portfolio": pl.String(),
+    "portfolio_kind": pl.String(),
+    "n_obs": pl.Int64(),
+    "full_sample_bias": pl.Float64(),
+    "band_low": pl.Float64(),
+    "band_high": pl.Float64(),
+    "n_windows_12m": pl.Int64(),
+    "share_12m_inside_band": pl.Float64(),
+    "min_12m_bias": pl.Float64(),
+    "max_12m_bias": pl.Float64(),
+}
+
+WINDOW_12M = 252
+
+
+def full_sample_bias(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The full-sample bias statistic of each column of (T, P) outcomes: the standard deviation
+    (ddof 1) of the finite z = r(t+1) / sigma(t), and their count (USE4 notes, section 6).
+
+    This is the reading of a backtest: the mean of short rolling statistics is not an estimate
+    of it and reads low when outcomes are fat-tailed (the mean of square roots of short-window
+    variances is biased down by Jensen's inequality, more so with kurtosis), so an under-forecast
+    can look like an over-forecast. NaN where fewer than two outcomes are finite.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    valid = np.isfinite(z)
+    n = valid.sum(axis=0)
+    zz = np.where(valid, z, 0.0)
+    mean = zz.sum(axis=0) / np.maximum(n, 1)
+    ss = np.where(valid, (z - mean) ** 2, 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bias = np.where(n >= 2, np.sqrt(ss / np.maximum(n - 1, 1)), np.nan)
+    return bias, n
+
+
+def bias_report(
+    z: np.ndarray,
+    names: Sequence[str],
+    kinds: Sequence[str],
+    window: int = WINDOW_12M,
+) -> pl.DataFrame:
+    """Per portfolio: the full-sample bias statistic with its approximate 95% band
+    1 +/- sqrt(2/T) (normal outcomes, unbiased forecast), and the rolling ``window``-session
+    (12-month) statistics: how many, the share inside their own band 1 +/- sqrt(2/n_obs), their
+    range (USE4 notes, section 6: 12-month windows). Rolling windows overlap (descriptive)."""
+    z = np.asarray(z, dtype=np.float64)
+    bias, n = full_sample_bias(z)
+    half = np.sqrt(2.0 / np.maximum(n, 1))
+    if z.shape[0] >= window:
+        roll, n_roll = rolling_bias(z, window)
+    else:
+        roll, n_roll = np.empty((0, z.shape[1])), np.empty((0, z.shape[1]), dtype=np.int64)
+    ok = np.isfinite(roll)
+    inside = ok & (np.abs(roll - 1.0) <= np.sqrt(2.0 / np.maximum(n_roll, 1)))
+    n_win = ok.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(n_win > 0, inside.sum(axis=0) / np.maximum(n_win, 1), np.nan)
+    lo = np.where(n_win > 0, np.where(ok, roll, np.inf).min(axis=0, initial=np.inf), np.nan)
+    hi = np.where(n_win > 0, np.where(ok, roll, -np.inf).max(axis=0, initial=-np.inf), np.nan)
+    out = pl.DataFrame(
+        {
+            "portfolio": list(names),
+            "portfolio_kind": list(kinds),
+            "n_obs": n.astype(np.int64),
+            "full_sample_bias": bias,
+            "band_low": np.where(n >= 2, 1.0 - half, np.nan),
+            "band_high": np.where(n >= 2, 1.0 + half, np.nan),
+            "n_windows_12m": n_win.astype(np.int64),
+            "share_12m_inside_band": share,
+            "min_12m_bias": lo,
+            "max_12m_bias": hi,
+        }
+    )
+    return out.cast(BIAS_REPORT_SCHEMA).fill_nan(None)  # type: ignore[arg-type]
+
+
+def factor_bias_report(
+    factor_names: Sequence[str],
+    factor_returns: np.ndarray,
+    prior_cov_daily: np.ndarray,
+    n_portfolios: int = 20,
+    seed: int = 0,
+    window: int = WINDOW_12M,
+) -> pl.DataFrame:
+    """`bias_report` of the factor and random-portfolio outcomes of `forecast_bias` (same
+    portfolios) over the whole history given."""
+    k = len(factor_names)
+    weights = np.vstack([np.eye(k), random_portfolio_weights(k, n_portfolios, seed)])
+    names = list(factor_names) + random_portfolio_names(n_portfolios)
+    kinds = [PORTFOLIO_KIND_FACTOR] * k + [PORTFOLIO_KIND_RANDOM] * n_portfolios
+    z = standardized_outcomes(factor_returns, prior_cov_daily, weights)
+    return bias_report(z, names, kinds, window)

@@ -65,8 +65,14 @@ from factorcov_pipeline.core.ewma import (
     kish_effective_obs,
     uniform_weights,
 )
+from factorcov_pipeline.core.forecaster import (
+    NW_MIN_RATIO,
+    Forecaster,
+    as_block,
+    bartlett_weights,
+    next_buffer,
+)
 from factorcov_pipeline.core.settings import FactorCovarianceSettings
-from factorcov_pipeline.core.volatility import NW_MIN_RATIO, bartlett_weights, next_buffer
 
 PSD_TOL = 1e-10
 
@@ -175,8 +181,11 @@ class CorrelationForecast:
     repaired: np.ndarray
 
 
-class CorrelationForecaster:
+class CorrelationForecaster(Forecaster[CorrelationState]):
     """Runs the correlation recursion over blocks of dates (see the module docstring)."""
+
+    name = "correlation"
+    config_labels = "halflife_cor, nw_lags_cor, combine_standardized, tracks n_eff"
 
     def __init__(self, settings: FactorCovarianceSettings) -> None:
         self.settings = settings
@@ -202,15 +211,11 @@ class CorrelationForecaster:
             lag_buffer=np.full((self.n_lags, k), np.nan),
         )
 
-    def _check_state(self, state: CorrelationState, k: int) -> None:
-        if not np.array_equal(state.config, self.config):
-            raise ValueError(
-                f"correlation state was built with settings {state.config.tolist()} "
-                f"(halflife_cor, nw_lags_cor, combine_standardized, tracks n_eff), "
-                f"not {self.config.tolist()}"
-            )
-        if state.cov_ewma.s.shape != (k, k):
-            raise ValueError(f"correlation state has {state.cov_ewma.s.shape[0]} factors, data {k}")
+    def state_width(self, state: CorrelationState) -> tuple[int, ...]:
+        return state.cov_ewma.s.shape
+
+    def expected_width(self, k: int) -> tuple[int, ...]:
+        return (k, k)
 
     def _may_lose_psd(self, state: CorrelationState, x: np.ndarray) -> bool:
         """Whether the normalised EWMA can fail to be positive semi-definite.
@@ -243,13 +248,9 @@ class CorrelationForecaster:
         prior_daily_vol: np.ndarray | None = None,
     ) -> tuple[CorrelationForecast, CorrelationState]:
         """Correlations for the T dates of ``F`` (T, K) and the state after them."""
-        F = np.asarray(F, dtype=np.float64)
-        if F.ndim != 2:
-            raise ValueError(f"F must be (T, K), got shape {F.shape}")
+        F = as_block(F)
         n, k = F.shape
-        if state is None:
-            state = self.initial_state(k)
-        self._check_state(state, k)
+        state = self._start(state, k)
         x = self.standardise(F, prior_daily_vol) if self.combine else F
 
         repaired = np.zeros(n, dtype=bool)

@@ -332,11 +332,69 @@ class FactorCovarianceSettings(_Settings):
         return {k: v for k, v in self.model_dump().items() if getattr(default, k) != v}
 
 
+class SpecificRiskSettings(_Settings):
+    """Specific risk forecasts (`core/specific_risk.py`, Barra USE4 notes section 5).
+
+    Defaults calibrated on the synthetic planted model (README, "Specific risk"): with them the
+    median per-asset standard deviation of the standardised next-day specific returns is within
+    1 +/- 0.1 after the first third of the tutorial's year (tests/test_specific_risk_pipeline.py).
+
+    - `halflife`: half-life (sessions) of the EWMA of squared specific returns.
+    - `nw_lags`: Newey-West lags (Bartlett) on each asset's variance (the synthetic residuals are
+      serially independent, so 0).
+    - `halflife_vra`: half-life of the specific volatility regime adjustment (USE4 5.4); null: off.
+    - `shrink_intensity`: q of the Bayesian shrinkage toward the size group's cap-weighted mean
+      (USE4 5.3; USE4 uses 0.1); 0: off.
+    - `shrink_size_groups`: number of equal-count size groups (deciles).
+    - `min_history`, `full_history`: observations below which an asset's own history gets no
+      weight and from which it gets full weight (USE4 5.2 blending; USE4: 60 and 180 days).
+    - `structural_model`: the structural forecast regresses ln volatility on exposures; false:
+      the cap-weighted mean volatility of assets with history stands in for it.
+    """
+
+    halflife: Annotated[float, HALFLIFE] = 84.0
+    nw_lags: Annotated[int, NW_LAGS] = 0
+    halflife_vra: Annotated[float, HALFLIFE] | None = 42.0
+    shrink_intensity: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+    shrink_size_groups: Annotated[int, Field(ge=1, le=100)] = 10
+    min_history: Annotated[int, Field(ge=0, le=10_000)] = 20
+    full_history: Annotated[int, Field(ge=1, le=10_000)] = 60
+    structural_model: bool = True
+
+    @model_validator(mode="after")
+    def _history_ordered(self) -> SpecificRiskSettings:
+        if self.full_history <= self.min_history:
+            raise ValueError(
+                f"full_history ({self.full_history}) must exceed min_history ({self.min_history})"
+            )
+        return self
+
+
+class PortfolioRiskSettings(_Settings):
+    """Standing portfolios whose risk the `portfolio_risk` asset reports every session.
+
+    - `holdings`: a CSV or Parquet file, or a DuckDB file together with `table`, with columns
+      `portfolio, asset_id, weight` (weights as given, not renormalised); null: no standing
+      portfolios.
+    - `benchmark`: the name of one portfolio of the holdings used as the benchmark of all the
+      others (active risk and beta); null: none.
+    - `drop_unknown`: leave out holdings whose asset is not in the model on a date (their weight
+      is reported in the metadata) instead of failing.
+    """
+
+    holdings: Annotated[str, Field(max_length=MAX_TEXT)] | None = None
+    table: Annotated[str, Field(max_length=MAX_TEXT)] | None = None
+    benchmark: Annotated[str, Field(max_length=MAX_TEXT)] | None = None
+    drop_unknown: bool = False
+
+
 class FactorCovarianceReportSettingsV2(_Settings):
     """The whole report: the risk model and the covariance settings (the tutorial's shape)."""
 
     factor_model_settings: FactorRiskModelSettings = Field(default_factory=FactorRiskModelSettings)
     factor_cov_settings: FactorCovarianceSettings = Field(default_factory=FactorCovarianceSettings)
+    specific_risk_settings: SpecificRiskSettings = Field(default_factory=SpecificRiskSettings)
+    portfolio_risk_settings: PortfolioRiskSettings = Field(default_factory=PortfolioRiskSettings)
 
     def fingerprint(self) -> str:
         """A canonical JSON of the settings that change stored numbers (the model's identity)."""

@@ -40,33 +40,29 @@ from dataclasses import dataclass
 import numpy as np
 
 from factorcov_pipeline.core.ewma import EwmaState, arrays_from_bytes, arrays_to_bytes, ewma_run
+from factorcov_pipeline.core.forecaster import (
+    ANNUALISATION_DAYS,
+    NW_MIN_RATIO,
+    Forecaster,
+    as_block,
+    bartlett_weights,
+    lagged_products,
+    newey_west_variance,
+    next_buffer,
+)
 from factorcov_pipeline.core.settings import FactorCovarianceSettings
 
-ANNUALISATION_DAYS = 252
-NW_MIN_RATIO = 1e-8
-
-
-def bartlett_weights(n_lags: int) -> np.ndarray:
-    """Bartlett kernel weights ``1 - l/(L+1)`` for l = 1..L (Newey and West 1987, eq. 2)."""
-    lags = np.arange(1, n_lags + 1, dtype=np.float64)
-    return 1.0 - lags / (n_lags + 1)
-
-
-def lagged_products(buffer: np.ndarray, x: np.ndarray, n_lags: int) -> list[np.ndarray]:
-    """``x_t * x_{t-l}`` element-wise for l = 1..L, with ``buffer`` the L rows before ``x``.
-
-    ``buffer`` (L, K) holds the last L observations of the previous block (NaN where none), so a
-    lag that reaches before the first date ever is missing (NaN).
-    """
-    g = np.concatenate([buffer, x], axis=0)
-    n = x.shape[0]
-    return [x * g[n_lags - lag : n_lags - lag + n] for lag in range(1, n_lags + 1)]
-
-
-def next_buffer(buffer: np.ndarray, x: np.ndarray, n_lags: int) -> np.ndarray:
-    """The last L rows of ``concat(buffer, x)``: the lag buffer after this block."""
-    g = np.concatenate([buffer, x], axis=0)
-    return g[g.shape[0] - n_lags :].copy()
+# Re-exported: these helpers lived here before `core/forecaster.py`.
+__all__ = [
+    "ANNUALISATION_DAYS",
+    "NW_MIN_RATIO",
+    "VolatilityForecast",
+    "VolatilityForecaster",
+    "VolatilityState",
+    "bartlett_weights",
+    "lagged_products",
+    "next_buffer",
+]
 
 
 @dataclass
@@ -137,8 +133,11 @@ class VolatilityForecast:
     prior_daily_vol: np.ndarray
 
 
-class VolatilityForecaster:
+class VolatilityForecaster(Forecaster[VolatilityState]):
     """Runs the volatility recursion over blocks of dates (see the module docstring)."""
+
+    name = "volatility"
+    config_labels = "halflife_vol, nw_lags_vol, NW half-life, halflife_vra"
 
     def __init__(self, settings: FactorCovarianceSettings) -> None:
         self.settings = settings
@@ -173,43 +172,25 @@ class VolatilityForecaster:
             last_daily_var=nan_k.copy(),
         )
 
-    def _check_state(self, state: VolatilityState, k: int) -> None:
-        if not np.array_equal(state.config, self.config, equal_nan=True):
-            raise ValueError(
-                f"volatility state was built with settings {state.config.tolist()} "
-                f"(halflife_vol, nw_lags_vol, NW half-life, halflife_vra), not {self.config.tolist()}"
-            )
-        if state.var_ewma.s.shape != (k,):
-            raise ValueError(f"volatility state has {state.var_ewma.s.shape[0]} factors, data {k}")
+    def state_width(self, state: VolatilityState) -> tuple[int, ...]:
+        return state.var_ewma.s.shape
 
     def run(
         self, state: VolatilityState | None, F: np.ndarray
     ) -> tuple[VolatilityForecast, VolatilityState]:
         """Forecasts for the T dates of ``F`` (T, K) (NaN = missing) and the state after them."""
-        F = np.asarray(F, dtype=np.float64)
-        if F.ndim != 2:
-            raise ValueError(f"F must be (T, K), got shape {F.shape}")
-        k = F.shape[1]
-        if state is None:
-            state = self.initial_state(k)
-        self._check_state(state, k)
+        F = as_block(F)
+        state = self._start(state, F.shape[1])
 
         block0, var_state = ewma_run(F * F, self.halflife, state.var_ewma)
         c0 = block0.mean
         raw = c0
         nw_s, nw_w = state.nw_s.copy(), state.nw_w.copy()
         if self.n_lags > 0:
-            adj = c0.copy()
-            products = lagged_products(state.lag_buffer, F, self.n_lags)
-            for i, (b, prod) in enumerate(
-                zip(bartlett_weights(self.n_lags), products, strict=True)
-            ):
-                lag_state = EwmaState(self.nw_halflife, nw_s[i], nw_w[i])
-                block_l, lag_state = ewma_run(prod, self.nw_halflife, lag_state)
-                nw_s[i], nw_w[i] = lag_state.s, lag_state.w
-                adj += 2.0 * b * np.nan_to_num(block_l.mean, nan=0.0)
             # Non-positive NW variance: fall back to the unadjusted C_0 (module docstring).
-            raw = np.where(adj > NW_MIN_RATIO * c0, adj, c0)
+            raw = newey_west_variance(
+                c0, F, state.lag_buffer, nw_s, nw_w, self.n_lags, self.nw_halflife
+            )
         lag_buffer = (
             next_buffer(state.lag_buffer, F, self.n_lags) if self.n_lags > 0 else state.lag_buffer
         )

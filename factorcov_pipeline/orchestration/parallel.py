@@ -9,9 +9,10 @@ before the next starts:
 | --- | --- | --- |
 | 1 | `universe`, `exposures` | one per chunk, concurrent |
 | 2 | `factor_returns` (reads exposures of t-1: the previous chunk's last session) | one per chunk, concurrent |
-| 3 | `factor_volatility`, `factor_correlation` (recursions) | one, the whole range |
+| 3 | `factor_volatility`, `factor_correlation`, `specific_risk` (recursions) | one, the whole range |
 | 4 | `factor_covariance`, `covariance_report` | one per chunk, concurrent |
-| 5 | `forecast_bias` (its windows read the previous chunk's covariances) | one per chunk, concurrent |
+| 5 | `forecast_bias` (its windows read the previous chunk's covariances), `portfolio_risk` | one per chunk, concurrent |
+| 6 | `risk_backtest` | one, the whole range |
 
 Every run executes its assets' checks. The result equals one sequential run bit for bit
 (tests/test_parallel.py): every asset computes a date from the same stored inputs either way.
@@ -39,9 +40,10 @@ from factorcov_pipeline.storage import StoreBusyError
 STAGES: tuple[tuple[tuple[str, ...], bool], ...] = (
     (("universe", "exposures"), True),
     (("factor_returns",), True),
-    (("factor_volatility", "factor_correlation"), False),
+    (("factor_volatility", "factor_correlation", "specific_risk"), False),
     (("factor_covariance", "covariance_report"), True),
-    (("forecast_bias",), True),
+    (("forecast_bias", "portfolio_risk"), True),
+    (("risk_backtest",), False),
 )
 DEFAULT_CHUNK = 63
 # Assets whose partitions are independent across dates (every stage but the recursions).

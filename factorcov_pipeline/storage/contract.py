@@ -73,6 +73,36 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "n_obs": "INTEGER",
         "bias": "DOUBLE",
     },
+    "specific_risk": {"date": "DATE", "asset_id": "VARCHAR", "specific_risk": "DOUBLE"},
+    "portfolio_risk": {
+        "date": "DATE",
+        "portfolio": "VARCHAR",
+        "total_risk": "DOUBLE",
+        "factor_risk": "DOUBLE",
+        "specific_risk": "DOUBLE",
+        "active_risk": "DOUBLE",
+        "beta": "DOUBLE",
+    },
+    "portfolio_risk_contributions": {
+        "date": "DATE",
+        "portfolio": "VARCHAR",
+        "factor": "VARCHAR",
+        "exposure": "DOUBLE",
+        "contribution": "DOUBLE",
+    },
+    "risk_backtest": {
+        "date": "DATE",
+        "portfolio": "VARCHAR",
+        "portfolio_kind": "VARCHAR",
+        "realised_return": "DOUBLE",
+        "predicted_risk": "DOUBLE",
+    },
+    "specific_risk_bias": {
+        "date": "DATE",
+        "size_decile": "INTEGER",
+        "n_assets": "INTEGER",
+        "bias": "DOUBLE",
+    },
 }
 
 # Views of the SQL contract (created by the asset that writes their table, see `ViewDef`).

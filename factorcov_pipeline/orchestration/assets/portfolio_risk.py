@@ -1,0 +1,169 @@
+"""`portfolio_risk`: predicted risk of the user's standing portfolios every session
+(`portfolio_risk_settings`), with Euler contributions per factor (`core/portfolio.py`)."""
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from factorcov_pipeline.core.portfolio import beta, decompose
+from factorcov_pipeline.core.settings import PortfolioRiskSettings
+from factorcov_pipeline.orchestration.assets.common import PARTITIONED, date_chunks, date_span
+from factorcov_pipeline.orchestration.partitions import partition_dates
+from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.portfolio_risk import (
+    HoldingsError,
+    align_holdings,
+    load_risk_models,
+    load_standing_holdings,
+)
+from factorcov_pipeline.risk_plots import line_plot_png, png_markdown
+from factorcov_pipeline.storage import Store, TableWrite
+
+ASSET = "portfolio_risk"
+CONTRIBUTIONS = "portfolio_risk_contributions"
+SPECIFIC_ROW = "specific"
+RISK_SCHEMA = {
+    "date": pl.Date,
+    "portfolio": pl.String,
+    "total_risk": pl.Float64,
+    "factor_risk": pl.Float64,
+    "specific_risk": pl.Float64,
+    "active_risk": pl.Float64,
+    "beta": pl.Float64,
+}
+CONTRIB_SCHEMA = {
+    "date": pl.Date,
+    "portfolio": pl.String,
+    "factor": pl.String,
+    "exposure": pl.Float64,
+    "contribution": pl.Float64,
+}
+
+
+def standing_holdings(cfg: PortfolioRiskSettings) -> pl.DataFrame | None:
+    """The standing portfolios of the settings (None when there are none); the benchmark, if
+    named, must be one of them."""
+    if cfg.holdings is None:
+        return None
+    holdings = load_standing_holdings(cfg.holdings, cfg.table)
+    names = holdings["portfolio"].unique(maintain_order=True).to_list()
+    if cfg.benchmark is not None and cfg.benchmark not in names:
+        raise HoldingsError(
+            f"portfolio_risk_settings.benchmark {cfg.benchmark!r} is not a portfolio of "
+            f"{cfg.holdings}; portfolios: {', '.join(names[:10])}"
+        )
+    return holdings
+
+
+def risk_rows(
+    store: Store, cfg: PortfolioRiskSettings, holdings: pl.DataFrame, chunk: list[dt.date]
+) -> tuple[pl.DataFrame, pl.DataFrame, float]:
+    """`portfolio_risk` and contribution rows of the dates of ``chunk``, and the largest
+    weight dropped (unknown assets, with ``drop_unknown``)."""
+    models = load_risk_models(store.read, chunk[0], chunk[-1])
+    risks, contribs, dropped = [], [], 0.0
+    for day, model in sorted(models.items()):  # loop over dates; portfolios vectorised
+        source = str(cfg.holdings)
+        al = align_holdings(model, holdings, day, source, cfg.drop_unknown)
+        dropped = max(dropped, float(np.abs(al.dropped_weight).max(initial=0.0)))
+        d = decompose(model, al.weights)
+        p = len(al.portfolios)
+        active = np.full(p, np.nan)
+        betas = np.full(p, np.nan)
+        if cfg.benchmark is not None:
+            b = al.weights[al.portfolios.index(cfg.benchmark)]
+            active = decompose(model, al.weights - b).total
+            betas = beta(model, al.weights, b)
+        risks.append(
+            pl.DataFrame(
+                {
+                    "date": [day] * p,
+                    "portfolio": al.portfolios,
+                    "total_risk": d.total,
+                    "factor_risk": d.factor,
+                    "specific_risk": d.specific,
+                    "active_risk": active,
+                    "beta": betas,
+                },
+                schema=RISK_SCHEMA,
+            ).fill_nan(None)
+        )
+        k = len(model.factors)
+        contribs.append(
+            pl.DataFrame(
+                {
+                    "date": [day] * (p * (k + 1)),
+                    "portfolio": np.repeat(np.asarray(al.portfolios, dtype=object), k + 1),
+                    "factor": np.tile(np.asarray([*model.factors, SPECIFIC_ROW], dtype=object), p),
+                    "exposure": np.concatenate(
+                        [d.exposures, np.full((p, 1), np.nan)], axis=1
+                    ).ravel(),
+                    "contribution": np.concatenate(
+                        [d.contributions, d.specific_contribution[:, None]], axis=1
+                    ).ravel(),
+                },
+                schema=CONTRIB_SCHEMA,
+            ).fill_nan(None)
+        )
+    risk = pl.concat(risks) if risks else pl.DataFrame(schema=RISK_SCHEMA)
+    contrib = pl.concat(contribs) if contribs else pl.DataFrame(schema=CONTRIB_SCHEMA)
+    return risk, contrib, dropped
+
+
+def risk_plot(store: Store, last: dt.date) -> str:
+    """Markdown with a plot of each portfolio's predicted total risk over the last year."""
+    hist = store.read(
+        "SELECT date, portfolio, total_risk FROM portfolio_risk WHERE date BETWEEN ? AND ? "
+        "ORDER BY date",
+        [last - dt.timedelta(days=366), last],
+    )
+    if hist.height == 0:
+        return "no standing portfolio risk stored yet"
+    wide = hist.pivot(on="portfolio", index="date", values="total_risk").sort("date")
+    series = {c: wide[c].to_list() for c in wide.columns if c != "date"}
+    png = line_plot_png(
+        wide["date"].to_list(), series, "Predicted total risk (annualised)", "volatility"
+    )
+    return png_markdown(png, "predicted risk")
+
+
+@asset(
+    **PARTITIONED,
+    deps=["factor_covariance", "specific_risk", "exposures"],
+    group_name="specific_risk",
+    kinds={"numpy", "duckdb"},
+)
+def portfolio_risk(
+    context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
+) -> MaterializeResult:
+    """Predicted total, factor, specific and active risk and beta of every standing portfolio
+    (`portfolio_risk_settings.holdings`), and each factor's Euler contribution (table
+    `portfolio_risk_contributions`, plus a `specific` row), on every session with a forecast.
+    No holdings set: the tables are written empty."""
+    settings = model.load()
+    store = storage.store()
+    dates = partition_dates(context)
+    cfg = settings.portfolio_risk_settings
+    # user-supplied factor returns: no exposures or specific risk, so no portfolio risk
+    user_returns = bool(settings.factor_model_settings.universe.factor_returns)
+    holdings = None if user_returns else standing_holdings(cfg)
+    rows, dropped = 0, 0.0
+    for chunk in date_chunks(dates):
+        if holdings is None:
+            risk, contrib = pl.DataFrame(schema=RISK_SCHEMA), pl.DataFrame(schema=CONTRIB_SCHEMA)
+        else:
+            risk, contrib, d = risk_rows(store, cfg, holdings, chunk)
+            dropped = max(dropped, d)
+        store.replace(
+            [TableWrite(ASSET, risk), TableWrite(CONTRIBUTIONS, contrib)],
+            date_span(chunk),
+            settings_json=settings.fingerprint(),
+        )
+        rows += risk.height
+    meta: dict = {"dagster/row_count": rows, "max_weight_dropped": dropped}
+    if holdings is not None:
+        meta["portfolios"] = holdings["portfolio"].n_unique()
+        meta["predicted_risk_plot"] = MetadataValue.md(risk_plot(store, dates[-1]))
+    return MaterializeResult(metadata=meta)

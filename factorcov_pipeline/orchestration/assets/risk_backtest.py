@@ -1,0 +1,276 @@
+"""`risk_backtest`: are the specific and portfolio risk forecasts calibrated?
+
+Two tables, one row per session t (the realised date) and unit:
+
+- `risk_backtest(date, portfolio, portfolio_kind, realised_return, predicted_risk)`: each
+  standing portfolio (kind `standing`, weights of `portfolio_risk_settings`) and the fully
+  invested minimum-variance portfolio built from the forecasts of the previous session (kind
+  `min_variance`, `core/portfolio.minimum_variance_weights`): the daily return realised at t
+  (sum of weight x asset return; an asset without a return at t counts 0) and the annualised
+  risk forecast made at the previous session. Optimised portfolios are the classic test of
+  under-forecast risk: the optimiser loads on what the model thinks is cheap (USE4 notes,
+  section 6).
+- `specific_risk_bias(date, size_decile, n_assets, bias)`: the cross-sectional bias statistic
+  sqrt(mean z^2) of z = specific_return(t) / (specific_risk(t-1) / sqrt(252)) over the assets of
+  each size decile (1 = smallest, by market cap at t-1).
+
+Metadata (over the whole stored history, and after its first third, the recursions' warm-up):
+the full-sample bias statistic of every backtest portfolio with its 95% band and 12-month
+windows (`core/backtest.bias_report`), the per-asset specific bias statistic by size decile
+(median over assets), and plots.
+"""
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from factorcov_pipeline.core import calendar
+from factorcov_pipeline.core.backtest import bias_report, rolling_bias
+from factorcov_pipeline.core.forecaster import ANNUALISATION_DAYS
+from factorcov_pipeline.core.portfolio import RiskModel, decompose, minimum_variance_weights
+from factorcov_pipeline.orchestration.assets.common import PARTITIONED, date_chunks, date_span
+from factorcov_pipeline.orchestration.assets.portfolio_risk import standing_holdings
+from factorcov_pipeline.orchestration.partitions import partition_dates
+from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.portfolio_risk import align_holdings, load_risk_models
+from factorcov_pipeline.risk_plots import line_plot_png, png_markdown
+from factorcov_pipeline.storage import Store, TableWrite
+
+ASSET = "risk_backtest"
+SPECIFIC_BIAS = "specific_risk_bias"
+MIN_VARIANCE = "min_variance"
+N_DECILES = 10
+ROOT_DAYS = float(np.sqrt(ANNUALISATION_DAYS))
+BACKTEST_SCHEMA = {
+    "date": pl.Date,
+    "portfolio": pl.String,
+    "portfolio_kind": pl.String,
+    "realised_return": pl.Float64,
+    "predicted_risk": pl.Float64,
+}
+SPEC_SCHEMA = {"date": pl.Date, "size_decile": pl.Int32, "n_assets": pl.Int32, "bias": pl.Float64}
+
+# Per-asset standardised specific outcomes z = u(t) / (s(t-1) / sqrt(252)), t-1 the previous
+# forecast date; one row per asset and date.
+SPECIFIC_Z_SQL = """
+WITH d AS (
+    SELECT date, lag(date) OVER (ORDER BY date) AS prev
+    FROM (SELECT DISTINCT date FROM specific_risk WHERE date <= ?)
+)
+SELECT u.date, u.asset_id, u.specific_return / (r.specific_risk / sqrt(252)) AS z
+FROM specific_returns u
+JOIN d ON u.date = d.date
+JOIN specific_risk r ON r.asset_id = u.asset_id AND r.date = d.prev
+WHERE u.date BETWEEN ? AND ? AND r.specific_risk > 0
+"""
+
+
+def _day_rows(
+    model_prev: RiskModel,
+    weights: tuple[list[str], list[str], np.ndarray],
+    day: dt.date,
+    uni_day: pl.DataFrame,
+    caps_prev: pl.DataFrame,
+    z_day: pl.DataFrame,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The backtest rows of one realised date ``day`` from the model of the previous forecast
+    date: ``weights`` (names, kinds, (P, N)) on its assets, ``uni_day`` the universe rows of
+    ``day``, ``caps_prev`` the caps of the previous date, ``z_day`` the specific outcomes."""
+    ids = model_prev.asset_ids
+    pos = pl.DataFrame({"asset_id": ids, "_n": np.arange(len(ids))})
+    j = uni_day.join(pos, on="asset_id").filter(pl.col("asset_return").is_not_null())
+    r = np.zeros(len(ids))
+    r[j["_n"].to_numpy()] = j["asset_return"].to_numpy()
+    names, kinds, w = weights
+    bt = pl.DataFrame(
+        {
+            "date": [day] * len(names),
+            "portfolio": names,
+            "portfolio_kind": kinds,
+            "realised_return": w @ r,
+            "predicted_risk": decompose(model_prev, w).total,
+        },
+        schema=BACKTEST_SCHEMA,
+    )
+    zc = z_day.join(caps_prev, on="asset_id")
+    if zc.height == 0:
+        return bt, pl.DataFrame(schema=SPEC_SCHEMA)
+    rank = zc["market_cap"].rank("ordinal").to_numpy().astype(np.int64) - 1
+    decile = (rank * N_DECILES) // zc.height + 1
+    zz = zc["z"].to_numpy()
+    cnt = np.bincount(decile, minlength=N_DECILES + 1)[1:]
+    ms = np.bincount(decile, weights=zz * zz, minlength=N_DECILES + 1)[1:]
+    have = cnt > 0
+    spec = pl.DataFrame(
+        {
+            "date": [day] * int(have.sum()),
+            "size_decile": np.arange(1, N_DECILES + 1)[have],
+            "n_assets": cnt[have],
+            "bias": np.sqrt(ms[have] / cnt[have]),
+        },
+        schema=SPEC_SCHEMA,
+    )
+    return bt, spec
+
+
+def _history_metadata(store: Store, last: dt.date) -> dict:
+    """Full-history summaries and plots (module docstring)."""
+    meta: dict = {}
+    hist = store.read(
+        "SELECT * FROM risk_backtest WHERE date <= ? ORDER BY date, portfolio", [last]
+    )
+    if hist.height:
+        wide_r = hist.pivot(on="portfolio", index="date", values="realised_return").sort("date")
+        wide_p = hist.pivot(on="portfolio", index="date", values="predicted_risk").sort("date")
+        names = [c for c in wide_r.columns if c != "date"]
+        kind_of = dict(zip(hist["portfolio"], hist["portfolio_kind"], strict=False))
+        z = wide_r.select(names).to_numpy() / (wide_p.select(names).to_numpy() / ROOT_DAYS)
+        kinds = [kind_of[n] for n in names]
+        report = bias_report(z, names, kinds)
+        meta["portfolio_bias"] = MetadataValue.md(report.to_pandas().to_markdown(index=False))
+        # the same after the first third of the history: the recursions' warm-up (a few
+        # sessions of data make nearly singular forecasts that an optimiser exploits) left out
+        late = bias_report(z[z.shape[0] // 3 :], names, kinds)
+        meta["portfolio_bias_after_first_third"] = MetadataValue.md(
+            late.to_pandas().to_markdown(index=False)
+        )
+        for label, rep in (("", report), ("_after_first_third", late)):
+            mv = rep.filter(pl.col("portfolio") == MIN_VARIANCE)
+            if mv.height and mv["full_sample_bias"][0] is not None:
+                meta[f"min_variance_bias{label}"] = float(mv["full_sample_bias"][0])
+        if z.shape[0] >= 21:
+            roll, _ = rolling_bias(z, 21)
+            dates = wide_r["date"].to_list()[20:]
+            png = line_plot_png(
+                dates,
+                {n: roll[:, i] for i, n in enumerate(names)},
+                "Bias statistic, rolling 21 sessions (realised / predicted risk)",
+                "bias",
+                band=(1 - np.sqrt(2 / 21), 1 + np.sqrt(2 / 21)),
+            )
+            meta["portfolio_bias_plot"] = MetadataValue.md(png_markdown(png, "bias"))
+    spec = specific_bias_by_decile(store, last)
+    if spec.height:
+        meta["specific_bias_by_size_decile"] = MetadataValue.md(
+            spec.to_pandas().to_markdown(index=False)
+        )
+        meta["specific_bias_median"] = float(
+            spec.filter(pl.col("size_decile") == 0)["median_asset_bias"][0]
+        )
+    return meta
+
+
+def specific_bias_by_decile(store: Store, last: dt.date) -> pl.DataFrame:
+    """Per-asset specific bias statistic std(z) over the stored history after its first third
+    (the recursion's warm-up), summarised by size decile (by each asset's median market cap;
+    decile 0 = all assets): assets with at least 20 outcomes."""
+    dates = store.stored_dates("specific_risk", end=last)
+    if len(dates) < 30:
+        return pl.DataFrame()
+    start = dates[len(dates) // 3]
+    # aggregated in DuckDB: one row per asset comes back, not one per asset and date
+    per = store.read(
+        f"WITH z AS ({SPECIFIC_Z_SQL}), "
+        "per AS (SELECT asset_id, stddev_samp(z) AS bias, count(*) AS n FROM z "
+        "GROUP BY asset_id HAVING count(*) >= 20), "
+        "caps AS (SELECT asset_id, median(market_cap) AS cap FROM universe "
+        "WHERE date BETWEEN ? AND ? GROUP BY asset_id) "
+        "SELECT per.*, caps.cap FROM per JOIN caps USING (asset_id) ORDER BY asset_id",
+        [last, start, last, start, last],
+    )
+    if per.height == 0:
+        return pl.DataFrame()
+    per = per.with_columns(
+        ((pl.col("cap").rank("ordinal") - 1) * N_DECILES // per.height + 1).alias("size_decile")
+    )
+    agg = [
+        pl.len().alias("n_assets"),
+        pl.col("bias").median().alias("median_asset_bias"),
+        pl.col("bias").quantile(0.1).alias("p10"),
+        pl.col("bias").quantile(0.9).alias("p90"),
+    ]
+    by = per.group_by("size_decile").agg(agg).sort("size_decile")
+    total = per.select(agg).with_columns(
+        pl.lit(0, dtype=by["size_decile"].dtype).alias("size_decile")
+    )
+    return pl.concat([total.select(by.columns), by])
+
+
+@asset(
+    **PARTITIONED,
+    deps=["specific_risk", "portfolio_risk", "factor_covariance", "universe"],
+    group_name="evaluation",
+    kinds={"numpy", "duckdb"},
+)
+def risk_backtest(
+    context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
+) -> MaterializeResult:
+    """Realised vs predicted risk of the standing portfolios and of a minimum-variance
+    portfolio built each date, and the specific risk bias statistic by size decile (tables
+    `risk_backtest`, `specific_risk_bias`); metadata: full-sample bias statistics, 12-month
+    windows, per-asset specific bias by size decile, plots."""
+    settings = model.load()
+    store = storage.store()
+    dates = partition_dates(context)
+    cfg = settings.portfolio_risk_settings
+    holdings = standing_holdings(cfg)
+    rows = 0
+    # user-supplied factor returns: no exposures or specific risk, nothing to backtest
+    user_returns = bool(settings.factor_model_settings.universe.factor_returns)
+    for chunk in [] if user_returns else date_chunks(dates):
+        prev0 = calendar.previous_session(chunk[0])
+        models = load_risk_models(store.read, prev0, chunk[-1])
+        uni = store.read(
+            "SELECT date, asset_id, asset_return, market_cap FROM universe "
+            "WHERE date BETWEEN ? AND ?",
+            [prev0, chunk[-1]],
+        )
+        z = store.read(SPECIFIC_Z_SQL, [chunk[-1], chunk[0], chunk[-1]])
+        uni_by = uni.partition_by("date", as_dict=True) if uni.height else {}
+        z_by = z.partition_by("date", as_dict=True) if z.height else {}
+        empty_z = pl.DataFrame(schema={"date": pl.Date, "asset_id": pl.String, "z": pl.Float64})
+        bts, specs = [], []
+        fdays = sorted(models)
+        for day in chunk:  # loop over dates; each date vectorised over assets and portfolios
+            earlier = [d for d in fdays if d < day]
+            if not earlier:
+                continue
+            prev = earlier[-1]
+            m = models[prev]
+            names, kinds, ws = [MIN_VARIANCE], [MIN_VARIANCE], [minimum_variance_weights(m)]
+            if holdings is not None:
+                al = align_holdings(m, holdings, prev, str(cfg.holdings), cfg.drop_unknown)
+                names += al.portfolios
+                kinds += ["standing"] * len(al.portfolios)
+                ws += list(al.weights)
+            caps_prev = uni_by.get((prev,), uni.clear()).select("asset_id", "market_cap")
+            bt, sp = _day_rows(
+                m,
+                (names, kinds, np.vstack(ws)),
+                day,
+                uni_by.get((day,), uni.clear()),
+                caps_prev,
+                z_by.get((day,), empty_z),
+            )
+            bts.append(bt)
+            specs.append(sp)
+        bt_all = pl.concat(bts) if bts else pl.DataFrame(schema=BACKTEST_SCHEMA)
+        sp_all = pl.concat(specs) if specs else pl.DataFrame(schema=SPEC_SCHEMA)
+        store.replace(
+            [TableWrite(ASSET, bt_all), TableWrite(SPECIFIC_BIAS, sp_all)],
+            date_span(chunk),
+            settings_json=settings.fingerprint(),
+        )
+        rows += bt_all.height
+    if user_returns:
+        for table, schema in ((ASSET, BACKTEST_SCHEMA), (SPECIFIC_BIAS, SPEC_SCHEMA)):
+            store.replace(
+                [TableWrite(table, pl.DataFrame(schema=schema))],
+                date_span(dates),
+                settings_json=settings.fingerprint(),
+            )
+        return MaterializeResult(metadata={"skipped": "factor returns are supplied by the user"})
+    meta = {"dagster/row_count": rows, **_history_metadata(store, dates[-1])}
+    return MaterializeResult(metadata=meta)

@@ -1,0 +1,132 @@
+"""`specific_risk`: each asset's annualised specific volatility forecast (USE4 section 5),
+continued from the stored recursion state."""
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from factorcov_pipeline.core.asset_panel import asset_panel
+from factorcov_pipeline.core.specific_risk import SpecificRiskForecaster, SpecificRiskState
+from factorcov_pipeline.orchestration.assets.common import (
+    PARTITIONED,
+    date_chunks,
+    model_factors,
+    recursion_start_state,
+    require_dates,
+    return_dates,
+    stale_later_dates,
+)
+from factorcov_pipeline.orchestration.partitions import partition_dates, previous_session_mapping
+from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.storage import Store, TableWrite, quote_ident
+
+ASSET = "specific_risk"
+EMPTY = pl.DataFrame(schema={"date": pl.Date, "asset_id": pl.String, "specific_risk": pl.Float64})
+
+
+def read_inputs(
+    store: Store, styles: tuple[str, ...], start: dt.date, end: dt.date
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Exposures (with the universe's market caps) and specific returns of [start, end]."""
+    cols = ", ".join(f"e.{quote_ident(s)}" for s in styles)
+    expo = store.read(
+        "SELECT e.date, e.asset_id, e.category, u.market_cap"
+        + (f", {cols}" if cols else "")
+        + " FROM exposures_wide e JOIN universe u USING (date, asset_id)"
+        " WHERE e.date BETWEEN ? AND ?",
+        [start, end],
+    )
+    spec = store.read_dates("specific_returns", start, end, "date, asset_id, specific_return")
+    return expo, spec
+
+
+@asset(
+    **PARTITIONED,
+    deps=[
+        AssetDep("factor_returns"),
+        AssetDep("exposures"),
+        AssetDep(ASSET, partition_mapping=previous_session_mapping),
+    ],
+    group_name="specific_risk",
+    kinds={"numpy", "duckdb"},
+)
+def specific_risk(
+    context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
+) -> MaterializeResult:
+    """Annualised specific volatility of every asset with an exposure on the date: EWMA of
+    squared specific returns (optional Newey-West), blended with a structural model for short
+    histories, shrunk toward the size decile's cap-weighted mean, regime-adjusted
+    (`specific_risk_settings`; USE4 notes section 5). A daily run reads only the previous
+    session's stored state; a missing predecessor is an error.
+    """
+    settings = model.load()
+    store = storage.store()
+    dates = partition_dates(context)
+    styles = model_factors(settings).styles
+    sr = settings.specific_risk_settings
+    meta = {"specific_risk_settings": MetadataValue.json(sr.model_dump(mode="json"))}
+    user_returns = bool(settings.factor_model_settings.universe.factor_returns)
+    # user-supplied factor returns: no regression, so no specific returns to forecast from
+    ret_dates = [] if user_returns else return_dates(store, dates, ASSET)
+    if not ret_dates:
+        store.replace(
+            [TableWrite(ASSET, EMPTY)], (dates[0], dates[-1]), settings_json=settings.fingerprint()
+        )
+        return MaterializeResult(metadata={"dates": 0, "dagster/row_count": 0, **meta})
+    require_dates(store, "exposures_wide", ret_dates, ASSET, "exposures")
+    blob = recursion_start_state(store, ASSET, ret_dates[0])
+    state = SpecificRiskState.from_bytes(blob) if blob is not None else None
+    forecaster = SpecificRiskForecaster(sr)
+    rows, last = 0, None
+    lambdas: list[float] = []
+    for chunk in date_chunks(ret_dates):  # bounded memory; each chunk one transaction
+        expo, spec = read_inputs(store, styles, chunk[0], chunk[-1])
+        panel = asset_panel(chunk, expo, styles, spec)
+        frames, states = [], {}
+        for t, day in enumerate(chunk):  # the recursion's loop over dates, vectorised over assets
+            fc, state = forecaster.run(
+                state,
+                panel.asset_ids,
+                panel.specific_returns[t : t + 1],
+                panel.caps[t : t + 1],
+                panel.categories[t : t + 1],
+                panel.styles[t : t + 1],
+            )
+            risk = fc.specific_risk[0]
+            ok = np.isfinite(risk)
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "date": [day] * int(ok.sum()),
+                        "asset_id": panel.asset_ids[ok].tolist(),
+                        "specific_risk": risk[ok],
+                    },
+                    schema=EMPTY.schema,
+                )
+            )
+            lambdas.append(float(fc.vra_multiplier[0]))
+            states[day] = state.to_bytes()
+        out = pl.concat(frames)
+        store.replace(
+            [TableWrite(ASSET, out)],
+            (chunk[0], chunk[-1]),
+            state={ASSET: states},
+            settings_json=settings.fingerprint(),
+        )
+        rows += out.height
+        last = out.filter(pl.col("date") == chunk[-1])
+    stale = stale_later_dates(store, ASSET, dates[-1], context.log)
+    assert last is not None
+    return MaterializeResult(
+        metadata={
+            "dates": len(ret_dates),
+            "dagster/row_count": rows,
+            "continued_from_state": blob is not None,
+            "last_date_median_specific_risk": float(last["specific_risk"].median() or np.nan),
+            "last_vra_multiplier": lambdas[-1],
+            "later_dates_now_stale": stale,
+            **meta,
+        }
+    )
