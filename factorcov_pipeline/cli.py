@@ -102,7 +102,7 @@ def _materialize(args: argparse.Namespace) -> int:
 
     from factorcov_pipeline.orchestration.instance import InstanceConfigError, instance_from_env
     from factorcov_pipeline.orchestration.partitions import SESSIONS_START
-    from factorcov_pipeline.orchestration.resources import FactorcovStorage
+    from factorcov_pipeline.orchestration.resources import storage_resource
     from factorcov_pipeline.orchestration.runner import (
         assets_for,
         check_outcomes,
@@ -124,7 +124,7 @@ def _materialize(args: argparse.Namespace) -> int:
         from factorcov_pipeline.core.user_factors import check_range, user_factor_returns
 
         check_range(user_factor_returns(user_returns), start, end)
-    storage = FactorcovStorage()
+    storage = storage_resource()
     store = storage.store()
     # Before anything is written: a DuckDB file (or a new one), built with these settings.
     store.check_identity(settings.fingerprint())
@@ -135,15 +135,22 @@ def _materialize(args: argparse.Namespace) -> int:
     )
     t0 = time.perf_counter()
     with _signals_seen() as seen:
-        result = run_range(
-            start,
-            end,
-            storage,
-            settings_file,
-            instance,
-            _ProgressLogger().logger_def(),
-            selection=assets_for(settings),
-        )
+        if args.parallel > 1:  # chunked runs on several processes (orchestration/parallel.py)
+            from factorcov_pipeline.orchestration.parallel import run_parallel
+
+            result = run_parallel(
+                start, end, storage, settings_file, args.parallel, None, console.print
+            )
+        else:
+            result = run_range(
+                start,
+                end,
+                storage,
+                settings_file,
+                instance,
+                _ProgressLogger().logger_def(),
+                selection=assets_for(settings),
+            )
     elapsed = time.perf_counter() - t0
     if not result.success and (seen or was_interrupted(result)):
         # Each chunk is one transaction: the interrupted one rolled back, earlier ones are whole.
@@ -401,6 +408,13 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--end", help="last session (default: 2026-03-31, the tutorial's year)")
     mat.add_argument(
         "--settings", help="JSON/YAML settings file (default: the tutorial's settings)"
+    )
+    mat.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        metavar="N",
+        help="backfill as chunked runs on N processes (needs FACTORCOV_DATABASE_URL)",
     )
     mat.set_defaults(func=_materialize)
     sql = sub.add_parser("sql", help="run a read-only SQL query on the DuckDB file")

@@ -163,7 +163,7 @@ def load_risk_models(read: Reader, start: dt.date, end: dt.date) -> dict[dt.date
     if cov.height == 0:
         return {}
     groups = read(
-        "SELECT factor, any_value(factor_group) AS factor_group FROM factor_returns "
+        "SELECT factor, min(factor_group) AS factor_group FROM factor_returns "
         "WHERE date = (SELECT max(date) FROM factor_returns WHERE date <= ?) GROUP BY factor",
         [end],
     )

@@ -43,7 +43,7 @@ MID = SESSIONS[8]
 CHILD = textwrap.dedent(
     """
     import datetime as dt, sys, time
-    from factorcov_pipeline import storage
+    from factorcov_pipeline.storage import duckdb as storage
     from factorcov_pipeline.orchestration.resources import FactorcovStorage
     from factorcov_pipeline.orchestration.runner import failure_messages, quiet_logger, run_range
 

@@ -206,7 +206,7 @@ def factor_returns_zero_sum(
             f"""
             WITH days AS (
                 SELECT date, lag(date) OVER (ORDER BY date) AS prev_date
-                FROM (SELECT DISTINCT date FROM universe WHERE date BETWEEN ? AND ?)
+                FROM (SELECT DISTINCT date FROM universe WHERE date BETWEEN ? AND ?) AS s
             ),
             ret AS (
                 SELECT date, asset_id FROM universe

@@ -1,5 +1,8 @@
-"""Resources: the DuckDB store and the model settings, configured from environment variables.
+"""Resources: the store (one resource per backend) and the model settings, configured from
+environment variables.
 
+- `FACTORCOV_DATABASE_URL`: a PostgreSQL database (`postgresql://...`); when set, every table
+  goes there (`FactorcovPostgres`) instead of the DuckDB file.
 - `FACTORCOV_DUCKDB`: the DuckDB file (default `data/factorcov.duckdb`).
 - `FACTORCOV_SETTINGS`: a JSON/YAML settings file (default: the tutorial's settings).
 - `FACTORCOV_LOCK_TIMEOUT`: seconds to wait for another process's lock on the file (default 120).
@@ -7,11 +10,13 @@
 
 from __future__ import annotations
 
-from dagster import ConfigurableResource
+import os
+
+from dagster import ConfigurableResource, EnvVar
 
 from factorcov_pipeline import environment
 from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2, load_settings
-from factorcov_pipeline.storage import Store
+from factorcov_pipeline.storage import BaseStore, Store
 
 ENV_SETTINGS = environment.SETTINGS
 ENV_LOCK_TIMEOUT = environment.LOCK_TIMEOUT
@@ -31,6 +36,36 @@ class FactorcovStorage(ConfigurableResource):
         path = self.database or environment.database()
         timeout = self.lock_timeout_seconds or environment.lock_timeout()
         return Store(path, lock_timeout=timeout)
+
+
+ENV_DATABASE_URL = "FACTORCOV_DATABASE_URL"
+
+
+class FactorcovPostgres(ConfigurableResource):
+    """A PostgreSQL database every asset writes to (`storage.postgres.PostgresStore`), shared by
+    every process of a run or of parallel runs. `url` is normally
+    `EnvVar("FACTORCOV_DATABASE_URL")` (see `storage_resource`)."""
+
+    url: str
+    lock_timeout_seconds: float = 0.0
+
+    def store(self) -> BaseStore:
+        from factorcov_pipeline.storage.postgres import PostgresStore
+
+        # Outside a Dagster run (the command's own summary) an EnvVar is not resolved yet.
+        url = os.environ.get(self.url, "") if isinstance(self.url, EnvVar) else self.url
+        if not url:
+            raise ValueError(f"{ENV_DATABASE_URL} is empty: set it to postgresql://...")
+        timeout = self.lock_timeout_seconds or environment.lock_timeout()
+        return PostgresStore(url, lock_timeout=timeout)
+
+
+def storage_resource() -> FactorcovStorage | FactorcovPostgres:
+    """The store resource the environment selects: PostgreSQL when `FACTORCOV_DATABASE_URL` is
+    set, else the DuckDB file (the default)."""
+    if os.environ.get(ENV_DATABASE_URL):
+        return FactorcovPostgres(url=EnvVar(ENV_DATABASE_URL))
+    return FactorcovStorage()
 
 
 class FactorcovSettings(ConfigurableResource):

@@ -15,14 +15,18 @@ from factorcov_pipeline.orchestration.assets import ALL_ASSETS
 from factorcov_pipeline.orchestration.checks import ALL_CHECKS
 from factorcov_pipeline.orchestration.consistency import remove_unfinished
 from factorcov_pipeline.orchestration.instance import throwaway_instance
-from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.orchestration.resources import (
+    FactorcovPostgres,
+    FactorcovSettings,
+    FactorcovStorage,
+)
 from factorcov_pipeline.orchestration.schedules import daily_job
 
 
 def run_range(
     start: dt.date,
     end: dt.date,
-    storage: FactorcovStorage,
+    storage: FactorcovStorage | FactorcovPostgres,
     settings_file: str = "",
     instance: dg.DagsterInstance | None = None,
     logger: dg.LoggerDefinition | None = None,

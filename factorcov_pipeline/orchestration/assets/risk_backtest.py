@@ -57,7 +57,7 @@ SPEC_SCHEMA = {"date": pl.Date, "size_decile": pl.Int32, "n_assets": pl.Int32, "
 SPECIFIC_Z_SQL = """
 WITH d AS (
     SELECT date, lag(date) OVER (ORDER BY date) AS prev
-    FROM (SELECT DISTINCT date FROM specific_risk WHERE date <= ?)
+    FROM (SELECT DISTINCT date FROM specific_risk WHERE date <= ?) AS s
 )
 SELECT u.date, u.asset_id, u.specific_return / (r.specific_risk / sqrt(252)) AS z
 FROM specific_returns u

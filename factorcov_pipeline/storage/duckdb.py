@@ -1,4 +1,4 @@
-"""DuckDB storage: the SQL contract, transactional partition writes and the model's identity.
+"""DuckDB storage (the default store): transactional partition writes and the model's identity.
 
 Plain Python (no Dagster), used by the Dagster resource in `orchestration/resources.py`.
 
@@ -22,7 +22,6 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,115 +29,24 @@ import duckdb
 import polars as pl
 
 from factorcov_pipeline import environment
+from factorcov_pipeline.storage.base import BaseStore
+from factorcov_pipeline.storage.contract import (
+    DATE_COLUMN,
+    SETTINGS_TABLE,
+    STATE_TABLE,
+    TABLE_COLUMNS,
+    SettingsMismatchError,
+    StoreBusyError,
+    TableWrite,
+    ViewDef,
+    _diff_settings,
+    quote_ident,
+)
 
 DEFAULT_DATABASE = environment.DEFAULT_DATABASE
 ENV_DATABASE = environment.DATABASE
 ENV_MEMORY = environment.DUCKDB_MEMORY
 DEFAULT_MEMORY_LIMIT = environment.DEFAULT_MEMORY_LIMIT
-
-# The SQL contract: tables and columns users query (documented in the README). Tables whose
-# columns depend on the model (universe descriptors, the wide covariance report) list only their
-# fixed leading columns; the rest is taken from the first write and must not change afterwards.
-TABLE_COLUMNS: dict[str, dict[str, str]] = {
-    "universe": {
-        "date": "DATE",
-        "asset_id": "VARCHAR",
-        "sector": "VARCHAR",
-        "market_cap": "DOUBLE",
-        "asset_return": "DOUBLE",
-    },
-    "planted_factor_returns": {
-        "date": "DATE",
-        "factor": "VARCHAR",
-        "factor_group": "VARCHAR",
-        "factor_return": "DOUBLE",
-    },
-    # One row per asset and session: its TRBC category (sector or industry group, the model's
-    # category factor) and one DOUBLE column per style factor, named as the factor. The long
-    # `exposures` view (EXPOSURES_VIEW) unpivots it; storing it wide keeps 10 years x 10,000
-    # assets at 25 million rows instead of 500 million (issue 5).
-    "exposures_wide": {"date": "DATE", "asset_id": "VARCHAR", "category": "VARCHAR"},
-    "factor_returns": {
-        "date": "DATE",
-        "factor": "VARCHAR",
-        "factor_group": "VARCHAR",
-        "factor_return": "DOUBLE",
-    },
-    "specific_returns": {"date": "DATE", "asset_id": "VARCHAR", "specific_return": "DOUBLE"},
-    "regression_stats": {
-        "date": "DATE",
-        "n_assets": "INTEGER",
-        "r_squared": "DOUBLE",
-        "n_clipped": "INTEGER",
-        "thin_categories": "INTEGER",
-        "degenerate": "BOOLEAN",
-        "exactly_fitted": "BOOLEAN",
-        "empty_categories": "VARCHAR",
-        "single_asset_categories": "VARCHAR",
-    },
-    "factor_volatility": {"date": "DATE", "factor": "VARCHAR", "volatility": "DOUBLE"},
-    "volatility_regime": {"date": "DATE", "bias_statistic": "DOUBLE", "vra_multiplier": "DOUBLE"},
-    "factor_correlation": {
-        "date": "DATE",
-        "factor_1": "VARCHAR",
-        "factor_2": "VARCHAR",
-        "correlation": "DOUBLE",
-    },
-    "factor_covariance": {
-        "date": "DATE",
-        "factor_1": "VARCHAR",
-        "factor_2": "VARCHAR",
-        "covariance": "DOUBLE",
-    },
-    "covariance_report": {"date": "DATE", "factor": "VARCHAR"},
-    "forecast_bias": {
-        "window_end": "DATE",
-        "portfolio": "VARCHAR",
-        "portfolio_kind": "VARCHAR",
-        "n_obs": "INTEGER",
-        "bias": "DOUBLE",
-    },
-    "specific_risk": {"date": "DATE", "asset_id": "VARCHAR", "specific_risk": "DOUBLE"},
-    "portfolio_risk": {
-        "date": "DATE",
-        "portfolio": "VARCHAR",
-        "total_risk": "DOUBLE",
-        "factor_risk": "DOUBLE",
-        "specific_risk": "DOUBLE",
-        "active_risk": "DOUBLE",
-        "beta": "DOUBLE",
-    },
-    "portfolio_risk_contributions": {
-        "date": "DATE",
-        "portfolio": "VARCHAR",
-        "factor": "VARCHAR",
-        "exposure": "DOUBLE",
-        "contribution": "DOUBLE",
-    },
-    "risk_backtest": {
-        "date": "DATE",
-        "portfolio": "VARCHAR",
-        "portfolio_kind": "VARCHAR",
-        "realised_return": "DOUBLE",
-        "predicted_risk": "DOUBLE",
-    },
-    "specific_risk_bias": {
-        "date": "DATE",
-        "size_decile": "INTEGER",
-        "n_assets": "INTEGER",
-        "bias": "DOUBLE",
-    },
-}
-
-# Views of the SQL contract (created by the asset that writes their table, see `ViewDef`).
-EXPOSURES_VIEW = "exposures"
-EXPOSURES_TABLE = "exposures_wide"
-
-# Tables whose partition column is not `date`.
-DATE_COLUMN: dict[str, str] = {"forecast_bias": "window_end"}
-
-STATE_TABLE = "_forecast_state"
-SETTINGS_TABLE = "model_settings"
 
 # Run on a read-only connection before untrusted SQL (`Store.connect_query_only`), in this
 # order: the last statement makes every setting, these included, unchangeable.
@@ -167,10 +75,6 @@ def query_polars(
     frame = pl.from_arrow(rel.to_arrow_table())
     assert isinstance(frame, pl.DataFrame)
     return frame
-
-
-class StoreBusyError(RuntimeError):
-    """The DuckDB file is locked by another process for longer than the lock timeout."""
 
 
 class StoreFileError(ValueError):
@@ -208,91 +112,6 @@ def check_database_file(path: Path) -> None:
         )
 
 
-class SettingsMismatchError(RuntimeError):
-    """The DuckDB file holds forecasts made with other settings than the ones in force."""
-
-
-def quote_ident(name: str) -> str:
-    """Quote an SQL identifier (factor names become column names of `covariance_report`)."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _diff_settings(stored: Any, current: Any, prefix: str = "") -> list[str]:
-    if isinstance(stored, dict) and isinstance(current, dict):
-        out: list[str] = []
-        for key in sorted(set(stored) | set(current)):
-            out += _diff_settings(stored.get(key), current.get(key), f"{prefix}{key}.")
-        return out
-    if stored != current:
-        return [f"{prefix.rstrip('.')}: stored {stored!r}, now {current!r}"]
-    return []
-
-
-@dataclass(frozen=True)
-class TableWrite:
-    """Rows of one table replacing the rows of `dates` in that table."""
-
-    table: str
-    frame: pl.DataFrame
-
-
-def quote_literal(text: str) -> str:
-    """Quote an SQL string literal (factor names inside view definitions)."""
-    return "'" + text.replace("'", "''") + "'"
-
-
-@dataclass(frozen=True)
-class ViewDef:
-    """A view of the SQL contract, (re)created in the transaction of the write it describes.
-
-    `migrate_sql` upgrades a file written by an older layout in which `name` was a table: it
-    runs (inside the same transaction) before that table is dropped and the view created.
-    """
-
-    name: str
-    sql: str
-    migrate_sql: str | None = None
-
-
-def exposures_view(styles: Sequence[str], market_factor: str | None) -> ViewDef:
-    """The long `exposures` view (date, asset_id, factor, exposure) over `exposures_wide`.
-
-    Rows: the Market factor (exposure 1, when the model has one), the asset's own category
-    (exposure 1; zero category dummies are not rows) and every style. Plain `UNION ALL` of
-    standard SQL, so the same definition works on another warehouse (docs/scaling.md).
-    Migration from the long table of factorcov 0.1 (`exposures` was a table): its rows for
-    dates not yet in `exposures_wide` are pivoted into it (category = the one factor that is
-    neither Market nor a style).
-    """
-    one = "CAST(1.0 AS DOUBLE)"
-    src = quote_ident(EXPOSURES_TABLE)
-    parts = []
-    if market_factor is not None:
-        parts.append(
-            f"SELECT date, asset_id, {quote_literal(market_factor)} AS factor, {one} AS exposure "
-            f"FROM {src}"
-        )
-    parts.append(f"SELECT date, asset_id, category AS factor, {one} AS exposure FROM {src}")
-    for style in styles:
-        parts.append(
-            f"SELECT date, asset_id, {quote_literal(style)} AS factor, "
-            f"CAST({quote_ident(style)} AS DOUBLE) AS exposure FROM {src}"
-        )
-    not_category = [market_factor, *styles] if market_factor is not None else list(styles)
-    pivots = "".join(
-        f", max(exposure) FILTER (WHERE factor = {quote_literal(s)}) AS {quote_ident(s)}"
-        for s in styles
-    )
-    excluded = ", ".join(quote_literal(f) for f in not_category) or "NULL"
-    migrate = (
-        f"INSERT INTO {src} BY NAME SELECT date, asset_id, "
-        f"max(factor) FILTER (WHERE factor NOT IN ({excluded})) AS category{pivots} "
-        f"FROM {quote_ident(EXPOSURES_VIEW)} "
-        f"WHERE date NOT IN (SELECT DISTINCT date FROM {src}) GROUP BY date, asset_id"
-    )
-    return ViewDef(EXPOSURES_VIEW, "\nUNION ALL\n".join(parts), migrate)
-
-
 def _run(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None) -> None:
     """Execute a statement whose result is not needed and finish it (duckdb 2 refuses further
     work on a connection with an unfinished result)."""
@@ -326,7 +145,7 @@ def _is_lock_error(err: Exception) -> bool:
     return "Could not set lock" in text or "Conflicting lock" in text
 
 
-class Store:
+class Store(BaseStore):
     """One DuckDB file holding every table of the pipeline."""
 
     def __init__(self, path: str | os.PathLike[str], lock_timeout: float = 120.0) -> None:
@@ -689,3 +508,15 @@ class Store:
                 return None
             row = _one(con, f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 1")
         return None if row is None else str(row[0])
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    def table_names(self) -> list[str]:
+        with self.connect() as con:
+            rows = con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+                "ORDER BY 1"
+            ).fetchall()
+        return [str(r[0]) for r in rows]

@@ -1,0 +1,57 @@
+"""Storage: the SQL contract (`contract`), the `Store` interface (`base`) and its two
+implementations, DuckDB (`duckdb`, the default; `Store` is its class) and PostgreSQL
+(`postgres`, imported on demand so the DuckDB path needs no PostgreSQL driver).
+
+Re-exports the names of the former `storage.py` module so that
+`from factorcov_pipeline.storage import ...` keeps working.
+"""
+
+from factorcov_pipeline.storage.base import BaseStore
+from factorcov_pipeline.storage.contract import (
+    DATE_COLUMN,
+    EXPOSURES_TABLE,
+    EXPOSURES_VIEW,
+    SETTINGS_TABLE,
+    STATE_TABLE,
+    TABLE_COLUMNS,
+    SettingsMismatchError,
+    StoreBusyError,
+    TableWrite,
+    ViewDef,
+    exposures_view,
+    quote_ident,
+    quote_literal,
+)
+from factorcov_pipeline.storage.duckdb import (
+    DEFAULT_DATABASE,
+    DEFAULT_MEMORY_LIMIT,
+    ENV_DATABASE,
+    ENV_MEMORY,
+    Store,
+    StoreFileError,
+    query_polars,
+)
+
+__all__ = [
+    "DATE_COLUMN",
+    "DEFAULT_DATABASE",
+    "DEFAULT_MEMORY_LIMIT",
+    "ENV_DATABASE",
+    "ENV_MEMORY",
+    "EXPOSURES_TABLE",
+    "EXPOSURES_VIEW",
+    "SETTINGS_TABLE",
+    "STATE_TABLE",
+    "TABLE_COLUMNS",
+    "BaseStore",
+    "SettingsMismatchError",
+    "Store",
+    "StoreBusyError",
+    "StoreFileError",
+    "TableWrite",
+    "ViewDef",
+    "exposures_view",
+    "query_polars",
+    "quote_ident",
+    "quote_literal",
+]

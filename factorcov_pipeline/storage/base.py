@@ -1,0 +1,93 @@
+"""The `Store` interface: what the assets, checks and command need from a database.
+
+Two implementations: `storage.duckdb.Store` (one DuckDB file, the default) and
+`storage.postgres.PostgresStore` (a PostgreSQL database, `FACTORCOV_DATABASE_URL`). The Dagster
+resources in `orchestration/resources.py` return one of them; nothing outside `storage/` knows
+which. Queries sent through `read` are standard SQL with `?` placeholders (`JOIN ... USING`,
+`lag() OVER`, `sum`, `stddev_pop`, `UNION ALL`; no `GROUP BY ALL`, no DuckDB casts): each store
+translates the placeholders to its driver's style.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import polars as pl
+
+from factorcov_pipeline.storage.contract import TableWrite, ViewDef
+
+
+class BaseStore(ABC):
+    """A database holding every table of the SQL contract, the forecaster state and the
+    settings identity.
+
+    Contract of every implementation (tested on both in tests/test_postgres*.py):
+    `replace` is ONE transaction (a reader sees a partition's old rows or its new rows, never
+    half; a process killed mid-write leaves the old rows), identifiers are quoted and values
+    bound as parameters, and reads of the same rows give the same values bit for bit.
+    """
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the data is, for messages (a file path, or a URL without its password)."""
+
+    @abstractmethod
+    def read(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
+        """The result of a standard-SQL query with `?` placeholders, as polars (via Arrow)."""
+
+    @abstractmethod
+    def read_dates(
+        self, table: str, start: dt.date, end: dt.date, columns: str = "*", order: str = ""
+    ) -> pl.DataFrame:
+        """Rows of `table` with date in [start, end] (empty frame if the table is missing)."""
+
+    @abstractmethod
+    def stored_dates(
+        self, table: str, start: dt.date | None = None, end: dt.date | None = None
+    ) -> list[dt.date]:
+        """The distinct dates stored in `table`, optionally only those in [start, end]."""
+
+    @abstractmethod
+    def read_state(self, asset: str, day: dt.date) -> bytes | None:
+        """The forecaster state `asset` stored for `day`, or None."""
+
+    @abstractmethod
+    def latest_state(self, asset: str, on_or_before: dt.date) -> tuple[dt.date, bytes] | None:
+        """The last stored recursion state of `asset` dated on or before `on_or_before`."""
+
+    @abstractmethod
+    def replace(
+        self,
+        writes: Sequence[TableWrite],
+        dates: tuple[dt.date, dt.date],
+        state: Mapping[str, Mapping[dt.date, bytes]] | None = None,
+        settings_json: str | None = None,
+        views: Sequence[ViewDef] = (),
+    ) -> None:
+        """Replace the rows of dates in [start, end] of every table in `writes`, the state and
+        the views, checking the settings identity, all in ONE transaction."""
+
+    @abstractmethod
+    def remove(
+        self, tables: Sequence[str], dates: tuple[dt.date, dt.date], state_assets: Sequence[str]
+    ) -> list[str]:
+        """Delete the rows of dates in [start, end] from `tables` and the recursion states of
+        `state_assets` in ONE transaction (after a failed run, `orchestration.consistency`);
+        returns the tables that had rows there."""
+
+    @abstractmethod
+    def check_identity(self, settings_json: str) -> None:
+        """Before a run writes anything: refuse a store made with other settings, or holding
+        data but no settings row (`SettingsMismatchError`). Read-only."""
+
+    @abstractmethod
+    def stored_settings(self) -> str | None:
+        """The settings JSON the database was built with, or None before the first write."""
+
+    @abstractmethod
+    def table_names(self) -> list[str]:
+        """Every table and view of the store's schema, sorted (tests, tools)."""

@@ -1,0 +1,570 @@
+"""PostgreSQL storage: the same SQL contract, tables and transactions as the DuckDB file, in a
+PostgreSQL database shared by every process (`FACTORCOV_DATABASE_URL=postgresql://...`).
+
+Through ADBC (`adbc-driver-postgresql`, the Apache Arrow project's libpq driver): bulk loads are
+`COPY ... FROM STDIN (FORMAT binary)` of the Arrow columns (`adbc_ingest`), never row by row, and
+reads come back as Arrow (binary protocol), so float64 values travel bit for bit both ways.
+
+Every `replace` is one transaction (the driver's connection is not in autocommit): the dates'
+old rows deleted, the new rows copied, the views, the forecaster state and the settings
+identity, then COMMIT. Readers never wait for it and never see half of it: PostgreSQL's MVCC
+gives each statement a snapshot of committed rows (READ COMMITTED), and the write takes no lock
+that blocks a SELECT (row locks on the deleted rows only; a view is re-created, which would take
+an exclusive lock, only when its definition changed). Several processes may write different
+date ranges at once (parallel backfills); the first creation of a table or of the settings
+identity is serialised by a transaction-scoped advisory lock so two writers cannot both create
+it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import adbc_driver_postgresql.dbapi as pg_dbapi
+import polars as pl
+import pyarrow as pa
+
+from factorcov_pipeline.storage.base import BaseStore
+from factorcov_pipeline.storage.contract import (
+    DATE_COLUMN,
+    SETTINGS_TABLE,
+    STATE_TABLE,
+    TABLE_COLUMNS,
+    SettingsMismatchError,
+    StoreBusyError,
+    TableWrite,
+    ViewDef,
+    _diff_settings,
+    quote_ident,
+    quote_literal,
+)
+
+ENV_DATABASE_URL = "FACTORCOV_DATABASE_URL"
+
+# The contract's DuckDB type names and their PostgreSQL equivalents.
+PG_TYPES = {
+    "DATE": "DATE",
+    "VARCHAR": "VARCHAR",
+    "DOUBLE": "DOUBLE PRECISION",
+    "INTEGER": "INTEGER",
+    "BIGINT": "BIGINT",
+    "BOOLEAN": "BOOLEAN",
+    "TIMESTAMP": "TIMESTAMP",
+    "BLOB": "BYTEA",
+}
+# PostgreSQL's data types (information_schema) as Arrow types, for the binary COPY.
+ARROW_TYPES = {
+    "date": pa.date32(),
+    "character varying": pa.string(),
+    "text": pa.string(),
+    "double precision": pa.float64(),
+    "integer": pa.int32(),
+    "bigint": pa.int64(),
+    "boolean": pa.bool_(),
+    "bytea": pa.binary(),
+    "timestamp without time zone": pa.timestamp("us"),
+}
+# Text key columns that order a table's rows within a date (after the date), when present.
+SORT_KEYS = ("asset_id", "factor", "factor_1", "factor_2", "portfolio")
+# PostgreSQL truncates identifiers longer than this many bytes (NAMEDATALEN - 1).
+MAX_IDENT_BYTES = 63
+# Key of the advisory lock that serialises table/settings creation between writers.
+_DDL_LOCK = 0x66636F76  # "fcov"
+
+
+def redact(url: str) -> str:
+    """The URL without its password (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = (parts.username or "") + ":***"
+    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
+
+
+def to_dollar_params(sql: str) -> str:
+    """Translate the standard `?` placeholders of the store's queries into PostgreSQL's `$n`,
+    leaving `?` inside string literals and quoted identifiers alone."""
+    out, n = [], 0
+    for token in re.split(r"('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\")", sql):
+        if token.startswith(("'", '"')):
+            out.append(token)
+            continue
+        pieces = token.split("?")
+        for i, piece in enumerate(pieces):
+            if i:
+                n += 1
+                out.append(f"${n}")
+            out.append(piece)
+    return "".join(out)
+
+
+def _pg_type(arrow_type: pa.DataType) -> str:
+    if pa.types.is_floating(arrow_type):
+        return "DOUBLE PRECISION"
+    if pa.types.is_int32(arrow_type) or pa.types.is_int16(arrow_type):
+        return "INTEGER"
+    if pa.types.is_integer(arrow_type):
+        return "BIGINT"
+    if pa.types.is_boolean(arrow_type):
+        return "BOOLEAN"
+    if pa.types.is_date(arrow_type):
+        return "DATE"
+    if pa.types.is_timestamp(arrow_type):
+        return "TIMESTAMP"
+    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
+        return "BYTEA"
+    return "VARCHAR"
+
+
+def _to_arrow(frame: pl.DataFrame) -> pa.Table:
+    """The frame as Arrow with plain `string`/`binary` columns (libpq's COPY writer takes
+    those; polars hands out string views)."""
+    table = frame.to_arrow()
+    fields = []
+    for field in table.schema:
+        t = field.type
+        if pa.types.is_string_view(t) or pa.types.is_large_string(t):
+            t = pa.string()
+        elif pa.types.is_binary_view(t) or pa.types.is_large_binary(t):
+            t = pa.binary()
+        fields.append(pa.field(field.name, t))
+    return table.cast(pa.schema(fields))
+
+
+class PostgresStore(BaseStore):
+    """Every table of the pipeline in one PostgreSQL database (its default schema)."""
+
+    def __init__(self, url: str, lock_timeout: float = 120.0) -> None:
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                f"{ENV_DATABASE_URL}={redact(url)!r} is not a PostgreSQL URL "
+                "(postgresql://user[:password]@host[:port]/database)"
+            )
+        self.url = url
+        # A write that waits longer than this for a lock (another writer of the same dates)
+        # fails with StoreBusyError instead of hanging.
+        self.lock_timeout = lock_timeout
+
+    @property
+    def location(self) -> str:
+        return redact(self.url)
+
+    @property
+    def path(self) -> str:
+        """Where the data is (the DuckDB store's attribute name, used in messages)."""
+        return self.location
+
+    @contextmanager
+    def connect(self) -> Iterator[pg_dbapi.Connection]:
+        """A short-lived connection (not in autocommit: statements run in one transaction until
+        `commit()`)."""
+        try:
+            con = pg_dbapi.connect(self.url)
+        except pg_dbapi.Error as err:
+            raise StoreBusyError(
+                f"cannot connect to PostgreSQL at {self.location}: "
+                + str(err).strip().splitlines()[0]
+            ) from err
+        try:
+            yield con
+        finally:
+            con.close()
+
+    # ---- reads -------------------------------------------------------------------------
+
+    @staticmethod
+    def _query(con: pg_dbapi.Connection, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
+        with con.cursor() as cur:
+            cur.execute(to_dollar_params(sql), tuple(params) if params else None)
+            return cur.fetch_arrow_table()
+
+    @staticmethod
+    def _exec(con: pg_dbapi.Connection, sql: str, params: Sequence[Any] | None = None) -> None:
+        with con.cursor() as cur:
+            cur.execute(to_dollar_params(sql), tuple(params) if params else None)
+
+    def _rows(
+        self, con: pg_dbapi.Connection, sql: str, params: Sequence[Any] | None = None
+    ) -> list:
+        return self._query(con, sql, params).to_pylist()
+
+    def _column_types(self, con: pg_dbapi.Connection, table: str) -> dict[str, str]:
+        """Column name -> PostgreSQL data type of `table` in the default schema, in table
+        order (empty if there is no such table)."""
+        rows = self._rows(
+            con,
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position",
+            [table],
+        )
+        return {r["column_name"]: r["data_type"] for r in rows}
+
+    def _columns(self, con: pg_dbapi.Connection, table: str) -> list[str]:
+        return list(self._column_types(con, table))
+
+    def table_type(self, con: pg_dbapi.Connection, name: str) -> str | None:
+        """'BASE TABLE' or 'VIEW' for a relation of the default schema, None if there is none."""
+        rows = self._rows(
+            con,
+            "SELECT table_type FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_name = ?",
+            [name],
+        )
+        return str(rows[0]["table_type"]) if rows else None
+
+    def table_names(self) -> list[str]:
+        with self.connect() as con:
+            rows = self._rows(
+                con,
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema() ORDER BY 1",
+            )
+        return [str(r["table_name"]) for r in rows]
+
+    def read(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
+        with self.connect() as con:
+            frame = pl.from_arrow(self._query(con, sql, params))
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+
+    def read_dates(
+        self, table: str, start: dt.date, end: dt.date, columns: str = "*", order: str = ""
+    ) -> pl.DataFrame:
+        """Rows of `table` with date in [start, end] (empty frame if the table is missing).
+
+        Without an explicit `order` the rows come in the table's key order (date, then the
+        asset or factor columns present, byte order), the order the DuckDB file returns them in
+        (it keeps insertion order, and the writers insert sorted by date and asset, the report
+        alphabetically): a heap table re-written in place has no stable physical order, and
+        sums over a date's rows must add up in the same order on both stores to give the same
+        bits.
+        """
+        date_col = DATE_COLUMN.get(table, "date")
+        with self.connect() as con:
+            existing = self._columns(con, table)
+            if not existing:
+                return pl.DataFrame()
+            if not order:
+                keys = [c for c in SORT_KEYS if c in existing]
+                order = ", ".join(
+                    [quote_ident(date_col)] + [f'{quote_ident(k)} COLLATE "C"' for k in keys]
+                )
+            sql = f"SELECT {columns} FROM {quote_ident(table)} WHERE {date_col} BETWEEN ? AND ?"
+            sql += f" ORDER BY {order}"
+            frame = pl.from_arrow(self._query(con, sql, [start, end]))
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+
+    def stored_dates(
+        self, table: str, start: dt.date | None = None, end: dt.date | None = None
+    ) -> list[dt.date]:
+        date_col = DATE_COLUMN.get(table, "date")
+        where, params = [], []
+        if start is not None:
+            where.append(f"{date_col} >= ?")
+            params.append(start)
+        if end is not None:
+            where.append(f"{date_col} <= ?")
+            params.append(end)
+        sql = f"SELECT DISTINCT {date_col} AS d FROM {quote_ident(table)}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        with self.connect() as con:
+            if self.table_type(con, table) is None:
+                return []
+            rows = self._rows(con, sql + " ORDER BY 1", params)
+        return [r["d"] for r in rows]
+
+    def read_state(self, asset: str, day: dt.date) -> bytes | None:
+        with self.connect() as con:
+            if self.table_type(con, STATE_TABLE) is None:
+                return None
+            rows = self._rows(
+                con,
+                f"SELECT state FROM {STATE_TABLE} WHERE asset = ? AND date = ?",
+                [asset, day],
+            )
+        return None if not rows else bytes(rows[0]["state"])
+
+    def latest_state(self, asset: str, on_or_before: dt.date) -> tuple[dt.date, bytes] | None:
+        with self.connect() as con:
+            if self.table_type(con, STATE_TABLE) is None:
+                return None
+            rows = self._rows(
+                con,
+                f"SELECT date, state FROM {STATE_TABLE} WHERE asset = ? AND date <= ? "
+                "ORDER BY date DESC LIMIT 1",
+                [asset, on_or_before],
+            )
+        return None if not rows else (rows[0]["date"], bytes(rows[0]["state"]))
+
+    def stored_settings(self) -> str | None:
+        with self.connect() as con:
+            if self.table_type(con, SETTINGS_TABLE) is None:
+                return None
+            rows = self._rows(con, f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 1")
+        return None if not rows else str(rows[0]["settings_json"])
+
+    # ---- writes ------------------------------------------------------------------------
+
+    def _ddl_lock(self, con: pg_dbapi.Connection) -> None:
+        """Serialise creations between writers until this transaction ends: after it, a
+        statement sees what the previous holder committed (READ COMMITTED)."""
+        self._exec(con, f"SELECT pg_advisory_xact_lock({_DDL_LOCK})")
+
+    def _ensure_table(self, con: pg_dbapi.Connection, table: str, incoming: pa.Table) -> pa.Table:
+        """Create `table` from the contract (fixed columns) and the incoming frame (the rest),
+        with an index on its date column; refuse a write whose columns differ from the table's.
+
+        Returns the incoming rows cast to the table's column types (binary COPY needs the exact
+        type: an Int64 count into an INTEGER column is cast, refused if it overflows), as
+        DuckDB's INSERT casts implicitly."""
+        for name in incoming.column_names:
+            if len(name.encode()) > MAX_IDENT_BYTES:
+                raise ValueError(
+                    f"column name {name!r} of table {table} is longer than PostgreSQL's "
+                    f"{MAX_IDENT_BYTES}-byte identifier limit; shorten the factor name"
+                )
+        existing = self._columns(con, table)
+        if not existing:
+            self._ddl_lock(con)
+            existing = self._columns(con, table)
+        if not existing:
+            cols = {c: PG_TYPES[t] for c, t in TABLE_COLUMNS.get(table, {}).items()}
+            for field in incoming.schema:
+                cols.setdefault(field.name, _pg_type(field.type))
+            ddl = ", ".join(f"{quote_ident(c)} {t}" for c, t in cols.items())
+            date_col = DATE_COLUMN.get(table, "date")
+            self._exec(con, f"CREATE TABLE {quote_ident(table)} ({ddl})")
+            self._exec(
+                con,
+                f"CREATE INDEX {quote_ident(table + '_' + date_col)} "
+                f"ON {quote_ident(table)} ({quote_ident(date_col)})",
+            )
+            existing = self._columns(con, table)
+        incoming_names = set(incoming.column_names)
+        if incoming_names != set(existing):
+            missing = sorted(set(existing) - incoming_names)
+            extra = sorted(incoming_names - set(existing))
+            raise ValueError(
+                f"table {table} in {self.location} has other columns than this write "
+                f"(missing {missing}, unexpected {extra}); the model changed: "
+                f"use a new database ({ENV_DATABASE_URL}) or drop its tables"
+            )
+        types = self._column_types(con, table)
+        schema = pa.schema(
+            [pa.field(f.name, ARROW_TYPES.get(types[f.name], f.type)) for f in incoming.schema]
+        )
+        return incoming.cast(schema)
+
+    def replace(
+        self,
+        writes: Sequence[TableWrite],
+        dates: tuple[dt.date, dt.date],
+        state: Mapping[str, Mapping[dt.date, bytes]] | None = None,
+        settings_json: str | None = None,
+        views: Sequence[ViewDef] = (),
+    ) -> None:
+        """Replace the rows of dates in [start, end] of every table in `writes`, atomically:
+        one transaction (DELETE, COPY of the Arrow rows, views, state, settings identity)."""
+        start, end = dates
+        with self.connect() as con:
+            try:
+                self._exec(con, f"SET LOCAL lock_timeout = '{int(self.lock_timeout * 1000)}ms'")
+                if settings_json is not None:
+                    self._check_settings(con, settings_json)
+                with con.cursor() as cur:
+                    for w in writes:
+                        incoming = self._ensure_table(con, w.table, _to_arrow(w.frame))
+                        date_col = DATE_COLUMN.get(w.table, "date")
+                        self._exec(
+                            con,
+                            f"DELETE FROM {quote_ident(w.table)} WHERE {date_col} BETWEEN ? AND ?",
+                            [start, end],
+                        )
+                        if incoming.num_rows:
+                            cur.adbc_ingest(w.table, incoming, mode="append")
+                for view in views:
+                    self._replace_view(con, view)
+                if state:
+                    self._write_state(con, state, start, end)
+                con.commit()
+            except pg_dbapi.Error as err:
+                con.rollback()
+                if "55P03" in str(err) or "lock timeout" in str(err):
+                    raise StoreBusyError(
+                        f"PostgreSQL at {self.location}: another writer held the rows of "
+                        f"{start} .. {end} for longer than {self.lock_timeout:.0f} s"
+                    ) from err
+                raise
+            except BaseException:
+                con.rollback()
+                raise
+
+    def _write_state(
+        self,
+        con: pg_dbapi.Connection,
+        state: Mapping[str, Mapping[dt.date, bytes]],
+        start: dt.date,
+        end: dt.date,
+    ) -> None:
+        if self.table_type(con, STATE_TABLE) is None:
+            self._ddl_lock(con)
+            self._exec(
+                con,
+                f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} "
+                "(asset VARCHAR, date DATE, state BYTEA, PRIMARY KEY (asset, date))",
+            )
+        for asset, by_date in state.items():
+            self._exec(
+                con,
+                f"DELETE FROM {STATE_TABLE} WHERE asset = ? AND date BETWEEN ? AND ?",
+                [asset, start, end],
+            )
+            if not by_date:  # an empty mapping deletes the range's states only
+                continue
+            rows = pa.table(
+                {
+                    "asset": pa.array([asset] * len(by_date), pa.string()),
+                    "date": pa.array(list(by_date), pa.date32()),
+                    "state": pa.array([bytes(b) for b in by_date.values()], pa.binary()),
+                }
+            )
+            with con.cursor() as cur:
+                cur.adbc_ingest(STATE_TABLE, rows, mode="append")
+
+    def _replace_view(self, con: pg_dbapi.Connection, view: ViewDef) -> None:
+        """Create `view`, or re-create it when its definition changed (an exclusive lock that
+        readers of the view would wait for, so never done when nothing changed: the SQL's hash
+        is kept as the view's comment)."""
+        kind = self.table_type(con, view.name)
+        if kind == "BASE TABLE":
+            raise ValueError(
+                f"{self.location}: {view.name} is a table, but this version stores it as a view; "
+                f"use a new database ({ENV_DATABASE_URL}) or drop the table"
+            )
+        digest = hashlib.sha256(view.sql.encode()).hexdigest()
+        if kind == "VIEW":
+            rows = self._rows(
+                con,
+                "SELECT obj_description(to_regclass(?), 'pg_class') AS c",
+                [quote_ident(view.name)],
+            )
+            if rows and rows[0]["c"] == digest:
+                return
+        self._ddl_lock(con)
+        name = quote_ident(view.name)
+        self._exec(con, f"DROP VIEW IF EXISTS {name}")
+        self._exec(con, f"CREATE VIEW {name} AS {view.sql}")
+        self._exec(con, f"COMMENT ON VIEW {name} IS {quote_literal(digest)}")
+
+    def remove(
+        self, tables: Sequence[str], dates: tuple[dt.date, dt.date], state_assets: Sequence[str]
+    ) -> list[str]:
+        start, end = dates
+        removed: list[str] = []
+        with self.connect() as con:
+            try:
+                for table in tables:
+                    if self.table_type(con, table) != "BASE TABLE":
+                        continue
+                    date_col = DATE_COLUMN.get(table, "date")
+                    where = f"{date_col} BETWEEN ? AND ?"
+                    rows = self._rows(
+                        con, f"SELECT count(*) AS n FROM {quote_ident(table)} WHERE {where}", dates
+                    )
+                    if rows[0]["n"]:
+                        self._exec(con, f"DELETE FROM {quote_ident(table)} WHERE {where}", dates)
+                        removed.append(table)
+                if state_assets and self.table_type(con, STATE_TABLE) is not None:
+                    for asset in state_assets:
+                        self._exec(
+                            con,
+                            f"DELETE FROM {STATE_TABLE} WHERE asset = ? AND date BETWEEN ? AND ?",
+                            [asset, start, end],
+                        )
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+        return removed
+
+    # ---- the model's identity ----------------------------------------------------------
+
+    def check_identity(self, settings_json: str) -> None:
+        with self.connect() as con:
+            stored = None
+            if self.table_type(con, SETTINGS_TABLE) is not None:
+                rows = self._rows(con, f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 1")
+                stored = rows[0]["settings_json"] if rows else None
+            if stored is None:
+                self._refuse_unidentified(con)
+            elif stored != settings_json:
+                raise SettingsMismatchError(self._mismatch(stored, settings_json))
+
+    def _refuse_unidentified(self, con: pg_dbapi.Connection) -> None:
+        """A database with data but no settings row cannot take ANY settings as its identity
+        (the stored forecasts were made with settings nobody can check any more)."""
+        tables = [
+            r["table_name"]
+            for r in self._rows(
+                con,
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' "
+                "AND table_name <> ?",
+                [SETTINGS_TABLE],
+            )
+        ]
+        with_rows = [
+            t for t in tables if self._rows(con, f"SELECT 1 AS one FROM {quote_ident(t)} LIMIT 1")
+        ]
+        if with_rows:
+            raise SettingsMismatchError(
+                f"{self.location} holds data ({', '.join(sorted(with_rows)[:4])}"
+                f"{' ...' if len(with_rows) > 4 else ''}) but no {SETTINGS_TABLE} row, so the "
+                "settings it was built with are unknown; restore the row from a backup, or "
+                f"point {ENV_DATABASE_URL} at a new database"
+            )
+
+    def _mismatch(self, stored: str, current: str) -> str:
+        diffs = _diff_settings(json.loads(stored), json.loads(current))
+        return (
+            f"{self.location} holds forecasts made with other settings; differing: "
+            + "; ".join(diffs)
+            + f". To start afresh, point {ENV_DATABASE_URL} at a new database; "
+            "to continue this one, use the settings it was built with "
+            "(SELECT settings_json FROM model_settings)."
+        )
+
+    def _check_settings(self, con: pg_dbapi.Connection, settings_json: str) -> None:
+        stored = None
+        if self.table_type(con, SETTINGS_TABLE) is not None:
+            rows = self._rows(con, f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 1")
+            stored = rows[0]["settings_json"] if rows else None
+        if stored is None:
+            self._ddl_lock(con)
+            self._exec(
+                con,
+                f"CREATE TABLE IF NOT EXISTS {SETTINGS_TABLE} "
+                "(settings_json VARCHAR, created_at TIMESTAMP)",
+            )
+            rows = self._rows(con, f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 1")
+            if not rows:
+                self._refuse_unidentified(con)
+                self._exec(
+                    con,
+                    f"INSERT INTO {SETTINGS_TABLE} VALUES (?, localtimestamp)",
+                    [settings_json],
+                )
+                return
+            stored = rows[0]["settings_json"]
+        if stored != settings_json:
+            raise SettingsMismatchError(self._mismatch(stored, settings_json))

@@ -1,0 +1,275 @@
+"""The PostgreSQL store against a real, throwaway PostgreSQL server (tests/pg_server.py).
+
+The default pipeline (a small universe: 25 sessions x 300 assets) run into PostgreSQL equals the
+same run into a DuckDB file in every table, bit for bit, with every check passing (the
+tutorial's tie-outs included); the `exposures` view exists there too; a write is one
+transaction; names from user data are stored as data; the settings identity is enforced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from factorcov_pipeline.core import calendar
+from factorcov_pipeline.orchestration.partitions import SESSIONS_START
+from factorcov_pipeline.orchestration.resources import (
+    FactorcovPostgres,
+    FactorcovStorage,
+    storage_resource,
+)
+from factorcov_pipeline.orchestration.runner import failure_messages, quiet_logger, run_range
+from factorcov_pipeline.storage import (
+    SettingsMismatchError,
+    Store,
+    TableWrite,
+    exposures_view,
+)
+from factorcov_pipeline.storage.postgres import PostgresStore, redact, to_dollar_params
+
+sys.path.insert(0, str(Path(__file__).parent))
+from pg_compare import assert_same_stores, dump
+from pg_server import postgres_server
+
+SESSIONS = calendar.sessions(SESSIONS_START, SESSIONS_START + dt.timedelta(days=45))[:25]
+HOSTILE = "O'Reilly\"; DROP TABLE universe; --"
+
+
+@pytest.fixture(scope="module")
+def pg():
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def small_settings(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("pgset") / "settings.json"
+    path.write_text(json.dumps({"factor_model_settings": {"universe": {"n_assets": 300}}}))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def both_runs(pg, small_settings, tmp_path_factory):
+    """The default pipeline over 25 sessions into a DuckDB file and into PostgreSQL."""
+    db = tmp_path_factory.mktemp("duck") / "fc.duckdb"
+    url = pg.create_database("eq")
+    results = {}
+    for name, resource in (
+        ("duckdb", FactorcovStorage(database=str(db))),
+        ("postgres", FactorcovPostgres(url=url)),
+    ):
+        res = run_range(SESSIONS[0], SESSIONS[-1], resource, small_settings, logger=quiet_logger())
+        assert res.success, failure_messages(res)
+        results[name] = res
+    return Store(db), PostgresStore(url), results
+
+
+def test_postgres_run_equals_duckdb_run_in_every_table(both_runs):
+    duck, pgs, _ = both_runs
+    counts = assert_same_stores(duck, pgs)
+    # every table of the SQL contract is there, with rows
+    for table in (
+        "universe",
+        "planted_factor_returns",
+        "exposures",
+        "exposures_wide",
+        "factor_returns",
+        "specific_returns",
+        "regression_stats",
+        "factor_volatility",
+        "volatility_regime",
+        "factor_correlation",
+        "factor_covariance",
+        "covariance_report",
+        "forecast_bias",
+        "model_settings",
+        "_forecast_state",
+    ):
+        assert counts.get(table, 0) > 0, table
+    assert counts["factor_volatility"] == 24 * 21
+    assert counts["covariance_report"] == 24 * 21
+
+
+def test_every_check_passes_against_postgres(both_runs):
+    _, _, results = both_runs
+    evals = results["postgres"].get_asset_check_evaluations()
+    names = {e.asset_check_key.name for e in evals}
+    assert {"volatility_tieout", "correlation_tieout", "factor_returns_zero_sum"} <= names
+    assert evals and all(e.passed for e in evals), [
+        e.asset_check_key.name for e in evals if not e.passed
+    ]
+    duck_names = {e.asset_check_key.name for e in results["duckdb"].get_asset_check_evaluations()}
+    assert names == duck_names
+
+
+def test_exposures_is_a_view_in_postgres_with_the_duckdb_rows(both_runs):
+    duck, pgs, _ = both_runs
+    kinds = pgs.read(
+        "SELECT table_name, table_type FROM information_schema.tables "
+        "WHERE table_schema = current_schema() AND table_name IN ('exposures', 'exposures_wide')"
+    )
+    assert dict(kinds.iter_rows()) == {"exposures": "VIEW", "exposures_wide": "BASE TABLE"}
+    sql = "SELECT date, asset_id, factor, exposure FROM exposures WHERE date = ?"
+    a = duck.read(sql, [SESSIONS[3]]).sort(["asset_id", "factor"])
+    b = pgs.read(sql, [SESSIONS[3]]).sort(["asset_id", "factor"])
+    assert a.height > 300 and a.equals(b)
+
+
+def test_the_store_is_selected_by_the_environment(monkeypatch, pg):
+    monkeypatch.delenv("FACTORCOV_DATABASE_URL", raising=False)
+    assert isinstance(storage_resource(), FactorcovStorage)
+    url = pg.url("postgres")
+    monkeypatch.setenv("FACTORCOV_DATABASE_URL", url)
+    resource = storage_resource()
+    assert isinstance(resource, FactorcovPostgres)
+    store = resource.store()
+    assert isinstance(store, PostgresStore) and store.url == url
+
+
+def test_a_write_is_one_transaction(pg):
+    """A failure after the DELETE and a first table's COPY leaves every old row."""
+    store = PostgresStore(pg.create_database("tx"))
+    day = dt.date(2025, 4, 1)
+    old = pl.DataFrame({"date": [day, day], "factor": ["a", "b"], "volatility": [1.0, 2.0]})
+    store.replace([TableWrite("factor_volatility", old)], (day, day), settings_json='{"x": 1}')
+    new = old.with_columns(pl.col("volatility") * 10)
+    bad = pl.DataFrame({"date": [day], "factor": ["a"], "not_a_column": [1.0]})
+    with pytest.raises(ValueError, match="other columns"):
+        store.replace(
+            [TableWrite("factor_volatility", new), TableWrite("factor_volatility", bad)],
+            (day, day),
+            settings_json='{"x": 1}',
+        )
+    assert store.read_dates("factor_volatility", day, day).equals(old)
+    with pytest.raises(SettingsMismatchError, match=r"x: stored 1, now 2"):
+        store.replace([TableWrite("factor_volatility", new)], (day, day), settings_json='{"x": 2}')
+    assert store.read_dates("factor_volatility", day, day).equals(old)
+    assert store.stored_settings() == '{"x": 1}'
+
+
+def test_hostile_names_are_data_in_postgres(pg):
+    """A factor name with quotes, a semicolon and SQL is a column name, a view literal and a
+    value; nothing is executed and it reads back unchanged."""
+    store = PostgresStore(pg.create_database("names"))
+    day = dt.date(2025, 4, 1)
+    wide = pl.DataFrame(
+        {"date": [day], "asset_id": [HOSTILE], "category": ["Energy"], HOSTILE: [0.5]}
+    )
+    uni = pl.DataFrame(
+        {
+            "date": [day],
+            "asset_id": [HOSTILE],
+            "sector": ["Energy"],
+            "market_cap": [1.0],
+            "asset_return": [None],
+        },
+        schema_overrides={"asset_return": pl.Float64},
+    )
+    store.replace(
+        [TableWrite("universe", uni), TableWrite("exposures_wide", wide)],
+        (day, day),
+        views=[exposures_view([HOSTILE], "Market")],
+    )
+    assert store.read_dates("exposures_wide", day, day).equals(wide)
+    long = store.read("SELECT factor, exposure FROM exposures WHERE asset_id = ?", [HOSTILE])
+    assert sorted(long.iter_rows()) == [("Energy", 1.0), ("Market", 1.0), (HOSTILE, 0.5)]
+    assert "universe" in store.table_names()
+    # a `?` inside a literal is not a placeholder
+    assert store.read("SELECT '?' AS q, ? AS p", ["x"]).row(0) == ("?", "x")
+    too_long = "F" * 64
+    with pytest.raises(ValueError, match="63-byte identifier limit"):
+        store.replace([TableWrite("exposures_wide", wide.rename({HOSTILE: too_long}))], (day, day))
+
+
+def test_hostile_asset_ids_through_the_whole_pipeline_into_postgres(pg, tmp_path):
+    from test_userdata_pipeline import END, START, settings_file, user_frame
+
+    names = ["O'Reilly; DROP TABLE universe", 'x"); DELETE FROM exposures; --', "SELECT"]
+    frame = user_frame(n_assets=120)
+    ids = frame["asset_id"].unique().sort().to_list()[: len(names)]
+    frame = frame.with_columns(pl.col("asset_id").replace(dict(zip(ids, names, strict=True))))
+    data = tmp_path / "universe.parquet"
+    frame.write_parquet(data)
+    settings = settings_file(tmp_path, str(data))
+    url = pg.create_database("ids")
+    result = run_range(START, END, FactorcovPostgres(url=url), settings, logger=quiet_logger())
+    assert result.success, failure_messages(result)
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    store = PostgresStore(url)
+    for table in ("universe", "exposures", "specific_returns"):
+        stored = set(store.read(f"SELECT DISTINCT asset_id FROM {table}")["asset_id"].to_list())
+        assert set(names) <= stored, table
+    duck = tmp_path / "fc.duckdb"
+    assert run_range(
+        START, END, FactorcovStorage(database=str(duck)), settings, logger=quiet_logger()
+    ).success
+    assert_same_stores(Store(duck), store)
+
+
+def test_placeholders_and_redaction():
+    assert to_dollar_params("a = ? AND b = '?' AND \"c?\" = ?") == (
+        "a = $1 AND b = '?' AND \"c?\" = $2"
+    )
+    assert redact("postgresql://u:secret@h:5/db") == "postgresql://u:***@h:5/db"
+    with pytest.raises(ValueError, match="not a PostgreSQL URL"):
+        PostgresStore("mysql://x")
+
+
+def test_rerun_into_postgres_leaves_the_same_rows(both_runs, small_settings):
+    """Re-materialising a range replaces its rows (no duplicates, same bits)."""
+    _, pgs, _ = both_runs
+    before = dump(pgs)
+    res = run_range(
+        SESSIONS[5],
+        SESSIONS[9],
+        FactorcovPostgres(url=pgs.url),
+        small_settings,
+        logger=quiet_logger(),
+    )
+    assert res.success, failure_messages(res)
+    after = dump(pgs)
+    for name, frame in before.items():
+        if name in ("_forecast_state",):
+            assert frame.equals(after[name])
+            continue
+        assert frame.height == after[name].height, name
+    vols = after["factor_volatility"]["volatility"].to_numpy()
+    assert np.array_equal(vols, before["factor_volatility"]["volatility"].to_numpy())
+
+
+def test_identity_and_remove_on_postgres(pg):
+    """`check_identity` (read-only, before a run) and `remove` (after a failed run) behave as on
+    the DuckDB file."""
+    store = PostgresStore(pg.create_database("ident"))
+    store.check_identity('{"x": 1}')  # an empty database passes
+    day = dt.date(2025, 4, 1)
+    vol = pl.DataFrame({"date": [day], "factor": ["a"], "volatility": [1.0]})
+    store.replace(
+        [TableWrite("factor_volatility", vol)],
+        (day, day),
+        state={"factor_volatility": {day: b"\x00state"}},
+        settings_json='{"x": 1}',
+    )
+    store.check_identity('{"x": 1}')
+    with pytest.raises(SettingsMismatchError, match="x: stored 1, now 2"):
+        store.check_identity('{"x": 2}')
+    assert store.remove(["factor_volatility", "no_such_table"], (day, day), []) == [
+        "factor_volatility"
+    ]
+    assert store.read_dates("factor_volatility", day, day).height == 0
+    assert store.read_state("factor_volatility", day) == b"\x00state"
+    store.remove(["factor_volatility"], (day, day), ["factor_volatility"])
+    assert store.read_state("factor_volatility", day) is None
+    store.replace([TableWrite("factor_volatility", vol)], (day, day))
+    store.read("SELECT 1 AS one")  # reads work after DDL
+    with store.connect() as con:
+        con.cursor().execute("DELETE FROM model_settings")
+        con.commit()
+    with pytest.raises(SettingsMismatchError, match="but no model_settings row"):
+        store.check_identity('{"x": 1}')
