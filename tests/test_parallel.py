@@ -78,7 +78,11 @@ def test_parallel_backfill_equals_sequential_bit_for_bit(pg, settings, monkeypat
     assert code == 0, out
     assert "universe, exposures: 4/4 run(s) succeeded" in out
     assert "factor_volatility, factor_correlation, specific_risk: 1/1 run(s) succeeded" in out
-    counts = assert_same_stores(PostgresStore(sequential), PostgresStore(parallel))
+    # forecast_bias's rolling moments are summed per written chunk: the sequential run writes
+    # its K x K-sized chunks, the parallel runs 8-session chunks (equal to 1e-12, not bitwise)
+    counts = assert_same_stores(
+        PostgresStore(sequential), PostgresStore(parallel), close=frozenset({"forecast_bias"})
+    )
     assert counts["factor_covariance"] == 25 * 21 * 21 and counts["forecast_bias"] > 0
 
 
@@ -91,7 +95,7 @@ def test_every_check_runs_in_the_chunked_runs(pg, settings):
     names = [e.asset_check_key.name for e in result.get_asset_check_evaluations()]
     assert {"volatility_tieout", "correlation_tieout", "exposures_standardised"} <= set(names)
     assert all(e.passed for e in result.get_asset_check_evaluations())
-    assert names.count("exposures_standardised") == 2  # one per chunk
+    assert names.count("exposures_standardised") == 10  # one per session, in 2 chunked runs
 
 
 def test_parallel_refuses_a_duckdb_file(tmp_path, monkeypatch, capsys):

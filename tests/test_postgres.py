@@ -236,7 +236,12 @@ def test_rerun_into_postgres_leaves_the_same_rows(both_runs, small_settings):
     after = dump(pgs)
     for name, frame in before.items():
         if name in ("_forecast_state",):
-            assert frame.equals(after[name])
+            # every stored state is unchanged; the re-run adds its range end's states (states
+            # are stored at block ends and at a range's last session: assets/resume.py)
+            old = {(r["asset"], r["date"]): r["state"] for r in frame.iter_rows(named=True)}
+            new = {(r["asset"], r["date"]): r["state"] for r in after[name].iter_rows(named=True)}
+            assert all(new.get(key) == value for key, value in old.items())
+            assert {day for _, day in set(new) - set(old)} <= {SESSIONS[9]}
             continue
         assert frame.height == after[name].height, name
     vols = after["factor_volatility"]["volatility"].to_numpy()
