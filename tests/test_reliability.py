@@ -74,7 +74,10 @@ def assert_consistent(db: Path) -> None:
     store = Store(db)
     for asset in ("factor_volatility", "factor_correlation", "specific_risk"):
         states = store.read(f"SELECT DISTINCT date FROM _forecast_state WHERE asset = '{asset}'")
-        assert sorted(states["date"].to_list()) == store.stored_dates(asset), asset
+        stored, forecasts = set(states["date"].to_list()), store.stored_dates(asset)
+        # a state only where a forecast is (none orphaned); states are kept at block and range
+        # ends, and a later run replays from the nearest one (assets/resume.py)
+        assert stored <= set(forecasts), asset
     assert store.stored_dates("regression_stats") == store.stored_dates("factor_returns")
     assert store.stored_dates("volatility_regime") == store.stored_dates("factor_volatility")
 

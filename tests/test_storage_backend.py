@@ -145,7 +145,11 @@ def test_second_backend_holds_identical_recursion_state(two_backends) -> None:
     compared array by array: same shapes and dtypes, equal bit for bit."""
     _, second, _, snap = two_backends
     a, b = snap["before"][STATE_TABLE], _tables(second)[STATE_TABLE]
-    assert a.height == b.height == 2  # one state per recursion, at the range's last session
+    assert a.height == b.height
+    # the factor recursions keep one state, at the range's last session (assets/resume.py);
+    # specific_risk keeps one per date
+    factor = a.filter(pl.col("asset").is_in(["factor_volatility", "factor_correlation"]))
+    assert factor.height == 2
     assert a.select("asset", "date").equals(b.select("asset", "date"))
     for blob_a, blob_b in zip(a["state"], b["state"], strict=True):
         arr_a, arr_b = _npz_arrays(blob_a), _npz_arrays(blob_b)

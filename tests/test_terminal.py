@@ -212,7 +212,7 @@ def test_markdown_table(sh, year_db):
     lines = out.splitlines()
     stored = _stored(year_db, sql)
     assert lines[0] == "| " + " | ".join(stored.columns) + " |"
-    assert lines[1] == "| --- | ---: | ---: | ---: | ---: | --- |"
+    assert lines[1] == "| --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- |"
     assert len(lines) == 2 + stored.height
     for line, row in zip(lines[2:], stored.iter_rows(), strict=True):
         cells = [c.strip() for c in line.strip("|").split("|")]

@@ -55,6 +55,9 @@ EMPTY_REGRESSION_STATS = pl.DataFrame(
         "n_clipped": pl.Int32,
         "thin_categories": pl.Int32,
         "degenerate": pl.Boolean,
+        "exactly_fitted": pl.Boolean,
+        "empty_categories": pl.String,
+        "single_asset_categories": pl.String,
     }
 )
 
