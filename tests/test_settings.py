@@ -115,3 +115,15 @@ def test_fingerprint_changes_with_any_setting():
     assert a.fingerprint() != b.fingerprint()
     assert a.fingerprint() == FactorCovarianceReportSettingsV2().fingerprint()
     assert b.factor_cov_settings.non_default() == {"combine_standardized": True}
+
+
+def test_new_blocks_count_in_the_identity_only_when_not_default():
+    """A file built by 0.2 (no specific/portfolio risk blocks) keeps its identity under the
+    defaults; a non-default value in a new block is part of the identity."""
+    default = json.loads(FactorCovarianceReportSettingsV2().fingerprint())
+    assert set(default) == {"factor_model_settings", "factor_cov_settings"}
+    custom = FactorCovarianceReportSettingsV2.model_validate(
+        {"specific_risk_settings": {"halflife": 42}}
+    )
+    assert json.loads(custom.fingerprint())["specific_risk_settings"]["halflife"] == 42
+    assert custom.fingerprint() != FactorCovarianceReportSettingsV2().fingerprint()

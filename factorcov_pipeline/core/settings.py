@@ -413,8 +413,17 @@ class FactorCovarianceReportSettingsV2(_Settings):
     portfolio_risk_settings: PortfolioRiskSettings = Field(default_factory=PortfolioRiskSettings)
 
     def fingerprint(self) -> str:
-        """A canonical JSON of the settings that change stored numbers (the model's identity)."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """A canonical JSON of the settings that change stored numbers (the model's identity).
+
+        The blocks added in 0.3 (`specific_risk_settings`, `portfolio_risk_settings`) count only
+        when they differ from their defaults, so a file built by 0.2 with the tutorial's settings
+        keeps its identity; any non-default value in them is part of it.
+        """
+        dumped = self.model_dump(mode="json")
+        for block in ("specific_risk_settings", "portfolio_risk_settings"):
+            if dumped[block] == type(getattr(self, block))().model_dump(mode="json"):
+                del dumped[block]
+        return json.dumps(dumped, sort_keys=True)
 
 
 def _excerpt(value: Any) -> str:
