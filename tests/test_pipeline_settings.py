@@ -312,7 +312,12 @@ def test_default_settings_are_stored_and_in_the_metadata(default_db):
     db, settings, result = default_db
     rows = Store(db).read("SELECT settings_json FROM model_settings")
     assert rows.height == 1
-    assert json.loads(rows["settings_json"][0]) == load_settings(settings).model_dump(mode="json")
+    stored = json.loads(rows["settings_json"][0])
+    assert stored == json.loads(load_settings(settings).fingerprint())
+    # the model's identity: the tutorial's blocks as dumped; the risk blocks only when not default
+    dumped = load_settings(settings).model_dump(mode="json")
+    assert {k: dumped[k] for k in stored} == stored
+    assert set(stored) == {"factor_model_settings", "factor_cov_settings"}
     meta = _metadata(result)
     for asset in COVARIANCE_ASSETS:
         assert meta[asset]["non_default_settings"] == {}, asset
