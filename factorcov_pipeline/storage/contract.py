@@ -8,6 +8,7 @@ and their views from `ViewDef`s, whose SQL is standard (it runs unchanged on bot
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -149,6 +150,25 @@ class TableWrite:
 
     table: str
     frame: pl.DataFrame
+
+
+def distinct_dates_sql(
+    table: str, start: dt.date | None = None, end: dt.date | None = None
+) -> tuple[str, list[dt.date]]:
+    """The standard-SQL query (column `d`, ascending) of the distinct dates stored in `table`,
+    optionally only those in [start, end], and its parameters; every Store runs it."""
+    date_col = DATE_COLUMN.get(table, "date")
+    where, params = [], []
+    if start is not None:
+        where.append(f"{date_col} >= ?")
+        params.append(start)
+    if end is not None:
+        where.append(f"{date_col} <= ?")
+        params.append(end)
+    sql = f"SELECT DISTINCT {date_col} AS d FROM {quote_ident(table)}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return sql + " ORDER BY 1", params
 
 
 def quote_literal(text: str) -> str:

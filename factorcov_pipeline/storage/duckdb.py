@@ -40,6 +40,7 @@ from factorcov_pipeline.storage.contract import (
     TableWrite,
     ViewDef,
     _diff_settings,
+    distinct_dates_sql,
     quote_ident,
 )
 
@@ -253,21 +254,11 @@ class Store(BaseStore):
         groups outside it (min/max zone maps on the date column, which is written in date
         order), so a daily run's lookups do not scan the whole history (benchmark 4).
         """
-        date_col = DATE_COLUMN.get(table, "date")
-        where, params = [], []
-        if start is not None:
-            where.append(f"{date_col} >= ?")
-            params.append(start)
-        if end is not None:
-            where.append(f"{date_col} <= ?")
-            params.append(end)
-        sql = f"SELECT DISTINCT {date_col} FROM {quote_ident(table)}"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        sql, params = distinct_dates_sql(table, start, end)
         with self.connect() as con:
             if not self.table_exists(con, table):
                 return []
-            rows = con.execute(sql + " ORDER BY 1", params).fetchall()
+            rows = con.execute(sql, params).fetchall()
         return [r[0] for r in rows]
 
     def read_state(self, asset: str, day: dt.date) -> bytes | None:

@@ -42,6 +42,7 @@ from factorcov_pipeline.storage.contract import (
     TableWrite,
     ViewDef,
     _diff_settings,
+    distinct_dates_sql,
     quote_ident,
     quote_literal,
 )
@@ -266,21 +267,11 @@ class PostgresStore(BaseStore):
     def stored_dates(
         self, table: str, start: dt.date | None = None, end: dt.date | None = None
     ) -> list[dt.date]:
-        date_col = DATE_COLUMN.get(table, "date")
-        where, params = [], []
-        if start is not None:
-            where.append(f"{date_col} >= ?")
-            params.append(start)
-        if end is not None:
-            where.append(f"{date_col} <= ?")
-            params.append(end)
-        sql = f"SELECT DISTINCT {date_col} AS d FROM {quote_ident(table)}"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        sql, params = distinct_dates_sql(table, start, end)
         with self.connect() as con:
             if self.table_type(con, table) is None:
                 return []
-            rows = self._rows(con, sql + " ORDER BY 1", params)
+            rows = self._rows(con, sql, params)
         return [r["d"] for r in rows]
 
     def read_state(self, asset: str, day: dt.date) -> bytes | None:
