@@ -43,6 +43,8 @@ def _home(tmp: Path) -> Path:
         (lambda tmp: tmp / "missing", "is not a directory"),
         (lambda tmp: (tmp / "empty").mkdir() or tmp / "empty", "has no dagster.yaml"),
         (lambda tmp: Path("relative/home"), "must be an absolute path"),
+        # A directory nobody may create files in, root included (procfs).
+        (lambda tmp: Path("/proc/self"), "is not writable"),
     ],
 )
 def test_unusable_dagster_home_is_one_line(tmp_path, monkeypatch, capsys, make, message):
