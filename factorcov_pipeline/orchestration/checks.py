@@ -48,7 +48,11 @@ from factorcov_pipeline.orchestration.check_results import (
 )
 from factorcov_pipeline.orchestration.degenerate import regression_degenerate_cases
 from factorcov_pipeline.orchestration.partitions import partition_dates, trading_sessions
-from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.orchestration.resources import (
+    FactorcovSettings,
+    FactorcovStorage,
+    one_connection,
+)
 from factorcov_pipeline.storage import EXPOSURES_TABLE, Store, quote_ident
 
 ZERO_SUM_TOL = 1e-10
@@ -186,6 +190,7 @@ def _forecast_verdicts(
 
 
 @asset_check(asset=factor_returns, partitions_def=trading_sessions, blocking=True)
+@one_connection
 def factor_returns_zero_sum(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> Iterator[AssetCheckEvaluation | Output]:
@@ -254,6 +259,7 @@ def factor_returns_zero_sum(
 
 
 @asset_check(asset=factor_returns, partitions_def=trading_sessions, blocking=True)
+@one_connection
 def factor_returns_complete(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> Iterator[AssetCheckEvaluation | Output]:
@@ -282,6 +288,7 @@ def factor_returns_complete(
 
 
 @asset_check(asset=exposures, partitions_def=trading_sessions, blocking=True)
+@one_connection
 def exposures_standardised(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> Iterator[AssetCheckEvaluation | Output]:
@@ -331,6 +338,7 @@ def exposures_standardised(
 
 
 @asset_check(asset=exposures, partitions_def=trading_sessions, blocking=True)
+@one_connection
 def style_exposures_valid(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> Iterator[AssetCheckEvaluation | Output]:
@@ -411,6 +419,7 @@ def style_exposures_valid(
 
 
 @asset_check(asset=factor_volatility, partitions_def=trading_sessions, blocking=True)
+@one_connection
 def factor_volatility_valid(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> Iterator[AssetCheckEvaluation | Output]:
@@ -426,6 +435,7 @@ def factor_volatility_valid(
 
 
 @asset_check(asset=factor_correlation, partitions_def=trading_sessions, blocking=True)
+@one_connection
 def factor_correlation_valid(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> Iterator[AssetCheckEvaluation | Output]:
@@ -454,6 +464,7 @@ def factor_correlation_valid(
 
 
 @asset_check(asset=factor_covariance, partitions_def=trading_sessions, blocking=True)
+@one_connection
 def factor_covariance_symmetric_psd(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> Iterator[AssetCheckEvaluation | Output]:
@@ -542,6 +553,7 @@ def _with_history(
 
 
 @asset_check(asset=covariance_report, partitions_def=trading_sessions, blocking=True)
+@one_connection
 def volatility_tieout(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> Iterator[AssetCheckEvaluation | Output]:
@@ -599,6 +611,7 @@ def volatility_tieout(
 
 
 @asset_check(asset=covariance_report, partitions_def=trading_sessions, blocking=True)
+@one_connection
 def correlation_tieout(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> Iterator[AssetCheckEvaluation | Output]:

@@ -11,7 +11,11 @@ from factorcov_pipeline.core.portfolio import beta, decompose
 from factorcov_pipeline.core.settings import PortfolioRiskSettings
 from factorcov_pipeline.orchestration.assets.common import PARTITIONED, date_chunks, date_span
 from factorcov_pipeline.orchestration.partitions import partition_dates
-from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.orchestration.resources import (
+    FactorcovSettings,
+    FactorcovStorage,
+    one_connection,
+)
 from factorcov_pipeline.portfolio_risk import (
     HoldingsError,
     align_holdings,
@@ -135,6 +139,7 @@ def risk_plot(store: Store, last: dt.date) -> str:
     group_name="specific_risk",
     kinds={"numpy", "duckdb"},
 )
+@one_connection
 def portfolio_risk(
     context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> MaterializeResult:

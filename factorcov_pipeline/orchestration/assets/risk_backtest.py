@@ -33,7 +33,11 @@ from factorcov_pipeline.core.portfolio import RiskModel, decompose, minimum_vari
 from factorcov_pipeline.orchestration.assets.common import PARTITIONED, date_chunks, date_span
 from factorcov_pipeline.orchestration.assets.portfolio_risk import standing_holdings
 from factorcov_pipeline.orchestration.partitions import partition_dates
-from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.orchestration.resources import (
+    FactorcovSettings,
+    FactorcovStorage,
+    one_connection,
+)
 from factorcov_pipeline.portfolio_risk import align_holdings, load_risk_models
 from factorcov_pipeline.risk_plots import line_plot_png, png_markdown
 from factorcov_pipeline.storage import Store, TableWrite
@@ -204,6 +208,7 @@ def specific_bias_by_decile(store: Store, last: dt.date) -> pl.DataFrame:
     group_name="evaluation",
     kinds={"numpy", "duckdb"},
 )
+@one_connection
 def risk_backtest(
     context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> MaterializeResult:

@@ -19,7 +19,11 @@ from factorcov_pipeline.orchestration.assets.common import (
     stale_later_dates,
 )
 from factorcov_pipeline.orchestration.partitions import partition_dates
-from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.orchestration.resources import (
+    FactorcovSettings,
+    FactorcovStorage,
+    one_connection,
+)
 from factorcov_pipeline.storage import Store, TableWrite, quote_ident
 
 ASSET = "specific_risk"
@@ -51,6 +55,7 @@ def read_inputs(
     group_name="specific_risk",
     kinds={"numpy", "duckdb"},
 )
+@one_connection
 def specific_risk(
     context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> MaterializeResult:
