@@ -27,9 +27,11 @@ def _pyplot() -> Any:
     return plt
 
 
-def _png(fig: Any) -> bytes:
+def _png(fig: Any, tight: bool = True) -> bytes:
+    """The figure as PNG bytes. `tight` crops to the drawn content, which renders the figure
+    twice: line charts, whose margins `autofmt_xdate` already sets, skip it (half the time)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight" if tight else None)
     _pyplot().close(fig)
     return buf.getvalue()
 
@@ -61,7 +63,7 @@ def line_chart(
     if len(series) > 1 or band is not None:
         ax.legend(fontsize=7, ncol=min(4, len(series) + 1), loc="upper left", frameon=False)
     fig.autofmt_xdate()
-    return _png(fig)
+    return _png(fig, tight=False)
 
 
 def heatmap(matrix: np.ndarray, labels: Sequence[str], title: str) -> bytes:
