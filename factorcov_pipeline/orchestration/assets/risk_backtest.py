@@ -17,7 +17,7 @@ Two tables, one row per session t (the realised date) and unit:
 Metadata (over the whole stored history, and after its first third, the recursions' warm-up):
 the full-sample bias statistic of every backtest portfolio with its 95% band and 12-month
 windows (`core/backtest.bias_report`), the per-asset specific bias statistic by size decile
-(median over assets), and plots.
+(median over assets; at most the last year), and plots.
 """
 
 import datetime as dt
@@ -47,6 +47,8 @@ ASSET = "risk_backtest"
 SPECIFIC_BIAS = "specific_risk_bias"
 MIN_VARIANCE = "min_variance"
 N_DECILES = 10
+# Sessions (one year) of the per-asset specific bias summary in the metadata, at most.
+BIAS_WINDOW = 252
 ROOT_DAYS = float(np.sqrt(ANNUALISATION_DAYS))
 BACKTEST_SCHEMA = {
     "date": pl.Date,
@@ -197,12 +199,14 @@ def _history_metadata(store: Store, last: dt.date) -> dict:
 
 def specific_bias_by_decile(store: Store, last: dt.date) -> pl.DataFrame:
     """Per-asset specific bias statistic std(z) over the stored history after its first third
-    (the recursion's warm-up), summarised by size decile (by each asset's median market cap;
-    decile 0 = all assets): assets with at least 20 outcomes."""
+    (the recursion's warm-up) and at most its last `BIAS_WINDOW` sessions, summarised by size
+    decile (by each asset's median market cap; decile 0 = all assets): assets with at least 20
+    outcomes. The cap keeps a daily run's cost independent of the history's length (over 10
+    years the whole history is 5 million outcomes to join on every run; benchmark 4)."""
     dates = store.stored_dates("specific_risk", end=last)
     if len(dates) < 30:
         return pl.DataFrame()
-    start = dates[len(dates) // 3]
+    start = dates[max(len(dates) // 3, len(dates) - BIAS_WINDOW)]
     # aggregated in DuckDB: one row per asset comes back, not one per asset and date
     per = store.read(
         f"WITH z AS ({SPECIFIC_Z_SQL}), "
