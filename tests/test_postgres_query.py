@@ -10,7 +10,6 @@ query then runs as `pg_read_all_data`) or a user that may only SELECT.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import re
 import shlex
@@ -26,11 +25,12 @@ from factorcov_pipeline.core import calendar
 from factorcov_pipeline.orchestration.partitions import SESSIONS_START
 from factorcov_pipeline.orchestration.resources import FactorcovPostgres, FactorcovStorage
 from factorcov_pipeline.orchestration.runner import failure_messages, quiet_logger, run_range
-from factorcov_pipeline.storage import BaseStore, Store, quote_ident
+from factorcov_pipeline.storage import Store
 from factorcov_pipeline.storage.postgres import PostgresStore
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pg_server import postgres_server
+from tablehash import store_hashes
 
 REPO = Path(__file__).resolve().parents[1]
 SESSIONS = calendar.sessions(SESSIONS_START, SESSIONS_START + dt.timedelta(days=20))[:8]
@@ -81,23 +81,6 @@ def cli_on(stores, monkeypatch, capsys) -> Callable[[str], Runner]:
         return run
 
     return backend
-
-
-def store_hashes(store: BaseStore) -> dict[str, str]:
-    """{table or view: SHA-256 of its rows sorted by every column} (model_settings without its
-    creation time), read through the store's own connection."""
-    out = {}
-    for name in store.table_names():
-        frame = store.read(f"SELECT * FROM {quote_ident(name)}")
-        if name == "model_settings":
-            frame = frame.drop("created_at")
-        frame = frame.sort(frame.columns) if frame.height else frame
-        # row hashes (of the values, not of Arrow's buffers: a string column read from
-        # PostgreSQL is laid out otherwise than the same column read from DuckDB)
-        digest = hashlib.sha256(repr(frame.schema).encode())
-        digest.update(frame.hash_rows(seed=0).to_numpy().tobytes())
-        out[name] = digest.hexdigest()
-    return out
 
 
 def readme_query_lines() -> list[str]:
