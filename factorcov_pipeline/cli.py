@@ -36,7 +36,12 @@ from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.errors import InputDataError
 from factorcov_pipeline.core.settings import SettingsError, load_settings
 from factorcov_pipeline.environment import EnvironmentVariableError
-from factorcov_pipeline.storage import SettingsMismatchError, StoreBusyError, StoreFileError
+from factorcov_pipeline.storage import (
+    BaseStore,
+    SettingsMismatchError,
+    StoreBusyError,
+    StoreFileError,
+)
 
 console = Console(stderr=False, highlight=False, soft_wrap=True)
 # `factorcov sql` / `show`: a query still running after this many seconds is stopped.
@@ -312,7 +317,7 @@ def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def _query_store(args: argparse.Namespace) -> Any:
+def _query_store(args: argparse.Namespace) -> BaseStore:
     """The store `factorcov sql` / `show` read: PostgreSQL when FACTORCOV_DATABASE_URL is set,
     else the DuckDB file (`storage.store_from_env`)."""
     from factorcov_pipeline.storage import store_from_env
