@@ -226,6 +226,8 @@ HOSTILE = {
     "set_config read-write": "SELECT set_config('transaction_read_only', 'off', false)",
     "set_config role then read a file": "SELECT set_config('role', 'postgres', true), "
     "pg_read_file('/etc/passwd')",
+    "set_config role then write through dynamic SQL": "SELECT set_config('role', 'postgres', "
+    "true), query_to_xml('DELETE FROM factor_returns RETURNING 1', true, false, '')",
     "read a server file": "SELECT pg_read_file('/etc/passwd')",
     "list a server directory": "SELECT pg_ls_dir('/')",
     "import a large object": "SELECT lo_import('/etc/passwd')",
@@ -266,6 +268,29 @@ def test_hostile_statement_is_refused_in_one_line_and_no_table_changes(
     assert "Traceback" not in err and out == ""
     assert store_hashes(store) == before
     assert not marker.exists()
+
+
+LARGE_OBJECT = (
+    "SELECT set_config('role', 'postgres', true) AS r, "
+    "query_to_xml('SELECT lo_from_bytea(0, ''x'')', true, false, '') AS x"
+)
+
+
+def test_what_a_superuser_query_can_still_do_is_rolled_back(cli_on, stores, reader_url):
+    """The role is a safeguard, not a sandbox (README): a superuser's query can switch back to
+    the superuser and create a large object, which PostgreSQL allows in a read-only
+    transaction; the command's transaction always ends in ROLLBACK, so nothing stays. A user
+    that may only SELECT cannot switch roles at all."""
+    _, url = stores
+    store = PostgresStore(url)
+    before = store_hashes(store)
+    code, out, _ = cli_on("postgres")(["sql", "--format", "csv", LARGE_OBJECT])
+    assert code == 0 and "lo_from_bytea" in out  # it ran ...
+    kept = store.read("SELECT count(*) AS n FROM pg_largeobject_metadata")["n"][0]
+    assert kept == 0  # ... and left nothing
+    assert store_hashes(store) == before
+    code, out, err = cli_on(reader_url)(["sql", LARGE_OBJECT])
+    assert code == 2 and out == "" and 'permission denied to set role "postgres"' in err, err
 
 
 @pytest.mark.parametrize(

@@ -407,8 +407,11 @@ class PostgresStore(BaseStore):
         seconds (0: none), a lock timeout of the store's `lock_timeout` (a reader waits that
         long behind a writer's exclusive lock, e.g. a view being re-created), and, when the
         URL's user is a superuser, the predefined role `pg_read_all_data` (PostgreSQL 14+):
-        a query can read every table and nothing else, not the server's files. The schema
-        search path of the URL's user is kept. Only single queries run
+        a query can read every table, not the server's files. (A safeguard, not a sandbox: the
+        session user is still a superuser, so `set_config('role', ...)` inside a query switches
+        back for the rest of it, e.g. for dynamic SQL through `query_to_xml`; the transaction
+        stays read-only whatever the role. For untrusted users, use a SELECT-only role.) The
+        schema search path of the URL's user is kept. Only single queries run
         (`PostgresQueryConnection`)."""
         try:
             con = pg_dbapi.connect(self.url, autocommit=True)
