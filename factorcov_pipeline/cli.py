@@ -113,6 +113,7 @@ def _materialize(args: argparse.Namespace) -> int:
     from factorcov_pipeline.orchestration.runner import (
         assets_for,
         check_outcomes,
+        checks_skipped_for,
         failure_messages,
         removed_tables,
         run_range,
@@ -157,6 +158,7 @@ def _materialize(args: argparse.Namespace) -> int:
                 instance,
                 _ProgressLogger().logger_def(),
                 selection=assets_for(settings),
+                skip_checks=checks_skipped_for(settings),
             )
     elapsed = time.perf_counter() - t0
     if not result.success and (seen or was_interrupted(result)):

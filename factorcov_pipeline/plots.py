@@ -27,35 +27,43 @@ def _pyplot() -> Any:
     return plt
 
 
-def _png(fig: Any) -> bytes:
+def _png(fig: Any, tight: bool = True) -> bytes:
+    """The figure as PNG bytes. `tight` crops to the drawn content, which renders the figure
+    twice: line charts, whose margins `autofmt_xdate` already sets, skip it (half the time)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight" if tight else None)
     _pyplot().close(fig)
     return buf.getvalue()
 
 
 def line_chart(
     dates: Sequence[dt.date],
-    series: Mapping[str, np.ndarray],
+    series: Mapping[str, Sequence[float] | np.ndarray],
     title: str,
     ylabel: str,
     reference: float | None = None,
+    band: tuple[float, float] | None = None,
 ) -> bytes:
-    """One line per named series over `dates` (NaN points are gaps); an optional horizontal
-    reference line (e.g. the ideal bias statistic 1)."""
+    """One line per named series over `dates` (NaN or None points are gaps); an optional
+    horizontal reference line (e.g. the ideal bias statistic 1) and shaded band (e.g. its 95%
+    confidence band). The dates are converted once (not once per series) and the legend has a
+    fixed place (matplotlib's "best" searches every point): a 2,520-session chart stays fast."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
+    x = np.asarray(dates, dtype="datetime64[D]")
     for name, values in series.items():
-        ax.plot(list(dates), np.asarray(values, dtype=float), label=name, linewidth=1.2)
+        ax.plot(x, np.asarray(values, dtype=float), label=name, linewidth=1.2)
+    if band is not None:
+        ax.axhspan(band[0], band[1], color="grey", alpha=0.2, label="95% band")
     if reference is not None:
         ax.axhline(reference, color="black", linewidth=0.8, linestyle="--")
     ax.set_title(title, fontsize=11)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    if len(series) > 1:
-        ax.legend(fontsize=7, ncol=min(4, len(series)), loc="upper left", frameon=False)
+    if len(series) > 1 or band is not None:
+        ax.legend(fontsize=7, ncol=min(4, len(series) + 1), loc="upper left", frameon=False)
     fig.autofmt_xdate()
-    return _png(fig)
+    return _png(fig, tight=False)
 
 
 def heatmap(matrix: np.ndarray, labels: Sequence[str], title: str) -> bytes:

@@ -181,3 +181,62 @@ def test_a_recorded_run_shows_every_session_materialised(reference, tmp_path):
         for asset in ("factor_volatility", "factor_covariance", "covariance_report"):
             done = instance.get_materialized_partitions(dg.AssetKey(asset))
             assert done == {str(d) for d in days}, asset
+
+
+def _metadata(result):
+    return sorted(
+        (
+            e.asset_key.to_user_string(),
+            e.partition,
+            sorted(e.step_materialization_data.materialization.metadata.items()),
+        )
+        for e in result.get_asset_materialization_events()
+        if e.partition is not None
+    )
+
+
+def test_per_session_metadata_in_one_pass_equals_dagsters_api(reference, tmp_path, monkeypatch):
+    """`metadata.per_session` builds Dagster's per-partition metadata record once; with that
+    shortcut off it calls `context.add_asset_metadata` per session. Same metadata on every
+    session's materialisation (numbers and text compared by value, figures and tables by
+    kind)."""
+    from factorcov_pipeline.orchestration import metadata
+
+    _, settings, days, _, fast = reference
+    monkeypatch.setattr(metadata, "_add_in_one_pass", lambda context, by_key: False)
+    slow = _run(tmp_path / "public.duckdb", settings, days[0], days[-1])
+    assert slow.success
+
+    scalar = (dg.FloatMetadataValue, dg.IntMetadataValue, dg.TextMetadataValue)
+
+    def comparable(result):
+        return [
+            (a, p, [(k, v if isinstance(v, scalar) else type(v).__name__) for k, v in items])
+            for a, p, items in _metadata(result)
+        ]
+
+    assert comparable(fast) == comparable(slow)
+    numbers = [v for _, _, items in _metadata(fast) for _, v in items if isinstance(v, scalar)]
+    assert len(numbers) >= 4 * (len(days) - 4)  # each published session carries its own numbers
+
+
+def test_a_run_opens_the_duckdb_file_once_per_step(reference, tmp_path, monkeypatch):
+    """`@one_connection`: every store access of a step shares one connection."""
+    import duckdb
+
+    from factorcov_pipeline.storage import duckdb as store_module
+
+    _, settings, days, _, _ = reference
+    opened = []
+    real = duckdb.connect
+
+    def counting(*args, **kwargs):
+        opened.append(args[0] if args else kwargs.get("database"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store_module.duckdb, "connect", counting)
+    result = _run(tmp_path / "count.duckdb", settings, days[0], days[-1])
+    assert result.success
+    steps = len(result.get_step_success_events())
+    # one per step, plus the run's own reads outside the steps (consistency check at the end)
+    assert 0 < len(opened) <= steps + 2, (len(opened), steps)

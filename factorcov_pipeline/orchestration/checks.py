@@ -48,7 +48,11 @@ from factorcov_pipeline.orchestration.check_results import (
 )
 from factorcov_pipeline.orchestration.degenerate import regression_degenerate_cases
 from factorcov_pipeline.orchestration.partitions import partition_dates, trading_sessions
-from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.orchestration.resources import (
+    FactorcovSettings,
+    FactorcovStorage,
+    one_connection,
+)
 from factorcov_pipeline.storage import EXPOSURES_TABLE, Store, quote_ident
 
 ZERO_SUM_TOL = 1e-10
@@ -186,6 +190,7 @@ def _forecast_verdicts(
 
 
 @asset_check(asset=factor_returns, partitions_def=trading_sessions, blocking=True)
+@one_connection
 def factor_returns_zero_sum(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> Iterator[AssetCheckEvaluation | Output]:
@@ -254,6 +259,7 @@ def factor_returns_zero_sum(
 
 
 @asset_check(asset=factor_returns, partitions_def=trading_sessions, blocking=True)
+@one_connection
 def factor_returns_complete(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> Iterator[AssetCheckEvaluation | Output]:
@@ -281,38 +287,60 @@ def factor_returns_complete(
     yield from session_evaluations(context, verdicts, "all factor returns present and finite")
 
 
+def _no_exposures_reason(
+    settings: FactorCovarianceReportSettingsV2, factors: FactorSet
+) -> str | None:
+    """Why the exposure checks have nothing to check (they pass), or None."""
+    if settings.factor_model_settings.universe.factor_returns:
+        return "user-supplied factor returns: no exposures to check"
+    if not factors.styles:
+        return "the model has no style factors"
+    return None
+
+
+def _exposure_aggregates(
+    store: Store,
+    settings: FactorCovarianceReportSettingsV2,
+    factors: FactorSet,
+    dates: list[dt.date],
+    columns: str,
+    with_caps: bool,
+) -> pl.DataFrame:
+    """Per-date aggregates (`columns`, over the wide exposures `e`, and the universe `u` for
+    the caps when `with_caps`), one row per date in date order: DuckDB aggregates one column
+    per statistic and style, a chunk of sessions at a time for bounded memory at scale."""
+    source = f"{EXPOSURES_TABLE} e" + (
+        " JOIN universe u USING (date, asset_id)" if with_caps else ""
+    )
+    where = "e.date BETWEEN ? AND ?" + (" AND u.date BETWEEN ? AND ?" if with_caps else "")
+    parts = [
+        store.read(
+            f"SELECT e.date, {columns} FROM {source} WHERE {where} GROUP BY e.date ORDER BY e.date",
+            [chunk[0], chunk[-1]] * (2 if with_caps else 1),
+        )
+        for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors))
+    ]
+    return pl.concat(parts)
+
+
 @asset_check(asset=exposures, partitions_def=trading_sessions, blocking=True)
+@one_connection
 def exposures_standardised(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> Iterator[AssetCheckEvaluation | Output]:
     """Each style has cap-weighted mean 0 and equal-weighted std 1 on every date (1e-9)."""
     settings, store, dates, factors = _scope(context, storage, model)
     what = "cap-weighted mean 0, std 1 per style"
-    skip = None
-    if settings.factor_model_settings.universe.factor_returns:
-        skip = "user-supplied factor returns: no exposures to check"
-    elif not factors.styles:
-        skip = "the model has no style factors"
+    skip = _no_exposures_reason(settings, factors)
     if skip:
         yield from session_evaluations(context, {d: Verdict(True, {}, skip) for d in dates}, what)
         return
-    # Per date and style, from the wide table (one row per asset): DuckDB aggregates one column
-    # per statistic and style, in chunks of sessions for bounded memory at scale.
     stat_cols = ", ".join(
         f"sum(u.market_cap * e.{quote_ident(s)}) / sum(u.market_cap) AS {quote_ident('m' + str(i))}, "
         f"stddev_pop(e.{quote_ident(s)}) AS {quote_ident('s' + str(i))}"
         for i, s in enumerate(factors.styles)
     )
-    parts = [
-        store.read(
-            f"SELECT e.date, {stat_cols} FROM {EXPOSURES_TABLE} e "
-            "JOIN universe u USING (date, asset_id) "
-            "WHERE e.date BETWEEN ? AND ? AND u.date BETWEEN ? AND ? GROUP BY e.date",
-            [chunk[0], chunk[-1], chunk[0], chunk[-1]],
-        )
-        for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors))
-    ]
-    wide = pl.concat(parts)
+    wide = _exposure_aggregates(store, settings, factors, dates, stat_cols, with_caps=True)
     n_styles = len(factors.styles)
     means = np.column_stack([wide[f"m{i}"].to_numpy() for i in range(n_styles)])
     stds = np.column_stack([wide[f"s{i}"].to_numpy() for i in range(n_styles)])
@@ -331,6 +359,7 @@ def exposures_standardised(
 
 
 @asset_check(asset=exposures, partitions_def=trading_sessions, blocking=True)
+@one_connection
 def style_exposures_valid(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> Iterator[AssetCheckEvaluation | Output]:
@@ -343,28 +372,15 @@ def style_exposures_valid(
     sigma = settings.factor_model_settings.exposures.winsorize_sigma
     bound = BOUND_FACTOR * sigma
     what = f"every style varies and lies within +/-{bound:g}"
-    skip = None
-    if settings.factor_model_settings.universe.factor_returns:
-        skip = "user-supplied factor returns: no exposures to check"
-    elif not factors.styles:
-        skip = "the model has no style factors"
+    skip = _no_exposures_reason(settings, factors)
     if skip:
         yield from session_evaluations(context, {d: Verdict(True, {}, skip) for d in dates}, what)
         return
     cols = ", ".join(
-        f"max(abs({quote_ident(s)})) AS {quote_ident('a' + str(i))}"
+        f"max(abs(e.{quote_ident(s)})) AS {quote_ident('a' + str(i))}"
         for i, s in enumerate(factors.styles)
     )
-    wide = pl.concat(
-        [
-            store.read(
-                f"SELECT date, {cols} FROM {EXPOSURES_TABLE} WHERE date BETWEEN ? AND ? "
-                "GROUP BY date ORDER BY date",
-                [chunk[0], chunk[-1]],
-            )
-            for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors))
-        ]
-    )
+    wide = _exposure_aggregates(store, settings, factors, dates, cols, with_caps=False)
     # All zero is degenerate where the universe HAD the descriptor on at least two assets (it
     # was flat, or the standardisation collapsed it); a descriptor missing for every asset
     # (e.g. momentum before its look-back is available) is a data gap: exposure 0 by design.
@@ -411,6 +427,7 @@ def style_exposures_valid(
 
 
 @asset_check(asset=factor_volatility, partitions_def=trading_sessions, blocking=True)
+@one_connection
 def factor_volatility_valid(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> Iterator[AssetCheckEvaluation | Output]:
@@ -426,6 +443,7 @@ def factor_volatility_valid(
 
 
 @asset_check(asset=factor_correlation, partitions_def=trading_sessions, blocking=True)
+@one_connection
 def factor_correlation_valid(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> Iterator[AssetCheckEvaluation | Output]:
@@ -454,6 +472,7 @@ def factor_correlation_valid(
 
 
 @asset_check(asset=factor_covariance, partitions_def=trading_sessions, blocking=True)
+@one_connection
 def factor_covariance_symmetric_psd(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> Iterator[AssetCheckEvaluation | Output]:
@@ -542,6 +561,7 @@ def _with_history(
 
 
 @asset_check(asset=covariance_report, partitions_def=trading_sessions, blocking=True)
+@one_connection
 def volatility_tieout(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> Iterator[AssetCheckEvaluation | Output]:
@@ -599,6 +619,7 @@ def volatility_tieout(
 
 
 @asset_check(asset=covariance_report, partitions_def=trading_sessions, blocking=True)
+@one_connection
 def correlation_tieout(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> Iterator[AssetCheckEvaluation | Output]:

@@ -25,7 +25,11 @@ from factorcov_pipeline.orchestration.assets import factor_returns
 from factorcov_pipeline.orchestration.assets.common import brief_dates, user_model
 from factorcov_pipeline.orchestration.check_results import Verdict, session_evaluations
 from factorcov_pipeline.orchestration.partitions import partition_dates, trading_sessions
-from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.orchestration.resources import (
+    FactorcovSettings,
+    FactorcovStorage,
+    one_connection,
+)
 
 WARN = AssetCheckSeverity.WARN  # informational: the numbers are defined
 
@@ -65,6 +69,7 @@ def describe(cases: dict[str, pl.DataFrame]) -> list[str]:
 
 
 @asset_check(asset=factor_returns, partitions_def=trading_sessions, blocking=False)
+@one_connection
 def regression_degenerate_cases(
     context: AssetCheckExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> Iterator[AssetCheckEvaluation | Output]:

@@ -6,6 +6,7 @@ run the same job (`factorcov_daily`) through the webserver/daemon instead.
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
@@ -31,17 +32,21 @@ def run_range(
     instance: dg.DagsterInstance | None = None,
     logger: dg.LoggerDefinition | None = None,
     selection: list[str] | None = None,
+    skip_checks: Sequence[str] = (),
 ) -> dg.ExecuteInProcessResult:
-    """Materialise `selection` (default: every asset, with its checks) for [start, end]."""
+    """Materialise `selection` (default: every asset) for [start, end], with the checks of those
+    assets but `skip_checks` (check names, see `checks_skipped_for`)."""
     loggers: dict[str, Any] = {"progress": logger} if logger is not None else {}
-    job = (
-        daily_job
-        if selection is None
-        else dg.define_asset_job(
-            "factorcov_selection",
-            selection=dg.AssetSelection.assets(*selection),
+    if selection is None and not skip_checks:
+        job = daily_job
+    else:
+        chosen = (
+            dg.AssetSelection.all() if selection is None else dg.AssetSelection.assets(*selection)
         )
-    )
+        skipped = [k for c in ALL_CHECKS for k in c.check_keys if k.name in set(skip_checks)]
+        if skipped:
+            chosen = chosen - dg.AssetSelection.checks(*skipped)
+        job = dg.define_asset_job("factorcov_selection", selection=chosen)
     defs = dg.Definitions(
         assets=ALL_ASSETS,
         asset_checks=ALL_CHECKS,
@@ -97,16 +102,29 @@ def removed_tables(result: dg.ExecuteInProcessResult) -> list[str]:
 
 
 # Steps that compute nothing when the factor returns are the user's (`universe.factor_returns`).
-FACTOR_MODEL_ONLY = ("universe", "exposures")
+# Assets that need the asset-level model (universe, exposures, specific returns): with user
+# factor returns they have nothing to compute.
+FACTOR_MODEL_ONLY = ("universe", "exposures", "specific_risk", "portfolio_risk", "risk_backtest")
 
 
 def assets_for(settings: FactorCovarianceReportSettingsV2) -> list[str] | None:
     """The assets a run materialises: every asset (None), or, with user factor returns, every
-    asset but the universe and exposures (they would store nothing; not selecting them spares
-    their steps and per-session events)."""
+    asset but `FACTOR_MODEL_ONLY` (they would store nothing; not selecting them spares their
+    steps and per-session events). The settings identity stored with the file keeps a user
+    model's file from ever holding rows of those tables."""
     if not settings.factor_model_settings.universe.factor_returns:
         return None
     return [a.key.to_user_string() for a in ALL_ASSETS if a.key.path[-1] not in FACTOR_MODEL_ONLY]
+
+
+# Checks of the cross-sectional regression: with user factor returns there is none (no
+# sectors to sum to zero, no regression to be degenerate), so they are not run.
+REGRESSION_CHECKS = ("factor_returns_zero_sum", "regression_degenerate_cases")
+
+
+def checks_skipped_for(settings: FactorCovarianceReportSettingsV2) -> tuple[str, ...]:
+    """The checks a run of `settings` leaves out: the regression's, for user factor returns."""
+    return REGRESSION_CHECKS if settings.factor_model_settings.universe.factor_returns else ()
 
 
 def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:

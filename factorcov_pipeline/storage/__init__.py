@@ -29,6 +29,7 @@ from factorcov_pipeline.storage.duckdb import (
     ENV_MEMORY,
     Store,
     StoreFileError,
+    holding_connections,
     query_polars,
 )
 
@@ -67,6 +68,7 @@ __all__ = [
     "TableWrite",
     "ViewDef",
     "exposures_view",
+    "holding_connections",
     "query_polars",
     "quote_ident",
     "quote_literal",

@@ -14,11 +14,16 @@ from factorcov_pipeline.orchestration.assets.common import (
 from factorcov_pipeline.orchestration.assets.factor_covariance import factor_covariance
 from factorcov_pipeline.orchestration.metadata import on_last_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
-from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.orchestration.resources import (
+    FactorcovSettings,
+    FactorcovStorage,
+    one_connection,
+)
 from factorcov_pipeline.storage import TableWrite
 
 
 @asset(**PARTITIONED, deps=[factor_covariance], group_name="covariance", kinds={"polars", "duckdb"})
+@one_connection
 def covariance_report(
     context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> MaterializeResult:

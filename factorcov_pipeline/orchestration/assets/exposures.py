@@ -17,11 +17,16 @@ from factorcov_pipeline.orchestration.assets.common import (
 from factorcov_pipeline.orchestration.assets.universe import universe
 from factorcov_pipeline.orchestration.metadata import on_last_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
-from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.orchestration.resources import (
+    FactorcovSettings,
+    FactorcovStorage,
+    one_connection,
+)
 from factorcov_pipeline.storage import EXPOSURES_TABLE, TableWrite, exposures_view
 
 
 @asset(**PARTITIONED, deps=[universe], group_name="factor_model", kinds={"polars", "duckdb"})
+@one_connection
 def exposures(
     context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> MaterializeResult:

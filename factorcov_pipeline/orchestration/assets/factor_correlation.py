@@ -20,7 +20,11 @@ from factorcov_pipeline.orchestration.assets.common import (
 )
 from factorcov_pipeline.orchestration.metadata import on_last_session, per_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
-from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.orchestration.resources import (
+    FactorcovSettings,
+    FactorcovStorage,
+    one_connection,
+)
 from factorcov_pipeline.storage import Store, TableWrite
 
 ASSET = "factor_correlation"
@@ -70,6 +74,7 @@ def matrix_block(k: int) -> int:
     group_name="covariance",
     kinds={"numpy", "duckdb"},
 )
+@one_connection
 def factor_correlation(
     context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> MaterializeResult:

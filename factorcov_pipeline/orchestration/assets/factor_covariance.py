@@ -16,7 +16,11 @@ from factorcov_pipeline.orchestration.assets.common import (
 )
 from factorcov_pipeline.orchestration.metadata import on_last_session, per_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
-from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.orchestration.resources import (
+    FactorcovSettings,
+    FactorcovStorage,
+    one_connection,
+)
 from factorcov_pipeline.storage import TableWrite
 
 ASSET = "factor_covariance"
@@ -28,6 +32,7 @@ ASSET = "factor_covariance"
     group_name="covariance",
     kinds={"numpy", "duckdb"},
 )
+@one_connection
 def factor_covariance(
     context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> MaterializeResult:

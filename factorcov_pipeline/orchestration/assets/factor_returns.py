@@ -26,7 +26,11 @@ from factorcov_pipeline.orchestration.partitions import (
     SESSIONS_START,
     partition_dates,
 )
-from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.orchestration.resources import (
+    FactorcovSettings,
+    FactorcovStorage,
+    one_connection,
+)
 from factorcov_pipeline.storage import EXPOSURES_TABLE, Store, TableWrite, quote_ident
 
 EMPTY_FACTOR_RETURNS = pl.DataFrame(
@@ -144,6 +148,7 @@ def _store_user_factor_returns(
     group_name="factor_model",
     kinds={"numpy", "duckdb"},
 )
+@one_connection
 def factor_returns(
     context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> MaterializeResult:

@@ -17,7 +17,11 @@ from factorcov_pipeline.orchestration.assets.common import (
 )
 from factorcov_pipeline.orchestration.metadata import on_last_session, per_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
-from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.orchestration.resources import (
+    FactorcovSettings,
+    FactorcovStorage,
+    one_connection,
+)
 from factorcov_pipeline.storage import TableWrite
 
 ASSET = "factor_volatility"
@@ -37,6 +41,7 @@ EMPTY_REGIME = pl.DataFrame(
     group_name="covariance",
     kinds={"numpy", "duckdb"},
 )
+@one_connection
 def factor_volatility(
     context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> MaterializeResult:

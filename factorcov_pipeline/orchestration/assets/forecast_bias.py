@@ -27,7 +27,11 @@ from factorcov_pipeline.orchestration.assets.common import (
 )
 from factorcov_pipeline.orchestration.metadata import on_last_session, per_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
-from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.orchestration.resources import (
+    FactorcovSettings,
+    FactorcovStorage,
+    one_connection,
+)
 from factorcov_pipeline.storage import Store, TableWrite
 
 ASSET = "forecast_bias"
@@ -77,6 +81,7 @@ def _bias_of_windows_ending_in(
     group_name="evaluation",
     kinds={"numpy", "duckdb"},
 )
+@one_connection
 def forecast_bias(
     context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> MaterializeResult:

@@ -7,18 +7,23 @@ import numpy as np
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
+from factorcov_pipeline import plots
 from factorcov_pipeline.core.portfolio import beta, decompose
 from factorcov_pipeline.core.settings import PortfolioRiskSettings
 from factorcov_pipeline.orchestration.assets.common import PARTITIONED, date_chunks, date_span
+from factorcov_pipeline.orchestration.metadata import image
 from factorcov_pipeline.orchestration.partitions import partition_dates
-from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.orchestration.resources import (
+    FactorcovSettings,
+    FactorcovStorage,
+    one_connection,
+)
 from factorcov_pipeline.portfolio_risk import (
     HoldingsError,
     align_holdings,
     load_risk_models,
     load_standing_holdings,
 )
-from factorcov_pipeline.risk_plots import line_plot_png, png_markdown
 from factorcov_pipeline.storage import Store, TableWrite
 
 ASSET = "portfolio_risk"
@@ -112,7 +117,7 @@ def risk_rows(
     return risk, contrib, dropped
 
 
-def risk_plot(store: Store, last: dt.date) -> str:
+def risk_plot(store: Store, last: dt.date) -> MetadataValue:
     """Markdown with a plot of each portfolio's predicted total risk over the last year."""
     hist = store.read(
         "SELECT date, portfolio, total_risk FROM portfolio_risk WHERE date BETWEEN ? AND ? "
@@ -120,13 +125,13 @@ def risk_plot(store: Store, last: dt.date) -> str:
         [last - dt.timedelta(days=366), last],
     )
     if hist.height == 0:
-        return "no standing portfolio risk stored yet"
+        return MetadataValue.md("no standing portfolio risk stored yet")
     wide = hist.pivot(on="portfolio", index="date", values="total_risk").sort("date")
     series = {c: wide[c].to_list() for c in wide.columns if c != "date"}
-    png = line_plot_png(
+    png = plots.line_chart(
         wide["date"].to_list(), series, "Predicted total risk (annualised)", "volatility"
     )
-    return png_markdown(png, "predicted risk")
+    return image(png, "predicted risk")
 
 
 @asset(
@@ -135,6 +140,7 @@ def risk_plot(store: Store, last: dt.date) -> str:
     group_name="specific_risk",
     kinds={"numpy", "duckdb"},
 )
+@one_connection
 def portfolio_risk(
     context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> MaterializeResult:
@@ -165,5 +171,5 @@ def portfolio_risk(
     meta: dict = {"dagster/row_count": rows, "max_weight_dropped": dropped}
     if holdings is not None:
         meta["portfolios"] = holdings["portfolio"].n_unique()
-        meta["predicted_risk_plot"] = MetadataValue.md(risk_plot(store, dates[-1]))
+        meta["predicted_risk_plot"] = risk_plot(store, dates[-1])
     return MaterializeResult(metadata=meta)

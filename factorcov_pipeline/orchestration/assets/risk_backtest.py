@@ -17,7 +17,7 @@ Two tables, one row per session t (the realised date) and unit:
 Metadata (over the whole stored history, and after its first third, the recursions' warm-up):
 the full-sample bias statistic of every backtest portfolio with its 95% band and 12-month
 windows (`core/backtest.bias_report`), the per-asset specific bias statistic by size decile
-(median over assets), and plots.
+(median over assets; at most the last year), and plots.
 """
 
 import datetime as dt
@@ -26,22 +26,29 @@ import numpy as np
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
+from factorcov_pipeline import plots
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.backtest import bias_report, rolling_bias
 from factorcov_pipeline.core.forecaster import ANNUALISATION_DAYS
 from factorcov_pipeline.core.portfolio import RiskModel, decompose, minimum_variance_weights
 from factorcov_pipeline.orchestration.assets.common import PARTITIONED, date_chunks, date_span
 from factorcov_pipeline.orchestration.assets.portfolio_risk import standing_holdings
+from factorcov_pipeline.orchestration.metadata import image
 from factorcov_pipeline.orchestration.partitions import partition_dates
-from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.orchestration.resources import (
+    FactorcovSettings,
+    FactorcovStorage,
+    one_connection,
+)
 from factorcov_pipeline.portfolio_risk import align_holdings, load_risk_models
-from factorcov_pipeline.risk_plots import line_plot_png, png_markdown
 from factorcov_pipeline.storage import Store, TableWrite
 
 ASSET = "risk_backtest"
 SPECIFIC_BIAS = "specific_risk_bias"
 MIN_VARIANCE = "min_variance"
 N_DECILES = 10
+# Sessions (one year) of the per-asset specific bias summary in the metadata, at most.
+BIAS_WINDOW = 252
 ROOT_DAYS = float(np.sqrt(ANNUALISATION_DAYS))
 BACKTEST_SCHEMA = {
     "date": pl.Date,
@@ -72,19 +79,17 @@ def _day_rows(
     weights: tuple[list[str], list[str], np.ndarray],
     day: dt.date,
     uni_day: pl.DataFrame,
-    caps_prev: pl.DataFrame,
-    z_day: pl.DataFrame,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+) -> pl.DataFrame:
     """The backtest rows of one realised date ``day`` from the model of the previous forecast
     date: ``weights`` (names, kinds, (P, N)) on its assets, ``uni_day`` the universe rows of
-    ``day``, ``caps_prev`` the caps of the previous date, ``z_day`` the specific outcomes."""
+    ``day``."""
     ids = model_prev.asset_ids
     pos = pl.DataFrame({"asset_id": ids, "_n": np.arange(len(ids))})
     j = uni_day.join(pos, on="asset_id").filter(pl.col("asset_return").is_not_null())
     r = np.zeros(len(ids))
     r[j["_n"].to_numpy()] = j["asset_return"].to_numpy()
     names, kinds, w = weights
-    bt = pl.DataFrame(
+    return pl.DataFrame(
         {
             "date": [day] * len(names),
             "portfolio": names,
@@ -94,25 +99,55 @@ def _day_rows(
         },
         schema=BACKTEST_SCHEMA,
     )
-    zc = z_day.join(caps_prev, on="asset_id")
+
+
+def specific_bias_rows(
+    z: pl.DataFrame, universe: pl.DataFrame, previous: dict[dt.date, dt.date]
+) -> pl.DataFrame:
+    """The specific bias statistic sqrt(mean z^2) by size decile for every date of ``z``
+    (date, asset_id, z) at once: deciles by market cap at the previous forecast date
+    (``previous[date]``, caps from ``universe``), 1 = smallest, ``rank * 10 // n + 1`` over the
+    date's n assets with an outcome (USE4 notes, section 6: the bias statistic).
+
+    Rows are put in (date, asset_id) order first, so ranks among equal caps and the sums do not
+    depend on the order the store returned them in: a parallel backfill stores the same bits
+    as a sequential run (tests/test_parallel.py)."""
+    if z.height == 0 or not previous:
+        return pl.DataFrame(schema=SPEC_SCHEMA)
+    prev = pl.DataFrame(
+        {"date": list(previous), "prev": list(previous.values())},
+        schema={"date": pl.Date, "prev": pl.Date},
+    )
+    caps = universe.select(pl.col("date").alias("prev"), "asset_id", "market_cap")
+    zc = (
+        z.join(prev, on="date")
+        .join(caps, on=["prev", "asset_id"])
+        .sort("date", "asset_id")
+        .with_columns(
+            (pl.col("market_cap").rank("ordinal").over("date") - 1).alias("_rank"),
+            pl.len().over("date").alias("_n"),
+            (pl.col("date").rank("dense") - 1).alias("_day"),
+        )
+    )
     if zc.height == 0:
-        return bt, pl.DataFrame(schema=SPEC_SCHEMA)
-    rank = zc["market_cap"].rank("ordinal").to_numpy().astype(np.int64) - 1
-    decile = (rank * N_DECILES) // zc.height + 1
+        return pl.DataFrame(schema=SPEC_SCHEMA)
+    decile = (zc["_rank"].to_numpy().astype(np.int64) * N_DECILES) // zc["_n"].to_numpy() + 1
+    group = zc["_day"].to_numpy().astype(np.int64) * N_DECILES + (decile - 1)
+    size = (int(group.max()) // N_DECILES + 1) * N_DECILES
     zz = zc["z"].to_numpy()
-    cnt = np.bincount(decile, minlength=N_DECILES + 1)[1:]
-    ms = np.bincount(decile, weights=zz * zz, minlength=N_DECILES + 1)[1:]
-    have = cnt > 0
-    spec = pl.DataFrame(
+    count = np.bincount(group, minlength=size)
+    sum_sq = np.bincount(group, weights=zz * zz, minlength=size)
+    have = count > 0
+    days = zc.select("date", "_day").unique().sort("_day")["date"].to_list()
+    return pl.DataFrame(
         {
-            "date": [day] * int(have.sum()),
-            "size_decile": np.arange(1, N_DECILES + 1)[have],
-            "n_assets": cnt[have],
-            "bias": np.sqrt(ms[have] / cnt[have]),
+            "date": [days[g // N_DECILES] for g in np.flatnonzero(have)],
+            "size_decile": np.flatnonzero(have) % N_DECILES + 1,
+            "n_assets": count[have],
+            "bias": np.sqrt(sum_sq[have] / count[have]),
         },
         schema=SPEC_SCHEMA,
     )
-    return bt, spec
 
 
 def _history_metadata(store: Store, last: dt.date) -> dict:
@@ -143,14 +178,14 @@ def _history_metadata(store: Store, last: dt.date) -> dict:
         if z.shape[0] >= 21:
             roll, _ = rolling_bias(z, 21)
             dates = wide_r["date"].to_list()[20:]
-            png = line_plot_png(
+            png = plots.line_chart(
                 dates,
                 {n: roll[:, i] for i, n in enumerate(names)},
                 "Bias statistic, rolling 21 sessions (realised / predicted risk)",
                 "bias",
                 band=(1 - np.sqrt(2 / 21), 1 + np.sqrt(2 / 21)),
             )
-            meta["portfolio_bias_plot"] = MetadataValue.md(png_markdown(png, "bias"))
+            meta["portfolio_bias_plot"] = image(png, "bias")
     spec = specific_bias_by_decile(store, last)
     if spec.height:
         meta["specific_bias_by_size_decile"] = MetadataValue.md(
@@ -164,12 +199,14 @@ def _history_metadata(store: Store, last: dt.date) -> dict:
 
 def specific_bias_by_decile(store: Store, last: dt.date) -> pl.DataFrame:
     """Per-asset specific bias statistic std(z) over the stored history after its first third
-    (the recursion's warm-up), summarised by size decile (by each asset's median market cap;
-    decile 0 = all assets): assets with at least 20 outcomes."""
+    (the recursion's warm-up) and at most its last `BIAS_WINDOW` sessions, summarised by size
+    decile (by each asset's median market cap; decile 0 = all assets): assets with at least 20
+    outcomes. The cap keeps a daily run's cost independent of the history's length (over 10
+    years the whole history is 5 million outcomes to join on every run; benchmark 4)."""
     dates = store.stored_dates("specific_risk", end=last)
     if len(dates) < 30:
         return pl.DataFrame()
-    start = dates[len(dates) // 3]
+    start = dates[max(len(dates) // 3, len(dates) - BIAS_WINDOW)]
     # aggregated in DuckDB: one row per asset comes back, not one per asset and date
     per = store.read(
         f"WITH z AS ({SPECIFIC_Z_SQL}), "
@@ -204,6 +241,7 @@ def specific_bias_by_decile(store: Store, last: dt.date) -> pl.DataFrame:
     group_name="evaluation",
     kinds={"numpy", "duckdb"},
 )
+@one_connection
 def risk_backtest(
     context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> MaterializeResult:
@@ -229,15 +267,13 @@ def risk_backtest(
         )
         z = store.read(SPECIFIC_Z_SQL, [chunk[-1], chunk[0], chunk[-1]])
         uni_by = uni.partition_by("date", as_dict=True) if uni.height else {}
-        z_by = z.partition_by("date", as_dict=True) if z.height else {}
-        empty_z = pl.DataFrame(schema={"date": pl.Date, "asset_id": pl.String, "z": pl.Float64})
-        bts, specs = [], []
+        bts, previous = [], {}
         fdays = sorted(models)
         for day in chunk:  # loop over dates; each date vectorised over assets and portfolios
             earlier = [d for d in fdays if d < day]
             if not earlier:
                 continue
-            prev = earlier[-1]
+            prev = previous[day] = earlier[-1]
             m = models[prev]
             names, kinds, ws = [MIN_VARIANCE], [MIN_VARIANCE], [minimum_variance_weights(m)]
             if holdings is not None:
@@ -245,19 +281,11 @@ def risk_backtest(
                 names += al.portfolios
                 kinds += ["standing"] * len(al.portfolios)
                 ws += list(al.weights)
-            caps_prev = uni_by.get((prev,), uni.clear()).select("asset_id", "market_cap")
-            bt, sp = _day_rows(
-                m,
-                (names, kinds, np.vstack(ws)),
-                day,
-                uni_by.get((day,), uni.clear()),
-                caps_prev,
-                z_by.get((day,), empty_z),
+            bts.append(
+                _day_rows(m, (names, kinds, np.vstack(ws)), day, uni_by.get((day,), uni.clear()))
             )
-            bts.append(bt)
-            specs.append(sp)
         bt_all = pl.concat(bts) if bts else pl.DataFrame(schema=BACKTEST_SCHEMA)
-        sp_all = pl.concat(specs) if specs else pl.DataFrame(schema=SPEC_SCHEMA)
+        sp_all = specific_bias_rows(z, uni, previous)
         store.replace(
             [TableWrite(ASSET, bt_all), TableWrite(SPECIFIC_BIAS, sp_all)],
             date_span(chunk),

@@ -9,17 +9,21 @@ from dagster import AssetDep, AssetExecutionContext, MaterializeResult, Metadata
 
 from factorcov_pipeline.core.asset_panel import asset_panel
 from factorcov_pipeline.core.specific_risk import SpecificRiskForecaster, SpecificRiskState
+from factorcov_pipeline.orchestration.assets import resume
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     date_chunks,
     model_factors,
-    recursion_start_state,
     require_dates,
     return_dates,
     stale_later_dates,
 )
 from factorcov_pipeline.orchestration.partitions import partition_dates
-from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.orchestration.resources import (
+    FactorcovSettings,
+    FactorcovStorage,
+    one_connection,
+)
 from factorcov_pipeline.storage import Store, TableWrite, quote_ident
 
 ASSET = "specific_risk"
@@ -51,6 +55,7 @@ def read_inputs(
     group_name="specific_risk",
     kinds={"numpy", "duckdb"},
 )
+@one_connection
 def specific_risk(
     context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> MaterializeResult:
@@ -58,7 +63,7 @@ def specific_risk(
     squared specific returns (optional Newey-West), blended with a structural model for short
     histories, shrunk toward the size decile's cap-weighted mean, regime-adjusted
     (`specific_risk_settings`; USE4 notes section 5). A daily run reads only the previous
-    session's stored state; a missing predecessor is an error.
+    session's stored state (the range's last); a missing predecessor is an error.
     """
     settings = model.load()
     store = storage.store()
@@ -77,44 +82,45 @@ def specific_risk(
             settings_json=settings.fingerprint(),
         )
         return MaterializeResult(metadata={"dates": 0, "dagster/row_count": 0, **meta})
-    require_dates(store, "exposures_wide", ret_dates, ASSET, "exposures")
-    blob = recursion_start_state(store, ASSET, ret_dates[0])
-    state = SpecificRiskState.from_bytes(blob) if blob is not None else None
+    # Continue from the nearest stored state at or before the previous session, replaying the
+    # sessions after it (not re-published): states are stored at each chunk's end, not every
+    # session (a state of 3,000 assets is ~100 kB). Blocks equal day-by-day steps bit for bit
+    # (tests/test_specific_risk.py), so where states were stored does not change a forecast.
+    point = resume.resume_point(store, ASSET, ret_dates[0], 0, dates[-1])
+    state = SpecificRiskState.from_bytes(point.state) if point.state is not None else None
+    days = point.replay + ret_dates
+    require_dates(store, "exposures_wide", days, ASSET, "exposures")
     forecaster = SpecificRiskForecaster(sr)
     rows, last = 0, None
     lambdas: list[float] = []
-    for chunk in date_chunks(ret_dates):  # bounded memory; each chunk one transaction
+    for chunk in date_chunks(days):  # bounded memory; each chunk one call and one transaction
         expo, spec = read_inputs(store, styles, chunk[0], chunk[-1])
         panel = asset_panel(chunk, expo, styles, spec)
-        frames, states = [], {}
-        for t, day in enumerate(chunk):  # the recursion's loop over dates, vectorised over assets
-            fc, state = forecaster.run(
-                state,
-                panel.asset_ids,
-                panel.specific_returns[t : t + 1],
-                panel.caps[t : t + 1],
-                panel.categories[t : t + 1],
-                panel.styles[t : t + 1],
-            )
-            risk = fc.specific_risk[0]
-            ok = np.isfinite(risk)
-            frames.append(
-                pl.DataFrame(
-                    {
-                        "date": [day] * int(ok.sum()),
-                        "asset_id": panel.asset_ids[ok].tolist(),
-                        "specific_risk": risk[ok],
-                    },
-                    schema=EMPTY.schema,
-                )
-            )
-            lambdas.append(float(fc.vra_multiplier[0]))
-            states[day] = state.to_bytes()
-        out = pl.concat(frames)
+        fc, state = forecaster.run(
+            state,
+            panel.asset_ids,
+            panel.specific_returns,
+            panel.caps,
+            panel.categories,
+            panel.styles,
+        )
+        keep = [t for t, day in enumerate(chunk) if day >= ret_dates[0]]
+        if not keep:  # replayed sessions only
+            continue
+        risk = fc.specific_risk[keep]
+        t_idx, n_idx = np.nonzero(np.isfinite(risk))  # date-major, assets in id order
+        out = pl.DataFrame(
+            {
+                "date": pl.Series(np.asarray([chunk[t] for t in keep], "datetime64[D]")[t_idx]),
+                "asset_id": panel.asset_ids[n_idx].tolist(),
+                "specific_risk": risk[t_idx, n_idx],
+            }
+        ).cast(EMPTY.schema)
+        lambdas.extend(float(v) for v in fc.vra_multiplier[keep])
         store.replace(
             [TableWrite(ASSET, out)],
-            (chunk[0], chunk[-1]),
-            state={ASSET: states},
+            (chunk[keep[0]], chunk[-1]),
+            state={ASSET: {chunk[-1]: state.to_bytes()}},
             settings_json=settings.fingerprint(),
         )
         rows += out.height
@@ -125,7 +131,8 @@ def specific_risk(
         metadata={
             "dates": len(ret_dates),
             "dagster/row_count": rows,
-            "continued_from_state": blob is not None,
+            "continued_from_state": point.state is not None,
+            "replayed_sessions": len(point.replay),
             "last_date_median_specific_risk": float(last["specific_risk"].median() or np.nan),
             "last_vra_multiplier": lambdas[-1],
             "later_dates_now_stale": stale,

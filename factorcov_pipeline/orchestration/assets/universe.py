@@ -19,7 +19,11 @@ from factorcov_pipeline.orchestration.assets.common import (
 )
 from factorcov_pipeline.orchestration.metadata import on_last_session
 from factorcov_pipeline.orchestration.partitions import SESSIONS_START, partition_dates
-from factorcov_pipeline.orchestration.resources import FactorcovSettings, FactorcovStorage
+from factorcov_pipeline.orchestration.resources import (
+    FactorcovSettings,
+    FactorcovStorage,
+    one_connection,
+)
 from factorcov_pipeline.storage import TableWrite
 
 
@@ -42,6 +46,7 @@ def refuse_no_returns(frame: pl.DataFrame, dates: list[dt.date], source: str) ->
 
 
 @asset(**PARTITIONED, group_name="factor_model", kinds={"polars", "duckdb"})
+@one_connection
 def universe(
     context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> MaterializeResult:
