@@ -26,9 +26,12 @@ import logging
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import psutil
 import pytest
 from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.run_coordinator import QueuedRunCoordinator
@@ -101,6 +104,24 @@ def _failure(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
     return f"{assets} {span}: {'; '.join(errors) or run.status}"
 
 
+@contextmanager
+def _code_server_stopped(timeout: float = 60.0) -> Iterator[None]:
+    """Wait, after the block, for the processes it started (the workspace's code server and
+    its helpers) to exit, and kill those still there after `timeout` s: a code server whose
+    instance database went away while it was shutting down (the PostgreSQL fixture stops the
+    server right after a failed test) hung forever."""
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    try:
+        yield
+    finally:
+        started = [p for p in me.children(recursive=True) if p.pid not in before]
+        _, alive = psutil.wait_procs(started, timeout=timeout)
+        for p in alive:
+            p.kill()
+        psutil.wait_procs(alive, timeout=10)
+
+
 def _run_backfill(backfill_id: str, context: WorkspaceProcessContext, deadline: float) -> None:
     """The daemon's two loops, without their 30 s / 5 s sleeps: the backfill iteration
     (requests runs as partitions materialise) and the run queue (launches queued runs up to
@@ -147,7 +168,7 @@ def test_a_ui_backfill_fans_out_into_concurrent_chunked_runs_equal_to_sequential
         queue_config = instance.get_concurrency_config().run_queue_config
         assert queue_config is not None and queue_config.max_concurrent_runs == MAX_CONCURRENT
         target = WorkspaceFileTarget(paths=[str(REPO / "workspace.yaml")])
-        with WorkspaceProcessContext(instance, target) as context:
+        with _code_server_stopped(), WorkspaceProcessContext(instance, target) as context:
             result = execute_dagster_graphql(
                 context.create_request_context(),
                 LAUNCH,
