@@ -2,7 +2,7 @@
 
     factorcov materialize [--start DATE] [--end DATE] [--settings FILE]
     factorcov sql "SELECT ..." [--format table|csv|json|markdown] [--limit N]
-                                        (read-only query of the DuckDB file)
+                                        (read-only query of the DuckDB file or PostgreSQL)
     factorcov show DATE [--factors ...] (a session's volatilities and correlation matrix)
     factorcov settings [--settings FILE] (print the settings in force as JSON)
     factorcov risk --portfolio FILE --date D [--benchmark FILE] [--format table|json|csv]
@@ -36,9 +36,16 @@ from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.errors import InputDataError
 from factorcov_pipeline.core.settings import SettingsError, load_settings
 from factorcov_pipeline.environment import EnvironmentVariableError
-from factorcov_pipeline.storage import SettingsMismatchError, StoreBusyError, StoreFileError
+from factorcov_pipeline.storage import (
+    BaseStore,
+    SettingsMismatchError,
+    StoreBusyError,
+    StoreFileError,
+)
 
 console = Console(stderr=False, highlight=False, soft_wrap=True)
+# `factorcov sql` / `show`: a query still running after this many seconds is stopped.
+DEFAULT_QUERY_TIMEOUT = 600.0
 
 
 class UsageError(ValueError):
@@ -312,11 +319,21 @@ def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def _sql(args: argparse.Namespace) -> int:
-    import duckdb
+def _query_store(args: argparse.Namespace) -> BaseStore:
+    """The store `factorcov sql` / `show` read: PostgreSQL when FACTORCOV_DATABASE_URL is set,
+    else the DuckDB file (`storage.store_from_env`)."""
+    from factorcov_pipeline.storage import store_from_env
 
+    if args.timeout < 0:
+        raise UsageError(f"--timeout {args.timeout:g} is negative (0: no limit)")
+    try:
+        return store_from_env(lock_timeout=args.wait)
+    except ValueError as err:  # a FACTORCOV_DATABASE_URL that is not a PostgreSQL URL
+        raise UsageError(str(err)) from None
+
+
+def _sql(args: argparse.Namespace) -> int:
     from factorcov_pipeline import terminal, textgrid
-    from factorcov_pipeline.storage import Store
 
     if args.limit is not None and args.limit < 0:
         raise UsageError(f"--limit {args.limit} is negative (0 shows every row)")
@@ -324,44 +341,32 @@ def _sql(args: argparse.Namespace) -> int:
     if limit is None and args.format == "table":
         limit = terminal.DEFAULT_TABLE_LIMIT
     limit = limit or None
-    store = Store.from_env(lock_timeout=args.wait)
-    try:
-        with store.connect_query_only() as con:
-            try:
-                note = terminal.print_query(
-                    con, args.query, args.format, limit, textgrid.terminal_width()
-                )
-            except duckdb.Error as err:
-                raise UsageError(f"SQL: {terminal.one_line_error(err)}") from None
-    except duckdb.Error as err:  # opening the file (e.g. it is not a DuckDB database)
-        raise UsageError(
-            f"cannot open {store.path} as a DuckDB database: "
-            f"{terminal.one_line_error(err, read_only_hint=False)}"
-        ) from None
+    store = _query_store(args)
+    with store.connect_query_only(timeout=args.timeout) as con:
+        try:
+            note = terminal.print_query(
+                con, args.query, args.format, limit, textgrid.terminal_width()
+            )
+        except con.errors as err:
+            raise UsageError(f"SQL: {con.describe_error(err)}") from None
     if note:
         print(f"factorcov: {note}", file=sys.stderr)
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
-    import duckdb
-
     from factorcov_pipeline import session_view, terminal, textgrid
-    from factorcov_pipeline.storage import Store
 
     day = _parse_date(args.date, "DATE")
-    store = Store.from_env(lock_timeout=args.wait)
-    try:
-        with store.connect_query_only() as con:
-            forecast = session_view.load_session(con, day, args.factors, str(store.path))
-    except session_view.ShowError as err:
-        raise UsageError(str(err)) from None
-    except duckdb.Error as err:  # opening the file (e.g. it is not a DuckDB database)
-        raise UsageError(
-            f"cannot open {store.path} as a DuckDB database: "
-            f"{terminal.one_line_error(err, read_only_hint=False)}"
-        ) from None
-    text = session_view.render_session(forecast, textgrid.terminal_width(), str(store.path))
+    store = _query_store(args)
+    with store.connect_query_only(timeout=args.timeout) as con:
+        try:
+            forecast = session_view.load_session(con, day, args.factors, store.location)
+        except session_view.ShowError as err:
+            raise UsageError(str(err)) from None
+        except con.errors as err:
+            raise UsageError(f"reading {store.location}: {con.describe_error(err)}") from None
+    text = session_view.render_session(forecast, textgrid.terminal_width(), store.location)
     terminal.write_stdout(text)
     return 0
 
@@ -398,6 +403,22 @@ def _add_risk_parser(sub: Any) -> None:
     risk.set_defaults(func=_risk)
 
 
+def _add_reader_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=10.0,
+        help="seconds to wait while a run holds the file (PostgreSQL: an exclusive lock)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_QUERY_TIMEOUT,
+        help=f"stop a query running longer than this many seconds "
+        f"(default {DEFAULT_QUERY_TIMEOUT:g}; 0: no limit)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="factorcov", description="Factor covariance forecasts on Dagster and DuckDB."
@@ -419,7 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="backfill as chunked runs on N processes (needs FACTORCOV_DATABASE_URL)",
     )
     mat.set_defaults(func=_materialize)
-    sql = sub.add_parser("sql", help="run a read-only SQL query on the DuckDB file")
+    sql = sub.add_parser(
+        "sql", help="run a read-only SQL query on the store (DuckDB file or PostgreSQL)"
+    )
     sql.add_argument("query")
     sql.add_argument(
         "--format",
@@ -434,18 +457,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="rows to show (default: 1000 in a table, all otherwise; 0: all)",
     )
-    sql.add_argument(
-        "--wait", type=float, default=10.0, help="seconds to wait while a run holds the file"
-    )
+    _add_reader_options(sql)
     sql.set_defaults(func=_sql)
     show = sub.add_parser(
         "show", help="print a session's factor volatilities and correlation matrix"
     )
     show.add_argument("date", help="the session (YYYY-MM-DD)")
     show.add_argument("--factors", nargs="+", help="only these factors (names as stored)")
-    show.add_argument(
-        "--wait", type=float, default=10.0, help="seconds to wait while a run holds the file"
-    )
+    _add_reader_options(show)
     show.set_defaults(func=_show)
     st = sub.add_parser("settings", help="print the settings in force as JSON")
     st.add_argument("--settings")

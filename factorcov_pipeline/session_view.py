@@ -14,9 +14,9 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 
+from factorcov_pipeline.storage.query import QueryConnection
 from factorcov_pipeline.textgrid import fold, grid
 
 VOL_DECIMALS = 6
@@ -41,20 +41,12 @@ class SessionForecast:
     correlation: np.ndarray
 
 
-def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    rows = con.execute(
-        "SELECT 1 FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?",
-        [table],
-    ).fetchall()
-    return bool(rows)
-
-
-def _nearest(con: duckdb.DuckDBPyConnection, day: dt.date) -> str:
-    before, after = con.execute(
-        "SELECT max(date) FILTER (WHERE date < ?), min(date) FILTER (WHERE date > ?) "
-        "FROM factor_volatility",
+def _nearest(con: QueryConnection, day: dt.date) -> str:
+    before, after = con.rows(
+        "SELECT max(date) FILTER (WHERE date < ?) AS before, "
+        "min(date) FILTER (WHERE date > ?) AS after FROM factor_volatility",
         [day, day],
-    ).fetchall()[0]
+    )[0]
     if before is None and after is None:
         return "the file holds no forecast dates"
     parts = [f"{before} (before)" if before else "none before"]
@@ -63,18 +55,16 @@ def _nearest(con: duckdb.DuckDBPyConnection, day: dt.date) -> str:
 
 
 def load_session(
-    con: duckdb.DuckDBPyConnection, day: dt.date, factors: Sequence[str] | None, source: str
+    con: QueryConnection, day: dt.date, factors: Sequence[str] | None, source: str
 ) -> SessionForecast:
     """The stored volatilities and correlations of session `day` (only `factors` when given).
 
     Raises `ShowError` naming the nearest stored dates when `day` has no forecast, and the
     stored factors when a name in `factors` is not one of them.
     """
-    if not _exists(con, "factor_volatility") or not _exists(con, "factor_correlation"):
+    if not con.has_table("factor_volatility") or not con.has_table("factor_correlation"):
         raise ShowError(f"{source} holds no forecasts yet: run `factorcov materialize` first")
-    vol_rows = con.execute(
-        "SELECT factor, volatility FROM factor_volatility WHERE date = ?", [day]
-    ).fetchall()
+    vol_rows = con.rows("SELECT factor, volatility FROM factor_volatility WHERE date = ?", [day])
     if not vol_rows:
         raise ShowError(f"no forecast stored for {day} in {source}; {_nearest(con, day)}")
     stored = {name: float(vol) for name, vol in vol_rows}
@@ -92,17 +82,18 @@ def load_session(
     names.sort(key=lambda f: (-stored[f], f))
     index = {f: i for i, f in enumerate(names)}
     groups = dict.fromkeys(names, "")
-    if _exists(con, "factor_returns"):
+    if con.has_table("factor_returns"):  # a factor has one group: min() is standard SQL
         groups.update(
             (f, g or "")
-            for f, g in con.execute(
-                "SELECT factor, any_value(factor_group) FROM factor_returns GROUP BY factor"
-            ).fetchall()
+            for f, g in con.rows(
+                "SELECT factor, min(factor_group) AS factor_group FROM factor_returns "
+                "GROUP BY factor"
+            )
             if f in index
         )
-    corr_rows = con.execute(
+    corr_rows = con.rows(
         "SELECT factor_1, factor_2, correlation FROM factor_correlation WHERE date = ?", [day]
-    ).fetchall()
+    )
     k = len(names)
     corr = np.full((k, k), np.nan)
     kept = [(index[a], index[b], c) for a, b, c in corr_rows if a in index and b in index]

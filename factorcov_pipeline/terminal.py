@@ -18,12 +18,11 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import duckdb
-
+from factorcov_pipeline.storage.query import KEY_KINDS, NUMERIC_KINDS, QueryConnection
 from factorcov_pipeline.textgrid import grid
 
 FORMATS = ("table", "csv", "json", "markdown")
@@ -35,100 +34,24 @@ class QueryResult:
     """The first rows of a query's result and how many rows it has in all."""
 
     columns: list[str]
-    kinds: list[str]  # DuckDB type ids (`DuckDBPyType.id`): "double", "date", "list", ...
+    kinds: list[str]  # DuckDB type ids (`storage.query`): "double", "date", "list", ...
     rows: list[tuple[Any, ...]]
     total: int
 
     @property
     def numeric(self) -> list[bool]:
-        return [kind in _NUMERIC for kind in self.kinds]
+        return [kind in NUMERIC_KINDS for kind in self.kinds]
 
     @property
     def cut(self) -> bool:
         return len(self.rows) < self.total
 
 
-# DuckDB types whose Arrow form converts to the right Python value (type ids of
-# `DuckDBPyType.id`); every other type is converted by DuckDB itself (a CAST to VARCHAR, or
-# `to_json` for nested types in JSON output): through Arrow, BIT and BIGNUM arrive as raw bytes,
-# UHUGEINT above 2**127 as a negative number and INTERVAL as a (months, days, ns) triple.
-_NATIVE = {
-    "boolean", "tinyint", "smallint", "integer", "bigint", "utinyint", "usmallint", "uinteger",
-    "ubigint", "float", "double", "decimal", "date", "varchar", "timestamp", "timestamp_s",
-    "timestamp_ms", "timestamp_ns", "timestamp with time zone",
-}  # fmt: skip
-_KEY_KINDS = {"varchar", "date", "timestamp", "timestamp with time zone", "enum", "uuid"}
-_NESTED = {"list", "struct", "map", "array", "union"}
-_WHOLE_NUMBERS = {"hugeint", "uhugeint", "bignum", "varint"}
-_NUMERIC = {
-    "tinyint", "smallint", "integer", "bigint", "utinyint", "usmallint", "uinteger", "ubigint",
-    "float", "double", "decimal", *_WHOLE_NUMBERS,
-}  # fmt: skip
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-@dataclass(frozen=True)
-class _Open:
-    """A query bound but not yet run: its columns and how to read them."""
-
-    columns: list[str]
-    kinds: list[str]
-    parse: list[Callable[[Any], Any] | None]
-    rel: duckdb.DuckDBPyRelation
-
-    def batches(self, limit: int | None) -> Iterator[tuple[int, list[tuple[Any, ...]]]]:
-        """(rows in the batch, the batch's rows still within `limit` as Python tuples); the
-        query runs once, streamed in Arrow record batches, so only the kept rows are held."""
-        kept = 0
-        for batch in self.rel.to_arrow_reader():
-            room = batch.num_rows if limit is None else max(0, min(batch.num_rows, limit - kept))
-            columns = []
-            for col, fn in zip(batch.slice(0, room).columns, self.parse, strict=True):
-                values = col.to_pylist()
-                columns.append([None if v is None else fn(v) for v in values] if fn else values)
-            kept += room
-            yield batch.num_rows, list(zip(*columns, strict=True)) if room else []
-
-
-def _open(con: duckdb.DuckDBPyConnection, sql: str, nested_as_json: bool) -> _Open | None:
-    """Bind `sql`. Values of types Arrow does not carry faithfully come as DuckDB's own text;
-    nested values (lists, structs, maps) as DuckDB's text, or as JSON data when
-    `nested_as_json`. None for a statement without a result (an empty query)."""
-    rel = con.sql(sql)
-    if rel is None:
-        return None
-    names = list(rel.columns)
-    ids = [str(t.id) for t in rel.types]
-    exprs: list[str] = []
-    parse: list[Callable[[Any], Any] | None] = []
-    for name, kind in zip(names, ids, strict=True):
-        col = _quote(name)
-        if kind in _NATIVE:
-            exprs.append(col)
-            parse.append(None)
-        elif kind in _NESTED and nested_as_json:
-            exprs.append(f"CAST(to_json({col}) AS VARCHAR) AS {col}")
-            parse.append(json.loads)
-        else:
-            exprs.append(f"CAST({col} AS VARCHAR) AS {col}")
-            parse.append(int if kind in _WHOLE_NUMBERS and nested_as_json else None)
-    # project by name (impossible when the result repeats a column name: then Arrow's form)
-    if any(e != _quote(n) for e, n in zip(exprs, names, strict=True)):
-        if len(set(names)) == len(names):
-            rel = rel.project(", ".join(exprs))
-        else:
-            parse = [None] * len(names)
-    return _Open(names, ids, parse, rel)
-
-
 def run_query(
-    con: duckdb.DuckDBPyConnection, sql: str, limit: int | None, nested_as_json: bool = False
+    con: QueryConnection, sql: str, limit: int | None, nested_as_json: bool = False
 ) -> QueryResult | None:
     """Run `sql` once, keep its first `limit` rows (all when None) and count the rest."""
-    query = _open(con, sql, nested_as_json)
+    query = con.open(sql, nested_as_json)
     if query is None:
         return None
     rows: list[tuple[Any, ...]] = []
@@ -137,23 +60,6 @@ def run_query(
         total += n
         rows += kept
     return QueryResult(query.columns, query.kinds, rows, total)
-
-
-def one_line_error(err: BaseException, read_only_hint: bool = True) -> str:
-    """A DuckDB error as one line: its message and hint, without the caret-marked query echo."""
-    lines = [ln.strip() for ln in str(err).splitlines()]
-    kept = [ln for ln in lines if ln and not ln.startswith("LINE ") and set(ln) != {"^"}]
-    text = " ".join(kept) or type(err).__name__
-    if read_only_hint and (
-        isinstance(err, duckdb.PermissionException)
-        or "read-only mode" in text
-        or ("configuration has been locked" in text)
-    ):
-        text += (
-            " (factorcov sql is read-only: it reads the pipeline's DuckDB file only, and cannot"
-            " write, read other files, attach databases, load extensions or change settings)"
-        )
-    return text
 
 
 # ---- values ------------------------------------------------------------------------------
@@ -233,7 +139,7 @@ def as_table(result: QueryResult, width: int, limit: int | None) -> str:
     cells = [[_display(v, formatters[j]) for j, v in enumerate(r)] for r in result.rows]
     # leading names and dates label the rows: repeated in every block of a wide result
     keys = 0
-    while keys < len(result.columns) - 1 and result.kinds[keys] in _KEY_KINDS:
+    while keys < len(result.columns) - 1 and result.kinds[keys] in KEY_KINDS:
         keys += 1
     lines = grid(result.columns, cells, result.numeric, width, keys) if result.columns else []
     noun = "row" if result.total == 1 else "rows"
@@ -306,7 +212,7 @@ class _Writer:
 
 
 def stream(
-    con: duckdb.DuckDBPyConnection,
+    con: QueryConnection,
     sql: str,
     fmt: str,
     limit: int | None,
@@ -314,10 +220,10 @@ def stream(
 ) -> tuple[int, int] | None:
     """Write the result of `sql` in a machine format (csv, json, markdown) batch by batch, so
     an export of any size runs in bounded memory; (rows written, rows in the result)."""
-    query = _open(con, sql, nested_as_json=fmt == "json")
+    query = con.open(sql, nested_as_json=fmt == "json")
     if query is None:
         return None
-    out = _Writer(fmt, query.columns, [k in _NUMERIC for k in query.kinds])
+    out = _Writer(fmt, query.columns, [k in NUMERIC_KINDS for k in query.kinds])
     write(out.head())
     written = total = 0
     for n, kept in query.batches(limit):
@@ -330,7 +236,7 @@ def stream(
 
 
 def print_query(
-    con: duckdb.DuckDBPyConnection, sql: str, fmt: str, limit: int | None, width: int
+    con: QueryConnection, sql: str, fmt: str, limit: int | None, width: int
 ) -> str | None:
     """`factorcov sql`'s output on stdout; returns a note for stderr when a limit cut a
     machine format's rows (the table says so itself). A reader that closes the pipe early

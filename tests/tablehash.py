@@ -3,6 +3,8 @@
 `table_hashes(db)` maps each relation of the main schema (tables, views and the internal
 `_forecast_state`/`model_settings`) to the SHA-256 of its rows sorted by every column, so two
 calls compare equal exactly when no row was added, removed or changed (row order ignored).
+`store_hashes(store)` does the same through a store (DuckDB or PostgreSQL) from the values
+only, so the hashes of two stores holding the same rows are equal.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+
+from factorcov_pipeline.storage import BaseStore, quote_ident
 
 
 def table_hashes(db: str | Path) -> dict[str, str]:
@@ -46,3 +50,22 @@ def assert_tables_unchanged(before: dict[str, str], db: str | Path) -> None:
     after = table_hashes(db)
     changed = sorted(t for t in set(before) | set(after) if before.get(t) != after.get(t))
     assert not changed, f"tables changed: {changed}"
+
+
+def store_hashes(store: BaseStore, skip: frozenset[str] = frozenset()) -> dict[str, str]:
+    """{table or view: SHA-256 of its column names and types and of polars' hash of each row,
+    rows sorted by every column} for every relation of `store` but those in `skip`
+    (model_settings without its creation time). From the values, not from Arrow's buffers: a
+    string column read from PostgreSQL is laid out otherwise than the same read from DuckDB."""
+    out = {}
+    for name in store.table_names():
+        if name in skip:
+            continue
+        frame = store.read(f"SELECT * FROM {quote_ident(name)}")
+        if name == "model_settings":
+            frame = frame.drop("created_at")
+        frame = frame.sort(frame.columns) if frame.height else frame
+        digest = hashlib.sha256(repr(frame.schema).encode())
+        digest.update(frame.hash_rows(seed=0).to_numpy().tobytes())
+        out[name] = digest.hexdigest()
+    return out

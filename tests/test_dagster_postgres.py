@@ -15,7 +15,8 @@ import pytest
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.orchestration.assets import ALL_ASSETS
 from factorcov_pipeline.orchestration.parallel import (
-    CROSS_SECTIONAL,
+    IN_DATE_ORDER,
+    PER_DATE,
     chunked_backfills,
     run_parallel,
 )
@@ -75,15 +76,24 @@ def test_chunked_backfill_policy_for_the_ui(monkeypatch):
         a.backfill_policy for a in ALL_ASSETS
     ]
     chunked = chunked_backfills(ALL_ASSETS, run_sessions=63)
-    for asset in chunked:
-        name = next(iter(asset.keys)).to_user_string()
-        want = (
-            dg.BackfillPolicy.multi_run(max_partitions_per_run=63)
-            if name in CROSS_SECTIONAL
-            else dg.BackfillPolicy.single_run()
-        )
-        assert asset.backfill_policy == want, name
-    assert {"factor_volatility", "factor_correlation"}.isdisjoint(CROSS_SECTIONAL)
+    previous = dg.TimeWindowPartitionMapping(
+        start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True
+    )
+    for asset, original in zip(chunked, ALL_ASSETS, strict=True):
+        key = next(iter(asset.keys))
+        name = key.to_user_string()
+        if name in PER_DATE:
+            assert asset.backfill_policy == dg.BackfillPolicy.multi_run(63), name
+            assert asset.dependency_keys == original.dependency_keys, name
+        else:  # runs in date order: after its own previous session
+            assert name in IN_DATE_ORDER
+            assert asset.backfill_policy == dg.BackfillPolicy.single_run(), name
+            assert asset.dependency_keys == original.dependency_keys | {key}, name
+            assert asset.get_partition_mapping(key) == previous, name
+        for parent in original.dependency_keys:  # every other dep stays same-session
+            assert asset.get_partition_mapping(parent) is None, (name, parent)
+    assert {next(iter(a.keys)).to_user_string() for a in ALL_ASSETS} == PER_DATE | IN_DATE_ORDER
+    assert {"factor_volatility", "factor_correlation"} <= IN_DATE_ORDER
     defs = dg.Definitions(
         assets=chunked, resources={"storage": FactorcovStorage(), "model": FactorcovSettings()}
     )

@@ -29,6 +29,7 @@ import multiprocessing
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -46,20 +47,74 @@ STAGES: tuple[tuple[tuple[str, ...], bool], ...] = (
     (("risk_backtest",), False),
 )
 DEFAULT_CHUNK = 63
-# Assets whose partitions are independent across dates (every stage but the recursions).
+# Assets that `run_parallel` runs per chunk (stages of concurrent runs; a stage starts when the
+# previous one has ended, so factor_returns and forecast_bias may read the previous chunk's rows).
 CROSS_SECTIONAL = frozenset(a for assets, per_chunk in STAGES if per_chunk for a in assets)
 ENV_BACKFILL_RUN_SESSIONS = "FACTORCOV_BACKFILL_RUN_SESSIONS"
 
+# A backfill launched from the UI is run by Dagster's backfill daemon, not by stages: it
+# requests an asset's partitions once their parents' partitions (by the declared partition
+# mappings) have materialised, and groups assets of one policy into runs. Every asset's deps are
+# same-session, so chunked runs of an asset that reads EARLIER sessions (of its own or of other
+# assets) could start before the chunk they read from has been written:
+#
+# - `PER_DATE`: a session depends on the same session of its parents only: runs of
+#   FACTORCOV_BACKFILL_RUN_SESSIONS sessions (`BackfillPolicy.multi_run`), concurrent.
+# - `IN_DATE_ORDER`: reads earlier sessions (factor_returns: caps and exposures of t-1; the
+#   EWMA recursions: their own state of t-1; forecast_bias: 21 sessions of returns and
+#   covariances; risk_backtest: the forecasts of t-1). In chunked backfills each declares a
+#   dependency on its own previous session: the daemon then requests a session only when the
+#   previous one has materialised (or is in the same run), so every earlier session's inputs
+#   are stored before it runs. They keep `single_run`: each run covers the sessions ready at
+#   the time, in date order. A self-dependency, unlike an offset mapping onto another asset,
+#   does not extend the backfill past the range (Dagster's target is the range's descendants;
+#   `AssetGraph.bfs_filter_subsets` does not follow an asset's edge to itself).
+PER_DATE = frozenset(
+    {"universe", "exposures", "factor_covariance", "covariance_report", "portfolio_risk"}
+)
+IN_DATE_ORDER = frozenset(
+    {
+        "factor_returns",
+        "factor_volatility",
+        "factor_correlation",
+        "specific_risk",
+        "forecast_bias",
+        "risk_backtest",
+    }
+)
+
+
+def _after_previous_session(spec: Any) -> Any:
+    """The asset's spec with a dependency on its own previous session (allowed not to exist,
+    before the first partition). `allow_nonexistent_upstream_partitions` is labelled beta in
+    dagster 1.13; its notice is silenced, as the package's others (orchestration/__init__.py)."""
+    import dagster as dg
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        previous = dg.TimeWindowPartitionMapping(
+            start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True
+        )
+    return spec.replace_attributes(
+        deps=[*spec.deps, dg.AssetDep(spec.key, partition_mapping=previous)]
+    )
+
 
 def chunked_backfills(assets: Sequence[Any], run_sessions: int | None = None) -> list[Any]:
-    """The assets with the cross-sectional ones backfilled by Dagster as several runs of at most
-    `run_sessions` sessions (`BackfillPolicy.multi_run`), when `FACTORCOV_BACKFILL_RUN_SESSIONS`
-    (or `run_sessions`) is set; unchanged otherwise (every asset `single_run`, the default).
+    """The assets as Dagster's backfill daemon should run a UI backfill in chunks, when
+    `FACTORCOV_BACKFILL_RUN_SESSIONS` (or `run_sessions`) is set; unchanged otherwise (every
+    asset `single_run`: a UI backfill is one run, the default).
 
-    A backfill launched from the UI then becomes chunked runs of the cross-sectional assets that
-    the instance's run queue runs concurrently (`concurrency.runs.max_concurrent_runs`,
-    deploy/dagster-postgres.yaml), and the EWMA assets keep `single_run` (their dependency on
-    their own previous partition orders them). Needs a shared store (PostgreSQL).
+    Chunked: the `PER_DATE` assets run as concurrent runs of at most `run_sessions` sessions
+    (`BackfillPolicy.multi_run`; the instance's run queue starts at most
+    `concurrency.runs.max_concurrent_runs` at once, deploy/dagster-postgres.yaml), and the
+    `IN_DATE_ORDER` assets as runs in date order, each over the sessions whose inputs are
+    stored (see `IN_DATE_ORDER`). For a range of 20 sessions in runs of 10 (tested end to end
+    in tests/test_ui_backfill.py): `universe` + `exposures` in 2 concurrent runs; then
+    `factor_returns`, the recursions, `forecast_bias` and `risk_backtest` as their inputs
+    arrive, and `factor_covariance` + `covariance_report` + `portfolio_risk` per chunk. The
+    result equals one sequential run. Needs a shared store (PostgreSQL): runs write at the
+    same time.
     """
     import dagster as dg
 
@@ -75,12 +130,15 @@ def chunked_backfills(assets: Sequence[Any], run_sessions: int | None = None) ->
             f"{ENV_BACKFILL_RUN_SESSIONS}={raw!r} is not a positive number of sessions"
         ) from None
     policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=size)
-    return [
-        a.with_attributes(backfill_policy=policy)
-        if {k.to_user_string() for k in a.keys} <= CROSS_SECTIONAL
-        else a
-        for a in assets
-    ]
+    out = []
+    for a in assets:
+        names = {k.to_user_string() for k in a.keys}
+        if names <= PER_DATE:
+            a = a.with_attributes(backfill_policy=policy)
+        elif names <= IN_DATE_ORDER:
+            a = a.map_asset_specs(_after_previous_session)
+        out.append(a)
+    return out
 
 
 class ParallelStoreError(StoreBusyError):

@@ -33,6 +33,22 @@ from factorcov_pipeline.storage.duckdb import (
     query_polars,
 )
 
+
+def store_from_env(lock_timeout: float = 120.0) -> BaseStore:
+    """The store the environment selects, without Dagster: PostgreSQL when
+    `FACTORCOV_DATABASE_URL` is set (`storage.postgres.PostgresStore`), else the DuckDB file of
+    `FACTORCOV_DUCKDB` (`Store`). The Dagster resources make the same choice
+    (`orchestration.resources.storage_resource`)."""
+    import os
+
+    url = os.environ.get("FACTORCOV_DATABASE_URL", "").strip()
+    if url:
+        from factorcov_pipeline.storage.postgres import PostgresStore
+
+        return PostgresStore(url, lock_timeout=lock_timeout)
+    return Store.from_env(lock_timeout)
+
+
 __all__ = [
     "DATE_COLUMN",
     "DEFAULT_DATABASE",
@@ -56,4 +72,5 @@ __all__ = [
     "query_polars",
     "quote_ident",
     "quote_literal",
+    "store_from_env",
 ]

@@ -13,11 +13,13 @@ from __future__ import annotations
 import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import polars as pl
 
 from factorcov_pipeline.storage.contract import TableWrite, ViewDef
+from factorcov_pipeline.storage.query import QueryConnection
 
 
 class BaseStore(ABC):
@@ -38,6 +40,13 @@ class BaseStore(ABC):
     @abstractmethod
     def read(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
         """The result of a standard-SQL query with `?` placeholders, as polars (via Arrow)."""
+
+    @abstractmethod
+    def connect_query_only(self, timeout: float = 0.0) -> AbstractContextManager[QueryConnection]:
+        """A connection for untrusted SQL (`factorcov sql`, `factorcov show`) that cannot
+        write anything, read other files or change settings; a query running longer than
+        `timeout` seconds (0: no limit) is stopped. A store that cannot be opened raises
+        `StoreFileError` or `StoreBusyError` (one line)."""
 
     @abstractmethod
     def read_dates(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -44,6 +45,12 @@ from factorcov_pipeline.storage.contract import (
     _diff_settings,
     distinct_dates_sql,
     quote_ident,
+)
+from factorcov_pipeline.storage.query import (
+    READ_ONLY_HINT,
+    OpenQuery,
+    QueryConnection,
+    cast_projection,
 )
 
 DEFAULT_DATABASE = environment.DEFAULT_DATABASE
@@ -182,6 +189,69 @@ def _is_lock_error(err: Exception) -> bool:
     return "Could not set lock" in text or "Conflicting lock" in text
 
 
+def _first_line(err: BaseException) -> str:
+    """An error's message on one line (DuckDB's messages may span several)."""
+    return " ".join(ln.strip() for ln in str(err).splitlines() if ln.strip())
+
+
+class DuckDBQueryConnection(QueryConnection):
+    """`Store.connect_query_only`'s connection: untrusted SQL on the locked-down file."""
+
+    errors = (duckdb.Error,)
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, timeout: float) -> None:
+        self.con = con
+        self.timeout = timeout
+        self.timed_out = False
+
+    def interrupt(self) -> None:
+        """Stop the running query (the timeout's timer thread)."""
+        self.timed_out = True
+        self.con.interrupt()
+
+    def open(self, sql: str, nested_as_json: bool = False) -> OpenQuery | None:
+        """Bind `sql`. Values of types Arrow does not carry faithfully (BIT, INTERVAL,
+        UHUGEINT, ...) come as DuckDB's own text; nested values (lists, structs, maps) as
+        DuckDB's text, or as JSON data when `nested_as_json` (a projection of the relation,
+        which keeps its row order)."""
+        rel = self.con.sql(sql)
+        if rel is None:
+            return None
+        names = list(rel.columns)
+        kinds = [str(t.id) for t in rel.types]
+        exprs, parse = cast_projection(names, kinds, nested_as_json, "to_json", "VARCHAR")
+        if exprs is not None:
+            rel = rel.project(", ".join(exprs))
+        return OpenQuery(names, kinds, parse, rel.to_arrow_reader)
+
+    def rows(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql, list(params or [])).fetchall()
+
+    def has_table(self, name: str) -> bool:
+        return bool(
+            self.rows(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = 'main' "
+                "AND table_name = ?",
+                [name],
+            )
+        )
+
+    def describe_error(self, err: BaseException) -> str:
+        """DuckDB's message and hint, without the caret-marked query echo."""
+        if self.timed_out and isinstance(err, duckdb.InterruptException):
+            return f"the query was stopped after {self.timeout:g} s (--timeout)"
+        lines = [ln.strip() for ln in str(err).splitlines()]
+        kept = [ln for ln in lines if ln and not ln.startswith("LINE ") and set(ln) != {"^"}]
+        text = " ".join(kept) or type(err).__name__
+        if (
+            isinstance(err, duckdb.PermissionException)
+            or "read-only mode" in text
+            or "configuration has been locked" in text
+        ):
+            text += f" ({READ_ONLY_HINT})"
+        return text
+
+
 class Store(BaseStore):
     """One DuckDB file holding every table of the pipeline."""
 
@@ -242,8 +312,12 @@ class Store(BaseStore):
                     str(self.path), read_only=read_only, config={"memory_limit": self.memory_limit}
                 )
                 break
-            except duckdb.IOException as err:
-                if not _is_lock_error(err):
+            except duckdb.Error as err:
+                if not (isinstance(err, duckdb.IOException) and _is_lock_error(err)):
+                    if read_only:  # a reader: one line naming the file
+                        raise StoreFileError(
+                            f"cannot open {self.path} as a DuckDB database: {_first_line(err)}"
+                        ) from None
                     raise
                 if time.monotonic() >= deadline:
                     raise StoreBusyError(
@@ -277,7 +351,7 @@ class Store(BaseStore):
             return query_polars(con, sql, params)
 
     @contextmanager
-    def connect_query_only(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect_query_only(self, timeout: float = 0.0) -> Iterator[DuckDBQueryConnection]:
         """A read-only connection locked down for untrusted SQL (`factorcov sql`).
 
         `read_only` alone protects only this file: `ATTACH 'other.duckdb' (READ_WRITE)` (or a
@@ -286,12 +360,29 @@ class Store(BaseStore):
         every file but the open database, and locking the configuration makes it refuse any
         `SET`/`RESET` that would lift that (DuckDB docs, "Securing DuckDB"; each statement is
         tested in tests/test_sql_lockdown.py). DuckDB may still spill a query larger than memory
-        to its own temporary directory (`<file>.tmp`, removed on close).
+        to its own temporary directory (`<file>.tmp`, removed on close). A query still running
+        `timeout` seconds (0: no limit) after the connection opened is interrupted.
+
+        A file that cannot be opened as a DuckDB database raises `StoreFileError` (one line).
         """
         with self.connect(read_only=True) as con:
-            for statement in QUERY_LOCKDOWN:
-                _run(con, statement)
-            yield con
+            try:
+                for statement in QUERY_LOCKDOWN:
+                    _run(con, statement)
+            except duckdb.Error as err:
+                raise StoreFileError(
+                    f"cannot open {self.path} as a DuckDB database: {_first_line(err)}"
+                ) from None
+            query_con = DuckDBQueryConnection(con, timeout)
+            timer = threading.Timer(timeout, query_con.interrupt) if timeout > 0 else None
+            if timer is not None:
+                timer.daemon = True
+                timer.start()
+            try:
+                yield query_con
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
     def read_dates(
         self, table: str, start: dt.date, end: dt.date, columns: str = "*", order: str = ""

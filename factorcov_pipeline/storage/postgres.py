@@ -19,11 +19,12 @@ it.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -45,6 +46,12 @@ from factorcov_pipeline.storage.contract import (
     distinct_dates_sql,
     quote_ident,
     quote_literal,
+)
+from factorcov_pipeline.storage.query import (
+    READ_ONLY_HINT,
+    OpenQuery,
+    QueryConnection,
+    cast_projection,
 )
 
 ENV_DATABASE_URL = "FACTORCOV_DATABASE_URL"
@@ -140,6 +147,220 @@ def _to_arrow(frame: pl.DataFrame) -> pa.Table:
     return table.cast(pa.schema(fields))
 
 
+# PostgreSQL type names (`POSTGRESQL:type` of ADBC's Arrow fields) as the query kinds of
+# `storage.query` (DuckDB's type ids); a type not listed keeps its own name and comes as
+# PostgreSQL's text (interval, uuid, json, bytea, ...), arrays (`_int4`, ...) are lists.
+PG_KINDS = {
+    "float8": "double",
+    "float4": "float",
+    "int8": "bigint",
+    "int4": "integer",
+    "int2": "smallint",
+    "bool": "boolean",
+    "date": "date",
+    "varchar": "varchar",
+    "text": "varchar",
+    "bpchar": "varchar",
+    "name": "varchar",
+    "timestamp": "timestamp",
+    "timestamptz": "timestamp with time zone",
+    "numeric": "decimal",
+}
+# SQLSTATEs of statements refused by the read-only transaction or missing privileges.
+_REFUSED_STATES = {"25006", "42501", "0A000"}
+# First words of statements that are not queries (for the message only: PostgreSQL's DECLARE
+# CURSOR is what refuses them).
+_COMMANDS = {
+    "abort", "alter", "analyze", "begin", "call", "checkpoint", "close", "cluster", "comment",
+    "commit", "copy", "create", "deallocate", "declare", "delete", "discard", "do", "drop", "end",
+    "execute", "explain", "fetch", "grant", "import", "insert", "listen", "load", "lock", "merge",
+    "move", "notify", "prepare", "reassign", "refresh", "reindex", "release", "reset", "revoke",
+    "rollback", "savepoint", "security", "set", "show", "start", "truncate", "unlisten", "update",
+    "vacuum",
+}  # fmt: skip
+# The predefined role (PostgreSQL 14+) a superuser's query runs as: it reads every table and
+# nothing more (no server files, no COPY ... PROGRAM, no superuser-only functions).
+READ_ALL_ROLE = "pg_read_all_data"
+
+
+def _pg_message(err: BaseException) -> tuple[str, str]:
+    """(SQLSTATE, PostgreSQL's own message) of a driver error, without the driver's prefix
+    and the echo of the query."""
+    text = str(err)
+    state = str(getattr(err, "sqlstate", "") or "")
+    if not state:
+        found = re.search(r"SQLSTATE: ([0-9A-Z]{5})", text)
+        state = found.group(1) if found else ""
+    found = re.search(r"ERROR:\s+(.*)", text)
+    if not state and found:  # a streamed result's error carries no SQLSTATE
+        if "read-only transaction" in found.group(1):
+            state = "25006"
+        elif "permission denied" in found.group(1):
+            state = "42501"
+    message = found.group(1).strip() if found else text.strip().splitlines()[0]
+    hint = re.search(r"HINT:\s+(.*)", text)
+    if hint:
+        message += f" (hint: {hint.group(1).strip()})"
+    return state, message
+
+
+def _first_keyword(sql: str) -> str:
+    """The statement's first word, past comments, blanks and opening parentheses."""
+    rest = sql
+    while True:
+        stripped = rest.lstrip().lstrip("(")
+        if stripped.startswith("--"):
+            rest = stripped.split("\n", 1)[1] if "\n" in stripped else ""
+        elif stripped.startswith("/*"):
+            rest = stripped.split("*/", 1)[1] if "*/" in stripped else ""
+        else:
+            word = re.match(r"[A-Za-z_]+", stripped)
+            return word.group(0).lower() if word else ""
+
+
+_TOKEN = re.compile(
+    r"'(?:[^']|'')*'?"  # string literal
+    r'|"(?:[^"]|"")*"?'  # quoted identifier
+    r"|(\$[A-Za-z_0-9]*\$)"  # opening dollar quote (its body is skipped below)
+    r"|--[^\n]*"  # line comment
+    r"|/\*"  # block comment (nested, skipped below)
+    r"|;"
+    r"|[^'\"$;/-]+|."
+)
+
+
+def strip_final_semicolons(sql: str) -> str:
+    """`sql` without the semicolons that end it (followed by nothing but blanks and comments),
+    as psql and DuckDB accept them; PostgreSQL's DECLARE CURSOR would refuse them. Semicolons
+    inside literals, quoted names, dollar quotes and comments are not statement ends."""
+    cut: int | None = None  # where the trailing run of semicolons/blanks/comments starts
+    pos = 0
+    while pos < len(sql):
+        m = _TOKEN.match(sql, pos)
+        assert m is not None  # the last alternative matches any character
+        token, end = m.group(0), m.end()
+        if m.group(1):  # $tag$ ... $tag$
+            close = sql.find(m.group(1), end)
+            end = len(sql) if close < 0 else close + len(m.group(1))
+        elif token == "/*":
+            depth = 1
+            while depth and end < len(sql):
+                if sql.startswith("/*", end):
+                    depth, end = depth + 1, end + 2
+                elif sql.startswith("*/", end):
+                    depth, end = depth - 1, end + 2
+                else:
+                    end += 1
+        if token == ";":
+            cut = pos if cut is None else cut
+        elif not (token.isspace() or token.startswith(("--", "/*"))):
+            cut = None
+        pos = end
+    return sql if cut is None else sql[:cut]
+
+
+def _kind(field: pa.Field) -> str:
+    meta = field.metadata or {}
+    typname = meta.get(b"POSTGRESQL:type", b"").decode()
+    if typname.startswith("_") or pa.types.is_list(field.type):
+        return "list"
+    return PG_KINDS.get(typname, typname or str(field.type))
+
+
+class QueryStreamError(RuntimeError):
+    """The server's error while a result streams (Arrow reports it as OSError/ArrowInvalid)."""
+
+
+class PostgresQueryConnection(QueryConnection):
+    """`PostgresStore.connect_query_only`'s connection: one READ ONLY transaction in which the
+    user's SQL must be ONE query. Each query is first declared as a cursor
+    (`DECLARE ... CURSOR FOR <sql>`), which PostgreSQL accepts for a single SELECT / VALUES /
+    TABLE / WITH ... SELECT only: `SET ROLE`, `COPY ... TO PROGRAM`, DDL, DML and a second
+    statement after `;` are refused before anything runs, and the transaction refuses every
+    write (`transaction_read_only`) that a query could still attempt through a function."""
+
+    errors = (pg_dbapi.Error, QueryStreamError)
+
+    def __init__(self, con: pg_dbapi.Connection, timeout: float) -> None:
+        self.con = con
+        self.timeout = timeout
+        self._open: list[pg_dbapi.Cursor] = []
+
+    def _cursor(self) -> pg_dbapi.Cursor:
+        cur = self.con.cursor()
+        self._open.append(cur)
+        return cur
+
+    def close(self) -> None:
+        """Close the cursors (a result still being streamed included)."""
+        for cur in self._open:
+            with suppress(pg_dbapi.Error):
+                cur.close()
+        self._open.clear()
+
+    def open(self, sql: str, nested_as_json: bool = False) -> OpenQuery | None:
+        body = strip_final_semicolons(sql).strip()
+        if not body:
+            return None
+        body += "\n"  # a trailing -- comment must not swallow what the driver appends
+        cur = self._cursor()
+        cur.execute("DECLARE factorcov_query NO SCROLL CURSOR FOR\n" + body)
+        cur.execute("CLOSE factorcov_query")
+        schema = cur.adbc_execute_schema(body)
+        names = list(schema.names)
+        kinds = [_kind(f) for f in schema]
+        exprs, parse = cast_projection(names, kinds, nested_as_json, "to_json", "text")
+        if exprs is not None:
+            body = f"SELECT {', '.join(exprs)} FROM (\n{body}) AS factorcov_query\n"
+        parse = [
+            (lambda v: decimal.Decimal(v)) if k == "decimal" and fn is None else fn
+            for k, fn in zip(kinds, parse, strict=True)
+        ]
+
+        def reader() -> Iterator[pa.RecordBatch]:
+            cur.execute(body)
+            stream = cur.fetch_record_batch()
+            while True:
+                try:
+                    batch = stream.read_next_batch()
+                except StopIteration:
+                    return
+                except (OSError, pa.ArrowException) as err:  # the server's error, mid-stream
+                    raise QueryStreamError(str(err)) from None
+                yield batch
+
+        return OpenQuery(names, kinds, parse, reader)
+
+    def rows(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        cur = self._cursor()
+        cur.execute(to_dollar_params(sql), tuple(params) if params else None)
+        table = cur.fetch_arrow_table()
+        return list(zip(*(c.to_pylist() for c in table.columns), strict=True))
+
+    def has_table(self, name: str) -> bool:
+        return bool(
+            self.rows(
+                "SELECT 1 AS one FROM information_schema.tables "
+                "WHERE table_schema = current_schema() AND table_name = ?",
+                [name],
+            )
+        )
+
+    def describe_error(self, err: BaseException) -> str:
+        state, message = _pg_message(err)
+        if "canceling statement due to statement timeout" in message:
+            return f"the query was stopped after {self.timeout:g} s (--timeout)"
+        if "cannot insert multiple commands" in message:
+            return f"one statement at a time: a second statement after ';' ({READ_ONLY_HINT})"
+        sql_text = re.search(r"CURSOR FOR\n(.*)", str(err), flags=re.DOTALL)
+        first = _first_keyword(sql_text.group(1)) if sql_text else ""
+        if state == "42601" and first in _COMMANDS:
+            return f"{first.upper()} is not a query: {message} ({READ_ONLY_HINT})"
+        if state in _REFUSED_STATES:
+            return f"{message} ({READ_ONLY_HINT})"
+        return message
+
+
 class PostgresStore(BaseStore):
     """Every table of the pipeline in one PostgreSQL database (its default schema)."""
 
@@ -177,6 +398,67 @@ class PostgresStore(BaseStore):
         try:
             yield con
         finally:
+            con.close()
+
+    @contextmanager
+    def connect_query_only(self, timeout: float = 0.0) -> Iterator[PostgresQueryConnection]:
+        """A connection for untrusted SQL (`factorcov sql`, `factorcov show`): one
+        `READ ONLY` transaction (rolled back at the end), a statement timeout of `timeout`
+        seconds (0: none), a lock timeout of the store's `lock_timeout` (a reader waits that
+        long behind a writer's exclusive lock, e.g. a view being re-created), and, when the
+        URL's user is a superuser, the predefined role `pg_read_all_data` (PostgreSQL 14+):
+        a query can read every table, not the server's files. (A safeguard, not a sandbox: the
+        session user is still a superuser, so `set_config('role', ...)` inside a query switches
+        back for the rest of it, e.g. for dynamic SQL through `query_to_xml`; the transaction
+        stays read-only whatever the role. For untrusted users, use a SELECT-only role.) The
+        schema search path of the URL's user is kept. Only single queries run
+        (`PostgresQueryConnection`)."""
+        try:
+            con = pg_dbapi.connect(self.url, autocommit=True)
+        except pg_dbapi.Error as err:
+            raise StoreBusyError(
+                f"cannot connect to PostgreSQL at {self.location}: {_pg_message(err)[1]}"
+            ) from err
+        try:
+            try:
+                self._exec(con, "BEGIN TRANSACTION READ ONLY")
+                self._exec(con, f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
+                self._exec(con, f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
+                (info,) = self._rows(
+                    con,
+                    "SELECT array_to_string(ARRAY(SELECT quote_ident(s) FROM "
+                    "unnest(current_schemas(false)) AS s), ', ') AS path, "
+                    "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS su, "
+                    "(SELECT count(*) FROM pg_roles WHERE rolname = ?) AS has_role",
+                    [READ_ALL_ROLE],
+                )
+                if info["path"]:
+                    self._exec(con, f"SET LOCAL search_path = {info['path']}")
+                if info["su"]:
+                    if not info["has_role"]:
+                        raise StoreBusyError(
+                            f"{self.location}: the URL's user is a superuser and the server "
+                            f"(before PostgreSQL 14) has no {READ_ALL_ROLE} role to drop its "
+                            "powers for an untrusted query; use a user with SELECT privileges"
+                        )
+                    self._exec(con, f"SET LOCAL ROLE {READ_ALL_ROLE}")
+                (check,) = self._rows(con, "SELECT current_setting('transaction_read_only') AS ro")
+                if check["ro"] != "on":  # never run untrusted SQL in a writable transaction
+                    raise StoreBusyError(f"{self.location}: the transaction is not read-only")
+            except pg_dbapi.Error as err:
+                raise StoreBusyError(
+                    f"cannot open a read-only transaction on PostgreSQL at {self.location}: "
+                    + _pg_message(err)[1]
+                ) from err
+            query_con = PostgresQueryConnection(con, timeout)
+            try:
+                yield query_con
+            finally:
+                query_con.close()
+        finally:
+            # an error here is dropped: PostgreSQL discards the transaction on close
+            with suppress(pg_dbapi.Error):
+                self._exec(con, "ROLLBACK")
             con.close()
 
     # ---- reads -------------------------------------------------------------------------
