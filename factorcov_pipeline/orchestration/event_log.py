@@ -39,7 +39,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from dagster._core.events import DagsterEventType
 from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
@@ -60,6 +62,20 @@ def _set_pragmas(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _one_run_of_materialisations(events: Sequence[EventLogEntry]) -> bool:
+    """The batch is materialisations only, all of one run and with an asset key."""
+    return (
+        len(events) > 1
+        and len({e.run_id for e in events}) == 1
+        and all(
+            e.dagster_event is not None
+            and e.dagster_event.event_type == DagsterEventType.ASSET_MATERIALIZATION
+            and e.dagster_event.asset_key is not None
+            for e in events
+        )
+    )
 
 
 class FactorcovSqliteEventLogStorage(SqliteEventLogStorage):
@@ -137,8 +153,11 @@ class FactorcovSqliteEventLogStorage(SqliteEventLogStorage):
         with self._db_lock:
             self._batch = {}
             try:
-                for entry in events:
-                    self.store_event(entry)
+                if _one_run_of_materialisations(events):
+                    self._store_materialisations(events)
+                else:
+                    for entry in events:
+                        self.store_event(entry)
                 for conn in self._batch.values():
                     conn.commit()
             except BaseException:
@@ -149,6 +168,22 @@ class FactorcovSqliteEventLogStorage(SqliteEventLogStorage):
                 for conn in self._batch.values():
                     conn.close()
                 self._batch = None
+
+    def _store_materialisations(self, events: Sequence[EventLogEntry]) -> None:
+        """A step's materialisations as dagster-postgres stores a batch of them
+        (`PostgresEventLogStorage.store_event_batch`): one multi-row insert into the run's
+        shard and one into the index, the events' tags, and the asset's row updated with the
+        last event only (every event is in the index, so each session's materialisation, what
+        the UI counts, is there). SQLite returns RETURNING rows in any order; the ids are
+        assigned in insertion order, so they are sorted to match the events."""
+        statement = self.prepare_insert_event_batch(events)
+        with self.run_connection(events[0].run_id) as conn:
+            conn.execute(statement)
+        with self.index_transaction() as conn:
+            rows = conn.execute(statement.returning(SqlEventLogStorageTable.c.id)).fetchall()
+            ids = sorted(int(row[0]) for row in rows)
+            self._store_asset_event_tags(conn, events, ids)
+            self._store_asset_event(conn, events[-1], ids[-1])
 
     def delete_events(self, run_id: str) -> None:
         with self._db_lock:
