@@ -9,7 +9,7 @@ step that did not finish (the failed one included, whose finished chunks follow 
 unfinished chunks do not), together with their recursion states, in one transaction. The file
 is then consistent: each date's stored forecasts are computed from that date's stored inputs,
 and a date whose forecasts were removed is simply not materialised (a later run completes it;
-`common.recursion_start_state` refuses to continue from a missing state).
+`resume.resume_point` refuses to continue from a missing predecessor).
 
 The guarantee chosen is this one ("every table says the same thing"), not "nothing of the run is
 visible": a run-wide transaction would hold the whole range (7.5 GB at 10 years x 10,000 assets)

@@ -9,7 +9,6 @@ from typing import Any
 from dagster import BackfillPolicy, DagsterLogManager, MetadataValue
 
 from factorcov_pipeline import environment
-from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.factors import FactorSet, factor_set_for
 from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2
 from factorcov_pipeline.core.user_factors import user_factor_returns
@@ -75,29 +74,6 @@ def settings_metadata(settings: FactorCovarianceReportSettingsV2) -> dict[str, A
 
 def date_span(dates: list[dt.date]) -> tuple[dt.date, dt.date]:
     return dates[0], dates[-1]
-
-
-def recursion_start_state(
-    store: Store, asset: str, first: dt.date, end: dt.date | None = None
-) -> bytes | None:
-    """The stored state the recursion continues from at `first`, or None if history starts there.
-
-    A recursion may only start afresh at the first date with factor returns; anywhere later it
-    needs the state of the previous session, and its absence is an error (never a silently
-    wrong forecast from a truncated history) that names the whole gap before `first` and the
-    one command that fills it through `end` (the end of the range asked for).
-    """
-    prev = calendar.previous_session(first)
-    blob = store.read_state(asset, prev)
-    if blob is not None:
-        return blob
-    earlier = store.stored_dates("factor_returns", end=first - dt.timedelta(days=1))
-    if not earlier:
-        return None
-    raise MissingUpstreamError(
-        gap_message(store, asset, asset, prev, end or first, f"{asset} for {first}")
-        + " (the EWMA recursion continues from the previous session's stored state)"
-    )
 
 
 def brief_dates(dates: list[dt.date], shown: int = 5) -> str:

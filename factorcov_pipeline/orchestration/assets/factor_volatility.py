@@ -34,7 +34,7 @@ EMPTY_REGIME = pl.DataFrame(
 # self-dependent asset in the same run as its upstream assets (asset_backfill.py: "Self-dependant
 # assets cannot be materialized in the same run as other assets"), so a range launched from the
 # UI became several runs. The dependency on the previous session is enforced at run time by
-# `recursion_start_state`, with an error naming the gap.
+# `resume.resume_point`, with an error naming the gap.
 @asset(
     **PARTITIONED,
     deps=[AssetDep("factor_returns")],
