@@ -157,7 +157,7 @@ def load_risk_models(read: Reader, start: dt.date, end: dt.date) -> dict[dt.date
     forecast at it. Assets: those with both an exposure and a specific risk on the date."""
     cov = read(
         "SELECT date, factor_1, factor_2, covariance FROM factor_covariance "
-        "WHERE date BETWEEN ? AND ?",
+        "WHERE date BETWEEN ? AND ? ORDER BY date",
         [start, end],
     )
     if cov.height == 0:
@@ -180,56 +180,74 @@ def load_risk_models(read: Reader, start: dt.date, end: dt.date) -> dict[dt.date
     # The stored wide exposures (the `exposures` view is their long form: Market 1, own
     # category 1, styles), ten times fewer rows to read than the view.
     styles = [f_ for f_ in factors if group_of.get(f_) == "style"]
-    markets = [factors.index(f_) for f_ in factors if group_of.get(f_) == "market"]
+    markets = np.asarray(
+        [factors.index(f_) for f_ in factors if group_of.get(f_) == "market"], dtype=np.int64
+    )
     style_cols = "".join(f", e.{quote_ident(c)}" for c in styles)
     expo = read(
         f"SELECT e.date, s._n, e.category{style_cols} FROM exposures_wide e JOIN "
         "(SELECT date, asset_id, row_number() OVER (PARTITION BY date ORDER BY asset_id) - 1 "
         "AS _n FROM specific_risk WHERE date BETWEEN ? AND ?) s USING (date, asset_id) "
-        "WHERE e.date BETWEEN ? AND ?",
+        "WHERE e.date BETWEEN ? AND ? ORDER BY e.date, s._n",
         [start, end, start, end],
     )
-    fpos = pl.DataFrame({"factor": factors, "_k": np.arange(k)})
     if spec.height == 0 or expo.height == 0:
         return {}
-    ee = expo.with_columns(
-        pl.col("category").replace_strict(factors, list(range(k)), default=None).alias("_k")
+    fpos = pl.DataFrame({"factor": factors, "_k": np.arange(k)})
+    cc = cov.join(fpos, left_on="factor_1", right_on="factor", maintain_order="left").join(
+        fpos.rename({"_k": "_l"}), left_on="factor_2", right_on="factor", maintain_order="left"
     )
     style_k = np.array([factors.index(c) for c in styles], dtype=np.int64)
-    cc = cov.join(fpos, left_on="factor_1", right_on="factor").join(
-        fpos.rename({"_k": "_l"}), left_on="factor_2", right_on="factor"
-    )
-    cov_by = cc.partition_by("date", as_dict=True)
-    spec_by = spec.partition_by("date", as_dict=True)
-    expo_by = ee.partition_by("date", as_dict=True) if ee.height else {}
     groups_k = [str(group_of.get(f_, "")) for f_ in factors]
+    # Every column as one array, each date a slice of it (the frames come in date order):
+    # the loop below only slices and scatters (a chunk of 63 sessions x 3,000 assets).
+    c_days, c_k, c_l = (
+        cc["date"].to_numpy(),
+        cc["_k"].to_numpy(),
+        cc["_l"].to_numpy(),
+    )
+    c_val = cc["covariance"].to_numpy()
+    s_days, s_ids = spec["date"].to_numpy(), spec["asset_id"].to_numpy().astype(np.str_)
+    s_risk = spec["specific_risk"].to_numpy()
+    e_days, e_n = expo["date"].to_numpy(), expo["_n"].to_numpy().astype(np.int64)
+    e_cat = (
+        expo["category"]
+        .replace_strict(factors, list(range(k)), default=None, return_dtype=pl.Float64)
+        .to_numpy()
+    )
+    e_styles = expo.select(styles).to_numpy() if styles else np.zeros((expo.height, 0))
+
+    def bounds(days: np.ndarray, day: np.datetime64) -> slice:
+        return slice(
+            int(np.searchsorted(days, day, "left")), int(np.searchsorted(days, day, "right"))
+        )
+
     out: dict[dt.date, RiskModel] = {}
-    for (day,), c in cov_by.items():  # loop over dates; each date vectorised
-        s_ = spec_by.get((day,))
-        e = expo_by.get((day,))
-        if s_ is None or e is None:
+    for day in cc["date"].unique(maintain_order=True).to_list():  # dates; each vectorised
+        d64 = np.datetime64(day, "D")
+        cs, ss, es = bounds(c_days, d64), bounds(s_days, d64), bounds(e_days, d64)
+        n = ss.stop - ss.start
+        if n == 0 or es.stop == es.start:
             continue
-        n = s_.height
-        rows = e["_n"].to_numpy()
+        rows = e_n[es]
         x = np.zeros((n, k))
-        x[rows[:, None], np.asarray(markets, dtype=np.int64)[None, :]] = 1.0
-        cat = e["_k"].to_numpy(allow_copy=True)
-        known = ~np.isnan(cat.astype(np.float64))
+        x[rows[:, None], markets[None, :]] = 1.0
+        cat = e_cat[es]
+        known = ~np.isnan(cat)
         x[rows[known], cat[known].astype(np.int64)] = 1.0
         if styles:
-            x[rows[:, None], style_k[None, :]] = e.select(styles).to_numpy()
+            x[rows[:, None], style_k[None, :]] = e_styles[es]
         has_expo = np.zeros(n, dtype=bool)
         has_expo[rows] = True
         f = np.full((k, k), np.nan)
-        f[c["_k"].to_numpy(), c["_l"].to_numpy()] = c["covariance"].to_numpy()
-        ids = s_["asset_id"].to_numpy().astype(np.str_)
+        f[c_k[cs], c_l[cs]] = c_val[cs]
         out[day] = RiskModel(
-            asset_ids=ids[has_expo],
+            asset_ids=s_ids[ss][has_expo],
             factors=factors,
             factor_groups=groups_k,
             exposures=x[has_expo],
             covariance=f,
-            specific_risk=s_["specific_risk"].to_numpy()[has_expo],
+            specific_risk=s_risk[ss][has_expo],
         )
     return out
 

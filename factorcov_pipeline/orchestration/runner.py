@@ -22,6 +22,7 @@ from factorcov_pipeline.orchestration.resources import (
     FactorcovStorage,
 )
 from factorcov_pipeline.orchestration.schedules import daily_job
+from factorcov_pipeline.storage.duckdb import holding_connections
 
 
 def run_range(
@@ -54,15 +55,19 @@ def run_range(
         resources={"storage": storage, "model": FactorcovSettings(settings_file=settings_file)},
         loggers=loggers,
     )
-    result = defs.resolve_job_def(job.name).execute_in_process(
-        instance=instance or throwaway_instance(),
-        run_config={"loggers": {name: {} for name in loggers}} if loggers else None,
-        tags={
-            "dagster/asset_partition_range_start": str(start),
-            "dagster/asset_partition_range_end": str(end),
-        },
-        raise_on_error=False,
-    )
+    # One DuckDB connection for the whole in-process run rather than one per step: opening the
+    # file reads its catalog and closing it checkpoints the log, about 25 ms each, 21 times
+    # per run. Each write is still its own transaction; the file is released when the run ends.
+    with holding_connections():
+        result = defs.resolve_job_def(job.name).execute_in_process(
+            instance=instance or throwaway_instance(),
+            run_config={"loggers": {name: {} for name in loggers}} if loggers else None,
+            tags={
+                "dagster/asset_partition_range_start": str(start),
+                "dagster/asset_partition_range_end": str(end),
+            },
+            raise_on_error=False,
+        )
     # A failed run leaves every table consistent (orchestration/consistency.py). Not after an
     # interruption: every chunk written is whole, and running again completes the range.
     if not was_interrupted(result):

@@ -138,9 +138,11 @@ def holding_connections() -> Iterator[None]:
     Why: opening a DuckDB file reads its catalog, about 13 ms for the tutorial's 100 MB file
     (measured), and a run of the tutorial's year opened it about 150 times (4 s of a 20 s run).
     The Dagster layer holds one connection per step (`orchestration.resources.one_connection`),
-    so the file is still released between steps and another process (`factorcov sql`, a
-    notebook) can open it then, as before. Transactions are unchanged: each write is still its
-    own BEGIN ... COMMIT on that connection. Nested blocks share the outer block's connections.
+    so in a run launched from the UI the file is released between steps and another process
+    (`factorcov sql`, a notebook) can open it then; `factorcov materialize` holds one for the
+    whole in-process run (`orchestration.runner.run_range`: others wait until it ends, at most
+    FACTORCOV_LOCK_TIMEOUT). Transactions are unchanged: each write is still its own
+    BEGIN ... COMMIT on that connection. Nested blocks share the outer block's connections.
     """
     if _HELD.get() is not None:
         yield

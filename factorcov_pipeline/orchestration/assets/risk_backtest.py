@@ -20,6 +20,7 @@ windows (`core/backtest.bias_report`), the per-asset specific bias statistic by 
 (median over assets; at most the last year), and plots.
 """
 
+import bisect
 import datetime as dt
 
 import numpy as np
@@ -30,7 +31,7 @@ from factorcov_pipeline import plots
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.backtest import bias_report, rolling_bias
 from factorcov_pipeline.core.forecaster import ANNUALISATION_DAYS
-from factorcov_pipeline.core.portfolio import RiskModel, decompose, minimum_variance_weights
+from factorcov_pipeline.core.portfolio import decompose, minimum_variance_weights
 from factorcov_pipeline.orchestration.assets.common import PARTITIONED, date_chunks, date_span
 from factorcov_pipeline.orchestration.assets.portfolio_risk import standing_holdings
 from factorcov_pipeline.orchestration.metadata import image
@@ -74,31 +75,21 @@ WHERE u.date BETWEEN ? AND ? AND r.specific_risk > 0
 """
 
 
-def _day_rows(
-    model_prev: RiskModel,
-    weights: tuple[list[str], list[str], np.ndarray],
-    day: dt.date,
-    uni_day: pl.DataFrame,
-) -> pl.DataFrame:
-    """The backtest rows of one realised date ``day`` from the model of the previous forecast
-    date: ``weights`` (names, kinds, (P, N)) on its assets, ``uni_day`` the universe rows of
-    ``day``."""
-    ids = model_prev.asset_ids
-    pos = pl.DataFrame({"asset_id": ids, "_n": np.arange(len(ids))})
-    j = uni_day.join(pos, on="asset_id").filter(pl.col("asset_return").is_not_null())
-    r = np.zeros(len(ids))
-    r[j["_n"].to_numpy()] = j["asset_return"].to_numpy()
-    names, kinds, w = weights
-    return pl.DataFrame(
-        {
-            "date": [day] * len(names),
-            "portfolio": names,
-            "portfolio_kind": kinds,
-            "realised_return": w @ r,
-            "predicted_risk": decompose(model_prev, w).total,
-        },
-        schema=BACKTEST_SCHEMA,
-    )
+def realised_returns(
+    asset_ids: np.ndarray, day_ids: np.ndarray, day_returns: np.ndarray
+) -> np.ndarray:
+    """Each of ``asset_ids``' return on a date from that date's universe rows (``day_ids``,
+    ``day_returns``; a null return is NaN): 0 for an asset without a row or a return (it is
+    held at no gain or loss). Aligned by sorted search, not a join: this runs once per date."""
+    out = np.zeros(len(asset_ids))
+    if len(asset_ids) == 0 or len(day_ids) == 0:
+        return out
+    order = np.argsort(asset_ids, kind="stable")
+    at = np.minimum(np.searchsorted(asset_ids, day_ids, sorter=order), len(asset_ids) - 1)
+    pos = order[at]
+    hit = (asset_ids[pos] == day_ids) & ~np.isnan(day_returns)
+    out[pos[hit]] = day_returns[hit]
+    return out
 
 
 def specific_bias_rows(
@@ -266,14 +257,21 @@ def risk_backtest(
             [prev0, chunk[-1]],
         )
         z = store.read(SPECIFIC_Z_SQL, [chunk[-1], chunk[0], chunk[-1]])
-        uni_by = uni.partition_by("date", as_dict=True) if uni.height else {}
-        bts, previous = [], {}
+        # each date's universe rows as arrays, split once (universe rows come in date order)
+        uni = uni.sort("date", maintain_order=True)
+        u_days = uni["date"].to_numpy()
+        u_ids = uni["asset_id"].to_numpy().astype(np.str_)
+        u_ret = uni["asset_return"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        bounds = np.searchsorted(u_days, np.asarray(chunk, dtype="datetime64[D]"), side="left")
+        ends = np.searchsorted(u_days, np.asarray(chunk, dtype="datetime64[D]"), side="right")
+        cols: dict[str, list] = {c: [] for c in BACKTEST_SCHEMA}
+        previous = {}
         fdays = sorted(models)
-        for day in chunk:  # loop over dates; each date vectorised over assets and portfolios
-            earlier = [d for d in fdays if d < day]
-            if not earlier:
+        for i, day in enumerate(chunk):  # loop over dates; each vectorised over assets
+            at = bisect.bisect_left(fdays, day)
+            if at == 0:
                 continue
-            prev = previous[day] = earlier[-1]
+            prev = previous[day] = fdays[at - 1]
             m = models[prev]
             names, kinds, ws = [MIN_VARIANCE], [MIN_VARIANCE], [minimum_variance_weights(m)]
             if holdings is not None:
@@ -281,10 +279,18 @@ def risk_backtest(
                 names += al.portfolios
                 kinds += ["standing"] * len(al.portfolios)
                 ws += list(al.weights)
-            bts.append(
-                _day_rows(m, (names, kinds, np.vstack(ws)), day, uni_by.get((day,), uni.clear()))
+            w = np.vstack(ws)
+            r = realised_returns(
+                m.asset_ids, u_ids[bounds[i] : ends[i]], u_ret[bounds[i] : ends[i]]
             )
-        bt_all = pl.concat(bts) if bts else pl.DataFrame(schema=BACKTEST_SCHEMA)
+            cols["date"] += [day] * len(names)
+            cols["portfolio"] += names
+            cols["portfolio_kind"] += kinds
+            cols["realised_return"].append(w @ r)
+            cols["predicted_risk"].append(decompose(m, w).total)
+        for c in ("realised_return", "predicted_risk"):
+            cols[c] = np.concatenate(cols[c]) if cols[c] else []
+        bt_all = pl.DataFrame(cols, schema=BACKTEST_SCHEMA)
         sp_all = specific_bias_rows(z, uni, previous)
         store.replace(
             [TableWrite(ASSET, bt_all), TableWrite(SPECIFIC_BIAS, sp_all)],
