@@ -8,6 +8,7 @@ from factorcov_pipeline.core.portfolio import (
     beta,
     decompose,
     minimum_variance_weights,
+    realised_returns,
 )
 
 
@@ -118,3 +119,19 @@ def test_shapes_checked() -> None:
             m.covariance[:2, :2],
             m.specific_risk,
         )
+
+
+def test_realised_returns_equal_a_pandas_reindex() -> None:
+    """Unsorted model ids, rows for assets outside the model, a null return and a model asset
+    without a row: the same as pandas' reindex with missing filled by 0."""
+    import pandas as pd
+
+    rng = np.random.default_rng(5)
+    model_ids = np.array(["C", "A", "E", "B", "Z\u00e9", "D"])
+    day_ids = np.array(["E", "X", "A", "Z\u00e9", "B", "Q", "D"])
+    day_ret = rng.normal(size=day_ids.size)
+    day_ret[4] = np.nan  # B: a null return counts 0
+    expected = pd.Series(day_ret, index=day_ids).reindex(model_ids).fillna(0.0).to_numpy()
+    np.testing.assert_array_equal(realised_returns(model_ids, day_ids, day_ret), expected)
+    assert realised_returns(model_ids, day_ids[:0], day_ret[:0]).tolist() == [0.0] * 6
+    assert realised_returns(model_ids[:0], day_ids, day_ret).shape == (0,)

@@ -123,3 +123,20 @@ def minimum_variance_weights(model: RiskModel) -> np.ndarray:
     m = np.eye(k) + (x.T @ (x * d_inv[:, None])) @ model.covariance
     v_inv_1 = y - d_inv * (x @ (model.covariance @ np.linalg.solve(m, x.T @ y)))
     return v_inv_1 / v_inv_1.sum()
+
+
+def realised_returns(
+    asset_ids: np.ndarray, day_ids: np.ndarray, day_returns: np.ndarray
+) -> np.ndarray:
+    """Each of ``asset_ids``' return on a date from that date's universe rows (``day_ids``,
+    ``day_returns``; a null return is NaN): 0 for an asset without a row or a return (it is
+    held at no gain or loss). Aligned by sorted search, not a join: this runs once per date."""
+    out = np.zeros(len(asset_ids))
+    if len(asset_ids) == 0 or len(day_ids) == 0:
+        return out
+    order = np.argsort(asset_ids, kind="stable")
+    at = np.minimum(np.searchsorted(asset_ids, day_ids, sorter=order), len(asset_ids) - 1)
+    pos = order[at]
+    hit = (asset_ids[pos] == day_ids) & ~np.isnan(day_returns)
+    out[pos[hit]] = day_returns[hit]
+    return out

@@ -31,7 +31,11 @@ from factorcov_pipeline import plots
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.backtest import bias_report, rolling_bias
 from factorcov_pipeline.core.forecaster import ANNUALISATION_DAYS
-from factorcov_pipeline.core.portfolio import decompose, minimum_variance_weights
+from factorcov_pipeline.core.portfolio import (
+    decompose,
+    minimum_variance_weights,
+    realised_returns,
+)
 from factorcov_pipeline.orchestration.assets.common import PARTITIONED, date_chunks, date_span
 from factorcov_pipeline.orchestration.assets.portfolio_risk import standing_holdings
 from factorcov_pipeline.orchestration.metadata import image
@@ -73,23 +77,6 @@ JOIN d ON u.date = d.date
 JOIN specific_risk r ON r.asset_id = u.asset_id AND r.date = d.prev
 WHERE u.date BETWEEN ? AND ? AND r.specific_risk > 0
 """
-
-
-def realised_returns(
-    asset_ids: np.ndarray, day_ids: np.ndarray, day_returns: np.ndarray
-) -> np.ndarray:
-    """Each of ``asset_ids``' return on a date from that date's universe rows (``day_ids``,
-    ``day_returns``; a null return is NaN): 0 for an asset without a row or a return (it is
-    held at no gain or loss). Aligned by sorted search, not a join: this runs once per date."""
-    out = np.zeros(len(asset_ids))
-    if len(asset_ids) == 0 or len(day_ids) == 0:
-        return out
-    order = np.argsort(asset_ids, kind="stable")
-    at = np.minimum(np.searchsorted(asset_ids, day_ids, sorter=order), len(asset_ids) - 1)
-    pos = order[at]
-    hit = (asset_ids[pos] == day_ids) & ~np.isnan(day_returns)
-    out[pos[hit]] = day_returns[hit]
-    return out
 
 
 def specific_bias_rows(
