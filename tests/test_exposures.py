@@ -14,7 +14,15 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from factorcov_pipeline.core.exposures import exposures_long, style_exposures
+from factorcov_pipeline.core.exposures import (
+    MAD_SCALE,
+    ROBUST_CLIP,
+    Segments,
+    exposures_long,
+    sorted_by_date_and_asset,
+    standardised_style,
+    style_exposures,
+)
 from factorcov_pipeline.core.factors import FactorSet
 
 STYLES = ("Size", "Value", "Momentum")
@@ -342,3 +350,159 @@ def test_a_file_with_the_old_long_exposures_table_is_migrated(tmp_path) -> None:
     assert_frame_equal(got, long.sort("date", "asset_id", "factor"))
     stored = store.read("SELECT * FROM exposures_wide ORDER BY date, asset_id")
     assert_frame_equal(stored, exposures_table(wide, fs))
+
+
+# ------------------------------------------------- the shared-statistics path vs step by step
+# `standardised_style` shares the per-date counts, weights and masks between its steps. The
+# reference below is the straightforward version it replaced (each step recomputes everything
+# from its input with `seg` gathers): the stored exposures must not change by a single bit.
+
+
+def _ref_segment_median(x: np.ndarray, starts: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    n_rows = np.diff(np.r_[starts, x.size])
+    finite = np.where(np.isfinite(x), x, np.nan)
+    width = int(n_rows.max())
+    if width * starts.size == x.size:
+        grid = finite.reshape(starts.size, width)
+    else:
+        grid = np.full((starts.size, width), np.nan)
+        grid[seg, np.arange(x.size) - starts[seg]] = finite
+    grid.sort(axis=1)
+    n = np.isfinite(grid).sum(axis=1)
+    rows = np.arange(starts.size)
+    lo = grid[rows, np.maximum(n - 1, 0) // 2]
+    hi = grid[rows, np.maximum(n, 1) // 2 - (n == 0)]
+    return np.where(n > 0, 0.5 * (lo + hi), np.nan)
+
+
+def _ref_robust_clip(x: np.ndarray, starts: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    med = _ref_segment_median(x, starts, seg)
+    dev = np.abs(x - med[seg])
+    mad = _ref_segment_median(dev, starts, seg)
+    valid = np.isfinite(x)
+    n = np.add.reduceat(valid.astype(np.float64), starts)
+    mean_ad = np.add.reduceat(np.where(valid, dev, 0.0), starts) / np.where(n > 0, n, 1.0)
+    scale = np.where(mad > 0, MAD_SCALE * mad, np.sqrt(np.pi / 2.0) * mean_ad)
+    scale = np.where(np.isfinite(scale), scale, 0.0)
+    half = ROBUST_CLIP * scale
+    lo, hi = (med - half)[seg], (med + half)[seg]
+    clipped = np.clip(x, lo, hi)
+    return np.where(valid & (scale[seg] > 0), clipped, x)
+
+
+def _ref_segment_std(
+    x: np.ndarray, valid: np.ndarray, starts: np.ndarray, seg: np.ndarray
+) -> np.ndarray:
+    n = np.add.reduceat(valid.astype(np.float64), starts)
+    xv = np.where(valid, x, 0.0)
+    mean = np.add.reduceat(xv, starts) / np.where(n > 0, n, 1.0)
+    dev = np.where(valid, x - mean[seg], 0.0)
+    return np.sqrt(np.add.reduceat(dev * dev, starts) / np.where(n > 0, n, 1.0))
+
+
+def _ref_standardise(
+    x: np.ndarray, cap: np.ndarray, starts: np.ndarray, seg: np.ndarray
+) -> np.ndarray:
+    valid = np.isfinite(x)
+    w = np.where(valid, cap, 0.0)
+    xv = np.where(valid, x, 0.0)
+    w_sum = np.add.reduceat(w, starts)
+    cw_mean = np.add.reduceat(w * xv, starts) / np.where(w_sum > 0, w_sum, 1.0)
+    std = _ref_segment_std(x, valid, starts, seg)
+    hi = np.maximum.reduceat(np.where(valid, x, -np.inf), starts)
+    lo = np.minimum.reduceat(np.where(valid, x, np.inf), starts)
+    n = np.add.reduceat(valid.astype(np.int64), starts)
+    flat = (n < 2) | (hi == lo) | (std == 0.0)
+    z = (x - cw_mean[seg]) / np.where(flat, 1.0, std)[seg]
+    return np.where(valid, np.where(flat[seg], 0.0, z), np.nan)
+
+
+def _ref_final(x: np.ndarray, cap: np.ndarray, starts: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    e = np.nan_to_num(_ref_standardise(x, cap, starts, seg), nan=0.0)
+    std_all = _ref_segment_std(e, np.ones_like(e, dtype=bool), starts, seg)
+    return np.where(std_all[seg] > 0.0, e / np.where(std_all > 0, std_all, 1.0)[seg], 0.0)
+
+
+def _reference_column(x: np.ndarray, cap: np.ndarray, dates: np.ndarray, k: float) -> np.ndarray:
+    starts = np.flatnonzero(np.r_[True, dates[1:] != dates[:-1]])
+    seg = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, dates.size]))
+    x = _ref_robust_clip(x, starts, seg)
+    z = np.clip(_ref_standardise(x, cap, starts, seg), -k, k)
+    return _ref_final(z, cap, starts, seg)
+
+
+def _bits(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.float64).view(np.int64)
+
+
+def _awkward_dates(rng: np.random.Generator, equal_width: bool) -> tuple[np.ndarray, list]:
+    """(dates, [(descriptor, caps), ...]): dates with every special case of the
+    standardisation, overflowing sums included."""
+    sizes = [40] * 9 if equal_width else [40, 1, 2, 17, 40, 9, 33, 40, 25]
+    dates = np.repeat(np.arange(len(sizes)), sizes)
+    cases = []
+    for case in range(7):
+        cap = rng.lognormal(21.0, 1.5, dates.size)
+        x = rng.standard_t(3.0, dates.size) * 10.0 ** rng.integers(-3, 4)
+        x[rng.random(dates.size) < 0.1] = np.nan
+        x[dates == 1] = 7.0  # a flat date (or one row)
+        x[dates == 2] = np.nan  # nothing on this date
+        d3 = np.flatnonzero(dates == 3)
+        x[d3[: len(d3) // 2 + 2]] = 0.0  # MAD 0: more than half the values equal
+        d5 = np.flatnonzero(dates == 5)
+        x[d5] = 0.1
+        x[d5[0]] = 1e6  # one distinct outlier value
+        if case == 1:
+            x[rng.random(dates.size) < 0.05] = np.inf  # +/-inf count as missing
+            x[rng.random(dates.size) < 0.05] = -np.inf
+        if case == 2:  # cap x descriptor overflows: a NaN mean, NaN z-scores
+            x[dates == 6] = rng.standard_normal(int((dates == 6).sum())) * 1e300
+        if case == 3:
+            x[dates == 7] = rng.standard_normal(int((dates == 7).sum())) * 1e-160  # underflow
+        if case == 4:
+            x = np.round(x)  # many ties
+        if case == 5:  # cap x z-score overflows (not cap x descriptor): nan_to_num's +/-inf
+            d8 = np.flatnonzero(dates == 8)
+            x[d8] = rng.standard_normal(d8.size) * 1e-5
+            x[d8[:2]] = [1e-3, -1e-3]  # clipped at +/- k: 8e307 x k overflows
+            cap[d8[:2]] = 8e307
+        if case == 6:
+            x[dates == 4] = np.nan
+            x[np.flatnonzero(dates == 4)[5]] = -3.0  # one value
+        cases.append((x, cap))
+    return dates, cases
+
+
+@pytest.mark.parametrize("equal_width", [False, True])
+@pytest.mark.parametrize("k", [3.0, 0.5])
+def test_standardised_style_bit_identical_to_step_by_step(equal_width: bool, k: float) -> None:
+    rng = np.random.default_rng(11 + equal_width)
+    dates, cases = _awkward_dates(rng, equal_width)
+    segments = Segments.of(dates)
+    for x, cap in cases:
+        with np.errstate(all="ignore"):
+            expected = _reference_column(x.copy(), cap, dates, k)
+            got = standardised_style(x, cap, segments, k)
+        np.testing.assert_array_equal(_bits(got), _bits(expected))
+
+
+def test_style_exposures_bit_identical_to_step_by_step() -> None:
+    panel = _panel(n=300, seed=5)
+    wide = style_exposures(panel, STYLES, K_SIGMA)
+    ordered = panel.sort("date", "asset_id")
+    dates = ordered["date"].to_numpy()
+    cap = ordered["market_cap"].to_numpy()
+    for s in STYLES:
+        x = ordered[f"descriptor_{s.lower()}"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        expected = _reference_column(x, cap, dates, K_SIGMA)
+        np.testing.assert_array_equal(_bits(wide[s].to_numpy()), _bits(expected))
+
+
+def test_sorted_by_date_and_asset() -> None:
+    panel = _panel(n=50)
+    ordered = panel.sort("date", "asset_id")
+    assert sorted_by_date_and_asset(ordered) is ordered  # already in order: not sorted again
+    shuffled = panel.sample(fraction=1.0, shuffle=True, seed=1)
+    assert_frame_equal(sorted_by_date_and_asset(shuffled), ordered)
+    twice = pl.concat([ordered.head(3), ordered.head(3)]).sort("date", "asset_id")
+    assert sorted_by_date_and_asset(twice) is not twice  # a repeated key: the plain sort

@@ -7,6 +7,7 @@ numpy (no dependency on core/regression.py).
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 
 import numpy as np
@@ -14,6 +15,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from factorcov_pipeline.core import synthetic
 from factorcov_pipeline.core.exposures import style_exposures
 from factorcov_pipeline.core.factors import (
     EXTRA_STYLE_FACTORS,
@@ -352,3 +354,118 @@ def test_a_range_at_once_equals_day_by_day(days: list[SyntheticDay], industry: b
         pl.concat([d.planted_factor_returns for d in single]),
         check_exact=True,
     )
+
+
+def _reference_range(
+    days: list[dt.date], settings: UniverseSettings, factors: FactorSet
+) -> SyntheticDay:
+    """The straightforward version of `generate_universe_range`: one polars frame per session
+    (caps and descriptors of its present assets), the previous session's exposures from
+    `style_exposures` on that frame, the returns from the day's generator after its noise."""
+    seed, n = settings.seed, settings.n_assets
+    st = synthetic._static(seed, n)
+    by_group = settings.trbc_level == "industry_group"
+    styles = factors.styles
+
+    def frame(i: int) -> tuple[pl.DataFrame, np.ndarray, np.random.Generator]:
+        day = SESSIONS[i]
+        rng = np.random.default_rng([seed, day.toordinal()])
+        noise = rng.standard_normal((n, len(styles)))
+        present = np.flatnonzero((st.entry <= i) & (i < st.exit))
+        tau = (day - SESSIONS[0]).days / 365.25
+        log_cap = (
+            st.log_cap0[present]
+            + st.cap_drift[present] * tau
+            + st.cap_amp[present]
+            * np.sin(2.0 * np.pi * st.cap_freq[present] * tau + st.cap_phase[present])
+            + 0.08 * math.sin(2.0 * math.pi * tau / 1.3)
+        )
+        cols = {"date": [day] * len(present), "asset_id": st.asset_id.gather(present)}
+        cols["sector"] = st.sector.gather(present)
+        if by_group:
+            cols["industry_group"] = st.industry_group.gather(present)
+        cols["market_cap"] = np.exp(log_cap)
+        for j, style in enumerate(styles):
+            p = synthetic._style_params(seed, n, style)
+            values = (
+                p.level[present]
+                + p.amp[present] * np.sin(2.0 * np.pi * p.freq * tau + p.phase[present])
+                + 0.05 * noise[present, j]
+            )
+            values = log_cap if style == "Size" else np.where(p.missing[present], np.nan, values)
+            cols[f"descriptor_{style.lower()}"] = values
+        out = pl.DataFrame(cols, schema_overrides={"date": pl.Date})
+        return out.with_columns(pl.col(pl.Float64).fill_nan(None)), present, rng
+
+    cats = list(TRBC_INDUSTRY_GROUPS) if by_group else list(TRBC_SECTORS)
+    cat_all = np.array([factors.sectors.index(c) for c in cats])[
+        st.group_code if by_group else st.sector_code
+    ]
+    params = np.array(
+        [
+            synthetic._factor_params(seed, *fg)
+            for fg in zip(factors.names, factors.groups, strict=True)
+        ]
+    )
+    sec = np.array(factors.indices("trbc"), dtype=np.int64)
+    sty = np.array(factors.indices("style"), dtype=np.int64)
+    market = factors.names.index("Market") if "Market" in factors.names else None
+    universes, planted = [], []
+    for day in days:
+        i = SESSIONS.index(day)
+        cur, present, rng = frame(i)
+        ret = np.full(cur.height, np.nan)
+        if i > 0:
+            prev, prev_present, _ = frame(i - 1)
+            x = style_exposures(prev, styles).select(styles).to_numpy()
+            ret, f = synthetic._planted_returns(
+                st, rng, day, present, prev_present, prev["market_cap"].to_numpy(), x,
+                cat_all, params, sec, sty, market,
+            )  # fmt: skip
+            planted.append(
+                pl.DataFrame(
+                    {"date": [day] * factors.k, "factor": list(factors.names)}
+                    | {"factor_group": list(factors.groups), "factor_return": f},
+                    schema_overrides={"date": pl.Date},
+                )
+            )
+        cur = cur.with_columns(pl.Series("asset_return", ret).fill_nan(None))
+        keys = ["date", "asset_id", "sector", *(["industry_group"] if by_group else [])]
+        descriptors = [f"descriptor_{s.lower()}" for s in styles]
+        universes.append(cur.select(*keys, "market_cap", "asset_return", *descriptors))
+    return SyntheticDay(pl.concat(universes), pl.concat(planted))
+
+
+@pytest.mark.parametrize(
+    ("universe", "factors", "span"),
+    [
+        (SETTINGS, FACTORS, slice(0, 6)),
+        (SETTINGS, FactorSet.build(market=False), slice(40, 44)),
+        (
+            UniverseSettings(n_assets=500, trbc_level="industry_group", n_extra_styles=2),
+            None,
+            slice(7, 11),
+        ),
+        (UniverseSettings(n_assets=3), FACTORS, slice(0, 3)),  # fewer assets than styles
+    ],
+)
+def test_range_bit_identical_to_straightforward_version(
+    universe: UniverseSettings, factors: FactorSet | None, span: slice
+) -> None:
+    """The block of arrays (`generate_universe_range`) gives the rows, bit for bit, of the
+    per-session frames it replaced (module docstring: each day a pure function of the seed,
+    its date and its previous session)."""
+    if factors is None:
+        factors = factor_set_for(FactorRiskModelSettings(universe=universe))
+    days = SESSIONS[span]
+    with np.errstate(all="ignore"):
+        got = generate_universe_range(days, SESSIONS, universe, factors)
+        expected = _reference_range(days, universe, factors)
+    assert_frame_equal(got.universe, expected.universe, check_exact=True)
+    assert_frame_equal(
+        got.planted_factor_returns, expected.planted_factor_returns, check_exact=True
+    )
+    for name in got.universe.columns:
+        if got.universe[name].dtype == pl.Float64:
+            a, b = (f[name].fill_null(0.0).to_numpy() for f in (got.universe, expected.universe))
+            np.testing.assert_array_equal(a.view(np.int64), b.view(np.int64))

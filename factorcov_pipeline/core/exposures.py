@@ -74,38 +74,59 @@ def style_exposures(
         desc, ready = descriptor_column(style), exposure_column(style)
         if desc in universe.columns:
             x = pl.col(desc).cast(pl.Float64)
-            raw[style] = pl.when(x.is_finite()).then(x)
+            # missing (null, NaN or +/-inf) -> NaN: no nulls, so to_numpy does not copy
+            raw[style] = pl.when(x.is_finite()).then(x).otherwise(float("nan"))
         elif ready in universe.columns:
             given[style] = pl.col(ready).cast(pl.Float64).fill_nan(None).fill_null(0.0)
         else:
             raise ValueError(
                 f"universe frame has neither {desc!r} nor {ready!r} for style {style!r}"
             )
-    frame = universe.select(
-        *[pl.col(c) for c in keys],
-        pl.col("market_cap").cast(pl.Float64),
-        *[e.alias(f"__x_{s}") for s, e in raw.items()],
-        *[e.alias(s) for s, e in given.items()],
-    ).sort("date", "asset_id")
+    frame = sorted_by_date_and_asset(
+        universe.select(
+            *[pl.col(c) for c in keys],
+            pl.col("market_cap").cast(pl.Float64),
+            *[e.alias(f"__x_{s}") for s, e in raw.items()],
+            *[e.alias(s) for s, e in given.items()],
+        )
+    )
     if frame.height == 0:
         return frame.select(*keys, "market_cap", *[pl.lit(0.0).alias(s) for s in styles]).clear()
     # Per-date statistics are numpy segment sums over rows sorted by (date, asset_id): a date's
     # numbers are bit-identical whatever other dates are in the frame and from run to run
     # (polars' parallel group sums are not: they vary in the last bits with the chunk layout).
-    dates = frame["date"].to_numpy()
-    starts = np.flatnonzero(np.r_[True, dates[1:] != dates[:-1]])
-    seg = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, dates.size]))
+    segments = Segments.of(frame["date"].to_numpy())
     cap = frame["market_cap"].to_numpy()
-    columns = {}
-    for style in raw:
-        x = frame[f"__x_{style}"].to_numpy(allow_copy=True).astype(np.float64)  # null -> NaN
-        x = _robust_clip(x, starts, seg)
-        z = np.clip(_standardise(x, cap, starts, seg), -winsorize_sigma, winsorize_sigma)
-        e = _final(z, cap, starts, seg)
-        columns[style] = e
+    columns = {
+        style: standardised_style(
+            frame[f"__x_{style}"].to_numpy(),
+            cap,
+            segments,
+            winsorize_sigma,
+        )
+        for style in raw
+    }
     return frame.with_columns(
         *[pl.Series(s, v, dtype=pl.Float64) for s, v in columns.items()]
     ).select(*keys, "market_cap", *styles)
+
+
+def sorted_by_date_and_asset(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame.sort("date", "asset_id")`, without the sort when the rows are already in that
+    order with no (date, asset_id) twice and no null key (checked in one pass; stored and
+    generated frames usually are, and a sort of the string key cost more than the rest)."""
+    if (
+        frame.height > 1
+        and frame.schema["date"] == pl.Date
+        and frame.schema["asset_id"] == pl.String
+        and frame["date"].null_count() == 0
+        and frame["asset_id"].null_count() == 0
+    ):
+        d, a = pl.col("date"), pl.col("asset_id")
+        ordered = (d > d.shift(1)) | ((d == d.shift(1)) & (a > a.shift(1)))
+        if frame.select(ordered.slice(1).all()).item():
+            return frame
+    return frame.sort("date", "asset_id")
 
 
 # Robust pre-clip: a descriptor further than ROBUST_CLIP robust standard deviations (1.4826 x
@@ -127,84 +148,153 @@ MAD_SCALE = 1.482602218505602  # 1 / Phi^-1(3/4)
 BOUND_FACTOR = 2.0
 
 
-def _segment_median(x: np.ndarray, starts: np.ndarray, seg: np.ndarray) -> np.ndarray:
+class Segments:
+    """Rows sorted by date, each date's rows one segment: `starts` (first row of each date),
+    `counts` (rows per date), `spread(per_date)` (a per-date value on each of its rows), and
+    the position of each row in a NaN-padded (dates x longest date) grid for the medians."""
+
+    def __init__(self, starts: np.ndarray, counts: np.ndarray) -> None:
+        self.starts = starts
+        self.counts = counts
+        self.width = int(counts.max())
+        self.size = int(counts.sum())
+        # flat grid position of each row (None: every date has `width` rows, a plain reshape)
+        self.grid_index: np.ndarray | None = None
+        if self.width * starts.size != self.size:
+            row0 = np.arange(starts.size, dtype=np.int64) * self.width - starts
+            self.grid_index = np.repeat(row0, counts) + np.arange(self.size, dtype=np.int64)
+
+    @classmethod
+    def of(cls, dates: np.ndarray) -> Segments:
+        """The segments of a sorted, non-empty date column."""
+        starts = np.flatnonzero(np.r_[True, dates[1:] != dates[:-1]])
+        return cls(starts, np.diff(np.r_[starts, dates.size]))
+
+    def spread(self, per_date: np.ndarray) -> np.ndarray:
+        return np.repeat(per_date, self.counts)
+
+    def sum(self, x: np.ndarray) -> np.ndarray:
+        """Per-date sums (`np.add.reduceat`: the first row plus numpy's pairwise sum of the
+        rest, so a date's sum does not depend on the other dates)."""
+        return np.add.reduceat(x, self.starts)
+
+
+def standardised_style(
+    x: np.ndarray, cap: np.ndarray, segments: Segments, winsorize_sigma: float
+) -> np.ndarray:
+    """The stored exposures of one style's descriptor `x` (rows sorted by date and asset,
+    missing values NaN or +/-inf): robust pre-clip (`_clip_robustly`), standardise, clip at
+    +/- `winsorize_sigma`, standardise again with missing values at 0 (`style_exposures`).
+
+    The per-date counts, weights and masks are computed once and shared by the steps; every
+    number is the same, bit for bit, as the straightforward step-by-step version kept in
+    tests/test_exposures.py (`_reference_column`), which recomputes them in each step.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    valid = np.isfinite(x)
+    if not valid.all():
+        x = np.where(valid, x, np.nan)  # +/-inf is missing too
+    stats = _Masked(valid, cap, segments)
+    x = _clip_robustly(x, stats)
+    z = np.clip(_standardised(x, stats), -winsorize_sigma, winsorize_sigma)
+    valid_z = np.isfinite(z)  # as valid, unless a sum overflowed to a non-finite mean
+    return _restandardised(
+        z, stats if np.array_equal(valid_z, valid) else _Masked(valid_z, cap, segments)
+    )
+
+
+class _Masked:
+    """What a standardisation needs of one missing-value mask: the mask, the cap weights of
+    its rows, and per date the weight sum and the count (as float, 1 where 0 for dividing)."""
+
+    def __init__(self, valid: np.ndarray, cap: np.ndarray, segments: Segments) -> None:
+        self.valid = valid
+        self.segments = segments
+        self.w = np.where(valid, cap, 0.0)
+        self.w_sum = segments.sum(self.w)
+        self.n = segments.sum(valid.astype(np.float64))
+        self.n_div = np.where(self.n > 0, self.n, 1.0)
+
+
+def _grid_median(x: np.ndarray, segments: Segments) -> np.ndarray:
     """The median of the finite values of each date (NaN where a date has none), vectorised:
-    the dates' rows are laid out as the rows of a NaN-padded (dates x longest date) matrix,
+    the dates' rows are laid out as the rows of a NaN-padded (dates x longest date) grid,
     sorted along each row (numpy sorts NaN last), and the middle element(s) of each row's
     finite values averaged (numpy's definition of the median, exactly)."""
-    n_rows = np.diff(np.r_[starts, x.size])
     finite = np.where(np.isfinite(x), x, np.nan)
-    width = int(n_rows.max())
-    if width * starts.size == x.size:  # every date has the same rows: a plain reshape
-        grid = finite.reshape(starts.size, width)
+    rows, width = segments.starts.size, segments.width
+    if segments.grid_index is None:
+        grid = finite.reshape(rows, width)
     else:
-        grid = np.full((starts.size, width), np.nan)
-        grid[seg, np.arange(x.size) - starts[seg]] = finite
+        grid = np.full(rows * width, np.nan)
+        grid[segments.grid_index] = finite
+        grid = grid.reshape(rows, width)
     grid.sort(axis=1)
     n = np.isfinite(grid).sum(axis=1)
-    rows = np.arange(starts.size)
-    lo = grid[rows, np.maximum(n - 1, 0) // 2]
-    hi = grid[rows, np.maximum(n, 1) // 2 - (n == 0)]
+    at = np.arange(rows)
+    lo = grid[at, np.maximum(n - 1, 0) // 2]
+    hi = grid[at, np.maximum(n, 1) // 2 - (n == 0)]
     return np.where(n > 0, 0.5 * (lo + hi), np.nan)
 
 
-def _robust_clip(x: np.ndarray, starts: np.ndarray, seg: np.ndarray) -> np.ndarray:
-    """Clip each date's finite values to median +/- ROBUST_CLIP x 1.4826 x MAD. Where the MAD
-    is 0 (more than half the values equal, e.g. non-payers of a dividend yield), the mean
-    absolute deviation from the median x sqrt(pi/2) (its normal-consistent scale) is used; where
-    that is 0 too the date is left alone (it is flat or has one distinct outlier value, which
-    the standardisation handles)."""
-    med = _segment_median(x, starts, seg)
-    dev = np.abs(x - med[seg])
-    mad = _segment_median(dev, starts, seg)
-    valid = np.isfinite(x)
-    n = np.add.reduceat(valid.astype(np.float64), starts)
-    mean_ad = np.add.reduceat(np.where(valid, dev, 0.0), starts) / np.where(n > 0, n, 1.0)
+def _clip_robustly(x: np.ndarray, stats: _Masked) -> np.ndarray:
+    """Clip each date's values (x: NaN where missing) to median +/- ROBUST_CLIP x 1.4826 x
+    MAD. Where the MAD is 0 (more than half the values equal, e.g. non-payers of a dividend
+    yield), the mean absolute deviation from the median x sqrt(pi/2) (its normal-consistent
+    scale) is used; where that is 0 too the date is left alone (it is flat or has one distinct
+    outlier value, which the standardisation handles): its bounds are +/-inf."""
+    seg = stats.segments
+    med = _grid_median(x, seg)
+    dev = np.abs(x - seg.spread(med))
+    mad = _grid_median(dev, seg)
+    mean_ad = seg.sum(np.where(stats.valid, dev, 0.0)) / stats.n_div
     scale = np.where(mad > 0, MAD_SCALE * mad, np.sqrt(np.pi / 2.0) * mean_ad)
     scale = np.where(np.isfinite(scale), scale, 0.0)
     half = ROBUST_CLIP * scale
-    lo, hi = (med - half)[seg], (med + half)[seg]
-    clipped = np.clip(x, lo, hi)
-    return np.where(valid & (scale[seg] > 0), clipped, x)
+    clip = scale > 0
+    lo = np.where(clip, med - half, -np.inf)
+    hi = np.where(clip, med + half, np.inf)
+    return np.clip(x, seg.spread(lo), seg.spread(hi))
 
 
-def _final(x: np.ndarray, cap: np.ndarray, starts: np.ndarray, seg: np.ndarray) -> np.ndarray:
-    """Standardise the finite values (cap-weighted mean 0, equal-weighted std 1), set missing
-    values to 0 (the cap-weighted mean), and divide by the equal-weighted std over the WHOLE
+def _standardised(x: np.ndarray, stats: _Masked) -> np.ndarray:
+    """(x - cap-weighted mean) / equal-weighted population std per date over the valid values
+    (x: finite exactly where `stats.valid`, NaN elsewhere); NaN stays NaN; 0 on a date where
+    the values do not vary (or fewer than two): a flat descriptor carries no information, and
+    dividing by a numerically-zero std would give noise or NaN."""
+    seg, valid = stats.segments, stats.valid
+    xv = np.where(valid, x, 0.0)
+    cw_mean = seg.sum(stats.w * xv) / np.where(stats.w_sum > 0, stats.w_sum, 1.0)
+    mean = seg.sum(xv) / stats.n_div
+    dev = np.where(valid, x - seg.spread(mean), 0.0)
+    std = np.sqrt(seg.sum(dev * dev) / stats.n_div)
+    # max / min over the valid values: fmax / fmin skip the NaN of the missing rows
+    hi = np.fmax.reduceat(x, seg.starts)
+    lo = np.fmin.reduceat(x, seg.starts)
+    flat = (stats.n < 2) | (hi == lo) | (std == 0.0)
+    z = (x - seg.spread(cw_mean)) / seg.spread(np.where(flat, 1.0, std))
+    if flat.any():
+        z = np.where(valid & seg.spread(flat), 0.0, z)
+    return z
+
+
+def _restandardised(z: np.ndarray, stats: _Masked) -> np.ndarray:
+    """Standardise z (finite exactly where `stats.valid`, NaN elsewhere), set missing values
+    to 0 (the cap-weighted mean), and divide by the equal-weighted std over the WHOLE
     cross-section, so the stored column has std exactly 1 over all assets of the date; a pure
     scale, so the cap-weighted mean stays 0 and missing values stay 0."""
-    e = np.nan_to_num(_standardise(x, cap, starts, seg), nan=0.0)
-    std_all = _segment_std(e, np.ones_like(e, dtype=bool), starts, seg)
-    return np.where(std_all[seg] > 0.0, e / np.where(std_all > 0, std_all, 1.0)[seg], 0.0)
-
-
-def _segment_std(
-    x: np.ndarray, valid: np.ndarray, starts: np.ndarray, seg: np.ndarray
-) -> np.ndarray:
-    """Equal-weighted population (ddof=0) std of the valid values of each date (two passes)."""
-    n = np.add.reduceat(valid.astype(np.float64), starts)
-    xv = np.where(valid, x, 0.0)
-    mean = np.add.reduceat(xv, starts) / np.where(n > 0, n, 1.0)
-    dev = np.where(valid, x - mean[seg], 0.0)
-    return np.sqrt(np.add.reduceat(dev * dev, starts) / np.where(n > 0, n, 1.0))
-
-
-def _standardise(x: np.ndarray, cap: np.ndarray, starts: np.ndarray, seg: np.ndarray) -> np.ndarray:
-    """(x - cap-weighted mean) / equal-weighted std per date over the finite values; NaN stays
-    NaN; 0 on a date where the values do not vary (or fewer than two): a flat descriptor carries
-    no information, and dividing by a numerically-zero std would give noise or NaN."""
-    valid = np.isfinite(x)
-    w = np.where(valid, cap, 0.0)
-    xv = np.where(valid, x, 0.0)
-    w_sum = np.add.reduceat(w, starts)
-    cw_mean = np.add.reduceat(w * xv, starts) / np.where(w_sum > 0, w_sum, 1.0)
-    std = _segment_std(x, valid, starts, seg)
-    hi = np.maximum.reduceat(np.where(valid, x, -np.inf), starts)
-    lo = np.minimum.reduceat(np.where(valid, x, np.inf), starts)
-    n = np.add.reduceat(valid.astype(np.int64), starts)
-    flat = (n < 2) | (hi == lo) | (std == 0.0)
-    z = (x - cw_mean[seg]) / np.where(flat, 1.0, std)[seg]
-    return np.where(valid, np.where(flat[seg], 0.0, z), np.nan)
+    seg = stats.segments
+    e = np.where(stats.valid, _standardised(z, stats), 0.0)
+    if not np.isfinite(e).all():
+        e = np.nan_to_num(e)  # as the reference's nan_to_num: +/-inf -> the largest float
+    mean = seg.sum(e) / seg.counts.astype(np.float64)
+    dev = e - seg.spread(mean)
+    std_all = np.sqrt(seg.sum(dev * dev) / seg.counts.astype(np.float64))
+    if (std_all > 0.0).all():
+        return e / seg.spread(std_all)
+    return np.where(
+        seg.spread(std_all > 0.0), e / seg.spread(np.where(std_all > 0, std_all, 1.0)), 0.0
+    )
 
 
 def _check_exposure_frame(wide: pl.DataFrame, factors: FactorSet, category_column: str) -> None:

@@ -57,7 +57,7 @@ from functools import lru_cache
 import numpy as np
 import polars as pl
 
-from factorcov_pipeline.core.exposures import descriptor_column, style_exposures
+from factorcov_pipeline.core.exposures import Segments, descriptor_column, standardised_style
 from factorcov_pipeline.core.factors import (
     GROUP_MARKET,
     GROUP_STYLE,
@@ -264,54 +264,99 @@ def _session_index(day: dt.date, sessions: Sequence[dt.date]) -> int:
     return i
 
 
-def _day_frame(
+@dataclass(frozen=True)
+class _Block:
+    """Caps and descriptors of several sessions (no returns yet), one row per present asset,
+    rows sorted by session and asset (the asset_id order: ids are zero-padded).
+
+    `index`: the sessions' indices, ascending; `offsets`: rows offsets[p]:offsets[p + 1] are
+    session p's; `asset`: each row's asset index; `log_cap`; `descriptors`: one array per style
+    (NaN where missing); `rngs`: each session's generator positioned after its descriptor
+    noise (the returns are drawn from it next).
+    """
+
+    index: list[int]
+    offsets: np.ndarray
+    asset: np.ndarray
+    log_cap: np.ndarray
+    descriptors: list[np.ndarray]
+    rngs: list[np.random.Generator]
+
+    def rows(self, p: int) -> slice:
+        return slice(int(self.offsets[p]), int(self.offsets[p + 1]))
+
+
+def _block(
     st: _Static,
     seed: int,
-    day: dt.date,
-    index: int,
-    base: dt.date,
+    sessions: Sequence[dt.date],
+    index: list[int],
     styles: Sequence[str],
-    with_industry_group: bool,
-) -> tuple[pl.DataFrame, np.ndarray, np.random.Generator]:
-    """Caps and descriptors of the assets present on `day` (no returns yet).
-
-    Returns the frame (sorted by asset_id), the present assets' indices, and the day's random
-    generator positioned after the descriptor noise (the returns are drawn from it next).
-    """
+) -> _Block:
+    """The sessions `index` (ascending) at once: each row's numbers are the same elementwise
+    operations, in the same order, as for its day alone (only the draws are per day, from the
+    day's own generator), so a day does not depend on which other days are in the block."""
     n = len(st.log_cap0)
-    rng = np.random.default_rng([seed, day.toordinal()])
-    noise = rng.standard_normal((n, len(styles)))
-    present = np.flatnonzero((st.entry <= index) & (index < st.exit))
-    tau = (day - base).days / 365.25
+    base = sessions[0]
+    rngs, noise = [], []
+    for i in index:  # per-day draws: one generator per day
+        rng = np.random.default_rng([seed, sessions[i].toordinal()])
+        noise.append(rng.standard_normal((n, len(styles))))
+        rngs.append(rng)
+    at = np.array(index, dtype=np.int64)[:, None]
+    day, asset = np.nonzero((st.entry <= at) & (at < st.exit))  # sorted by day, then asset
+    offsets = np.searchsorted(day, np.arange(len(index) + 1))
+    taus = [(sessions[i] - base).days / 365.25 for i in index]
+    tau = np.array(taus)[day]
+    wave = np.array([0.08 * math.sin(2.0 * math.pi * t / 1.3) for t in taus])[day]
     log_cap = (
-        st.log_cap0[present]
-        + st.cap_drift[present] * tau
-        + st.cap_amp[present]
-        * np.sin(2.0 * math.pi * st.cap_freq[present] * tau + st.cap_phase[present])
-        + 0.08 * math.sin(2.0 * math.pi * tau / 1.3)
+        st.log_cap0[asset]
+        + st.cap_drift[asset] * tau
+        + st.cap_amp[asset] * np.sin(2.0 * math.pi * st.cap_freq[asset] * tau + st.cap_phase[asset])
+        + wave
     )
-    cols: dict[str, pl.Series | np.ndarray] = {
-        "asset_id": st.asset_id.gather(present),
-        "sector": st.sector.gather(present),
-    }
-    if with_industry_group:
-        cols["industry_group"] = st.industry_group.gather(present)
-    cols["market_cap"] = np.exp(log_cap)
+    descriptors = []
+    if styles:
+        noise_rows = np.stack(noise)[day, asset]  # (rows, styles)
     for j, style in enumerate(styles):
         if style == "Size":
-            values = log_cap
-        else:
-            p = _style_params(seed, n, style)
-            values = (
-                p.level[present]
-                + p.amp[present] * np.sin(2.0 * math.pi * p.freq * tau + p.phase[present])
-                + 0.05 * noise[present, j]
-            )
-            values = np.where(p.missing[present], np.nan, values)
-        cols[descriptor_column(style)] = values
-    frame = pl.DataFrame(cols).with_columns(pl.lit(day, dtype=pl.Date).alias("date"))
-    frame = frame.with_columns(pl.col(pl.Float64).fill_nan(None))
-    return frame, present, rng
+            descriptors.append(log_cap)
+            continue
+        p = _style_params(seed, n, style)
+        angle = np.array([2.0 * math.pi * p.freq * t for t in taus])[day]
+        values = (
+            p.level[asset] + p.amp[asset] * np.sin(angle + p.phase[asset]) + 0.05 * noise_rows[:, j]
+        )
+        descriptors.append(np.where(p.missing[asset], np.nan, values))
+    return _Block(list(index), offsets, asset, log_cap, descriptors, rngs)
+
+
+def _block_style_exposures(
+    block: _Block, positions: list[int], cap: np.ndarray, n_styles: int, winsorize_sigma: float
+) -> dict[int, np.ndarray]:
+    """`style_exposures` of the block's sessions at `positions` (ascending), computed on the
+    arrays directly (the rows are already in the order it sorts them into; every statistic is
+    per date): {position: (rows of the session, styles)}."""
+    if not positions:
+        return {}
+    spans = [block.rows(p) for p in positions]
+    rows = np.concatenate([np.arange(r.start, r.stop) for r in spans])
+    counts = np.array([r.stop - r.start for r in spans], dtype=np.int64)
+    if n_styles and rows.size:
+        kept = counts > 0  # an empty session is no segment
+        starts = np.r_[0, np.cumsum(counts)[:-1]][kept]
+        segments = Segments(starts, counts[kept])
+        x_all = np.stack(
+            [
+                standardised_style(d[rows], cap[rows], segments, winsorize_sigma)
+                for d in block.descriptors
+            ],
+            axis=1,
+        )
+    else:
+        x_all = np.zeros((rows.size, n_styles))
+    ends = np.cumsum(counts)
+    return {p: x_all[e - c : e] for p, c, e in zip(positions, counts, ends, strict=True)}
 
 
 def generate_universe(
@@ -347,16 +392,17 @@ def generate_universe_range(
     """`generate_universe` for several sessions at once: the same rows, bit for bit, in date
     order (each day still depends only on the seed, its date and its previous session).
 
-    Cheaper than a call per day: each session's caps and descriptors are built once (a day's
-    returns need the previous session's frame, which is the previous day of the range), and the
-    previous sessions' style exposures come from ONE vectorised `style_exposures` call over all
-    of them (its statistics are per date, so each date's result is the same as alone).
+    Cheaper than a call per day: the caps and descriptors of every session needed (the days and
+    their previous sessions) are computed at once as arrays (`_block`; only the draws are per
+    day), the previous sessions' style exposures come from one `standardised_style` call per
+    style over all of them (its statistics are per date, so each date's result is the same as
+    alone), and the frame is built once. tests/test_synthetic.py keeps the per-session version
+    (`_reference_range`) and checks the two bit for bit.
     """
     days = list(days)
     if not days:
         return SyntheticDay(pl.DataFrame(), pl.DataFrame(schema=_PLANTED_SCHEMA))
     seed, n = int(settings.seed), int(settings.n_assets)
-    base = sessions[0]
     styles = factors.styles
     by_group = settings.trbc_level == "industry_group"
     st = _static(seed, n)
@@ -372,24 +418,20 @@ def generate_universe_range(
     desc_cols = [descriptor_column(s) for s in styles]
 
     indices = [_session_index(d, sessions) for d in days]
-    # Every session whose frame is needed (the days and their previous sessions), built once.
+    # Every session whose caps and descriptors are needed (the days and their previous
+    # sessions), built once, as one block of arrays.
     needed = sorted(set(indices) | {i - 1 for i in indices if i > 0})
-    built = {i: _day_frame(st, seed, sessions[i], i, base, styles, by_group) for i in needed}
-    prev_needed = [i - 1 for i in indices if i > 0]
-    x_style_by_index: dict[int, np.ndarray] = {}
-    if prev_needed:
-        prev_frames = [built[i][0] for i in prev_needed]
-        if styles:
-            x_all = (
-                style_exposures(pl.concat(prev_frames, how="vertical"), styles, winsorize_sigma)
-                .select(styles)
-                .to_numpy()
-            )
-        else:
-            x_all = np.zeros((sum(f.height for f in prev_frames), 0))
-        offsets = np.cumsum([0] + [f.height for f in prev_frames])
-        for j, i in enumerate(prev_needed):
-            x_style_by_index[i] = x_all[offsets[j] : offsets[j + 1]]
+    block = _block(st, seed, sessions, needed, styles)
+    position = {i: p for p, i in enumerate(needed)}
+    cap = np.exp(block.log_cap)
+    # the previous sessions' style exposures, as the pipeline computes them
+    x_style_at = _block_style_exposures(
+        block,
+        sorted({position[i - 1] for i in indices if i > 0}),
+        cap,
+        len(styles),
+        winsorize_sigma,
+    )
 
     cat_code_all = st.group_code if by_group else st.sector_code
     # category index into factors.sectors for every asset
@@ -403,52 +445,60 @@ def generate_universe_range(
     sty_idx = np.array(factors.indices(GROUP_STYLE), dtype=np.int64)
     has_market = GROUP_MARKET in factors.groups
 
-    universes: list[pl.DataFrame] = []
-    planted: list[pl.DataFrame] = []
-    for day, index in zip(days, indices, strict=True):  # per-day draws: one generator per day
-        frame, present, rng = built[index]
-        if index == 0:
-            universes.append(
-                frame.select(
-                    *cols, pl.lit(None, dtype=pl.Float64).alias("asset_return"), *desc_cols
-                )
+    spans = [block.rows(position[i]) for i in indices]
+    ret = np.full(sum(r.stop - r.start for r in spans), np.nan)
+    planted_days, planted_f = [], []
+    at = 0
+    for day, index, rows in zip(days, indices, spans, strict=True):
+        size = rows.stop - rows.start
+        if index > 0:
+            p, q = position[index], position[index - 1]
+            ret[at : at + size], f = _planted_returns(
+                st,
+                block.rngs[p],
+                day,
+                block.asset[rows],
+                block.asset[block.rows(q)],
+                cap[block.rows(q)],
+                x_style_at[q],
+                cat_all,
+                params,
+                sec_idx,
+                sty_idx,
+                factors.names.index(MARKET_FACTOR) if has_market else None,
             )
-            continue
-        prev_frame, prev_present, _ = built[index - 1]
-        ret, f = _planted_returns(
-            st,
-            rng,
-            day,
-            present,
-            prev_present,
-            prev_frame.get_column("market_cap").to_numpy(),
-            x_style_by_index[index - 1],
-            cat_all,
-            params,
-            sec_idx,
-            sty_idx,
-            factors.names.index(MARKET_FACTOR) if has_market else None,
-        )
-        universes.append(
-            frame.with_columns(
-                pl.Series("asset_return", ret, dtype=pl.Float64).fill_nan(None)
-            ).select(*cols, "asset_return", *desc_cols)
-        )
-        planted.append(
-            pl.DataFrame(
-                {
-                    "date": [day] * k,
-                    "factor": list(factors.names),
-                    "factor_group": list(factors.groups),
-                    "factor_return": f,
-                },
-                schema=_PLANTED_SCHEMA,
-            )
-        )
-    return SyntheticDay(
-        pl.concat(universes, how="vertical"),
-        pl.concat(planted, how="vertical") if planted else pl.DataFrame(schema=_PLANTED_SCHEMA),
+            planted_days.append(day)
+            planted_f.append(f)
+        at += size
+
+    out = np.concatenate([np.arange(r.start, r.stop) for r in spans])
+    out_asset = block.asset[out]
+    sizes = [r.stop - r.start for r in spans]
+    columns: dict[str, pl.Series] = {
+        "date": pl.Series("date", days, dtype=pl.Date).gather(
+            np.repeat(np.arange(len(days)), sizes)
+        ),
+        "asset_id": st.asset_id.gather(out_asset),
+        "sector": st.sector.gather(out_asset),
+    }
+    if by_group:
+        columns["industry_group"] = st.industry_group.gather(out_asset)
+    columns["market_cap"] = pl.Series("market_cap", cap[out], nan_to_null=True)
+    columns["asset_return"] = pl.Series("asset_return", ret, dtype=pl.Float64, nan_to_null=True)
+    for name, values in zip(desc_cols, block.descriptors, strict=True):
+        columns[name] = pl.Series(name, values[out], nan_to_null=True)
+    planted = pl.DataFrame(
+        {
+            "date": pl.Series("date", planted_days, dtype=pl.Date).gather(
+                np.repeat(np.arange(len(planted_days)), k)
+            ),
+            "factor": list(factors.names) * len(planted_days),
+            "factor_group": list(factors.groups) * len(planted_days),
+            "factor_return": np.concatenate(planted_f) if planted_f else np.zeros(0),
+        },
+        schema=_PLANTED_SCHEMA,
     )
+    return SyntheticDay(pl.DataFrame(columns).select(*cols, "asset_return", *desc_cols), planted)
 
 
 def _planted_returns(
