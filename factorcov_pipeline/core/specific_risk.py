@@ -73,13 +73,12 @@ bit for bit (the same operations in the same order).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
+from factorcov_pipeline.core.blas import one_blas_thread
 from factorcov_pipeline.core.ewma import EwmaState, arrays_from_bytes, arrays_to_bytes, ewma_run
 from factorcov_pipeline.core.forecaster import (
     ANNUALISATION_DAYS,
@@ -210,12 +209,6 @@ def structural_forecast(
     raw = np.exp(design @ b)
     e0 = np.sum(caps[fit] * sigma_ts[fit]) / np.sum(caps[fit] * raw[fit])
     return e0 * raw
-
-
-@functools.cache
-def _blas_controller() -> ThreadpoolController:
-    """One controller per process (finding the BLAS libraries costs ~5 ms)."""
-    return ThreadpoolController()
 
 
 def _contains(universe: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -363,9 +356,8 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
         h = n_obs[:, pos]
 
         out = {k: np.full((t_n, n), np.nan) for k in ("gamma", "str", "blend", "sh")}
-        # One BLAS thread for the small (N x P) regressions: with threads, LAPACK's start-up
-        # costs more than the solve, and on a loaded machine it can take 100x longer.
-        with _blas_controller().limit(limits=1, user_api="blas"):
+        # One BLAS thread for the small (N x P) regressions (core/blas.py).
+        with one_blas_thread():
             for t in range(t_n):  # the cross-section of each date (vectorised over assets)
                 self._cross_section(t, sigma_ts[t], h[t], caps[t], categories[t], styles[t], out)
 

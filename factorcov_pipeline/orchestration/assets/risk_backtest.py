@@ -30,6 +30,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from factorcov_pipeline import plots
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.backtest import bias_report, rolling_bias
+from factorcov_pipeline.core.blas import one_blas_thread
 from factorcov_pipeline.core.forecaster import ANNUALISATION_DAYS
 from factorcov_pipeline.core.portfolio import (
     decompose,
@@ -65,62 +66,56 @@ BACKTEST_SCHEMA = {
 SPEC_SCHEMA = {"date": pl.Date, "size_decile": pl.Int32, "n_assets": pl.Int32, "bias": pl.Float64}
 
 # Per-asset standardised specific outcomes z = u(t) / (s(t-1) / sqrt(252)), t-1 the previous
-# forecast date; one row per asset and date.
+# forecast date (prev); one row per asset and date.
 SPECIFIC_Z_SQL = """
 WITH d AS (
     SELECT date, lag(date) OVER (ORDER BY date) AS prev
     FROM (SELECT DISTINCT date FROM specific_risk WHERE date <= ?) AS s
 )
-SELECT u.date, u.asset_id, u.specific_return / (r.specific_risk / sqrt(252)) AS z
+SELECT u.date, u.asset_id, u.specific_return / (r.specific_risk / sqrt(252)) AS z, d.prev
 FROM specific_returns u
 JOIN d ON u.date = d.date
 JOIN specific_risk r ON r.asset_id = u.asset_id AND r.date = d.prev
 WHERE u.date BETWEEN ? AND ? AND r.specific_risk > 0
 """
 
+# The same with each asset's market cap at t-1, in (date, asset_id) order: ranks among equal
+# caps and the sums then do not depend on the order a store returns rows in, so a parallel
+# backfill stores the same bits as a sequential run (tests/test_parallel.py).
+SPECIFIC_Z_CAP_SQL = f"""
+WITH z AS ({SPECIFIC_Z_SQL})
+SELECT z.date, z.z, c.market_cap
+FROM z JOIN universe c ON c.asset_id = z.asset_id AND c.date = z.prev
+ORDER BY z.date, z.asset_id
+"""
 
-def specific_bias_rows(
-    z: pl.DataFrame, universe: pl.DataFrame, previous: dict[dt.date, dt.date]
-) -> pl.DataFrame:
-    """The specific bias statistic sqrt(mean z^2) by size decile for every date of ``z``
-    (date, asset_id, z) at once: deciles by market cap at the previous forecast date
-    (``previous[date]``, caps from ``universe``), 1 = smallest, ``rank * 10 // n + 1`` over the
-    date's n assets with an outcome (USE4 notes, section 6: the bias statistic).
 
-    Rows are put in (date, asset_id) order first, so ranks among equal caps and the sums do not
-    depend on the order the store returned them in: a parallel backfill stores the same bits
-    as a sequential run (tests/test_parallel.py)."""
-    if z.height == 0 or not previous:
-        return pl.DataFrame(schema=SPEC_SCHEMA)
-    prev = pl.DataFrame(
-        {"date": list(previous), "prev": list(previous.values())},
-        schema={"date": pl.Date, "prev": pl.Date},
-    )
-    caps = universe.select(pl.col("date").alias("prev"), "asset_id", "market_cap")
-    zc = (
-        z.join(prev, on="date")
-        .join(caps, on=["prev", "asset_id"])
-        .sort("date", "asset_id")
-        .with_columns(
-            (pl.col("market_cap").rank("ordinal").over("date") - 1).alias("_rank"),
-            pl.len().over("date").alias("_n"),
-            (pl.col("date").rank("dense") - 1).alias("_day"),
-        )
-    )
+def specific_bias_rows(zc: pl.DataFrame) -> pl.DataFrame:
+    """The specific bias statistic sqrt(mean z^2) by size decile for every date of ``zc``
+    (date, z, market_cap at the previous forecast date; `SPECIFIC_Z_CAP_SQL`'s rows, in
+    (date, asset_id) order) at once: deciles by that cap, 1 = smallest,
+    ``rank * 10 // n + 1`` over the date's n assets with an outcome, equal caps ranked in
+    asset id order (USE4 notes, section 6: the bias statistic)."""
     if zc.height == 0:
         return pl.DataFrame(schema=SPEC_SCHEMA)
-    decile = (zc["_rank"].to_numpy().astype(np.int64) * N_DECILES) // zc["_n"].to_numpy() + 1
-    group = zc["_day"].to_numpy().astype(np.int64) * N_DECILES + (decile - 1)
-    size = (int(group.max()) // N_DECILES + 1) * N_DECILES
+    days, day = np.unique(zc["date"].to_numpy(), return_inverse=True)
+    day = day.reshape(-1).astype(np.int64)
+    n = np.bincount(day)
+    first = np.concatenate([[0], np.cumsum(n)[:-1]])
+    order = np.lexsort((zc["market_cap"].to_numpy(), day))  # stable: ties keep id order
+    rank = np.empty(day.size, dtype=np.int64)
+    rank[order] = np.arange(day.size) - first[day[order]]
+    decile = (rank * N_DECILES) // n[day] + 1
+    group = day * N_DECILES + (decile - 1)
+    size = days.size * N_DECILES
     zz = zc["z"].to_numpy()
     count = np.bincount(group, minlength=size)
     sum_sq = np.bincount(group, weights=zz * zz, minlength=size)
-    have = count > 0
-    days = zc.select("date", "_day").unique().sort("_day")["date"].to_list()
+    have = np.flatnonzero(count > 0)
     return pl.DataFrame(
         {
-            "date": [days[g // N_DECILES] for g in np.flatnonzero(have)],
-            "size_decile": np.flatnonzero(have) % N_DECILES + 1,
+            "date": days[have // N_DECILES],
+            "size_decile": have % N_DECILES + 1,
             "n_assets": count[have],
             "bias": np.sqrt(sum_sq[have] / count[have]),
         },
@@ -238,29 +233,31 @@ def risk_backtest(
     for chunk in [] if user_returns else date_chunks(dates):
         prev0 = calendar.previous_session(chunk[0])
         models = load_risk_models(store.read, prev0, chunk[-1])
+        # each date's universe rows as arrays, split once (in date order)
         uni = store.read(
-            "SELECT date, asset_id, asset_return, market_cap FROM universe "
-            "WHERE date BETWEEN ? AND ?",
-            [prev0, chunk[-1]],
+            "SELECT date, asset_id, asset_return FROM universe "
+            "WHERE date BETWEEN ? AND ? ORDER BY date",
+            [chunk[0], chunk[-1]],
         )
-        z = store.read(SPECIFIC_Z_SQL, [chunk[-1], chunk[0], chunk[-1]])
-        # each date's universe rows as arrays, split once (universe rows come in date order)
-        uni = uni.sort("date", maintain_order=True)
+        zc = store.read(SPECIFIC_Z_CAP_SQL, [chunk[-1], chunk[0], chunk[-1]])
         u_days = uni["date"].to_numpy()
         u_ids = uni["asset_id"].to_numpy().astype(np.str_)
         u_ret = uni["asset_return"].cast(pl.Float64).fill_null(np.nan).to_numpy()
         bounds = np.searchsorted(u_days, np.asarray(chunk, dtype="datetime64[D]"), side="left")
         ends = np.searchsorted(u_days, np.asarray(chunk, dtype="datetime64[D]"), side="right")
         cols: dict[str, list] = {c: [] for c in BACKTEST_SCHEMA}
-        previous = {}
+        backtested: list[dt.date] = []  # dates with an earlier model
         fdays = sorted(models)
         for i, day in enumerate(chunk):  # loop over dates; each vectorised over assets
             at = bisect.bisect_left(fdays, day)
             if at == 0:
                 continue
-            prev = previous[day] = fdays[at - 1]
+            prev = fdays[at - 1]
+            backtested.append(day)
             m = models[prev]
-            names, kinds, ws = [MIN_VARIANCE], [MIN_VARIANCE], [minimum_variance_weights(m)]
+            with one_blas_thread():  # N x K products and a K x K solve (core/blas.py)
+                mv = minimum_variance_weights(m)
+            names, kinds, ws = [MIN_VARIANCE], [MIN_VARIANCE], [mv]
             if holdings is not None:
                 al = align_holdings(m, holdings, prev, str(cfg.holdings), cfg.drop_unknown)
                 names += al.portfolios
@@ -278,7 +275,7 @@ def risk_backtest(
         for c in ("realised_return", "predicted_risk"):
             cols[c] = np.concatenate(cols[c]) if cols[c] else []
         bt_all = pl.DataFrame(cols, schema=BACKTEST_SCHEMA)
-        sp_all = specific_bias_rows(z, uni, previous)
+        sp_all = specific_bias_rows(zc.filter(pl.col("date").is_in(backtested)))
         store.replace(
             [TableWrite(ASSET, bt_all), TableWrite(SPECIFIC_BIAS, sp_all)],
             date_span(chunk),
