@@ -469,6 +469,8 @@ def _awkward_dates(rng: np.random.Generator, equal_width: bool) -> tuple[np.ndar
         if case == 6:
             x[dates == 4] = np.nan
             x[np.flatnonzero(dates == 4)[5]] = -3.0  # one value
+            d0 = np.flatnonzero(dates == 0)
+            x[d0] = np.where(np.arange(d0.size) < 25, -1.7e308, 1.7e308)  # |x - median| = inf
         cases.append((x, cap))
     return dates, cases
 

@@ -111,10 +111,11 @@ def style_exposures(
     ).select(*keys, "market_cap", *styles)
 
 
-def sorted_by_date_and_asset(frame: pl.DataFrame) -> pl.DataFrame:
-    """`frame.sort("date", "asset_id")`, without the sort when the rows are already in that
-    order with no (date, asset_id) twice and no null key (checked in one pass; stored and
-    generated frames usually are, and a sort of the string key cost more than the rest)."""
+def sorted_by_date_and_asset(frame: pl.DataFrame, maintain_order: bool = False) -> pl.DataFrame:
+    """`frame.sort("date", "asset_id", maintain_order=...)`, without the sort when the rows
+    are already in that order with no (date, asset_id) twice and no null key (checked in one
+    pass; stored and generated frames usually are, and a sort of the string key cost more than
+    the standardisation of a style)."""
     if (
         frame.height > 1
         and frame.schema["date"] == pl.Date
@@ -126,7 +127,7 @@ def sorted_by_date_and_asset(frame: pl.DataFrame) -> pl.DataFrame:
         ordered = (d > d.shift(1)) | ((d == d.shift(1)) & (a > a.shift(1)))
         if frame.select(ordered.slice(1).all()).item():
             return frame
-    return frame.sort("date", "asset_id")
+    return frame.sort("date", "asset_id", maintain_order=maintain_order)
 
 
 # Robust pre-clip: a descriptor further than ROBUST_CLIP robust standard deviations (1.4826 x
@@ -158,11 +159,11 @@ class Segments:
         self.counts = counts
         self.width = int(counts.max())
         self.size = int(counts.sum())
-        # flat grid position of each row (None: every date has `width` rows, a plain reshape)
-        self.grid_index: np.ndarray | None = None
+        # where each date's rows go in a NaN-padded (dates x longest date) grid: the first
+        # counts[d] cells of row d (None: every date has `width` rows, a plain reshape)
+        self.grid_mask: np.ndarray | None = None
         if self.width * starts.size != self.size:
-            row0 = np.arange(starts.size, dtype=np.int64) * self.width - starts
-            self.grid_index = np.repeat(row0, counts) + np.arange(self.size, dtype=np.int64)
+            self.grid_mask = np.arange(self.width) < counts[:, None]
 
     @classmethod
     def of(cls, dates: np.ndarray) -> Segments:
@@ -216,22 +217,22 @@ class _Masked:
         self.n_div = np.where(self.n > 0, self.n, 1.0)
 
 
-def _grid_median(x: np.ndarray, segments: Segments) -> np.ndarray:
-    """The median of the finite values of each date (NaN where a date has none), vectorised:
-    the dates' rows are laid out as the rows of a NaN-padded (dates x longest date) grid,
-    sorted along each row (numpy sorts NaN last), and the middle element(s) of each row's
-    finite values averaged (numpy's definition of the median, exactly)."""
-    finite = np.where(np.isfinite(x), x, np.nan)
-    rows, width = segments.starts.size, segments.width
-    if segments.grid_index is None:
-        grid = finite.reshape(rows, width)
+def _sorted_grid(x: np.ndarray, segments: Segments) -> np.ndarray:
+    """Each date's values (x: NaN where missing) as a row of a NaN-padded (dates x longest
+    date) grid, sorted along the row (numpy sorts NaN last)."""
+    if segments.grid_mask is None:
+        grid = x.reshape(segments.starts.size, segments.width).copy()
     else:
-        grid = np.full(rows * width, np.nan)
-        grid[segments.grid_index] = finite
-        grid = grid.reshape(rows, width)
+        grid = np.full(segments.grid_mask.shape, np.nan)
+        grid[segments.grid_mask] = x  # row-major: the rows in order
     grid.sort(axis=1)
-    n = np.isfinite(grid).sum(axis=1)
-    at = np.arange(rows)
+    return grid
+
+
+def _grid_median(grid: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """The median of each row of a sorted grid whose first n values are finite (NaN where n
+    is 0): the middle element(s) averaged, numpy's definition of the median, exactly."""
+    at = np.arange(grid.shape[0])
     lo = grid[at, np.maximum(n - 1, 0) // 2]
     hi = grid[at, np.maximum(n, 1) // 2 - (n == 0)]
     return np.where(n > 0, 0.5 * (lo + hi), np.nan)
@@ -244,11 +245,24 @@ def _clip_robustly(x: np.ndarray, stats: _Masked) -> np.ndarray:
     scale) is used; where that is 0 too the date is left alone (it is flat or has one distinct
     outlier value, which the standardisation handles): its bounds are +/-inf."""
     seg = stats.segments
-    med = _grid_median(x, seg)
-    dev = np.abs(x - seg.spread(med))
-    mad = _grid_median(dev, seg)
-    mean_ad = seg.sum(np.where(stats.valid, dev, 0.0)) / stats.n_div
-    scale = np.where(mad > 0, MAD_SCALE * mad, np.sqrt(np.pi / 2.0) * mean_ad)
+    grid = _sorted_grid(x, seg)
+    n = stats.n.astype(np.int64)
+    med = _grid_median(grid, n)
+    # the deviations of each date's values are those of its sorted row: the same multiset
+    dev_grid = np.abs(grid - med[:, None])
+    if np.isinf(dev_grid).any():  # an overflowing deviation counts as missing, as in x
+        dev_grid = np.where(np.isinf(dev_grid), np.nan, dev_grid)
+        n_dev = np.isfinite(dev_grid).sum(axis=1)
+    else:
+        n_dev = n
+    dev_grid.sort(axis=1)
+    mad = _grid_median(dev_grid, n_dev)
+    scale = MAD_SCALE * mad
+    fallback = ~(mad > 0)
+    if fallback.any():  # the mean absolute deviation, only where the MAD is 0 (or NaN)
+        dev = np.abs(x - seg.spread(med))
+        mean_ad = seg.sum(np.where(stats.valid, dev, 0.0)) / stats.n_div
+        scale = np.where(fallback, np.sqrt(np.pi / 2.0) * mean_ad, scale)
     scale = np.where(np.isfinite(scale), scale, 0.0)
     half = ROBUST_CLIP * scale
     clip = scale > 0
@@ -329,7 +343,7 @@ def exposures_table(
     `exposures` over this table (`storage.exposures_view`).
     """
     _check_exposure_frame(wide, factors, category_column)
-    return wide.sort("date", "asset_id", maintain_order=True).select(
+    return sorted_by_date_and_asset(wide, maintain_order=True).select(
         pl.col("date"),
         pl.col("asset_id").cast(pl.String),
         pl.col(category_column).cast(pl.String).alias("category"),
@@ -355,7 +369,7 @@ def exposures_long(
     # entries, and these m entries are put in the FactorSet's order by an argsort along the small
     # axis. Same rows, same order, same values as the unpivot-and-sort it replaces.
     order = {name: i for i, name in enumerate(factors.names)}
-    w = wide.sort("date", "asset_id", maintain_order=True)
+    w = sorted_by_date_and_asset(wide, maintain_order=True)
     n = w.height
     codes: list[np.ndarray] = []
     values: list[np.ndarray] = []
