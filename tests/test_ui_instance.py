@@ -130,6 +130,14 @@ def test_numeric_metadata_is_each_sessions_own_value(built):
         assert meta["market_volatility"].value == v
         values.append(v)
     assert len(set(values)) == len(values) > 20  # a time series, not a flat line
+    # specific_risk: each session's median forecast, from the stored table
+    med = store.read(
+        "SELECT date, median(specific_risk) AS m FROM specific_risk GROUP BY date ORDER BY date"
+    )
+    assert med.height > 20
+    for day, m in med.iter_rows():
+        meta = events["specific_risk"][str(day)].metadata
+        assert meta["median_specific_risk"].value == pytest.approx(m, rel=1e-15)
     # factor_covariance: the trace of each session's matrix, recomputed with numpy
     cov = store.read("SELECT * FROM factor_covariance WHERE date = ?", [SESSIONS[10]])
     k = DEFAULT_FACTORS.k
@@ -148,18 +156,27 @@ def test_figures_and_tables_on_the_last_session_only(built):
         "factor_correlation": ["correlation_heatmap"],
         "factor_returns": ["r_squared_over_time", "assets_over_time"],
         "forecast_bias": ["bias_over_time"],
+        "risk_backtest": ["portfolio_bias_plot"],
     }
     for asset, names in figures.items():
         for name in names:
             md = events[asset][last].metadata[name]
             assert isinstance(md, dg.MarkdownMetadataValue)
             assert md.value.startswith("![") and "data:image/png;base64,iVBOR" in md.value
+    # every asset: no figure, table or text on the other sessions, whose metadata stays small
+    # (a range of 2,520 sessions must not store 2,520 copies of a plot)
+    assert len(events) == 11, sorted(events)
+    for asset in events:
         for key in events[asset]:
             if key != last:
+                kept = events[asset][key].metadata.values()
                 assert not any(
-                    isinstance(v, dg.MarkdownMetadataValue | dg.TableMetadataValue)
-                    for v in events[asset][key].metadata.values()
+                    isinstance(
+                        v, dg.MarkdownMetadataValue | dg.TableMetadataValue | dg.JsonMetadataValue
+                    )
+                    for v in kept
                 ), (asset, key)
+                assert len(kept) <= 6, (asset, key, sorted(events[asset][key].metadata))
     # the forecast bias summary is a real table, one record per portfolio
     summary = events["forecast_bias"][last].metadata["summary"]
     assert isinstance(summary, dg.TableMetadataValue)

@@ -11,7 +11,7 @@ from factorcov_pipeline import plots
 from factorcov_pipeline.core.portfolio import beta, decompose
 from factorcov_pipeline.core.settings import PortfolioRiskSettings
 from factorcov_pipeline.orchestration.assets.common import PARTITIONED, date_chunks, date_span
-from factorcov_pipeline.orchestration.metadata import image
+from factorcov_pipeline.orchestration.metadata import image, on_last_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import (
     FactorcovSettings,
@@ -172,4 +172,5 @@ def portfolio_risk(
     if holdings is not None:
         meta["portfolios"] = holdings["portfolio"].n_unique()
         meta["predicted_risk_plot"] = risk_plot(store, dates[-1])
-    return MaterializeResult(metadata=meta)
+    on_last_session(context, meta)  # totals and the plot on the range's last session only
+    return MaterializeResult()

@@ -39,7 +39,7 @@ from factorcov_pipeline.core.portfolio import (
 )
 from factorcov_pipeline.orchestration.assets.common import PARTITIONED, date_chunks, date_span
 from factorcov_pipeline.orchestration.assets.portfolio_risk import standing_holdings
-from factorcov_pipeline.orchestration.metadata import image
+from factorcov_pipeline.orchestration.metadata import image, on_last_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import (
     FactorcovSettings,
@@ -303,6 +303,8 @@ def risk_backtest(
                 date_span(dates),
                 settings_json=settings.fingerprint(),
             )
-        return MaterializeResult(metadata={"skipped": "factor returns are supplied by the user"})
-    meta = {"dagster/row_count": rows, **_history_metadata(store, dates[-1])}
-    return MaterializeResult(metadata=meta)
+        on_last_session(context, {"skipped": "factor returns are supplied by the user"})
+        return MaterializeResult()
+    # run totals, tables and the plot on the range's last session only (orchestration/metadata)
+    on_last_session(context, {"dagster/row_count": rows, **_history_metadata(store, dates[-1])})
+    return MaterializeResult()

@@ -18,6 +18,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     return_dates,
     stale_later_dates,
 )
+from factorcov_pipeline.orchestration.metadata import on_last_session, per_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import (
     FactorcovSettings,
@@ -81,7 +82,8 @@ def specific_risk(
             state={ASSET: {}},  # forecasts and recursion states of the range go together
             settings_json=settings.fingerprint(),
         )
-        return MaterializeResult(metadata={"dates": 0, "dagster/row_count": 0, **meta})
+        on_last_session(context, {"dates": 0, "dagster/row_count": 0, **meta})
+        return MaterializeResult()
     # Continue from the nearest stored state at or before the previous session, replaying the
     # sessions after it (not re-published): states are stored at each chunk's end, not every
     # session (a state of 3,000 assets is ~100 kB). Blocks equal day-by-day steps bit for bit
@@ -93,6 +95,7 @@ def specific_risk(
     forecaster = SpecificRiskForecaster(sr)
     rows, last = 0, None
     lambdas: list[float] = []
+    per: dict[dt.date, dict[str, float]] = {}  # each session's own numbers (UI time series)
     for chunk in date_chunks(days):  # bounded memory; each chunk one call and one transaction
         expo, spec = read_inputs(store, styles, chunk[0], chunk[-1])
         panel = asset_panel(chunk, expo, styles, spec)
@@ -117,6 +120,13 @@ def specific_risk(
             }
         ).cast(EMPTY.schema)
         lambdas.extend(float(v) for v in fc.vra_multiplier[keep])
+        finite = np.isfinite(risk)
+        for i, t in enumerate(keep):  # a session without forecasts gets no numbers
+            if finite[i].any():
+                per[chunk[t]] = {
+                    "median_specific_risk": float(np.median(risk[i, finite[i]])),
+                    "vra_multiplier": float(fc.vra_multiplier[t]),
+                }
         store.replace(
             [TableWrite(ASSET, out)],
             (chunk[keep[0]], chunk[-1]),
@@ -127,8 +137,10 @@ def specific_risk(
         last = out.filter(pl.col("date") == chunk[-1])
     stale = stale_later_dates(store, ASSET, dates[-1], context.log)
     assert last is not None
-    return MaterializeResult(
-        metadata={
+    per_session(context, per)
+    on_last_session(
+        context,
+        {
             "dates": len(ret_dates),
             "dagster/row_count": rows,
             "continued_from_state": point.state is not None,
@@ -137,5 +149,6 @@ def specific_risk(
             "last_vra_multiplier": lambdas[-1],
             "later_dates_now_stale": stale,
             **meta,
-        }
+        },
     )
+    return MaterializeResult()
