@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from factorcov_pipeline.core.asset_panel import asset_panel
 from factorcov_pipeline.core.exposures import (
     MAD_SCALE,
     ROBUST_CLIP,
@@ -24,6 +25,7 @@ from factorcov_pipeline.core.exposures import (
     style_exposures,
 )
 from factorcov_pipeline.core.factors import FactorSet
+from factorcov_pipeline.core.panel import long_to_matrix
 
 STYLES = ("Size", "Value", "Momentum")
 SECTORS = ("Energy", "Financials", "Technology")
@@ -508,3 +510,56 @@ def test_sorted_by_date_and_asset() -> None:
     assert_frame_equal(sorted_by_date_and_asset(shuffled), ordered)
     twice = pl.concat([ordered.head(3), ordered.head(3)]).sort("date", "asset_id")
     assert sorted_by_date_and_asset(twice) is not twice  # a repeated key: the plain sort
+
+
+def test_asset_panel_equals_long_to_matrix_column_by_column() -> None:
+    """`asset_panel` joins each frame to the axes once; every array is the one
+    `core.panel.long_to_matrix` gives column by column (the version it replaced), bit for bit:
+    missing cells, a null category, rows on dates outside the axis, assets with only a
+    specific return."""
+    panel = _panel(n=60, seed=3)
+    wide = style_exposures(panel, STYLES).rename({"sector": "category"})
+    wide = wide.with_columns(
+        pl.when(pl.col("asset_id") == "A0007")
+        .then(None)
+        .otherwise(pl.col("category"))
+        .alias("category")
+    ).sample(fraction=0.9, seed=2)  # some (date, asset) cells missing
+    rng = np.random.default_rng(4)
+    spec = pl.DataFrame(
+        {
+            "date": [DATES[0]] * 5 + [DATES[2]] * 3 + [dt.date(2030, 1, 1)],
+            "asset_id": ["A0001", "A0002", "ZZZ", "A0003", "A0004", "A0001", "YYY", "A0009", "A1"],
+            "specific_return": [*rng.standard_normal(8), 1.0],
+        }
+    ).with_columns(
+        pl.when(pl.col("asset_id") == "A0002")
+        .then(None)
+        .otherwise(pl.col("specific_return"))
+        .alias("specific_return")
+    )
+    dates = list(DATES)
+    got = asset_panel(dates, wide, STYLES, spec)
+    names = sorted({*wide["asset_id"].to_list(), *spec["asset_id"].to_list()})
+    assert got.asset_ids.tolist() == names
+    cats = sorted(set(wide["category"].drop_nulls().to_list()))
+    coded = wide.with_columns(
+        pl.col("category")
+        .replace_strict(cats, list(range(len(cats))), default=None)
+        .cast(pl.Float64)
+        .alias("_code")
+    )
+    codes = long_to_matrix(coded, dates, names, "_code", key="asset_id")
+    expected = {
+        "caps": long_to_matrix(wide, dates, names, "market_cap", key="asset_id"),
+        "categories": np.where(np.isfinite(codes), codes, -1).astype(np.int64),
+        "styles": np.stack(
+            [long_to_matrix(wide, dates, names, s, key="asset_id") for s in STYLES], axis=2
+        ),
+        "specific_returns": long_to_matrix(spec, dates, names, "specific_return", key="asset_id"),
+    }
+    assert got.category_names == cats
+    for name, want in expected.items():
+        have = getattr(got, name)
+        assert have.dtype == want.dtype and have.shape == want.shape, name
+        np.testing.assert_array_equal(have.view(np.int64), want.view(np.int64), err_msg=name)

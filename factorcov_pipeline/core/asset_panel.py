@@ -16,8 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from factorcov_pipeline.core.panel import long_to_matrix
-
 
 @dataclass
 class AssetPanel:
@@ -34,6 +32,24 @@ class AssetPanel:
     specific_returns: np.ndarray
 
 
+def _cells(
+    frame: pl.DataFrame, dates: list[dt.date], asset_ids: pl.Series
+) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+    """The rows of `frame` on the axes and their (date, asset) cells: the inner join on both
+    axes of `core.panel.long_to_matrix`, done once for all of a frame's columns."""
+    date_pos = pl.DataFrame({"date": dates, "_t": np.arange(len(dates))})
+    asset_pos = pl.DataFrame({"asset_id": asset_ids, "_k": np.arange(len(asset_ids))})
+    rows = frame.join(date_pos, on="date").join(asset_pos, on="asset_id")
+    return rows, rows["_t"].to_numpy(), rows["_k"].to_numpy()
+
+
+def _matrix(shape: tuple[int, int], t: np.ndarray, k: np.ndarray, values: pl.Series) -> np.ndarray:
+    """(T, N) array of the values at cells (t, k), NaN elsewhere (nulls are NaN)."""
+    out = np.full(shape, np.nan)
+    out[t, k] = values.cast(pl.Float64).to_numpy()
+    return out
+
+
 def asset_panel(
     dates: Sequence[dt.date],
     exposures: pl.DataFrame,
@@ -42,27 +58,29 @@ def asset_panel(
 ) -> AssetPanel:
     """Arrays of ``exposures`` (date, asset_id, market_cap, category, styles...) and
     ``specific_returns`` (date, asset_id, specific_return) for ``dates``; the asset axis is
-    the sorted union of both frames' ids."""
+    the sorted union of both frames' ids. Each frame is joined to the axes once; its columns
+    are then placed with numpy (the cells of `core.panel.long_to_matrix`, column by column)."""
     dates = list(dates)
     ids = pl.concat([exposures.select("asset_id"), specific_returns.select("asset_id")]).unique()
     asset_ids = np.sort(ids["asset_id"].to_numpy().astype(np.str_))
-    names = asset_ids.tolist()
-    caps = long_to_matrix(exposures, dates, names, "market_cap", key="asset_id")
+    names = pl.Series("asset_id", asset_ids.tolist(), dtype=pl.String)
+    shape = (len(dates), len(asset_ids))
     category_names = sorted(set(exposures["category"].drop_nulls().to_list()))
-    coded = exposures.with_columns(
-        pl.col("category")
-        .replace_strict(category_names, list(range(len(category_names))), default=None)
-        .cast(pl.Float64)
-        .alias("_code")
-    )
-    codes = long_to_matrix(coded, dates, names, "_code", key="asset_id")
-    categories = np.where(np.isfinite(codes), codes, -1).astype(np.int64)
-    style_arr = (
-        np.stack(
-            [long_to_matrix(exposures, dates, names, s, key="asset_id") for s in styles], axis=2
+    categories = np.full(shape, -1, dtype=np.int64)
+    caps = np.full(shape, np.nan)
+    style_arr = np.full((*shape, len(styles)), np.nan)
+    if exposures.height:
+        rows, t, k = _cells(exposures, dates, names)
+        caps = _matrix(shape, t, k, rows["market_cap"])
+        code = rows["category"].replace_strict(
+            category_names, list(range(len(category_names))), default=None, return_dtype=pl.Int64
         )
-        if styles
-        else np.zeros((len(dates), len(names), 0))
-    )
-    spec = long_to_matrix(specific_returns, dates, names, "specific_return", key="asset_id")
+        known = code.is_not_null().to_numpy()
+        categories[t[known], k[known]] = code.drop_nulls().to_numpy()
+        for j, s in enumerate(styles):
+            style_arr[:, :, j] = _matrix(shape, t, k, rows[s])
+    spec = np.full(shape, np.nan)
+    if specific_returns.height:
+        rows, t, k = _cells(specific_returns, dates, names)
+        spec = _matrix(shape, t, k, rows["specific_return"])
     return AssetPanel(dates, asset_ids, caps, categories, category_names, style_arr, spec)

@@ -346,9 +346,10 @@ def _block_style_exposures(
         kept = counts > 0  # an empty session is no segment
         starts = np.r_[0, np.cumsum(counts)[:-1]][kept]
         segments = Segments(starts, counts[kept])
+        cap_rows = cap[rows]
         x_all = np.stack(
             [
-                standardised_style(d[rows], cap[rows], segments, winsorize_sigma)
+                standardised_style(d[rows], cap_rows, segments, winsorize_sigma)
                 for d in block.descriptors
             ],
             axis=1,
