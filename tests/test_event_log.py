@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._record import copy
 
 from factorcov_pipeline.cli import main
 from factorcov_pipeline.core import calendar
@@ -46,30 +47,47 @@ def _record(tmp: Path, name: str, yaml_text: str, monkeypatch: pytest.MonkeyPatc
 
 
 def _summary(home: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
-    """What the UI reads: events by type, asset and partition; materialised partitions; each
-    check's status per partition."""
+    """What the UI reads: the run's events in storage order with their storage ids (type,
+    asset, partition); materialised partitions; each asset's last materialisation; each check's
+    status per partition with the ids of its evaluation and of the materialisation it checked."""
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
         (run,) = instance.get_runs()
-        events = Counter(
+        records = instance.get_records_for_run(run.run_id, limit=100_000).records
+        events = [
             (
+                record.storage_id,
                 entry.dagster_event.event_type_value,
                 entry.dagster_event.asset_key.to_user_string()
                 if entry.dagster_event.asset_key
                 else None,
                 entry.dagster_event.partition,
             )
-            for entry in instance.all_logs(run.run_id)
-            if entry.dagster_event is not None
-        )
-        assets = sorted({key[1] for key in events if key[1]})
+            for record in records
+            if (entry := record.event_log_entry).dagster_event is not None
+        ]
+        assert Counter(e[1] for e in events)["ASSET_CHECK_EVALUATION"] > 0
+        assets = sorted({key[2] for key in events if key[2]})
         partitions = {
             asset: sorted(instance.get_materialized_partitions(dg.AssetKey(asset)))
             for asset in assets
         }
+        last = {
+            asset: (
+                (record := instance.get_latest_materialization_event(dg.AssetKey(asset)))
+                and (record.dagster_event.partition, record.timestamp > 0)  # type: ignore[union-attr]
+            )
+            for asset in assets
+        }
         checks = {
             key.to_user_string(): sorted(
-                (record.partition, record.status.value)
+                (
+                    record.partition,
+                    record.status.value,
+                    record.event.get_dagster_event().event_specific_data.target_materialization_data.storage_id  # type: ignore[union-attr]
+                    if record.event and record.status.value != "PLANNED"
+                    else None,
+                )
                 for record in instance.event_log_storage.get_asset_check_execution_history(
                     key, limit=1000
                 )
@@ -77,7 +95,13 @@ def _summary(home: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
             for check in ALL_CHECKS
             for key in check.check_keys
         }
-        return {"run": run.status, "events": events, "partitions": partitions, "checks": checks}
+        return {
+            "run": run.status,
+            "events": events,
+            "partitions": partitions,
+            "last": last,
+            "checks": checks,
+        }
 
 
 def test_shipped_event_log_records_what_dagsters_stock_storage_records(tmp_path, monkeypatch):
@@ -93,7 +117,7 @@ def test_shipped_event_log_records_what_dagsters_stock_storage_records(tmp_path,
     sessions = [str(d) for d in calendar.sessions(START, END)]
     assert stock["partitions"]["factor_volatility"] == sessions
     for key, records in ours["checks"].items():  # type: ignore[union-attr]
-        succeeded = [p for p, status in records if status == "SUCCEEDED"]
+        succeeded = [p for p, status, _ in records if status == "SUCCEEDED"]
         assert succeeded == sessions, key
 
 
@@ -152,3 +176,42 @@ def test_a_home_written_by_dagsters_stock_storage_keeps_its_history(tmp_path, mo
     before = _summary(home, monkeypatch)
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     assert _summary(home, monkeypatch) == before
+
+
+def test_waiting_check_evaluations_are_stored_once_and_before_any_read(tmp_path, monkeypatch):
+    """Check evaluations wait in memory (`FactorcovSqliteEventLogStorage.store_event`): a read
+    stores them first; an evaluation without a planned row makes the multi-row update find too
+    few rows, and then every waiting evaluation is stored Dagster's way, once (the failed
+    batch's inserts rolled back)."""
+    shipped_yaml = (REPO / "dagster.yaml").read_text()
+    home = _record(tmp_path, "home", shipped_yaml, monkeypatch)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        storage = instance.event_log_storage
+        assert isinstance(storage, FactorcovSqliteEventLogStorage)
+        (run,) = instance.get_runs()
+        before = len(instance.all_logs(run.run_id))
+        check_key = dg.AssetCheckKey(dg.AssetKey("factor_volatility"), "factor_volatility_valid")
+        (planned_one, *_) = [
+            e
+            for e in instance.all_logs(run.run_id)
+            if e.dagster_event is not None
+            and e.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+            and e.dagster_event.event_specific_data.asset_check_key == check_key  # type: ignore[union-attr]
+        ]
+        data = planned_one.get_dagster_event().event_specific_data
+        unplanned = planned_one._replace(
+            dagster_event=planned_one.get_dagster_event()._replace(
+                event_specific_data=copy(data, partition="2030-01-02")
+            )
+        )
+        storage.store_event(planned_one)  # a second evaluation of a planned partition
+        storage.store_event(unplanned)
+        assert len(storage._pending) == 2  # waiting, not stored yet
+        logs = instance.all_logs(run.run_id)  # a read: stores them first
+        assert not storage._pending
+        assert len(logs) == before + 2
+        history = storage.get_asset_check_execution_history(check_key, limit=1000)
+        by_partition = Counter(record.partition for record in history)
+        assert by_partition["2030-01-02"] == 1  # inserted by Dagster's own fallback
+        assert set(by_partition.values()) == {1}
