@@ -19,8 +19,13 @@ What changes, and only this (every statement and table is Dagster's):
   once yes) (the index and the most recently used run shards), so connections
   and compiled statements are reused;
 * a batch of events (Dagster sends one per step for the per-session materialisations, and one
-  for the run's planned events) is stored with Dagster's own `store_event` per event, in one
-  transaction per database file instead of one per statement;
+  for the run's planned events) is stored in one transaction per database file, its
+  materialisations and planned materialisations with multi-row statements as dagster-postgres
+  stores materialisations, any other event with Dagster's own `store_event`;
+* a run's per-partition check evaluations (one per session and check) wait in memory until the
+  next event of another kind or any read of this process, then are stored together the same
+  way (`FactorcovSqliteEventLogStorage.store_event`);
+* a planned check event is serialised once, not once per planned partition;
 * `PRAGMA synchronous=NORMAL` on each connection. The databases are in WAL mode (Dagster sets it
   when it creates them); with NORMAL, SQLite's documentation says a commit is durable against an
   application crash and the database cannot be corrupted, and only the last transactions before
