@@ -298,10 +298,11 @@ def _block(
     day's own generator), so a day does not depend on which other days are in the block."""
     n = len(st.log_cap0)
     base = sessions[0]
-    rngs, noise = [], []
-    for i in index:  # per-day draws: one generator per day
+    rngs = []
+    noise = np.empty((len(index), n, len(styles)))
+    for p, i in enumerate(index):  # per-day draws: one generator per day
         rng = np.random.default_rng([seed, sessions[i].toordinal()])
-        noise.append(rng.standard_normal((n, len(styles))))
+        rng.standard_normal(out=noise[p])  # = rng.standard_normal((n, len(styles)))
         rngs.append(rng)
     at = np.array(index, dtype=np.int64)[:, None]
     day, asset = np.nonzero((st.entry <= at) & (at < st.exit))  # sorted by day, then asset
@@ -317,7 +318,7 @@ def _block(
     )
     descriptors = []
     if styles:
-        noise_rows = np.stack(noise)[day, asset]  # (rows, styles)
+        noise_rows = noise[day, asset]  # (rows, styles)
     for j, style in enumerate(styles):
         if style == "Size":
             descriptors.append(log_cap)
@@ -347,17 +348,17 @@ def _block_style_exposures(
         starts = np.r_[0, np.cumsum(counts)[:-1]][kept]
         segments = Segments(starts, counts[kept])
         cap_rows = cap[rows]
-        x_all = np.stack(
+        by_style = np.stack(
             [
                 standardised_style(d[rows], cap_rows, segments, winsorize_sigma)
                 for d in block.descriptors
-            ],
-            axis=1,
+            ]
         )
     else:
-        x_all = np.zeros((rows.size, n_styles))
+        by_style = np.zeros((n_styles, rows.size))
+    # (rows, styles) views in column-major order, as polars' to_numpy of the wide frame was
     ends = np.cumsum(counts)
-    return {p: x_all[e - c : e] for p, c, e in zip(positions, counts, ends, strict=True)}
+    return {p: by_style[:, e - c : e].T for p, c, e in zip(positions, counts, ends, strict=True)}
 
 
 def generate_universe(
