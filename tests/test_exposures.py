@@ -8,12 +8,14 @@ until the bound holds, after a robust median/MAD pre-clip (Rousseeuw and Croux 1
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import numpy as np
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from factorcov_pipeline.core import exposures as exposures_module
 from factorcov_pipeline.core.asset_panel import asset_panel
 from factorcov_pipeline.core.exposures import (
     MAD_SCALE,
@@ -477,9 +479,14 @@ def _awkward_dates(rng: np.random.Generator, equal_width: bool) -> tuple[np.ndar
     return dates, cases
 
 
+@pytest.mark.parametrize("block_rows", [None, 45])
 @pytest.mark.parametrize("equal_width", [False, True])
 @pytest.mark.parametrize("k", [3.0, 0.5])
-def test_standardised_style_bit_identical_to_step_by_step(equal_width: bool, k: float) -> None:
+def test_standardised_style_bit_identical_to_step_by_step(
+    equal_width: bool, k: float, block_rows: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if block_rows:  # runs of dates of at most 45 rows (or one date): the blocked path
+        monkeypatch.setattr(exposures_module, "BLOCK_ROWS", block_rows)
     rng = np.random.default_rng(11 + equal_width)
     dates, cases = _awkward_dates(rng, equal_width)
     segments = Segments.of(dates)
@@ -563,3 +570,17 @@ def test_asset_panel_equals_long_to_matrix_column_by_column() -> None:
         have = getattr(got, name)
         assert have.dtype == want.dtype and have.shape == want.shape, name
         np.testing.assert_array_equal(have.view(np.int64), want.view(np.int64), err_msg=name)
+
+
+def test_segment_blocks_are_runs_of_whole_dates() -> None:
+    counts = np.array([40, 1, 2, 17, 40, 9, 33, 40, 25])
+    segments = Segments(np.r_[0, np.cumsum(counts)[:-1]], counts)
+    for max_rows in (1, 30, 45, 60, 1000):
+        blocks = segments.blocks(max_rows)
+        assert blocks[0][0] == 0 and blocks[-1][1] == counts.sum()
+        assert all(b[1] == c[0] for b, c in itertools.pairwise(blocks))
+        got = np.concatenate([b[2].counts for b in blocks])
+        np.testing.assert_array_equal(got, counts)
+        for a, b, block in blocks:
+            assert block.starts[0] == 0 and block.size == b - a
+            assert b - a <= max_rows or block.counts.size == 1
