@@ -168,30 +168,25 @@ def load_risk_models(read: Reader, start: dt.date, end: dt.date) -> dict[dt.date
         [end],
     )
     group_of = dict(zip(groups["factor"].to_list(), groups["factor_group"].to_list(), strict=True))
-    # _n: the asset's row within its date (assets in id order), joined in DuckDB
-    spec = read(
-        "SELECT date, asset_id, specific_risk, "
-        "row_number() OVER (PARTITION BY date ORDER BY asset_id) - 1 AS _n "
-        "FROM specific_risk WHERE date BETWEEN ? AND ? ORDER BY date, asset_id",
-        [start, end],
-    )
     factors = sorted(set(cov["factor_1"].to_list()))
     k = len(factors)
     # The stored wide exposures (the `exposures` view is their long form: Market 1, own
-    # category 1, styles), ten times fewer rows to read than the view.
+    # category 1, styles), ten times fewer rows to read than the view, joined to the assets
+    # with a specific risk forecast: one row per such asset and date, in (date, asset) order,
+    # `_has` where the asset has an exposure row.
     styles = [f_ for f_ in factors if group_of.get(f_) == "style"]
     markets = np.asarray(
         [factors.index(f_) for f_ in factors if group_of.get(f_) == "market"], dtype=np.int64
     )
     style_cols = "".join(f", e.{quote_ident(c)}" for c in styles)
-    expo = read(
-        f"SELECT e.date, s._n, e.category{style_cols} FROM exposures_wide e JOIN "
-        "(SELECT date, asset_id, row_number() OVER (PARTITION BY date ORDER BY asset_id) - 1 "
-        "AS _n FROM specific_risk WHERE date BETWEEN ? AND ?) s USING (date, asset_id) "
-        "WHERE e.date BETWEEN ? AND ? ORDER BY e.date, s._n",
+    spec = read(
+        "SELECT s.date, s.asset_id, s.specific_risk, e.date IS NOT NULL AS _has, "
+        f"e.category{style_cols} FROM specific_risk s LEFT JOIN exposures_wide e "
+        "ON e.date = s.date AND e.asset_id = s.asset_id AND e.date BETWEEN ? AND ? "
+        "WHERE s.date BETWEEN ? AND ? ORDER BY s.date, s.asset_id",
         [start, end, start, end],
     )
-    if spec.height == 0 or expo.height == 0:
+    if spec.height == 0 or not spec["_has"].any():
         return {}
     fpos = pl.DataFrame({"factor": factors, "_k": np.arange(k)})
     cc = cov.join(fpos, left_on="factor_1", right_on="factor", maintain_order="left").join(
@@ -208,14 +203,13 @@ def load_risk_models(read: Reader, start: dt.date, end: dt.date) -> dict[dt.date
     )
     c_val = cc["covariance"].to_numpy()
     s_days, s_ids = spec["date"].to_numpy(), spec["asset_id"].to_numpy().astype(np.str_)
-    s_risk = spec["specific_risk"].to_numpy()
-    e_days, e_n = expo["date"].to_numpy(), expo["_n"].to_numpy().astype(np.int64)
-    e_cat = (
-        expo["category"]
+    s_risk, s_has = spec["specific_risk"].to_numpy(), spec["_has"].to_numpy()
+    s_cat = (
+        spec["category"]
         .replace_strict(factors, list(range(k)), default=None, return_dtype=pl.Float64)
         .to_numpy()
     )
-    e_styles = expo.select(styles).to_numpy() if styles else np.zeros((expo.height, 0))
+    s_styles = spec.select(styles).to_numpy() if styles else np.zeros((spec.height, 0))
 
     def bounds(days: np.ndarray, day: np.datetime64) -> slice:
         return slice(
@@ -225,29 +219,27 @@ def load_risk_models(read: Reader, start: dt.date, end: dt.date) -> dict[dt.date
     out: dict[dt.date, RiskModel] = {}
     for day in cc["date"].unique(maintain_order=True).to_list():  # dates; each vectorised
         d64 = np.datetime64(day, "D")
-        cs, ss, es = bounds(c_days, d64), bounds(s_days, d64), bounds(e_days, d64)
-        n = ss.stop - ss.start
-        if n == 0 or es.stop == es.start:
+        cs, ss = bounds(c_days, d64), bounds(s_days, d64)
+        has = s_has[ss]
+        if not has.any():
             continue
-        rows = e_n[es]
+        n = int(has.sum())
         x = np.zeros((n, k))
-        x[rows[:, None], markets[None, :]] = 1.0
-        cat = e_cat[es]
+        x[:, markets] = 1.0
+        cat = s_cat[ss][has]
         known = ~np.isnan(cat)
-        x[rows[known], cat[known].astype(np.int64)] = 1.0
+        x[np.flatnonzero(known), cat[known].astype(np.int64)] = 1.0
         if styles:
-            x[rows[:, None], style_k[None, :]] = e_styles[es]
-        has_expo = np.zeros(n, dtype=bool)
-        has_expo[rows] = True
+            x[:, style_k] = s_styles[ss][has]
         f = np.full((k, k), np.nan)
         f[c_k[cs], c_l[cs]] = c_val[cs]
         out[day] = RiskModel(
-            asset_ids=s_ids[ss][has_expo],
+            asset_ids=s_ids[ss][has],
             factors=factors,
             factor_groups=groups_k,
-            exposures=x[has_expo],
+            exposures=x,
             covariance=f,
-            specific_risk=s_risk[ss][has_expo],
+            specific_risk=s_risk[ss][has],
         )
     return out
 
