@@ -20,6 +20,7 @@ import polars as pl
 
 from factorcov_pipeline.storage.contract import TableWrite, ViewDef
 from factorcov_pipeline.storage.query import QueryConnection
+from factorcov_pipeline.storage.write_behind import write_behind
 
 
 class BaseStore(ABC):
@@ -79,6 +80,16 @@ class BaseStore(ABC):
     ) -> None:
         """Replace the rows of dates in [start, end] of every table in `writes`, the state and
         the views, checking the settings identity, all in ONE transaction."""
+
+    # Whether `write_behind` stores chunks on a background thread (the DuckDB store: DuckDB
+    # inserts without holding Python's lock). PostgreSQL keeps writing in the step's thread.
+    writes_in_background: bool = False
+
+    def write_behind(self) -> AbstractContextManager[Any]:
+        """A writer with this store's `replace` for a step's loop over chunks: with
+        `writes_in_background`, chunk k is stored while the step computes chunk k + 1
+        (`storage.write_behind`); every chunk is stored when the block ends."""
+        return write_behind(self.replace, self.writes_in_background)
 
     @abstractmethod
     def remove(

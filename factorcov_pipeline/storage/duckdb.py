@@ -122,8 +122,16 @@ def check_database_file(path: Path) -> None:
         )
 
 
-# Connections this process has open, by file (see `Store.connect`).
+# Connections this process has open, by file (see `Store.connect`), changed under `_OPEN_LOCK`
+# (a step's background writer opens its own, `storage.write_behind`).
 _OPEN: Counter[Path] = Counter()
+_OPEN_LOCK = threading.Lock()
+
+
+def _count_open(key: Path, change: int) -> None:
+    with _OPEN_LOCK:
+        _OPEN[key] += change
+
 
 # Open connections by file while `holding_connections()` is active (per thread / task).
 _HELD: ContextVar[dict[Path, duckdb.DuckDBPyConnection] | None] = ContextVar(
@@ -154,7 +162,7 @@ def holding_connections() -> Iterator[None]:
     finally:
         _HELD.reset(token)
         for key, con in held.items():
-            _OPEN[key] -= 1
+            _count_open(key, -1)
             con.close()
 
 
@@ -257,6 +265,8 @@ class DuckDBQueryConnection(QueryConnection):
 class Store(BaseStore):
     """One DuckDB file holding every table of the pipeline."""
 
+    writes_in_background = True  # a second connection of the same database (storage.write_behind)
+
     def __init__(self, path: str | os.PathLike[str], lock_timeout: float = 120.0) -> None:
         self.path = Path(path)
         self.lock_timeout = lock_timeout
@@ -292,15 +302,15 @@ class Store(BaseStore):
             check_database_file(self.path)
         if held is None:
             con = self._open(read_only)
-            _OPEN[key] += 1
+            _count_open(key, 1)
             try:
                 yield con
             finally:
-                _OPEN[key] -= 1
+                _count_open(key, -1)
                 con.close()
             return
         held[key] = self._open(read_only=False)
-        _OPEN[key] += 1
+        _count_open(key, 1)
         yield held[key]
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:

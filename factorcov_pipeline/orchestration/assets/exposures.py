@@ -49,18 +49,20 @@ def exposures(
     require_dates(store, "universe", dates, "exposures")
     view = exposures_view(factors.styles, MARKET_FACTOR if GROUP_MARKET in factors.groups else None)
     rows = 0
-    for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors)):
-        uni = store.read_dates("universe", *date_span(chunk))
-        wide = style_exposures(
-            uni, factors.styles, settings.factor_model_settings.exposures.winsorize_sigma
-        )
-        table = exposures_table(wide, factors, category_column(settings))
-        store.replace(
-            [TableWrite(EXPOSURES_TABLE, table)],
-            date_span(chunk),
-            settings_json=settings.fingerprint(),
-            views=[view],
-        )
-        rows += table.height
+    # chunk k is stored while chunk k + 1 is computed (storage/write_behind.py)
+    with store.write_behind() as writer:
+        for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors)):
+            uni = store.read_dates("universe", *date_span(chunk))
+            wide = style_exposures(
+                uni, factors.styles, settings.factor_model_settings.exposures.winsorize_sigma
+            )
+            table = exposures_table(wide, factors, category_column(settings))
+            writer.replace(
+                [TableWrite(EXPOSURES_TABLE, table)],
+                date_span(chunk),
+                settings_json=settings.fingerprint(),
+                views=[view],
+            )
+            rows += table.height
     on_last_session(context, {"dates": len(dates), "rows": rows})  # run totals, last session
     return MaterializeResult()

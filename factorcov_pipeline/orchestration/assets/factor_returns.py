@@ -167,45 +167,47 @@ def factor_returns(
     factors = model_factors(settings)
     n_dates, n_gaps, min_assets, degenerate = 0, 0, [], []
     universe_dates = set(store.stored_dates("universe", dates[0], dates[-1]))
-    for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors)):
-        data = regression_input(store, chunk, factors.styles, category_column(settings))
-        result = (
-            estimate_factor_returns(
-                data,
-                factors,
-                settings.factor_model_settings.modelconstruction,
-                category_column(settings),
+    # chunk k is stored while chunk k + 1 is computed (storage/write_behind.py)
+    with store.write_behind() as writer:
+        for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors)):
+            data = regression_input(store, chunk, factors.styles, category_column(settings))
+            result = (
+                estimate_factor_returns(
+                    data,
+                    factors,
+                    settings.factor_model_settings.modelconstruction,
+                    category_column(settings),
+                )
+                if data.height
+                else None
             )
-            if data.height
-            else None
-        )
-        # Sessions with a universe but no regression (no asset with a return, e.g. a session
-        # missing from the user's file and carried forward) are no-observation days: nothing
-        # in factor_returns, one row in GAP_TABLE, and the EWMA assets decay through them.
-        fitted = set() if result is None else set(result.stats["date"].to_list())
-        gaps = [d for d in chunk if d in universe_dates and d not in fitted]
-        n_gaps += len(gaps)
-        gap_write = TableWrite(GAP_TABLE, gap_frame(gaps, "no asset return in the universe"))
-        if result is None:  # the base date, or only no-return sessions: nothing to regress
-            # Every table this step owns is replaced for the chunk's dates, also here: a date
-            # whose returns became empty keeps no regression_stats row of an earlier run.
-            writes = [
-                TableWrite("factor_returns", EMPTY_FACTOR_RETURNS),
-                TableWrite("specific_returns", EMPTY_SPECIFIC_RETURNS),
-                TableWrite("regression_stats", EMPTY_REGRESSION_STATS),
-                gap_write,
-            ]
-        else:
-            writes = [
-                TableWrite("factor_returns", result.factor_returns),
-                TableWrite("specific_returns", result.specific_returns),
-                TableWrite("regression_stats", result.stats),
-                gap_write,
-            ]
-            n_dates += result.stats.height
-            degenerate.append(result.stats)
-            min_assets.append(int(result.stats["n_assets"].min() or 0))
-        store.replace(writes, date_span(chunk), settings_json=settings.fingerprint())
+            # Sessions with a universe but no regression (no asset with a return, e.g. a session
+            # missing from the user's file and carried forward) are no-observation days: nothing
+            # in factor_returns, one row in GAP_TABLE, and the EWMA assets decay through them.
+            fitted = set() if result is None else set(result.stats["date"].to_list())
+            gaps = [d for d in chunk if d in universe_dates and d not in fitted]
+            n_gaps += len(gaps)
+            gap_write = TableWrite(GAP_TABLE, gap_frame(gaps, "no asset return in the universe"))
+            if result is None:  # the base date, or only no-return sessions: nothing to regress
+                # Every table this step owns is replaced for the chunk's dates, also here: a date
+                # whose returns became empty keeps no regression_stats row of an earlier run.
+                writes = [
+                    TableWrite("factor_returns", EMPTY_FACTOR_RETURNS),
+                    TableWrite("specific_returns", EMPTY_SPECIFIC_RETURNS),
+                    TableWrite("regression_stats", EMPTY_REGRESSION_STATS),
+                    gap_write,
+                ]
+            else:
+                writes = [
+                    TableWrite("factor_returns", result.factor_returns),
+                    TableWrite("specific_returns", result.specific_returns),
+                    TableWrite("regression_stats", result.stats),
+                    gap_write,
+                ]
+                n_dates += result.stats.height
+                degenerate.append(result.stats)
+                min_assets.append(int(result.stats["n_assets"].min() or 0))
+            writer.replace(writes, date_span(chunk), settings_json=settings.fingerprint())
     from factorcov_pipeline.orchestration.degenerate import degenerate_cases, describe
 
     cases = describe(degenerate_cases(pl.concat(degenerate) if degenerate else pl.DataFrame()))

@@ -96,45 +96,47 @@ def specific_risk(
     rows, last = 0, None
     lambdas: list[float] = []
     per: dict[dt.date, dict[str, float]] = {}  # each session's own numbers (UI time series)
-    for chunk in date_chunks(days):  # bounded memory; each chunk one call and one transaction
-        expo, spec = read_inputs(store, styles, chunk[0], chunk[-1])
-        panel = asset_panel(chunk, expo, styles, spec)
-        fc, state = forecaster.run(
-            state,
-            panel.asset_ids,
-            panel.specific_returns,
-            panel.caps,
-            panel.categories,
-            panel.styles,
-        )
-        keep = [t for t, day in enumerate(chunk) if day >= ret_dates[0]]
-        if not keep:  # replayed sessions only
-            continue
-        risk = fc.specific_risk[keep]
-        t_idx, n_idx = np.nonzero(np.isfinite(risk))  # date-major, assets in id order
-        out = pl.DataFrame(
-            {
-                "date": pl.Series(np.asarray([chunk[t] for t in keep], "datetime64[D]")[t_idx]),
-                "asset_id": panel.asset_ids[n_idx].tolist(),
-                "specific_risk": risk[t_idx, n_idx],
-            }
-        ).cast(EMPTY.schema)
-        lambdas.extend(float(v) for v in fc.vra_multiplier[keep])
-        finite = np.isfinite(risk)
-        for i, t in enumerate(keep):  # a session without forecasts gets no numbers
-            if finite[i].any():
-                per[chunk[t]] = {
-                    "median_specific_risk": float(np.median(risk[i, finite[i]])),
-                    "vra_multiplier": float(fc.vra_multiplier[t]),
+    # chunk k is stored while chunk k + 1 is computed (storage/write_behind.py)
+    with store.write_behind() as writer:
+        for chunk in date_chunks(days):  # bounded memory; each chunk one call and one transaction
+            expo, spec = read_inputs(store, styles, chunk[0], chunk[-1])
+            panel = asset_panel(chunk, expo, styles, spec)
+            fc, state = forecaster.run(
+                state,
+                panel.asset_ids,
+                panel.specific_returns,
+                panel.caps,
+                panel.categories,
+                panel.styles,
+            )
+            keep = [t for t, day in enumerate(chunk) if day >= ret_dates[0]]
+            if not keep:  # replayed sessions only
+                continue
+            risk = fc.specific_risk[keep]
+            t_idx, n_idx = np.nonzero(np.isfinite(risk))  # date-major, assets in id order
+            out = pl.DataFrame(
+                {
+                    "date": pl.Series(np.asarray([chunk[t] for t in keep], "datetime64[D]")[t_idx]),
+                    "asset_id": panel.asset_ids[n_idx].tolist(),
+                    "specific_risk": risk[t_idx, n_idx],
                 }
-        store.replace(
-            [TableWrite(ASSET, out)],
-            (chunk[keep[0]], chunk[-1]),
-            state={ASSET: {chunk[-1]: state.to_bytes()}},
-            settings_json=settings.fingerprint(),
-        )
-        rows += out.height
-        last = out.filter(pl.col("date") == chunk[-1])
+            ).cast(EMPTY.schema)
+            lambdas.extend(float(v) for v in fc.vra_multiplier[keep])
+            finite = np.isfinite(risk)
+            for i, t in enumerate(keep):  # a session without forecasts gets no numbers
+                if finite[i].any():
+                    per[chunk[t]] = {
+                        "median_specific_risk": float(np.median(risk[i, finite[i]])),
+                        "vra_multiplier": float(fc.vra_multiplier[t]),
+                    }
+            writer.replace(
+                [TableWrite(ASSET, out)],
+                (chunk[keep[0]], chunk[-1]),
+                state={ASSET: {chunk[-1]: state.to_bytes()}},
+                settings_json=settings.fingerprint(),
+            )
+            rows += out.height
+            last = out.filter(pl.col("date") == chunk[-1])
     stale = stale_later_dates(store, ASSET, dates[-1], context.log)
     assert last is not None
     per_session(context, per)

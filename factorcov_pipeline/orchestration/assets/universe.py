@@ -96,25 +96,30 @@ def universe(
             )
         refuse_no_returns(user_frame, dates, uni_settings.dataset)
     rows, n_min, n_max = 0, None, 0
-    for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors)):
-        writes: list[TableWrite]
-        if uni_settings.dataset == "synthetic":
-            generated = generate_universe_range(
-                chunk, sessions, uni_settings, factors, winsorize_sigma=sigma
-            )
-            frame, planted = generated.universe, generated.planted_factor_returns
-            writes = [TableWrite("universe", frame), TableWrite("planted_factor_returns", planted)]
-        else:
-            assert user_frame is not None
-            frame = user_frame.filter(pl.col("date").is_between(*date_span(chunk)))
-            writes = [TableWrite("universe", frame)]
-        store.replace(writes, date_span(chunk), settings_json=settings.fingerprint())
-        per_date = frame.group_by("date").agg(pl.len().alias("n"))
-        rows += frame.height
-        if per_date.height:
-            lo = int(per_date["n"].min() or 0)
-            n_min = lo if n_min is None else min(n_min, lo)
-            n_max = max(n_max, int(per_date["n"].max() or 0))
+    # chunk k is stored while chunk k + 1 is computed (storage/write_behind.py)
+    with store.write_behind() as writer:
+        for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors)):
+            writes: list[TableWrite]
+            if uni_settings.dataset == "synthetic":
+                generated = generate_universe_range(
+                    chunk, sessions, uni_settings, factors, winsorize_sigma=sigma
+                )
+                frame, planted = generated.universe, generated.planted_factor_returns
+                writes = [
+                    TableWrite("universe", frame),
+                    TableWrite("planted_factor_returns", planted),
+                ]
+            else:
+                assert user_frame is not None
+                frame = user_frame.filter(pl.col("date").is_between(*date_span(chunk)))
+                writes = [TableWrite("universe", frame)]
+            writer.replace(writes, date_span(chunk), settings_json=settings.fingerprint())
+            per_date = frame.group_by("date").agg(pl.len().alias("n"))
+            rows += frame.height
+            if per_date.height:
+                lo = int(per_date["n"].min() or 0)
+                n_min = lo if n_min is None else min(n_min, lo)
+                n_max = max(n_max, int(per_date["n"].max() or 0))
     # run totals on the range's last session only (not copied onto every session)
     on_last_session(
         context,
