@@ -34,19 +34,21 @@ def covariance_report(
     dates = partition_dates(context)
     factors = model_factors(settings)
     n_dates, rows = 0, 0
-    for chunk in date_chunks(
-        dates, size=matrix_chunk_sessions(factors.k)
-    ):  # bounded memory: one chunk of K x K matrices at a time
-        cov_long = store.read_dates("factor_covariance", chunk[0], chunk[-1])
-        fc_dates = sorted(set(cov_long["date"].to_list())) if cov_long.height else []
-        cov = pairs_to_cube(cov_long, fc_dates, factors.names, "covariance")
-        report = report_layout(fc_dates, factors.names, cov)
-        store.replace(
-            [TableWrite("covariance_report", report)],
-            date_span(chunk),
-            settings_json=settings.fingerprint(),
-        )
-        n_dates += len(fc_dates)
-        rows += report.height
+    # chunk k is stored while chunk k + 1 is computed (storage/write_behind.py)
+    with store.write_behind() as writer:
+        for chunk in date_chunks(
+            dates, size=matrix_chunk_sessions(factors.k)
+        ):  # bounded memory: one chunk of K x K matrices at a time
+            cov_long = store.read_dates("factor_covariance", chunk[0], chunk[-1])
+            fc_dates = sorted(set(cov_long["date"].to_list())) if cov_long.height else []
+            cov = pairs_to_cube(cov_long, fc_dates, factors.names, "covariance")
+            report = report_layout(fc_dates, factors.names, cov)
+            writer.replace(
+                [TableWrite("covariance_report", report)],
+                date_span(chunk),
+                settings_json=settings.fingerprint(),
+            )
+            n_dates += len(fc_dates)
+            rows += report.height
     on_last_session(context, {"dates": n_dates, "rows": rows})
     return MaterializeResult()

@@ -119,26 +119,29 @@ def factor_correlation(
     # A block of sessions at a time: one recursion call, one transaction, one stored state
     # at its end (the long K x K table of a 10-year range does not sit in memory at once).
     size, n_published = matrix_block(factors.k), 0
-    for i in range(n_replay, len(days), size):
-        j = min(i + size, len(days))
-        fc, state = forecaster.run(state, F[i:j], None if prior is None else prior[i:j])
-        keep = np.flatnonzero(show[i:j])
-        block_days = [days[i + t] for t in keep]
-        span = (
-            dates[0] if i == n_replay else days[i],
-            dates[-1] if j == len(days) else days[j - 1],
-        )
-        store.replace(
-            [
-                TableWrite(
-                    ASSET, cube_to_pairs(block_days, factors.names, fc.corr[keep], "correlation")
-                )
-            ],
-            span,
-            state={ASSET: {days[j - 1]: state.to_bytes()}},
-            settings_json=settings.fingerprint(),
-        )
-        n_published += len(block_days)
+    # chunk k is stored while chunk k + 1 is computed (storage/write_behind.py)
+    with store.write_behind() as writer:
+        for i in range(n_replay, len(days), size):
+            j = min(i + size, len(days))
+            fc, state = forecaster.run(state, F[i:j], None if prior is None else prior[i:j])
+            keep = np.flatnonzero(show[i:j])
+            block_days = [days[i + t] for t in keep]
+            span = (
+                dates[0] if i == n_replay else days[i],
+                dates[-1] if j == len(days) else days[j - 1],
+            )
+            writer.replace(
+                [
+                    TableWrite(
+                        ASSET,
+                        cube_to_pairs(block_days, factors.names, fc.corr[keep], "correlation"),
+                    )
+                ],
+                span,
+                state={ASSET: {days[j - 1]: state.to_bytes()}},
+                settings_json=settings.fingerprint(),
+            )
+            n_published += len(block_days)
     stale = stale_later_dates(store, ASSET, dates[-1], context.log)
     per, figures = views.correlation(store, factors, dates)
     per_session(context, per)

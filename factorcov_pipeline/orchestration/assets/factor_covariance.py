@@ -42,22 +42,24 @@ def factor_covariance(
     dates = partition_dates(context)
     factors = model_factors(settings)
     n_dates = 0
-    for chunk in date_chunks(
-        dates, size=matrix_chunk_sessions(factors.k)
-    ):  # bounded memory: one chunk of K x K matrices at a time
-        vol_long = store.read_dates("factor_volatility", chunk[0], chunk[-1])
-        fc_dates = sorted(set(vol_long["date"].to_list())) if vol_long.height else []
-        require_dates(store, "factor_correlation", fc_dates, ASSET)
-        corr_long = store.read_dates("factor_correlation", chunk[0], chunk[-1])
-        vol = long_to_matrix(vol_long, fc_dates, factors.names, "volatility")
-        corr = pairs_to_cube(corr_long, fc_dates, factors.names, "correlation")
-        cov = covariance_from(vol, corr)
-        store.replace(
-            [TableWrite(ASSET, cube_to_pairs(fc_dates, factors.names, cov, "covariance"))],
-            date_span(chunk),
-            settings_json=settings.fingerprint(),
-        )
-        n_dates += len(fc_dates)
+    # chunk k is stored while chunk k + 1 is computed (storage/write_behind.py)
+    with store.write_behind() as writer:
+        for chunk in date_chunks(
+            dates, size=matrix_chunk_sessions(factors.k)
+        ):  # bounded memory: one chunk of K x K matrices at a time
+            vol_long = store.read_dates("factor_volatility", chunk[0], chunk[-1])
+            fc_dates = sorted(set(vol_long["date"].to_list())) if vol_long.height else []
+            require_dates(store, "factor_correlation", fc_dates, ASSET)
+            corr_long = store.read_dates("factor_correlation", chunk[0], chunk[-1])
+            vol = long_to_matrix(vol_long, fc_dates, factors.names, "volatility")
+            corr = pairs_to_cube(corr_long, fc_dates, factors.names, "correlation")
+            cov = covariance_from(vol, corr)
+            writer.replace(
+                [TableWrite(ASSET, cube_to_pairs(fc_dates, factors.names, cov, "covariance"))],
+                date_span(chunk),
+                settings_json=settings.fingerprint(),
+            )
+            n_dates += len(fc_dates)
     per, tables = views.covariance(store, factors, dates)
     per_session(context, per)
     on_last_session(context, {"dates": n_dates, **tables, **settings_metadata(settings)})

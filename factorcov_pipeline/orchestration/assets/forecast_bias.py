@@ -96,13 +96,15 @@ def forecast_bias(
     factors = model_factors(settings)
     frames, outcomes = [], []
     # bounded memory: a chunk (+ its lookback) at a time
-    for chunk in date_chunks(dates, size=matrix_chunk_sessions(factors.k)):
-        out, z = _bias_of_windows_ending_in(store, factors, chunk)
-        outcomes.append(z)
-        store.replace(
-            [TableWrite(ASSET, out)], date_span(chunk), settings_json=settings.fingerprint()
-        )
-        frames.append(out)
+    # chunk k is stored while chunk k + 1 is computed (storage/write_behind.py)
+    with store.write_behind() as writer:
+        for chunk in date_chunks(dates, size=matrix_chunk_sessions(factors.k)):
+            out, z = _bias_of_windows_ending_in(store, factors, chunk)
+            outcomes.append(z)
+            writer.replace(
+                [TableWrite(ASSET, out)], date_span(chunk), settings_json=settings.fingerprint()
+            )
+            frames.append(out)
     out = pl.concat(frames)
     # The summary reads the full-sample statistic std(r(t+1) / sigma(t)) over the run's dates
     # and its 12-month windows (core/backtest.bias_report), not the mean of the 21-session
