@@ -111,8 +111,9 @@ def specific_bias_rows(zc: pl.DataFrame) -> pl.DataFrame:
     asset id order (USE4 notes, section 6: the bias statistic)."""
     if zc.height == 0:
         return pl.DataFrame(schema=SPEC_SCHEMA)
-    days, day = np.unique(zc["date"].to_numpy(), return_inverse=True)
-    day = day.reshape(-1).astype(np.int64)
+    when = zc["date"].to_numpy()
+    starts = np.concatenate([[True], when[1:] != when[:-1]])  # rows come in date order
+    days, day = when[starts], np.cumsum(starts) - 1
     n = np.bincount(day)
     first = np.concatenate([[0], np.cumsum(n)[:-1]])
     order = np.lexsort((zc["market_cap"].to_numpy(), day))  # stable: ties keep id order
