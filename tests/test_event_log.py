@@ -9,6 +9,8 @@ import json
 import os
 import shutil
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -121,14 +123,22 @@ def test_shipped_event_log_records_what_dagsters_stock_storage_records(tmp_path,
         assert succeeded == sessions, key
 
 
-def test_a_failed_batch_stores_none_of_its_events(tmp_path, monkeypatch):
-    shipped_yaml = (REPO / "dagster.yaml").read_text()
-    home = _record(tmp_path, "home", shipped_yaml, monkeypatch)
+@contextmanager
+def _shipped_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[dg.DagsterInstance, FactorcovSqliteEventLogStorage, dg.DagsterRun]]:
+    """A run recorded with the shipped dagster.yaml: its instance, event log and run."""
+    home = _record(tmp_path, "home", (REPO / "dagster.yaml").read_text(), monkeypatch)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
         storage = instance.event_log_storage
         assert isinstance(storage, FactorcovSqliteEventLogStorage)
         (run,) = instance.get_runs()
+        yield instance, storage, run
+
+
+def test_a_failed_batch_stores_none_of_its_events(tmp_path, monkeypatch):
+    with _shipped_home(tmp_path, monkeypatch) as (instance, storage, run):
         before = len(instance.all_logs(run.run_id))
         materialised = len(instance.get_materialized_partitions(dg.AssetKey("factor_volatility")))
         batch = [
@@ -183,13 +193,7 @@ def test_waiting_check_evaluations_are_stored_once_and_before_any_read(tmp_path,
     stores them first; an evaluation without a planned row makes the multi-row update find too
     few rows, and then every waiting evaluation is stored Dagster's way, once (the failed
     batch's inserts rolled back)."""
-    shipped_yaml = (REPO / "dagster.yaml").read_text()
-    home = _record(tmp_path, "home", shipped_yaml, monkeypatch)
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    with dg.DagsterInstance.get() as instance:
-        storage = instance.event_log_storage
-        assert isinstance(storage, FactorcovSqliteEventLogStorage)
-        (run,) = instance.get_runs()
+    with _shipped_home(tmp_path, monkeypatch) as (instance, storage, run):
         before = len(instance.all_logs(run.run_id))
         check_key = dg.AssetCheckKey(dg.AssetKey("factor_volatility"), "factor_volatility_valid")
         (planned_one, *_) = [
