@@ -359,7 +359,7 @@ class FactorcovSqliteEventLogStorage(SqliteEventLogStorage):
                 )
             )
             params = []
-            for entry, event_id in zip(events, ids, strict=True):
+            for entry, row, event_id in zip(events, rows, ids, strict=True):
                 evaluation = entry.get_dagster_event().event_specific_data
                 target = evaluation.target_materialization_data  # type: ignore[union-attr]
                 params.append(
@@ -373,7 +373,7 @@ class FactorcovSqliteEventLogStorage(SqliteEventLogStorage):
                             if evaluation.passed  # type: ignore[union-attr]
                             else AssetCheckExecutionRecordStatus.FAILED.value
                         ),
-                        "v_event": serialize_value(entry),
+                        "v_event": row["event"],  # the event as serialised for its row
                         "v_timestamp": self._event_insert_timestamp(entry),
                         "v_event_id": event_id,
                         "v_materialization_id": target.storage_id if target else None,
