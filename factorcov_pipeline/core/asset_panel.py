@@ -65,7 +65,7 @@ def asset_panel(
     asset_ids = np.sort(ids["asset_id"].to_numpy().astype(np.str_))
     names = pl.Series("asset_id", asset_ids.tolist(), dtype=pl.String)
     shape = (len(dates), len(asset_ids))
-    category_names = sorted(set(exposures["category"].drop_nulls().to_list()))
+    category_names = sorted(exposures["category"].drop_nulls().unique().to_list())
     categories = np.full(shape, -1, dtype=np.int64)
     caps = np.full(shape, np.nan)
     style_arr = np.full((*shape, len(styles)), np.nan)
