@@ -62,8 +62,9 @@ class WriteBehind:
         try:
             while self._pending:
                 self._pending.pop(0).result()
-        finally:
-            self._pool.shutdown(wait=True)
+        finally:  # interrupted or failed: the write under way finishes, queued ones never start
+            self._failed.set()
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def abandon(self) -> None:
         """The step failed or was stopped: store nothing more, finish the write under way."""
