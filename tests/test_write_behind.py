@@ -48,17 +48,24 @@ def test_nothing_is_stored_after_a_failed_chunk_and_the_step_fails_with_its_erro
     assert rec.stored == [0, 1]
 
 
-def test_a_step_that_fails_abandons_the_chunks_not_yet_stored() -> None:
-    rec = _Recorder(delay=0.05)
+def test_a_step_that_fails_lets_the_write_under_way_finish_whole() -> None:
+    started, release = threading.Event(), threading.Event()
+    stored: list[int] = []
+
+    def slow(chunk: int) -> None:
+        started.set()
+        release.wait()
+        stored.append(chunk)
+
     with (
         pytest.raises(ValueError, match="bad input"),
-        wb.write_behind(rec.replace, in_background=True) as writer,
+        wb.write_behind(slow, in_background=True) as writer,
     ):
-        for chunk in range(3):
-            writer.replace(chunk)
+        writer.replace(0)
+        started.wait()
+        threading.Timer(0.05, release.set).start()
         raise ValueError("bad input")
-    # the write under way finished (a whole chunk), queued ones were not started
-    assert rec.stored == list(range(len(rec.stored))) and len(rec.stored) < 3
+    assert stored == [0]  # the block ended only after the write under way was whole
 
 
 def test_at_most_max_pending_chunks_wait_in_memory() -> None:
@@ -69,15 +76,16 @@ def test_at_most_max_pending_chunks_wait_in_memory() -> None:
         gate.wait()
         waiting.append(chunk)
 
+    assert wb.MAX_PENDING == 1
     with wb.write_behind(slow, in_background=True) as writer:
         writer.replace(0)
-        writer.replace(1)
         timer = threading.Timer(0.1, gate.set)
         timer.start()
         started = time.perf_counter()
-        writer.replace(2)  # blocks until a slot is free
+        writer.replace(1)  # blocks until chunk 0 is stored: one chunk with the writer at most
         assert time.perf_counter() - started >= 0.05
-    assert waiting == [0, 1, 2]
+        assert waiting == [0]
+    assert waiting == [0, 1]
 
 
 def test_direct_mode_stores_at_once_in_the_calling_thread() -> None:

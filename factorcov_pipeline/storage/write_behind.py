@@ -11,7 +11,7 @@ stored in the order the step made them, by one thread, and the step returns only
 chunk is stored (`wait`). If a write fails, no later chunk is written and the step fails with
 that write's error, at its next `replace` or at the end; a stopped or failed step therefore
 leaves whole chunks only, as before, for `orchestration.consistency` to remove. At most
-`MAX_PENDING` chunks wait in memory. Reads of the step's own table come after `wait`.
+`MAX_PENDING` chunks are with the writer. Reads of the step's own table come after `wait`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-# Chunks computed but not yet stored, at most (memory: one chunk is ~200,000 rows).
-MAX_PENDING = 2
+# Chunks handed to the writer and not yet stored, at most: with 1, a step holds the chunk being
+# stored and the one it computes, twice the memory of writing in its own thread (a correlation
+# block at 72 factors is about 600 MB as a long frame; benchmark 5 measures the peak).
+MAX_PENDING = 1
 
 
 class WriteBehind:
