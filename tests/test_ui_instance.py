@@ -145,6 +145,11 @@ def test_numeric_metadata_is_each_sessions_own_value(built):
     assert cov.height == k * k
     got = events["factor_covariance"][str(SESSIONS[10])].metadata["total_variance"].value
     assert got == pytest.approx(diag, rel=1e-12)
+    # factor_correlation: the mean absolute off-diagonal correlation, recomputed with numpy
+    corr = store.read("SELECT * FROM factor_correlation WHERE date = ?", [SESSIONS[10]])
+    m = corr.filter(pl.col("factor_1") != pl.col("factor_2"))["correlation"].abs().to_numpy()
+    meta = events["factor_correlation"][str(SESSIONS[10])].metadata
+    assert meta["mean_abs_correlation"].value == pytest.approx(m.sum() / (k * (k - 1)), rel=1e-12)
 
 
 def test_figures_and_tables_on_the_last_session_only(built):
