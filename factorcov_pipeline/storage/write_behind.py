@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any
 
 # Chunks handed to the writer and not yet stored, at most: with 1, a step holds the chunk being
@@ -65,15 +66,12 @@ class WriteBehind:
             while self._pending:
                 self._pending.pop(0).result()
         finally:  # interrupted or failed: the write under way finishes, queued ones never start
-            self._failed.set()
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self.abandon()
 
     def abandon(self) -> None:
         """The step failed or was stopped: store nothing more, finish the write under way."""
         self._failed.set()
-        for future in self._pending:
-            future.cancel()
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)
         self._pending.clear()
 
 
@@ -82,12 +80,7 @@ def write_behind(replace: Callable[..., None], in_background: bool) -> Iterator[
     """A `WriteBehind` over `replace` (`in_background`), or `replace` itself, as an object with
     a `replace` method; every write is stored when the block ends without an error."""
     if not in_background:
-
-        class _Direct:
-            def replace(self, *args: Any, **kwargs: Any) -> None:
-                replace(*args, **kwargs)
-
-        yield _Direct()
+        yield SimpleNamespace(replace=replace)
         return
     writer = WriteBehind(replace)
     try:
