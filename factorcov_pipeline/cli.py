@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import signal
 import sys
-import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -108,6 +105,7 @@ def _materialize(args: argparse.Namespace) -> int:
     # Imported here so `factorcov --help` and argument errors stay fast.
 
     from factorcov_pipeline.orchestration.instance import InstanceConfigError, instance_from_env
+    from factorcov_pipeline.orchestration.interrupts import signals_seen
     from factorcov_pipeline.orchestration.partitions import SESSIONS_START
     from factorcov_pipeline.orchestration.resources import storage_resource
     from factorcov_pipeline.orchestration.runner import (
@@ -142,7 +140,7 @@ def _materialize(args: argparse.Namespace) -> int:
         f"into {store.path}" + (f" with settings {settings_file}" if settings_file else "")
     )
     t0 = time.perf_counter()
-    with _signals_seen() as seen:
+    with signals_seen() as seen:
         if args.parallel > 1:  # chunked runs on several processes (orchestration/parallel.py)
             from factorcov_pipeline.orchestration.parallel import run_parallel
 
@@ -169,6 +167,11 @@ def _materialize(args: argparse.Namespace) -> int:
             "nothing of the interrupted chunk was written; run again to complete"
         )
         return 128 + int(signo)  # 130 for SIGINT, 143 for SIGTERM, as shells report
+    if seen and result.success:  # Python lost the step's exception (see `interrupts`)
+        console.print(
+            f"factorcov: {signal.Signals(seen[-1]).name} arrived while the run was finishing; "
+            "the run completed"
+        )
     # one evaluation per check and session: a check passed when it passed on every session
     checks = check_outcomes(result)
     passed = sum(1 for evs in checks.values() if all(e.passed for e in evs))
@@ -215,33 +218,6 @@ def _materialize(args: argparse.Namespace) -> int:
     table.add_row("wall time", f"{elapsed:.1f} s")
     console.print(table)
     return 0
-
-
-@contextmanager
-def _signals_seen() -> Iterator[list[int]]:
-    """The SIGINT/SIGTERM numbers delivered while the block runs. Dagster installs its own
-    handlers during a run (SIGTERM mapped to SIGINT, raised in the running step as
-    DagsterExecutionInterruptedError), so the signal's identity is read from Python's wakeup
-    file descriptor, which receives every signal's number whatever the handler."""
-    seen: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield seen
-        return
-    rfd, wfd = os.pipe()
-    os.set_blocking(rfd, False)
-    os.set_blocking(wfd, False)
-    previous = signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
-    try:
-        yield seen
-    finally:
-        signal.set_wakeup_fd(previous)
-        try:
-            data = os.read(rfd, 4096)
-        except BlockingIOError:
-            data = b""
-        seen += [b for b in data if b in (signal.SIGINT, signal.SIGTERM)]
-        os.close(rfd)
-        os.close(wfd)
 
 
 class _ProgressLogger:

@@ -10,7 +10,6 @@ only, so the hashes of two stores holding the same rows are equal.
 from __future__ import annotations
 
 import hashlib
-import io
 from pathlib import Path
 
 import duckdb
@@ -36,10 +35,7 @@ def table_hashes(db: str | Path) -> dict[str, str]:
             assert isinstance(frame, pl.DataFrame)
             if name == "model_settings":
                 frame = frame.drop("created_at")
-            frame = frame.sort(frame.columns) if frame.height else frame
-            buf = io.BytesIO()
-            frame.write_ipc(buf)
-            out[name] = hashlib.sha256(buf.getvalue()).hexdigest()
+            out[name] = _frame_hash(frame)
         return out
     finally:
         con.close()
@@ -64,8 +60,15 @@ def store_hashes(store: BaseStore, skip: frozenset[str] = frozenset()) -> dict[s
         frame = store.read(f"SELECT * FROM {quote_ident(name)}")
         if name == "model_settings":
             frame = frame.drop("created_at")
-        frame = frame.sort(frame.columns) if frame.height else frame
-        digest = hashlib.sha256(repr(frame.schema).encode())
-        digest.update(frame.hash_rows(seed=0).to_numpy().tobytes())
-        out[name] = digest.hexdigest()
+        out[name] = _frame_hash(frame)
     return out
+
+
+def _frame_hash(frame: pl.DataFrame) -> str:
+    """SHA-256 of the column names and types and of polars' hash of each row, rows sorted by
+    every column: equal for equal values, however the rows were laid out in Arrow buffers (an
+    IPC dump of the same values can differ with the read's chunking)."""
+    frame = frame.sort(frame.columns) if frame.height else frame
+    digest = hashlib.sha256(repr(frame.schema).encode())
+    digest.update(frame.hash_rows(seed=0).to_numpy().tobytes())
+    return digest.hexdigest()

@@ -6,6 +6,7 @@ run the same job (`factorcov_daily`) through the webserver/daemon instead.
 
 import datetime as dt
 import logging
+import signal
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from factorcov_pipeline.orchestration.assets import ALL_ASSETS
 from factorcov_pipeline.orchestration.checks import ALL_CHECKS
 from factorcov_pipeline.orchestration.consistency import remove_unfinished
 from factorcov_pipeline.orchestration.instance import throwaway_instance
+from factorcov_pipeline.orchestration.interrupts import interrupted_by_error, signals_seen
 from factorcov_pipeline.orchestration.resources import (
     FactorcovPostgres,
     FactorcovSettings,
@@ -58,7 +60,7 @@ def run_range(
     # One DuckDB connection for the whole in-process run rather than one per step: opening the
     # file reads its catalog and closing it checkpoints the log, about 25 ms each, 21 times
     # per run. Each write is still its own transaction; the file is released when the run ends.
-    with holding_connections():
+    with holding_connections(), signals_seen() as seen:
         result = defs.resolve_job_def(job.name).execute_in_process(
             instance=instance or throwaway_instance(),
             run_config={"loggers": {name: {} for name in loggers}} if loggers else None,
@@ -68,6 +70,7 @@ def run_range(
             },
             raise_on_error=False,
         )
+    SIGNALS[result.run_id] = seen
     # A failed run leaves every table consistent (orchestration/consistency.py). Not after an
     # interruption: every chunk written is whole, and running again completes the range.
     if not was_interrupted(result):
@@ -75,26 +78,31 @@ def run_range(
     return result
 
 
-INTERRUPTED = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
+# The SIGINT/SIGTERM numbers delivered during each in-process run, by run id (None: the run
+# was not in the main thread, where signals are observed).
+SIGNALS: dict[str, list[int] | None] = {}
 
 
-def was_interrupted(result: dg.ExecuteInProcessResult) -> bool:
-    """The run stopped because of SIGINT/SIGTERM (Dagster maps SIGTERM to SIGINT in a run and
-    raises DagsterExecutionInterruptedError in the running step)."""
+def interrupt_signal(result: Any) -> int | None:
+    """The signal that interrupted the run of `result`, or None when it was not interrupted.
+
+    Where the run's signals were observed, they decide: the last one delivered, whatever error
+    the step reports (DuckDB turns the interruption into a RuntimeError). A run that succeeded
+    although a signal arrived (Python lost the exception) was not interrupted. Otherwise (a
+    parallel run's parent, a run outside the main thread) the steps' errors decide (SIGINT)."""
     if result.success:
-        return False
-    for ev in result.all_events:
-        if not (ev.is_step_failure or ev.is_failure):
-            continue
-        data = ev.event_specific_data
-        err = getattr(data, "error", None)
-        while err is not None:
-            if err.cls_name in INTERRUPTED:
-                return True
-            err = err.cause or err.context
-        if "interrupt" in (ev.message or "").lower():
-            return True
-    return False
+        return None
+    seen = SIGNALS.get(result.run_id)
+    if seen is not None:
+        return seen[-1] if seen else None
+    return int(signal.SIGINT) if interrupted_by_error(list(result.all_events)) else None
+
+
+def was_interrupted(result: Any) -> bool:
+    """The run stopped because of SIGINT/SIGTERM: a signal was delivered while it ran, or a
+    step failed with the error an interruption raises (Dagster maps SIGTERM to SIGINT in a run
+    and raises DagsterExecutionInterruptedError in the running step)."""
+    return interrupt_signal(result) is not None
 
 
 # Tables whose rows of the range a failed run removed, by run id (see `removed_tables`).
