@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 WIDTH, HEIGHT, DPI = 8.0, 3.4, 80
+LABEL_POINTS = 7  # tick labels of the heatmap
 
 
 def _pyplot() -> Any:
@@ -67,14 +68,35 @@ def line_chart(
 
 
 def heatmap(matrix: np.ndarray, labels: Sequence[str], title: str) -> bytes:
-    """A K x K matrix (e.g. a correlation matrix) as a diverging heatmap on [-1, 1]."""
+    """A K x K matrix (e.g. a correlation matrix) as a diverging heatmap on [-1, 1].
+
+    The margins are computed from the longest label's width (measured on its glyphs) and the
+    axes placed by hand, so the figure is drawn once: cropping it with `bbox_inches="tight"`
+    drew it twice, 190 instead of 130 ms for 21 factors, 10% of a daily run."""
     plt = _pyplot()
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
     k = len(labels)
-    size = max(4.0, 0.28 * k + 2.0)
-    fig, ax = plt.subplots(figsize=(size + 1.0, size))
+    font = FontProperties(size=LABEL_POINTS)
+    measure = TextToPath()
+    label_in = (
+        max(
+            (measure.get_text_width_height_descent(str(x), font, False)[0] for x in labels),
+            default=0,
+        )
+        / 72.0
+    )
+    side = max(2.6, 0.245 * k)  # the matrix, inches
+    left = bottom = label_in + 0.25  # the labels and the tick marks
+    top, bar = 0.45, 0.95  # the title; the colour bar and its tick labels
+    width, height = left + side + bar, bottom + side + top
+    fig = plt.figure(figsize=(width, height))
+    ax = fig.add_axes((left / width, bottom / height, side / width, side / height))
     image = ax.imshow(np.asarray(matrix, dtype=float), cmap="RdBu_r", vmin=-1.0, vmax=1.0)
-    ax.set_xticks(range(k), labels, rotation=90, fontsize=7)
-    ax.set_yticks(range(k), labels, fontsize=7)
+    ax.set_xticks(range(k), labels, rotation=90, fontsize=LABEL_POINTS)
+    ax.set_yticks(range(k), labels, fontsize=LABEL_POINTS)
     ax.set_title(title, fontsize=11)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    return _png(fig)
+    cax = fig.add_axes(((left + side + 0.15) / width, bottom / height, 0.18 / width, side / height))
+    fig.colorbar(image, cax=cax)
+    return _png(fig, tight=False)

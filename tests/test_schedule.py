@@ -31,13 +31,15 @@ def settings(tmp_path) -> str:
 
 
 def _tick(db: Path, day: dt.date) -> dg.RunRequest | dg.SkipReason:
-    context = dg.build_schedule_context(
+    # a context manager: the storage resource holds a connection for its lifetime (the daemon
+    # builds it the same way for each evaluation)
+    with dg.build_schedule_context(
         scheduled_execution_time=pd.Timestamp(
             f"{day} 18:30", tz="America/New_York"
         ).to_pydatetime(),
         resources={"storage": FactorcovStorage(database=str(db))},
-    )
-    result = daily_schedule.evaluate_tick(context)
+    ) as context:
+        result = daily_schedule.evaluate_tick(context)
     if result.skip_message:
         return dg.SkipReason(result.skip_message)
     (request,) = result.run_requests
