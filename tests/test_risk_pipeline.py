@@ -316,6 +316,50 @@ def test_specific_bias_by_size_decile_equals_pandas(built):
     np.testing.assert_allclose(got.bias.to_numpy(), expected.bias.to_numpy(), rtol=1e-12)
 
 
+def test_specific_bias_rows_equal_a_per_date_stable_sort_bit_for_bit():
+    """`specific_bias_rows` ranks all dates at once (polars, in parallel); a stable sort of each
+    date's caps gives the same deciles, counts and bits, with equal caps (ranked in row order,
+    i.e. asset id order) and a missing cap (ranked last, as NaN sorts) among them."""
+    import polars as pl
+
+    from factorcov_pipeline.orchestration.assets.risk_backtest import (
+        N_DECILES,
+        specific_bias_rows,
+    )
+
+    rng = np.random.default_rng(11)
+    days = [dt.date(2025, 4, 1) + dt.timedelta(days=i) for i in range(5)]
+    sizes = [37, 1, 12, 250, 9]
+    date, z, cap = [], [], []
+    for d, n in zip(days, sizes, strict=True):
+        c = rng.choice([1.0, 2.0, 3.0, 7.5], size=n) * 1e9  # many ties
+        if n > 5:
+            c[3] = np.nan
+        date += [d] * n
+        z += list(rng.normal(size=n))
+        cap += list(c)
+    zc = pl.DataFrame({"date": date, "z": z, "market_cap": cap}).with_columns(
+        pl.when(pl.col("market_cap").is_nan()).then(None).otherwise(pl.col("market_cap"))
+    )
+    got = specific_bias_rows(zc)
+    rows = []
+    for d in days:
+        part = zc.filter(pl.col("date") == d)
+        c = part["market_cap"].fill_null(np.nan).to_numpy()
+        rank = np.empty(c.size, dtype=np.int64)
+        rank[np.argsort(c, kind="stable")] = np.arange(c.size)
+        decile = rank * N_DECILES // c.size + 1
+        zz = part["z"].to_numpy()
+        for k in range(1, N_DECILES + 1):
+            sel = decile == k
+            if sel.any():
+                total = 0.0
+                for v in zz[sel]:  # the order np.bincount adds in
+                    total += v * v
+                rows.append((d, k, int(sel.sum()), np.sqrt(total / sel.sum())))
+    assert got.rows() == rows
+
+
 def test_specific_risk_rerun_mid_history_replays_from_a_stored_state(built, tmp_path, monkeypatch):
     """States are stored at chunk ends, not every session: a partition in the middle of the
     history re-materialised alone replays from the nearest earlier state and stores the same

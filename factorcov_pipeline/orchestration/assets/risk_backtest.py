@@ -115,10 +115,16 @@ def specific_bias_rows(zc: pl.DataFrame) -> pl.DataFrame:
     starts = np.concatenate([[True], when[1:] != when[:-1]])  # rows come in date order
     days, day = when[starts], np.cumsum(starts) - 1
     n = np.bincount(day)
-    first = np.concatenate([[0], np.cumsum(n)[:-1]])
-    order = np.lexsort((zc["market_cap"].to_numpy(), day))  # stable: ties keep id order
-    rank = np.empty(day.size, dtype=np.int64)
-    rank[order] = np.arange(day.size) - first[day[order]]
+    # rank by cap within each date, 0 = smallest; "ordinal" gives equal caps their order of
+    # occurrence (asset id order), as a stable sort would; a missing cap ranks last, as NaN
+    # sorts in numpy. polars ranks the dates in parallel (a lexsort of the chunk was 28 ms of
+    # 31 per chunk, 1.1 s over 10 years).
+    rank = (
+        zc.select(pl.col("market_cap").fill_null(float("nan")).rank("ordinal").over("date") - 1)
+        .to_series()
+        .to_numpy()
+        .astype(np.int64)
+    )
     decile = (rank * N_DECILES) // n[day] + 1
     group = day * N_DECILES + (decile - 1)
     size = days.size * N_DECILES
