@@ -450,6 +450,37 @@ def test_a_signal_that_duckdb_turns_into_an_error_is_still_an_interruption(copy,
     assert_tables_unchanged(before, db)
 
 
+def _lose_a_sigint() -> None:
+    """Deliver SIGINT to this process while a handler that drops it is installed: what happens
+    when Dagster's handler raises inside a weakref callback ("Exception ignored in ...")."""
+    previous = signal.signal(signal.SIGINT, lambda *_: None)
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_signal_lost_by_python_stops_the_run_at_the_next_step(copy, monkeypatch, capsys):
+    """A SIGINT whose exception Python lost while factor_returns ran: the step finishes (its
+    chunk is whole), and the run stops when the next step starts, before it touches anything:
+    exit 130, the interruption message, and with the same data nothing changed."""
+    db, _, settings, _ = copy
+    before = table_hashes(db)
+    original = factor_returns_asset.regression_input
+
+    def lost_during_the_step(*args, **kwargs):
+        _lose_a_sigint()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(factor_returns_asset, "regression_input", lost_during_the_step)
+    code, out = _cli(db, settings, monkeypatch, capsys, "--start", str(START), "--end", str(END))
+    assert code == 130, out
+    assert "interrupted (SIGINT)" in out and "run again to complete" in out
+    assert "done  factor_returns " in out and "done  factor_volatility" not in out
+    assert_tables_unchanged(before, db)
+
+
 def test_a_signal_lost_by_python_is_reported_with_the_completed_run(copy, monkeypatch, capsys):
     """A signal whose exception Python lost (raised in a weakref callback, printed as "Exception
     ignored"): the run goes on to the end, and the command says the signal arrived and the run
@@ -457,14 +488,9 @@ def test_a_signal_lost_by_python_is_reported_with_the_completed_run(copy, monkey
     db, _, settings, _ = copy
     real = runner.run_range
 
-    def signal_lost(*args, **kwargs):
+    def signal_lost(*args, **kwargs):  # after the last step: nothing left to stop
         result = real(*args, **kwargs)
-        previous = signal.signal(signal.SIGINT, lambda *_: None)  # the lost exception
-        try:
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.01)
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        _lose_a_sigint()
         return result
 
     monkeypatch.setattr(runner, "run_range", signal_lost)

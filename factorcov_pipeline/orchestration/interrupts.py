@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
+from dagster import DagsterExecutionInterruptedError
+
 INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # The error classes of a step stopped by a signal. DuckDB's RuntimeError('Query interrupted') is
 # not among them: DuckDB raises it too for a statement stopped by `connection.interrupt()` (the
@@ -33,33 +35,66 @@ INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 INTERRUPTED_CLASSES = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
 
 
+# The blocks of `signals_seen` active in this process, innermost last: the read end of each
+# block's wakeup pipe, the bytes read from it so far, and the signal numbers among them.
+_WATCHING: list[tuple[int, bytearray, list[int]]] = []
+
+
+def _drain(rfd: int, raw: bytearray, seen: list[int]) -> None:
+    """Move what the wakeup pipe holds into `raw`, and its SIGINT/SIGTERM numbers into `seen`."""
+    while True:
+        try:
+            data = os.read(rfd, 4096)
+        except BlockingIOError:
+            return
+        if not data:
+            return
+        raw += data
+        seen += [b for b in data if b in INTERRUPT_SIGNALS]
+
+
 @contextmanager
 def signals_seen() -> Iterator[list[int] | None]:
-    """The SIGINT/SIGTERM numbers delivered while the block runs, in order; the list is filled
-    when the block exits. Outside the main thread no handler runs and nothing can be observed:
-    it yields None."""
+    """The SIGINT/SIGTERM numbers delivered while the block runs, in order; the list is
+    complete when the block exits. Outside the main thread no handler runs and nothing can be
+    observed: it yields None."""
     if threading.current_thread() is not threading.main_thread():
         yield None
         return
     seen: list[int] = []
+    raw = bytearray()
     rfd, wfd = os.pipe()
     os.set_blocking(rfd, False)
     os.set_blocking(wfd, False)
     previous = signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+    _WATCHING.append((rfd, raw, seen))
     try:
         yield seen
     finally:
+        _WATCHING.pop()
         signal.set_wakeup_fd(previous)
-        try:
-            data = os.read(rfd, 4096)
-        except BlockingIOError:
-            data = b""
-        if previous >= 0 and data:  # an enclosing block is watching too: pass the numbers on
+        _drain(rfd, raw, seen)
+        if previous >= 0 and raw:  # an enclosing block is watching too: pass the numbers on
             with suppress(OSError):
-                os.write(previous, data)
-        seen += [b for b in data if b in INTERRUPT_SIGNALS]
+                os.write(previous, bytes(raw))
         os.close(rfd)
         os.close(wfd)
+
+
+def stop_if_interrupted() -> None:
+    """At the start of a step: if a SIGINT/SIGTERM was delivered since the run began and the
+    run is still going (Python lost the exception Dagster's handler raised, see the module
+    docstring), stop here, before the step reads or writes anything, as Dagster stops a step
+    it interrupts (`DagsterExecutionInterruptedError`: the run ends as interrupted). Without a
+    watching block (a run launched from the UI) Dagster's handling is left alone."""
+    if not _WATCHING or threading.current_thread() is not threading.main_thread():
+        return
+    rfd, raw, seen = _WATCHING[-1]
+    _drain(rfd, raw, seen)
+    if seen:
+        raise DagsterExecutionInterruptedError(
+            f"{signal.Signals(seen[-1]).name} was delivered during the run"
+        )
 
 
 def interrupted_by_error(events: list[Any]) -> bool:

@@ -21,6 +21,7 @@ from dagster import ConfigurableResource, EnvVar, InitResourceContext
 
 from factorcov_pipeline import environment
 from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2, load_settings
+from factorcov_pipeline.orchestration.interrupts import stop_if_interrupted
 from factorcov_pipeline.storage import BaseStore, Store, holding_connections
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -98,12 +99,15 @@ class FactorcovSettings(ConfigurableResource):
 def one_connection(fn: F) -> F:
     """Run an asset or check body with one DuckDB connection for the whole step
     (`storage.duckdb.holding_connections`: opening the file costs ~13 ms, and a step opened it
-    up to 30 times). The file is released when the step ends. Generator bodies (checks yielding
-    one evaluation per session) hold it until their last evaluation."""
+    up to 30 times; inside a run, the run's connection). Generator bodies (checks yielding one
+    evaluation per session) hold it until their last evaluation. Every step starts here, so
+    here a signal that Python lost during an earlier step stops the run
+    (`interrupts.stop_if_interrupted`)."""
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
         def generator(*args: Any, **kwargs: Any) -> Any:
+            stop_if_interrupted()
             with holding_connections():
                 yield from fn(*args, **kwargs)
 
@@ -111,6 +115,7 @@ def one_connection(fn: F) -> F:
 
     @functools.wraps(fn)
     def plain(*args: Any, **kwargs: Any) -> Any:
+        stop_if_interrupted()
         with holding_connections():
             return fn(*args, **kwargs)
 
