@@ -116,3 +116,44 @@ def test_missing_predecessor_names_the_first_session_of_the_gap(tmp_path, settin
     assert f"factorcov materialize --start {SESSIONS[4]} --end {SESSIONS[10]}" in message
     # following the message fills the gap: the command's range then succeeds
     assert run_range(SESSIONS[4], SESSIONS[10], storage, settings, logger=quiet_logger()).success
+
+
+HOLDER = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])  # read-write, as a run holds the file
+print("READY", flush=True)
+time.sleep(60)
+"""
+
+
+def test_tick_while_a_run_holds_the_file_is_skipped_with_the_reason(tmp_path, monkeypatch):
+    """A run holds the DuckDB file from its first step to its end: a tick waits briefly
+    (`TICK_LOCK_TIMEOUT`, well inside Dagster's 60 s for an evaluation, not the 120 s of
+    FACTORCOV_LOCK_TIMEOUT) and is skipped, saying why and that the next tick catches up."""
+    import subprocess
+    import sys
+    import time
+
+    from factorcov_pipeline.orchestration import schedules
+
+    db = tmp_path / "held.duckdb"
+    Store(db).stored_dates("universe")  # creates the file
+    monkeypatch.setattr(schedules, "TICK_LOCK_TIMEOUT", 1.0)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(db)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "READY"
+        t0 = time.perf_counter()
+        result = _tick(db, SESSIONS[3])
+        waited = time.perf_counter() - t0
+    finally:
+        holder.kill()
+        holder.wait()
+    assert isinstance(result, dg.SkipReason), result
+    assert "locked by another process" in (result.skip_message or "")
+    assert f"every session missing up to {SESSIONS[3]}" in (result.skip_message or "")
+    assert waited < 30, waited  # the tick's wait, not FACTORCOV_LOCK_TIMEOUT
+    # once the file is free, the next tick requests the catch-up run
+    request = _tick(db, SESSIONS[3])
+    assert isinstance(request, dg.RunRequest)

@@ -26,7 +26,10 @@ from factorcov_pipeline.core import calendar
 from factorcov_pipeline.orchestration.catchup import missing_range
 from factorcov_pipeline.orchestration.partitions import CRON, SESSIONS_START, TIMEZONE
 from factorcov_pipeline.orchestration.resources import FactorcovStorage
+from factorcov_pipeline.storage import Store, StoreBusyError
 
+# Seconds a tick waits for another process (a run) holding the DuckDB file.
+TICK_LOCK_TIMEOUT = 20.0
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
@@ -43,7 +46,18 @@ def catch_up_request(
     """The run that fills the store from its last complete session through `tick_day`."""
     if not calendar.is_session(tick_day):
         return SkipReason(f"{tick_day} is not a New York Stock Exchange session")
-    gap = missing_range(storage.store(), tick_day, first)
+    held = storage.store()
+    # A run holds the file from its first step to its end: wait for it briefly, not the whole
+    # FACTORCOV_LOCK_TIMEOUT (Dagster gives a schedule evaluation 60 s), then skip with the
+    # reason; the next tick materialises every session still missing.
+    store = Store(held.path, lock_timeout=min(held.lock_timeout, TICK_LOCK_TIMEOUT))
+    try:
+        gap = missing_range(store, tick_day, first)
+    except StoreBusyError as err:
+        return SkipReason(
+            f"{err}. Skipped: the next tick, or Materialize on the daily job, fills every "
+            f"session missing up to {tick_day}"
+        )
     if gap is None:
         return SkipReason(f"every session up to {tick_day} is already materialised")
     start, end = gap
