@@ -39,6 +39,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     date_chunks,
     matrix_chunk_sessions,
     model_factors,
+    read_panel,
     rows_per_session,
 )
 from factorcov_pipeline.orchestration.check_results import (
@@ -134,25 +135,13 @@ def _tieout_inputs(
     return _TieoutInputs(settings, factors, days, F, in_range, df_vcov)
 
 
-def _stored(
-    store: Store, table: str, dates: list[dt.date], names: tuple[str, ...], value: str
-) -> tuple[list[dt.date], np.ndarray]:
-    """The stored dates of `table` in the range and their values: (T, K) for a table keyed by
-    `factor`, (T, K, K) for one keyed by `factor_1, factor_2`."""
-    frame = store.read_dates(table, dates[0], dates[-1])
-    days = sorted(set(frame["date"].to_list())) if frame.height else []
-    if "factor_1" in frame.columns:
-        return days, pairs_to_cube(frame, days, names, value)
-    return days, long_to_matrix(frame, days, names, value)
-
-
 def _stored_chunks(
     store: Store, table: str, dates: list[dt.date], names: tuple[str, ...], value: str
 ) -> Iterator[tuple[list[dt.date], np.ndarray]]:
-    """`_stored` a chunk of sessions at a time: a K x K table over 10 years at 72 factors is
+    """`read_panel` a chunk of sessions at a time: a K x K table over 10 years at 72 factors is
     13 million rows, several GiB as one frame (benchmark 5's memory peak)."""
     for chunk in date_chunks(dates, size=matrix_chunk_sessions(len(names))):
-        days, values = _stored(store, table, chunk, names, value)
+        days, values = read_panel(store, table, chunk[0], chunk[-1], names, value)
         if days:
             yield days, values
 
@@ -266,7 +255,9 @@ def factor_returns_complete(
     """Every date with returns has all K factor returns, none NaN or infinite; a later session
     without returns must be a recorded data gap."""
     _, store, dates, factors = _scope(context, storage, model)
-    days, F = _stored(store, "factor_returns", dates, factors.names, "factor_return")
+    days, F = read_panel(
+        store, "factor_returns", dates[0], dates[-1], factors.names, "factor_return"
+    )
     bad = (~np.isfinite(F)).sum(axis=1) if len(days) else np.empty(0, dtype=int)
     per_date = {
         day: Verdict(bool(n == 0), {"non_finite": int(n)}) for day, n in zip(days, bad, strict=True)

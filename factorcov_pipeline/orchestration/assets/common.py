@@ -6,15 +6,17 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 from dagster import BackfillPolicy, DagsterLogManager, MetadataValue
 
 from factorcov_pipeline import environment
 from factorcov_pipeline.core.factors import FactorSet, factor_set_for
+from factorcov_pipeline.core.panel import long_to_matrix, pairs_to_cube
 from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2
 from factorcov_pipeline.core.user_factors import user_factor_returns
 from factorcov_pipeline.orchestration.catchup import gap_message
 from factorcov_pipeline.orchestration.partitions import trading_sessions
-from factorcov_pipeline.storage import Store
+from factorcov_pipeline.storage import TABLE_COLUMNS, Store
 
 # Every asset is partitioned by session and backfills a range in ONE run (the EWMA recursions
 # need the dates in order, and one run avoids a process per date).
@@ -161,6 +163,20 @@ MATRIX_ROWS_PER_CHUNK = 2_000_000
 def matrix_chunk_sessions(k: int) -> int:
     """Sessions per chunk of a K x K table (MATRIX_ROWS_PER_CHUNK rows)."""
     return max(1, MATRIX_ROWS_PER_CHUNK // max(1, k * k))
+
+
+def read_panel(
+    store: Store, table: str, start: dt.date, end: dt.date, names: tuple[str, ...], value: str
+) -> tuple[list[dt.date], np.ndarray]:
+    """The dates stored in `table` in [start, end], ascending, and their `value` on the factor
+    axis `names`: (T, K) for a table keyed by `factor`, (T, K, K) for one keyed by
+    `factor_1, factor_2` in the SQL contract (`core.panel`; a missing factor is NaN). A table
+    not created yet has no dates."""
+    frame = store.read_dates(table, start, end)
+    days = sorted(set(frame["date"].to_list())) if frame.height else []
+    if "factor_1" in TABLE_COLUMNS.get(table, frame.columns):
+        return days, pairs_to_cube(frame, days, names, value)
+    return days, long_to_matrix(frame, days, names, value)
 
 
 def rows_per_session(settings: FactorCovarianceReportSettingsV2, factors: FactorSet) -> int:

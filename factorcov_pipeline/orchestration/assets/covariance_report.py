@@ -3,13 +3,13 @@
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from factorcov_pipeline.core.covariance import covariance_report as report_layout
-from factorcov_pipeline.core.panel import pairs_to_cube
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     date_chunks,
     date_span,
     matrix_chunk_sessions,
     model_factors,
+    read_panel,
 )
 from factorcov_pipeline.orchestration.assets.factor_covariance import factor_covariance
 from factorcov_pipeline.orchestration.metadata import on_last_session
@@ -39,9 +39,9 @@ def covariance_report(
         for chunk in date_chunks(
             dates, size=matrix_chunk_sessions(factors.k)
         ):  # bounded memory: one chunk of K x K matrices at a time
-            cov_long = store.read_dates("factor_covariance", chunk[0], chunk[-1])
-            fc_dates = sorted(set(cov_long["date"].to_list())) if cov_long.height else []
-            cov = pairs_to_cube(cov_long, fc_dates, factors.names, "covariance")
+            fc_dates, cov = read_panel(
+                store, "factor_covariance", chunk[0], chunk[-1], factors.names, "covariance"
+            )
             report = report_layout(fc_dates, factors.names, cov)
             writer.replace(
                 [TableWrite("covariance_report", report)],

@@ -3,7 +3,7 @@
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from factorcov_pipeline.core.covariance import covariance_from
-from factorcov_pipeline.core.panel import cube_to_pairs, long_to_matrix, pairs_to_cube
+from factorcov_pipeline.core.panel import cube_to_pairs, pairs_to_cube
 from factorcov_pipeline.orchestration import views
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
@@ -11,6 +11,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     date_span,
     matrix_chunk_sessions,
     model_factors,
+    read_panel,
     require_dates,
     settings_metadata,
 )
@@ -47,11 +48,11 @@ def factor_covariance(
         for chunk in date_chunks(
             dates, size=matrix_chunk_sessions(factors.k)
         ):  # bounded memory: one chunk of K x K matrices at a time
-            vol_long = store.read_dates("factor_volatility", chunk[0], chunk[-1])
-            fc_dates = sorted(set(vol_long["date"].to_list())) if vol_long.height else []
+            fc_dates, vol = read_panel(
+                store, "factor_volatility", chunk[0], chunk[-1], factors.names, "volatility"
+            )
             require_dates(store, "factor_correlation", fc_dates, ASSET)
             corr_long = store.read_dates("factor_correlation", chunk[0], chunk[-1])
-            vol = long_to_matrix(vol_long, fc_dates, factors.names, "volatility")
             corr = pairs_to_cube(corr_long, fc_dates, factors.names, "correlation")
             cov = covariance_from(vol, corr)
             writer.replace(

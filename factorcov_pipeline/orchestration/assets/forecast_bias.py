@@ -15,7 +15,7 @@ from factorcov_pipeline.core.backtest import (
 )
 from factorcov_pipeline.core.backtest import forecast_bias as bias_table
 from factorcov_pipeline.core.factors import FactorSet
-from factorcov_pipeline.core.panel import long_to_matrix, pairs_to_cube
+from factorcov_pipeline.core.panel import long_to_matrix
 from factorcov_pipeline.orchestration import views
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
@@ -23,6 +23,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     date_span,
     matrix_chunk_sessions,
     model_factors,
+    read_panel,
     settings_metadata,
 )
 from factorcov_pipeline.orchestration.metadata import on_last_session, per_session
@@ -59,14 +60,15 @@ def _bias_of_windows_ending_in(
     lookback = calendar.sessions(chunk[0] - dt.timedelta(days=3 * WINDOW + 10), chunk[0])
     start = lookback[-(WINDOW + 1)] if len(lookback) > WINDOW else lookback[0]
     fr = store.read_dates("factor_returns", start, chunk[-1])
-    cov_long = store.read_dates("factor_covariance", start, chunk[-1])
     # Forecast dates include no-return sessions (gaps): their return row is NaN (left out of the
     # windows) and their forecast is the prior of the next session.
-    days = sorted(set(cov_long["date"].to_list())) if cov_long.height else []
+    days, cov = read_panel(
+        store, "factor_covariance", start, chunk[-1], factors.names, "covariance"
+    )
     if len(days) < 2:
         return EMPTY, np.empty((0, factors.k + N_PORTFOLIOS))
     F = long_to_matrix(fr, days, factors.names, "factor_return")
-    cov = pairs_to_cube(cov_long, days, factors.names, "covariance") / ANNUALISATION
+    cov = cov / ANNUALISATION
     prior = np.concatenate([np.full((1, factors.k, factors.k), np.nan), cov[:-1]])
     out = bias_table(days, factors.names, F, prior, window=WINDOW, n_portfolios=N_PORTFOLIOS)
     weights = np.vstack([np.eye(factors.k), random_portfolio_weights(factors.k, N_PORTFOLIOS)])
