@@ -31,7 +31,7 @@ from dagster import DagsterExecutionInterruptedError
 INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # The error classes of a step stopped by a signal. DuckDB's RuntimeError('Query interrupted') is
 # not among them: DuckDB raises it too for a statement stopped by `connection.interrupt()` (the
-# store's lock timeout), which is a failure.
+# query timeout of `factorcov sql`), which is a failure.
 INTERRUPTED_CLASSES = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
 
 

@@ -46,11 +46,11 @@ def catch_up_request(
     """The run that fills the store from its last complete session through `tick_day`."""
     if not calendar.is_session(tick_day):
         return SkipReason(f"{tick_day} is not a New York Stock Exchange session")
-    held = storage.store()
+    configured = storage.store()
     # A run holds the file from its first step to its end: wait for it briefly, not the whole
     # FACTORCOV_LOCK_TIMEOUT (Dagster gives a schedule evaluation 60 s), then skip with the
     # reason; the next tick materialises every session still missing.
-    store = Store(held.path, lock_timeout=min(held.lock_timeout, TICK_LOCK_TIMEOUT))
+    store = Store(configured.path, lock_timeout=min(configured.lock_timeout, TICK_LOCK_TIMEOUT))
     try:
         gap = missing_range(store, tick_day, first)
     except StoreBusyError as err:
