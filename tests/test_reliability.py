@@ -423,18 +423,19 @@ def test_a_signal_that_duckdb_turns_into_an_error_is_still_an_interruption(copy,
     rows are kept (the CI failure of 2026-11-25 removed them from 13 tables)."""
     db, _, settings, _ = copy
     before = table_hashes(db)
-    original = factor_returns_asset.regression_input
+    original = factor_returns_asset.estimate_factor_returns
 
-    def interrupted_query(store, *args, **kwargs):
+    def interrupted_query(*args, **kwargs):
+        # in the step's thread (its inputs are read ahead on another one), on its connection
         timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
         timer.start()
         try:  # ~20 s uninterrupted: the signal lands inside DuckDB
-            store.read("SELECT count(*) FROM range(20000000000) t(i) WHERE i % 7 = 3")
+            Store(db).read("SELECT count(*) FROM range(20000000000) t(i) WHERE i % 7 = 3")
         finally:
             timer.cancel()
-        return original(store, *args, **kwargs)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(factor_returns_asset, "regression_input", interrupted_query)
+    monkeypatch.setattr(factor_returns_asset, "estimate_factor_returns", interrupted_query)
     result = run(db, settings)
     assert not result.success
     failures = [e for e in result.all_events if e.is_step_failure]
@@ -445,6 +446,35 @@ def test_a_signal_that_duckdb_turns_into_an_error_is_still_an_interruption(copy,
         "RuntimeError",
         "RuntimeError: Query interrupted",
     )
+    assert runner.interrupt_signal(result) == signal.SIGINT
+    assert runner.removed_tables(result) == []
+    assert_tables_unchanged(before, db)
+
+
+def test_a_signal_while_the_next_chunk_is_read_ahead_is_an_interruption(copy, monkeypatch):
+    """SIGINT while the step waits for a chunk read on the reader thread
+    (`storage.read_ahead`): the signal lands in the step's thread, the read under way ends,
+    and the run is an interruption that keeps every stored row."""
+    db, _, settings, _ = copy
+    monkeypatch.setattr(common, "CHUNK_SESSIONS", 2)
+    before = table_hashes(db)
+    original = factor_returns_asset.regression_input
+    reader_threads: set[str] = set()
+
+    def slow_read(*args, **kwargs):
+        reader_threads.add(threading.current_thread().name)
+        if len(reader_threads) == 1 and not hasattr(slow_read, "fired"):
+            slow_read.fired = True  # type: ignore[attr-defined]
+            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+            time.sleep(1.0)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(factor_returns_asset, "regression_input", slow_read)
+    result = run(db, settings)
+    assert not result.success
+    assert reader_threads and threading.current_thread().name not in reader_threads
+    failures = [e for e in result.all_events if e.is_step_failure]
+    assert [e.step_key for e in failures] == ["factor_returns"]
     assert runner.interrupt_signal(result) == signal.SIGINT
     assert runner.removed_tables(result) == []
     assert_tables_unchanged(before, db)
@@ -467,13 +497,13 @@ def test_a_signal_lost_by_python_stops_the_run_at_the_next_step(copy, monkeypatc
     exit 130, the interruption message, and with the same data nothing changed."""
     db, _, settings, _ = copy
     before = table_hashes(db)
-    original = factor_returns_asset.regression_input
+    original = factor_returns_asset.estimate_factor_returns
 
-    def lost_during_the_step(*args, **kwargs):
+    def lost_during_the_step(*args, **kwargs):  # in the step's thread, where signals land
         _lose_a_sigint()
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(factor_returns_asset, "regression_input", lost_during_the_step)
+    monkeypatch.setattr(factor_returns_asset, "estimate_factor_returns", lost_during_the_step)
     code, out = _cli(db, settings, monkeypatch, capsys, "--start", str(START), "--end", str(END))
     assert code == 130, out
     assert "interrupted (SIGINT)" in out and "run again to complete" in out

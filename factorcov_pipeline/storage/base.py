@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -20,6 +20,7 @@ import polars as pl
 
 from factorcov_pipeline.storage.contract import TableWrite, ViewDef
 from factorcov_pipeline.storage.query import QueryConnection
+from factorcov_pipeline.storage.read_ahead import Chunk, Data, read_ahead
 from factorcov_pipeline.storage.write_behind import write_behind
 
 
@@ -90,6 +91,19 @@ class BaseStore(ABC):
         `writes_in_background`, chunk k is stored while the step computes chunk k + 1
         (`storage.write_behind`); every chunk is stored when the block ends."""
         return write_behind(self.replace, self.writes_in_background)
+
+    # Whether `read_ahead` reads the next chunk on a background thread (the DuckDB store: a
+    # second connection of the same database, its scans without Python's lock). PostgreSQL
+    # reads in the step's thread.
+    reads_in_background: bool = False
+
+    def read_ahead(
+        self, chunks: Iterable[Chunk], read: Callable[[Chunk], Data]
+    ) -> Iterator[tuple[Chunk, Data]]:
+        """``(chunk, read(chunk))`` for a step's loop over chunks: with
+        `reads_in_background`, chunk k + 1 is read while the step computes chunk k
+        (`storage.read_ahead`). `read` must not read the step's own table."""
+        return read_ahead(chunks, read, self.reads_in_background)
 
     @abstractmethod
     def remove(

@@ -280,6 +280,7 @@ class Store(BaseStore):
     """One DuckDB file holding every table of the pipeline."""
 
     writes_in_background = True  # a second connection of the same database (storage.write_behind)
+    reads_in_background = True  # likewise (storage.read_ahead)
 
     def __init__(self, path: str | os.PathLike[str], lock_timeout: float = 120.0) -> None:
         self.path = Path(path)

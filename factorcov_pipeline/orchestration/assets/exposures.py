@@ -1,5 +1,8 @@
 """`exposures`: Market, sector dummies and standardised styles per asset and session."""
 
+import datetime as dt
+
+import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from factorcov_pipeline.core.exposures import exposures_table, style_exposures
@@ -49,10 +52,15 @@ def exposures(
     require_dates(store, "universe", dates, "exposures")
     view = exposures_view(factors.styles, MARKET_FACTOR if GROUP_MARKET in factors.groups else None)
     rows = 0
-    # chunk k is stored while chunk k + 1 is computed (storage/write_behind.py)
+    chunks = date_chunks(dates, rows_per_session=rows_per_session(settings, factors))
+
+    def read_universe(chunk: list[dt.date]) -> pl.DataFrame:
+        return store.read_dates("universe", *date_span(chunk))
+
+    # chunk k + 1 is read while chunk k is computed and chunk k - 1 stored
+    # (storage/read_ahead.py, storage/write_behind.py)
     with store.write_behind() as writer:
-        for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors)):
-            uni = store.read_dates("universe", *date_span(chunk))
+        for chunk, uni in store.read_ahead(chunks, read_universe):
             wide = style_exposures(
                 uni, factors.styles, settings.factor_model_settings.exposures.winsorize_sigma
             )

@@ -167,10 +167,15 @@ def factor_returns(
     factors = model_factors(settings)
     n_dates, n_gaps, min_assets, degenerate = 0, 0, [], []
     universe_dates = set(store.stored_dates("universe", dates[0], dates[-1]))
-    # chunk k is stored while chunk k + 1 is computed (storage/write_behind.py)
+    chunks = date_chunks(dates, rows_per_session=rows_per_session(settings, factors))
+
+    def read_chunk(chunk: list[dt.date]) -> pl.DataFrame:
+        return regression_input(store, chunk, factors.styles, category_column(settings))
+
+    # chunk k + 1 is read while chunk k is computed and chunk k - 1 stored
+    # (storage/read_ahead.py, storage/write_behind.py)
     with store.write_behind() as writer:
-        for chunk in date_chunks(dates, rows_per_session=rows_per_session(settings, factors)):
-            data = regression_input(store, chunk, factors.styles, category_column(settings))
+        for chunk, data in store.read_ahead(chunks, read_chunk):
             result = (
                 estimate_factor_returns(
                     data,

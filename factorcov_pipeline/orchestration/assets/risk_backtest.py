@@ -251,16 +251,23 @@ def risk_backtest(
     rows = 0
     # user-supplied factor returns: no exposures or specific risk, nothing to backtest
     user_returns = bool(settings.factor_model_settings.universe.factor_returns)
-    for chunk in [] if user_returns else date_chunks(dates):
-        prev0 = calendar.previous_session(chunk[0])
-        models = load_risk_models(store.read, prev0, chunk[-1])
-        # each date's universe rows as arrays, split once (in date order)
+
+    def read_chunk(chunk: list[dt.date]) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
+        """The risk models of the chunk's dates and of the session before, the universe's
+        returns (in date order) and the standardised specific outcomes with caps."""
+        models = load_risk_models(store.read, calendar.previous_session(chunk[0]), chunk[-1])
         uni = store.read(
             "SELECT date, asset_id, asset_return FROM universe "
             "WHERE date BETWEEN ? AND ? ORDER BY date",
             [chunk[0], chunk[-1]],
         )
         zc = store.read(*specific_z_sql(store, chunk[0], chunk[-1], with_caps=True))
+        return models, uni, zc
+
+    # chunk k + 1 is read while chunk k is computed (storage/read_ahead.py)
+    chunks = [] if user_returns else date_chunks(dates)
+    for chunk, (models, uni, zc) in store.read_ahead(chunks, read_chunk):
+        # each date's universe rows as arrays, split once (in date order)
         u_days = uni["date"].to_numpy()
         u_ids = uni["asset_id"].to_numpy().astype(np.str_)
         u_ret = uni["asset_return"].cast(pl.Float64).fill_null(np.nan).to_numpy()

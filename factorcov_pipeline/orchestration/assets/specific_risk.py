@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from factorcov_pipeline.core.asset_panel import asset_panel
+from factorcov_pipeline.core.asset_panel import AssetPanel, asset_panel
 from factorcov_pipeline.core.specific_risk import SpecificRiskForecaster, SpecificRiskState
 from factorcov_pipeline.orchestration.assets import resume
 from factorcov_pipeline.orchestration.assets.common import (
@@ -96,11 +96,15 @@ def specific_risk(
     rows, last = 0, None
     lambdas: list[float] = []
     per: dict[dt.date, dict[str, float]] = {}  # each session's own numbers (UI time series)
-    # chunk k is stored while chunk k + 1 is computed (storage/write_behind.py)
+
+    def read_panel(chunk: list[dt.date]) -> AssetPanel:
+        expo, spec = read_inputs(store, styles, chunk[0], chunk[-1])
+        return asset_panel(chunk, expo, styles, spec)
+
+    # chunk k + 1 is read while chunk k is computed and chunk k - 1 stored (storage/read_ahead.py,
+    # storage/write_behind.py); bounded memory, each chunk one call and one transaction
     with store.write_behind() as writer:
-        for chunk in date_chunks(days):  # bounded memory; each chunk one call and one transaction
-            expo, spec = read_inputs(store, styles, chunk[0], chunk[-1])
-            panel = asset_panel(chunk, expo, styles, spec)
+        for chunk, panel in store.read_ahead(date_chunks(days), read_panel):
             fc, state = forecaster.run(
                 state,
                 panel.asset_ids,
