@@ -88,3 +88,29 @@ def test_direct_mode_reads_in_the_calling_thread() -> None:
         (c, f"data {c}") for c in range(3)
     ]
     assert reader.threads == {threading.current_thread().name}
+
+
+def test_read_meanwhile_runs_while_the_block_works_and_gives_its_result() -> None:
+    started = threading.Event()
+    threads: list[str] = []
+
+    def read() -> str:
+        threads.append(threading.current_thread().name)
+        started.set()
+        return "summary"
+
+    with ra.read_meanwhile(read, in_background=True) as result:
+        assert started.wait(5.0)  # under way before the block asks for it
+        assert result() == "summary"
+    assert threads and threads[0] != threading.current_thread().name
+
+    def broken() -> str:
+        raise OSError("cannot read the summary")
+
+    with (
+        pytest.raises(OSError, match="cannot read the summary"),
+        ra.read_meanwhile(broken, in_background=True) as result,
+    ):
+        result()
+    with ra.read_meanwhile(read, in_background=False) as result:
+        assert result() == "summary" and threads[-1] == threading.current_thread().name

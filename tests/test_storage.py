@@ -102,3 +102,43 @@ def test_a_locked_file_gives_a_clear_busy_error(tmp_path):
         holder.wait()
     # once the holder is gone the file opens and the rows are intact
     assert Store(path).read("SELECT count(*) AS n FROM factor_returns")["n"][0] == 2
+
+
+def test_a_write_with_other_columns_is_refused_and_leaves_the_old_rows(tmp_path):
+    store = Store(tmp_path / "s.duckdb")
+    store.replace([TableWrite("factor_returns", _fr(D1, 0.01))], (D1, D1))
+    bad = _fr(D1, 0.5).rename({"factor_return": "not_a_column"})
+    with pytest.raises(ValueError, match=r"other columns than this write.*'not_a_column'"):
+        store.replace([TableWrite("factor_returns", bad)], (D1, D1))
+    assert store.read("SELECT * FROM factor_returns ORDER BY factor").equals(_fr(D1, 0.01))
+
+
+def test_an_older_table_gains_a_contract_column_added_later(tmp_path):
+    """A file written before regression_stats had its degenerate-case columns: the next write
+    adds them (NULL on the old rows) instead of refusing the file."""
+    store = Store(tmp_path / "s.duckdb")
+    with store.connect() as con:
+        con.execute(
+            "CREATE TABLE regression_stats (date DATE, n_assets INTEGER, r_squared DOUBLE, "
+            "n_clipped INTEGER, thin_categories INTEGER, degenerate BOOLEAN)"
+        )
+        con.execute("INSERT INTO regression_stats VALUES (?, 10, 0.5, 0, 0, false)", [D1])
+    new = pl.DataFrame(
+        {
+            "date": [D2],
+            "n_assets": [11],
+            "r_squared": [0.6],
+            "n_clipped": [0],
+            "thin_categories": [0],
+            "degenerate": [False],
+            "exactly_fitted": [False],
+            "empty_categories": [""],
+            "single_asset_categories": [""],
+        },
+        schema_overrides={"n_assets": pl.Int32, "n_clipped": pl.Int32, "thin_categories": pl.Int32},
+    )
+    store.replace([TableWrite("regression_stats", new)], (D2, D2))
+    got = store.read("SELECT * FROM regression_stats ORDER BY date")
+    assert got.columns == list(new.columns)
+    assert got["exactly_fitted"].to_list() == [None, False]
+    assert got["n_assets"].to_list() == [10, 11]

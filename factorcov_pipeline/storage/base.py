@@ -20,7 +20,7 @@ import polars as pl
 
 from factorcov_pipeline.storage.contract import TableWrite, ViewDef
 from factorcov_pipeline.storage.query import QueryConnection
-from factorcov_pipeline.storage.read_ahead import Chunk, Data, read_ahead
+from factorcov_pipeline.storage.read_ahead import Chunk, Data, read_ahead, read_meanwhile
 from factorcov_pipeline.storage.write_behind import write_behind
 
 
@@ -104,6 +104,13 @@ class BaseStore(ABC):
         `reads_in_background`, chunk k + 1 is read while the step computes chunk k
         (`storage.read_ahead`). `read` must not read the step's own table."""
         return read_ahead(chunks, read, self.reads_in_background)
+
+    def read_meanwhile(
+        self, read: Callable[[], Data]
+    ) -> AbstractContextManager[Callable[[], Data]]:
+        """`read()` started now (on a background thread with `reads_in_background`) while the
+        block works; the block calls what it yields for the result (`storage.read_ahead`)."""
+        return read_meanwhile(read, self.reads_in_background)
 
     @abstractmethod
     def remove(

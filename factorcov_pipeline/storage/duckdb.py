@@ -449,12 +449,19 @@ class Store(BaseStore):
         """The last stored recursion state of `asset` dated on or before `on_or_before`."""
         row = None
         with self.connect() as con, _absent_table(STATE_TABLE):
-            row = _one(
+            # the date first, then its state: ordering the rows with their states read every
+            # stored state of the asset (10 ms a lookup after 10 years, benchmark 4)
+            day = _one(
                 con,
-                f"SELECT date, state FROM {STATE_TABLE} WHERE asset = ? AND date <= ? "
-                "ORDER BY date DESC LIMIT 1",
+                f"SELECT max(date) FROM {STATE_TABLE} WHERE asset = ? AND date <= ?",
                 [asset, on_or_before],
             )
+            if day is not None and day[0] is not None:
+                row = _one(
+                    con,
+                    f"SELECT date, state FROM {STATE_TABLE} WHERE asset = ? AND date = ? LIMIT 1",
+                    [asset, day[0]],
+                )
         return None if row is None else (row[0], bytes(row[1]))
 
     # ---- writes ------------------------------------------------------------------------
@@ -463,14 +470,24 @@ class Store(BaseStore):
         """Create `table` from the contract (fixed columns) and the incoming frame (the rest)."""
         contract = TABLE_COLUMNS.get(table, {})
         frame_cols = [(r[0], r[1]) for r in con.execute(f"DESCRIBE {incoming}").fetchall()]
-        if not self.table_exists(con, table):
+        # the table's columns, none if it does not exist, in one catalog lookup (the
+        # information_schema lookup and a DESCRIBE took twice as long; a DESCRIBE of a missing
+        # table cannot be tried: its error would abort the caller's transaction)
+        existing = {
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+                "AND schema_name = 'main' AND table_name = ?",
+                [table],
+            ).fetchall()
+        }
+        if not existing:
             cols = dict(contract)
             for name, dtype in frame_cols:
                 cols.setdefault(name, dtype)
             ddl = ", ".join(f"{quote_ident(c)} {t}" for c, t in cols.items())
             _run(con, f"CREATE TABLE {quote_ident(table)} ({ddl})")
             return
-        existing = {r[0] for r in con.execute(f"DESCRIBE {quote_ident(table)}").fetchall()}
         incoming_names = {n for n, _ in frame_cols}
         added = [c for c in contract if c in incoming_names and c not in existing]
         if added and existing <= incoming_names:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 Chunk = TypeVar("Chunk")
@@ -48,4 +49,21 @@ def read_ahead(
         if pending is not None:
             yield pending[0], pending[1].result()
     finally:  # finished, failed or stopped: the read under way ends, no queued one starts
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def read_meanwhile(read: Callable[[], Data], in_background: bool) -> Iterator[Callable[[], Data]]:
+    """`read()` started at once on a background thread (with `in_background`), while the block
+    does other work; the block gets a function that returns its result (raising its error).
+    For a step's one-off summary of other steps' tables (risk_backtest's per-asset specific
+    bias, 0.1 s of a daily run) that does not depend on what the step writes."""
+    if not in_background:
+        yield read
+        return
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="factorcov-reader")
+    try:
+        future = pool.submit(read)
+        yield future.result
+    finally:
         pool.shutdown(wait=True, cancel_futures=True)

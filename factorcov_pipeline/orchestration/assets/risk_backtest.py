@@ -22,6 +22,7 @@ windows (`core/backtest.bias_report`), the per-asset specific bias statistic by 
 
 import bisect
 import datetime as dt
+from collections.abc import Callable
 
 import numpy as np
 import polars as pl
@@ -33,10 +34,12 @@ from factorcov_pipeline.core.backtest import bias_report, rolling_bias
 from factorcov_pipeline.core.blas import one_blas_thread
 from factorcov_pipeline.core.forecaster import ANNUALISATION_DAYS
 from factorcov_pipeline.core.portfolio import (
+    RiskModel,
     decompose,
     minimum_variance_weights,
     realised_returns,
 )
+from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2
 from factorcov_pipeline.orchestration.assets.common import PARTITIONED, date_chunks, date_span
 from factorcov_pipeline.orchestration.assets.portfolio_risk import standing_holdings
 from factorcov_pipeline.orchestration.metadata import image, on_last_session
@@ -143,8 +146,9 @@ def specific_bias_rows(zc: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _history_metadata(store: Store, last: dt.date) -> dict:
-    """Full-history summaries and plots (module docstring)."""
+def _history_metadata(store: Store, last: dt.date, spec_bias: Callable[[], pl.DataFrame]) -> dict:
+    """Full-history summaries and plots (module docstring); `spec_bias()` gives
+    `specific_bias_by_decile`, asked for last (it may still be being read)."""
     meta: dict = {}
     hist = store.read(
         "SELECT * FROM risk_backtest WHERE date <= ? ORDER BY date, portfolio", [last]
@@ -179,7 +183,7 @@ def _history_metadata(store: Store, last: dt.date) -> dict:
                 band=(1 - np.sqrt(2 / 21), 1 + np.sqrt(2 / 21)),
             )
             meta["portfolio_bias_plot"] = image(png, "bias")
-    spec = specific_bias_by_decile(store, last)
+    spec = spec_bias()
     if spec.height:
         meta["specific_bias_by_size_decile"] = MetadataValue.md(
             spec.to_pandas().to_markdown(index=False)
@@ -229,30 +233,20 @@ def specific_bias_by_decile(store: Store, last: dt.date) -> pl.DataFrame:
     return pl.concat([total.select(by.columns), by])
 
 
-@asset(
-    **PARTITIONED,
-    deps=["specific_risk", "portfolio_risk", "factor_covariance", "universe"],
-    group_name="evaluation",
-    kinds={"numpy", "duckdb"},
-)
-@one_connection
-def risk_backtest(
-    context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
-) -> MaterializeResult:
-    """Realised vs predicted risk of the standing portfolios and of a minimum-variance
-    portfolio built each date, and the specific risk bias statistic by size decile (tables
-    `risk_backtest`, `specific_risk_bias`); metadata: full-sample bias statistics, 12-month
-    windows, per-asset specific bias by size decile, plots."""
-    settings = model.load()
-    store = storage.store()
-    dates = partition_dates(context)
+def _backtest_range(
+    store: Store,
+    dates: list[dt.date],
+    settings: FactorCovarianceReportSettingsV2,
+    holdings: pl.DataFrame | None,
+) -> int:
+    """Store `risk_backtest` and `specific_risk_bias` for `dates`, a chunk of sessions at a
+    time (chunk k + 1 read while chunk k is computed, storage/read_ahead.py); the rows stored."""
     cfg = settings.portfolio_risk_settings
-    holdings = standing_holdings(cfg)
     rows = 0
-    # user-supplied factor returns: no exposures or specific risk, nothing to backtest
-    user_returns = bool(settings.factor_model_settings.universe.factor_returns)
 
-    def read_chunk(chunk: list[dt.date]) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
+    def read_chunk(
+        chunk: list[dt.date],
+    ) -> tuple[dict[dt.date, RiskModel], pl.DataFrame, pl.DataFrame]:
         """The risk models of the chunk's dates and of the session before, the universe's
         returns (in date order) and the standardised specific outcomes with caps."""
         models = load_risk_models(store.read, calendar.previous_session(chunk[0]), chunk[-1])
@@ -264,9 +258,7 @@ def risk_backtest(
         zc = store.read(*specific_z_sql(store, chunk[0], chunk[-1], with_caps=True))
         return models, uni, zc
 
-    # chunk k + 1 is read while chunk k is computed (storage/read_ahead.py)
-    chunks = [] if user_returns else date_chunks(dates)
-    for chunk, (models, uni, zc) in store.read_ahead(chunks, read_chunk):
+    for chunk, (models, uni, zc) in store.read_ahead(date_chunks(dates), read_chunk):
         # each date's universe rows as arrays, split once (in date order)
         u_days = uni["date"].to_numpy()
         u_ids = uni["asset_id"].to_numpy().astype(np.str_)
@@ -310,7 +302,28 @@ def risk_backtest(
             settings_json=settings.fingerprint(),
         )
         rows += bt_all.height
-    if user_returns:
+    return rows
+
+
+@asset(
+    **PARTITIONED,
+    deps=["specific_risk", "portfolio_risk", "factor_covariance", "universe"],
+    group_name="evaluation",
+    kinds={"numpy", "duckdb"},
+)
+@one_connection
+def risk_backtest(
+    context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
+) -> MaterializeResult:
+    """Realised vs predicted risk of the standing portfolios and of a minimum-variance
+    portfolio built each date, and the specific risk bias statistic by size decile (tables
+    `risk_backtest`, `specific_risk_bias`); metadata: full-sample bias statistics, 12-month
+    windows, per-asset specific bias by size decile, plots."""
+    settings = model.load()
+    store = storage.store()
+    dates = partition_dates(context)
+    # user-supplied factor returns: no exposures or specific risk, nothing to backtest
+    if settings.factor_model_settings.universe.factor_returns:
         for table, schema in ((ASSET, BACKTEST_SCHEMA), (SPECIFIC_BIAS, SPEC_SCHEMA)):
             store.replace(
                 [TableWrite(table, pl.DataFrame(schema=schema))],
@@ -319,6 +332,12 @@ def risk_backtest(
             )
         on_last_session(context, {"skipped": "factor returns are supplied by the user"})
         return MaterializeResult()
+    holdings = standing_holdings(settings.portfolio_risk_settings)
+    # the per-asset specific bias summary reads only other steps' tables: it is read while the
+    # range is backtested (storage/read_ahead.py)
+    with store.read_meanwhile(lambda: specific_bias_by_decile(store, dates[-1])) as spec_bias:
+        rows = _backtest_range(store, dates, settings, holdings)
+        meta = _history_metadata(store, dates[-1], spec_bias)
     # run totals, tables and the plot on the range's last session only (orchestration/metadata)
-    on_last_session(context, {"dagster/row_count": rows, **_history_metadata(store, dates[-1])})
+    on_last_session(context, {"dagster/row_count": rows, **meta})
     return MaterializeResult()
