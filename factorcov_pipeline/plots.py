@@ -31,6 +31,9 @@ DAILY_TICKS_BELOW_DAYS = 10
 # labels and label on the left, one row of date labels below and the title above.
 LINE_MARGINS = (0.09, 0.12, 0.98, 0.9)
 SHORT_SERIES = 3  # a series of fewer dates is drawn with markers
+# Text rasterised without FreeType's hinting (matplotlib's default autohints every glyph): the
+# same glyphs, a little softer, and about 10% less time for a heatmap's 2K labels.
+TEXT_RC = {"text.hinting": "no_hinting"}
 
 
 def _figure(width: float, height: float) -> Any:
@@ -43,9 +46,14 @@ def _figure(width: float, height: float) -> Any:
 
 
 def _png(fig: Any) -> bytes:
-    """The figure as PNG bytes, drawn once (every figure here is laid out by hand)."""
+    """The figure as PNG bytes, drawn once (every figure here is laid out by hand), its text
+    unhinted (`TEXT_RC`)."""
+    import matplotlib
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
+    # zlib level 1: 5 ms less per figure than Pillow's default 6, for PNGs about 9% larger
+    with matplotlib.rc_context(TEXT_RC):
+        fig.savefig(buf, format="png", dpi=DPI, pil_kwargs={"compress_level": 1})
     return buf.getvalue()
 
 
