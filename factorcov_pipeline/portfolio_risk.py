@@ -195,7 +195,7 @@ def load_risk_models(read: Reader, start: dt.date, end: dt.date) -> dict[dt.date
     style_k = np.array([factors.index(c) for c in styles], dtype=np.int64)
     groups_k = [str(group_of.get(f_, "")) for f_ in factors]
     # Every column as one array, each date a slice of it (the frames come in date order):
-    # the loop below only slices and scatters (a chunk of 63 sessions x 3,000 assets).
+    # the loop below only slices and scatters (a chunk of 84 sessions x 3,000 assets).
     c_days, c_k, c_l = (
         cc["date"].to_numpy(),
         cc["_k"].to_numpy(),

@@ -68,7 +68,7 @@ def test_median_per_asset_bias_within_ten_percent_after_the_first_third(year):
 
 
 def test_stored_day_by_day_recursion_equals_one_block_run(year):
-    """The asset steps one date at a time from the stored state (chunks of 63 sessions, each a
+    """The asset steps one date at a time from the stored state (chunks of sessions, each a
     transaction); one call of the forecaster over the whole year gives the same numbers."""
     store = Store(year)
     dates = store.stored_dates("factor_returns")

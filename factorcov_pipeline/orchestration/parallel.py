@@ -35,6 +35,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from factorcov_pipeline import environment
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.storage import StoreBusyError
 
@@ -46,7 +47,6 @@ STAGES: tuple[tuple[tuple[str, ...], bool], ...] = (
     (("forecast_bias", "portfolio_risk"), True),
     (("risk_backtest",), False),
 )
-DEFAULT_CHUNK = 63
 # Assets that `run_parallel` runs per chunk (stages of concurrent runs; a stage starts when the
 # previous one has ended, so factor_returns and forecast_bias may read the previous chunk's rows).
 CROSS_SECTIONAL = frozenset(a for assets, per_chunk in STAGES if per_chunk for a in assets)
@@ -243,7 +243,7 @@ def run_parallel(
     """Materialise every asset for [start, end] as chunked runs on `workers` processes.
 
     `storage` is the store resource; it must be `FactorcovPostgres` (a shared database).
-    `chunk_sessions`: sessions per run (default `FACTORCOV_CHUNK_SESSIONS`, else 63).
+    `chunk_sessions`: sessions per run (default `FACTORCOV_CHUNK_SESSIONS`, else 84).
     Stops after the first stage with a failed run (later stages would read missing inputs).
     """
     from factorcov_pipeline.orchestration.resources import FactorcovPostgres
@@ -254,7 +254,7 @@ def run_parallel(
             "to a PostgreSQL database (a DuckDB file allows one writing process)"
         )
     url = storage.store().url  # type: ignore[attr-defined]
-    size = chunk_sessions or int(os.environ.get("FACTORCOV_CHUNK_SESSIONS") or DEFAULT_CHUNK)
+    size = chunk_sessions or environment.chunk_sessions()
     spans = chunks(start, end, size)
     out = ParallelResult()
     if os.environ.get("DAGSTER_HOME"):
