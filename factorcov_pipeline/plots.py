@@ -5,11 +5,11 @@ matplotlib is imported lazily and drawn with its Agg canvas (no pyplot), so impo
 costs nothing and a headless server never needs a display. Figures are small (about 640 x 270
 pixels at 80 dpi, 20-60 kB as PNG) because they travel inside the run's event log.
 
-A daily run draws seven figures, and matplotlib's own layout passes were most of their cost
-(benchmark 4): so the margins are fixed rather than computed (`bbox_inches="tight"` and
-`autofmt_xdate` lay a figure out twice), titles are placed rather than moved clear of the tick
-labels (`Axes.set_title(y=...)` switches that search off), and the heatmap's labels are plain
-text rather than K tick objects per axis.
+A daily run draws six figures (seven with standing portfolios), and matplotlib's own layout
+passes were most of their cost (benchmark 4): so the margins are fixed rather than computed
+(`bbox_inches="tight"` and `autofmt_xdate` lay a figure out twice), titles are placed rather than
+moved clear of the tick labels (`Axes.set_title(y=...)` switches that search off), and the
+heatmap's labels are plain text rather than K tick objects per axis.
 """
 
 from __future__ import annotations
