@@ -97,14 +97,14 @@ def specific_risk(
     lambdas: list[float] = []
     per: dict[dt.date, dict[str, float]] = {}  # each session's own numbers (UI time series)
 
-    def read_panel(chunk: list[dt.date]) -> AssetPanel:
+    def read_chunk(chunk: list[dt.date]) -> AssetPanel:
         expo, spec = read_inputs(store, styles, chunk[0], chunk[-1])
         return asset_panel(chunk, expo, styles, spec)
 
     # chunk k + 1 is read while chunk k is computed and chunk k - 1 stored (storage/read_ahead.py,
     # storage/write_behind.py); bounded memory, each chunk one call and one transaction
     with store.write_behind() as writer:
-        for chunk, panel in store.read_ahead(date_chunks(days), read_panel):
+        for chunk, panel in store.read_ahead(date_chunks(days), read_chunk):
             fc, state = forecaster.run(
                 state,
                 panel.asset_ids,
