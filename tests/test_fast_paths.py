@@ -3,6 +3,8 @@
 - The recursion state is stored every STATE_EVERY sessions and at a range's end (not after
   every session): any block length gives the same tables bit for bit, and a partition in the
   middle of the history re-materialised alone replays from the nearest stored state.
+- Only the last state of each span of STATE_KEEP_DAYS days is kept: daily runs leave one state
+  per span, not one per session, and a later run replays from the kept one with the same rows.
 - Runs not recorded in DAGSTER_HOME use a throw-away instance that does not index
   per-session events: the run's events and the stored tables equal a run in Dagster's own
   ephemeral instance; a run recorded in a real instance shows every session materialised.
@@ -18,7 +20,7 @@ from factorcov_pipeline.examples.factor_etfs import factor_etf_returns
 from factorcov_pipeline.orchestration.assets import common, resume
 from factorcov_pipeline.orchestration.resources import FactorcovStorage
 from factorcov_pipeline.orchestration.runner import failure_messages, quiet_logger, run_range
-from factorcov_pipeline.storage import Store
+from factorcov_pipeline.storage import Store, contract
 
 START = dt.date(2025, 3, 31)
 TABLES = {
@@ -110,6 +112,7 @@ def reference(tmp_path_factory):
 def test_state_every_block_length_gives_the_same_tables(reference, tmp_path, monkeypatch):
     _, settings, days, db_ref, _ = reference
     monkeypatch.setattr(resume, "STATE_EVERY", 4)
+    monkeypatch.setattr(contract, "STATE_KEEP_DAYS", 1)  # every state kept: where they are written
     monkeypatch.setattr(common, "MATRIX_ROWS_PER_CHUNK", 3 * 3 * 3)  # K x K writes: 3 sessions
     db = tmp_path / "blocks.duckdb"
     assert _run(db, settings, days[0], days[-1]).success
@@ -128,6 +131,7 @@ def test_state_every_block_length_gives_the_same_tables(reference, tmp_path, mon
 def test_day_by_day_and_mid_history_rerun_equal_the_range(reference, tmp_path, monkeypatch):
     _, settings, days, db_ref, _ = reference
     monkeypatch.setattr(resume, "STATE_EVERY", 4)
+    monkeypatch.setattr(contract, "STATE_KEEP_DAYS", 1)
     db = tmp_path / "daily.duckdb"
     assert _run(db, settings, days[0], days[9]).success
     for day in days[10:]:  # daily runs continue from the stored state
@@ -148,6 +152,75 @@ def test_day_by_day_and_mid_history_rerun_equal_the_range(reference, tmp_path, m
     assert meta["factor_volatility"]["replayed_sessions"].value == 2
     assert meta["factor_correlation"]["replayed_sessions"].value == 2
     _assert_same(db, ref)
+
+
+def _span(day: dt.date, keep_days: int) -> int:
+    return (day - dt.date(1970, 1, 1)).days // keep_days
+
+
+def test_daily_runs_keep_one_state_per_span_and_resume_from_it(reference, tmp_path, monkeypatch):
+    """Daily runs store a state every session; only the last of each 7-day span stays (and so
+    the latest), and a mid-history partition re-run alone replays from the kept state before
+    it: the same tables as the range run."""
+    _, settings, days, db_ref, _ = reference
+    monkeypatch.setattr(contract, "STATE_KEEP_DAYS", 7)
+    db = tmp_path / "kept.duckdb"
+    assert _run(db, settings, days[0], days[4]).success
+    for day in days[5:]:
+        result = _run(db, settings, day, day)
+        assert result.success, failure_messages(result)
+    ref = _tables(db_ref)
+    _assert_same(db, ref)
+    store = Store(db)
+    q = "SELECT date FROM _forecast_state WHERE asset = ? ORDER BY 1"
+    for asset in ("factor_volatility", "factor_correlation"):
+        kept = store.read(q, [asset])["date"].to_list()
+        written = store.stored_dates(asset)  # a daily run stores its session's state
+        last_of_span: dict[int, dt.date] = {}
+        for d in written:
+            last_of_span[_span(d, 7)] = d
+        assert kept == sorted(last_of_span.values()), asset
+        assert kept[-1] == days[-1] and len(kept) < len(written) // 3, asset
+    # a partition in the middle, alone: replayed from the last kept state before it
+    mid = days[18]
+    before = [d for d in store.read(q, ["factor_volatility"])["date"].to_list() if d < mid]
+    result = _run(db, settings, mid, mid)
+    assert result.success, failure_messages(result)
+    meta = {
+        e.asset_key.path[-1]: e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    replayed = len([d for d in days if before[-1] < d < mid])
+    assert replayed > 0
+    assert meta["factor_volatility"]["replayed_sessions"].value == replayed
+    _assert_same(db, ref)
+
+
+def test_state_pruning_keeps_the_last_state_of_each_span_in_sql(tmp_path, monkeypatch):
+    """The pruning statement alone, on states written out of order and two assets: per asset,
+    the last state of each span stays, bytes untouched; the other asset is not touched."""
+    monkeypatch.setattr(contract, "STATE_KEEP_DAYS", 10)
+    store = Store(tmp_path / "states.duckdb")
+    first = dt.date(2024, 12, 20)
+    dates = [first + dt.timedelta(days=i) for i in range(0, 40, 3)]
+    blobs = {d: f"state {d}".encode() for d in dates}
+    with store.connect() as con:
+        con.execute("CREATE TABLE _forecast_state (asset VARCHAR, date DATE, state BLOB)")
+        for d in reversed(dates):
+            con.execute(
+                "INSERT INTO _forecast_state VALUES ('a', ?, ?), ('b', ?, ?)",
+                [d, blobs[d], d, blobs[d]],
+            )
+        con.execute(contract.state_pruning_sql(), ["a", "a"])
+    kept = store.read("SELECT date, state FROM _forecast_state WHERE asset = 'a' ORDER BY 1")
+    expected: dict[int, dt.date] = {}
+    for d in dates:
+        expected[_span(d, 10)] = d
+    assert kept["date"].to_list() == sorted(expected.values())
+    assert [bytes(b) for b in kept["state"].to_list()] == [blobs[d] for d in kept["date"]]
+    assert store.read("SELECT count(*) AS n FROM _forecast_state WHERE asset = 'b'")["n"][0] == len(
+        dates
+    )
 
 
 def test_throwaway_instance_equals_dagsters_ephemeral_instance(reference, tmp_path):

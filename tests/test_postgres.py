@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from pg_compare import assert_same_stores, dump
 from pg_server import postgres_server
 
+VOL_SCHEMA = {"date": pl.Date, "factor": pl.String, "volatility": pl.Float64}
 SESSIONS = calendar.sessions(SESSIONS_START, SESSIONS_START + dt.timedelta(days=45))[:25]
 HOSTILE = "O'Reilly\"; DROP TABLE universe; --"
 
@@ -153,6 +154,30 @@ def test_a_write_is_one_transaction(pg):
     assert store.stored_settings() == '{"x": 1}'
 
 
+def test_both_stores_keep_the_same_states(pg, tmp_path, monkeypatch):
+    """States written day by day through `replace`: PostgreSQL and DuckDB keep the same ones
+    (the last of each span of STATE_KEEP_DAYS days, storage/contract.py), with their bytes."""
+    from factorcov_pipeline.storage import contract
+
+    monkeypatch.setattr(contract, "STATE_KEEP_DAYS", 10)
+    stores = [PostgresStore(pg.create_database("states")), Store(tmp_path / "states.duckdb")]
+    days = [dt.date(2024, 12, 20) + dt.timedelta(days=i) for i in range(0, 40, 3)]
+    frame = pl.DataFrame({"date": [], "factor": [], "volatility": []}, schema=VOL_SCHEMA)
+    kept = []
+    for store in stores:
+        for day in days:
+            store.replace(
+                [TableWrite("factor_volatility", frame)],
+                (day, day),
+                state={"factor_volatility": {day: f"state {day}".encode()}},
+            )
+        rows = store.read("SELECT date, state FROM _forecast_state ORDER BY date").rows()
+        kept.append([(d, bytes(b)) for d, b in rows])
+    last_of_span = {(d - dt.date(1970, 1, 1)).days // 10: d for d in days}
+    assert [d for d, _ in kept[1]] == sorted(last_of_span.values())
+    assert kept[0] == kept[1] and all(b == f"state {d}".encode() for d, b in kept[0])
+
+
 def test_hostile_names_are_data_in_postgres(pg):
     """A factor name with quotes, a semicolon and SQL is a column name, a view literal and a
     value; nothing is executed and it reads back unchanged."""
@@ -236,8 +261,9 @@ def test_rerun_into_postgres_leaves_the_same_rows(both_runs, small_settings):
     after = dump(pgs)
     for name, frame in before.items():
         if name in ("_forecast_state",):
-            # every stored state is unchanged; the re-run adds its range end's states (states
-            # are stored at block ends and at a range's last session: assets/resume.py)
+            # every stored state is unchanged; the re-run adds at most its range end's states
+            # (stored at block ends and a range's last session, assets/resume.py, and kept if
+            # the last of their span, storage/contract.py)
             old = {(r["asset"], r["date"]): r["state"] for r in frame.iter_rows(named=True)}
             new = {(r["asset"], r["date"]): r["state"] for r in after[name].iter_rows(named=True)}
             assert all(new.get(key) == value for key, value in old.items())

@@ -369,6 +369,7 @@ def test_specific_risk_rerun_mid_history_replays_from_a_stored_state(built, tmp_
     from factorcov_pipeline.orchestration.assets import common
     from factorcov_pipeline.orchestration.resources import FactorcovStorage
     from factorcov_pipeline.orchestration.runner import quiet_logger, run_range
+    from factorcov_pipeline.storage import contract
 
     tmp, db, _ = built
     copy = tmp_path / "copy.duckdb"
@@ -376,6 +377,7 @@ def test_specific_risk_rerun_mid_history_replays_from_a_stored_state(built, tmp_
     query = "SELECT * FROM specific_risk ORDER BY date, asset_id"
     before = _sql(copy, query)
     monkeypatch.setattr(common, "CHUNK_SESSIONS", 4)  # a state every 4 sessions
+    monkeypatch.setattr(contract, "STATE_KEEP_DAYS", 14)  # the last of each 14-day span kept
     replayed = []
     for start, end in ((START, END), ("2025-04-22", "2025-04-22")):
         result = run_range(
@@ -395,7 +397,6 @@ def test_specific_risk_rerun_mid_history_replays_from_a_stored_state(built, tmp_
         replayed.append(event.materialization.metadata["replayed_sessions"].value)
     assert replayed[1] > 0  # 2025-04-22 replayed sessions after the state before it
     pd.testing.assert_frame_equal(_sql(copy, query), before, check_exact=True)
-    n_states = _sql(
-        copy, "SELECT count(*) AS n FROM _forecast_state WHERE asset = 'specific_risk'"
-    )["n"][0]
-    assert 7 <= n_states < 29  # chunk ends, not every session
+    kept = _sql(copy, "SELECT date FROM _forecast_state WHERE asset = 'specific_risk'")["date"]
+    spans = [(d.date() - dt.date(1970, 1, 1)).days // 14 for d in pd.to_datetime(kept)]
+    assert len(kept) >= 3 and len(spans) == len(set(spans))  # one state per 14-day span

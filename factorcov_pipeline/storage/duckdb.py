@@ -45,6 +45,7 @@ from factorcov_pipeline.storage.contract import (
     _diff_settings,
     distinct_dates_sql,
     quote_ident,
+    state_pruning_sql,
 )
 from factorcov_pipeline.storage.query import (
     READ_ONLY_HINT,
@@ -563,6 +564,7 @@ class Store(BaseStore):
                                 f"INSERT INTO {STATE_TABLE} VALUES (?, ?, ?)",
                                 [[asset, d, b] for d, b in by_date.items()],
                             )
+                            _run(con, state_pruning_sql(), [asset, asset])
                 _commit(con)
             except BaseException:
                 _rollback(con)

@@ -46,6 +46,7 @@ from factorcov_pipeline.storage.contract import (
     distinct_dates_sql,
     quote_ident,
     quote_literal,
+    state_pruning_sql,
 )
 from factorcov_pipeline.storage.query import (
     READ_ONLY_HINT,
@@ -713,6 +714,7 @@ class PostgresStore(BaseStore):
             )
             with con.cursor() as cur:
                 cur.adbc_ingest(STATE_TABLE, rows, mode="append")
+            self._exec(con, state_pruning_sql(), [asset, asset])
 
     def _replace_view(self, con: pg_dbapi.Connection, view: ViewDef) -> None:
         """Create `view`, or re-create it when its definition changed (an exclusive lock that
