@@ -23,6 +23,7 @@ from factorcov_pipeline import environment
 from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2, load_settings
 from factorcov_pipeline.orchestration.interrupts import stop_if_interrupted
 from factorcov_pipeline.storage import BaseStore, Store, holding_connections
+from factorcov_pipeline.storage.duckdb import checkpoint_in_background
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -117,6 +118,8 @@ def one_connection(fn: F) -> F:
     def plain(*args: Any, **kwargs: Any) -> Any:
         stop_if_interrupted()
         with holding_connections():
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            checkpoint_in_background()  # the step's rows are stored (storage/duckdb.py)
+            return result
 
     return plain  # type: ignore[return-value]
