@@ -247,9 +247,15 @@ def _backtest_range(
     def read_chunk(
         chunk: list[dt.date],
     ) -> tuple[dict[dt.date, RiskModel], pl.DataFrame, pl.DataFrame]:
-        """The risk models of the chunk's dates and of the session before, the universe's
-        returns (in date order) and the standardised specific outcomes with caps."""
-        models = load_risk_models(store.read, calendar.previous_session(chunk[0]), chunk[-1])
+        """The risk models a date of the chunk is backtested on (each session's before it;
+        the chunk's last model is first used by the next chunk: a daily run reads one model,
+        not two), the universe's returns (in date order) and the standardised specific
+        outcomes with caps."""
+        models = load_risk_models(
+            store.read,
+            calendar.previous_session(chunk[0]),
+            calendar.previous_session(chunk[-1]),
+        )
         uni = store.read(
             "SELECT date, asset_id, asset_return FROM universe "
             "WHERE date BETWEEN ? AND ? ORDER BY date",
