@@ -3,8 +3,9 @@
 - The recursion state is stored every STATE_EVERY sessions and at a range's end (not after
   every session): any block length gives the same tables bit for bit, and a partition in the
   middle of the history re-materialised alone replays from the nearest stored state.
-- Only the last state of each span of STATE_KEEP_DAYS days is kept: daily runs leave one state
-  per span, not one per session, and a later run replays from the kept one with the same rows.
+- States older than the recent window are kept only as the last of each span of STATE_KEEP_DAYS
+  days: daily runs leave one state per span, not one per session, and a later run replays from
+  the kept one with the same rows; a re-run of the latest session resumes from the state before.
 - Runs not recorded in DAGSTER_HOME use a throw-away instance that does not index
   per-session events: the run's events and the stored tables equal a run in Dagster's own
   ephemeral instance; a run recorded in a real instance shows every session materialised.
@@ -158,12 +159,25 @@ def _span(day: dt.date, keep_days: int) -> int:
     return (day - dt.date(1970, 1, 1)).days // keep_days
 
 
+def _kept(dates: list[dt.date], span_days: int, recent_days: int) -> list[dt.date]:
+    """The retention rule of storage/contract.py, written out: every date of the last
+    `recent_days` days up to the latest, and the last date of each span before."""
+    latest = max(dates)
+    last_of_span: dict[int, dt.date] = {}
+    for d in dates:
+        last_of_span[_span(d, span_days)] = max(d, last_of_span.get(_span(d, span_days), d))
+    recent = {d for d in dates if d >= latest - dt.timedelta(days=recent_days)}
+    return sorted(recent | set(last_of_span.values()))
+
+
 def test_daily_runs_keep_one_state_per_span_and_resume_from_it(reference, tmp_path, monkeypatch):
-    """Daily runs store a state every session; only the last of each 7-day span stays (and so
-    the latest), and a mid-history partition re-run alone replays from the kept state before
-    it: the same tables as the range run."""
+    """Daily runs store a state every session; the states of the last 3 days stay, and before
+    them only the last of each 7-day span; a mid-history partition re-run alone replays from
+    the kept state before it, and a re-run of the latest session from the session before:
+    the same tables as the range run."""
     _, settings, days, db_ref, _ = reference
     monkeypatch.setattr(contract, "STATE_KEEP_DAYS", 7)
+    monkeypatch.setattr(contract, "STATE_KEEP_RECENT_DAYS", 3)
     db = tmp_path / "kept.duckdb"
     assert _run(db, settings, days[0], days[4]).success
     for day in days[5:]:
@@ -176,11 +190,8 @@ def test_daily_runs_keep_one_state_per_span_and_resume_from_it(reference, tmp_pa
     for asset in ("factor_volatility", "factor_correlation"):
         kept = store.read(q, [asset])["date"].to_list()
         written = store.stored_dates(asset)  # a daily run stores its session's state
-        last_of_span: dict[int, dt.date] = {}
-        for d in written:
-            last_of_span[_span(d, 7)] = d
-        assert kept == sorted(last_of_span.values()), asset
-        assert kept[-1] == days[-1] and len(kept) < len(written) // 3, asset
+        assert kept == _kept(written, 7, 3), asset
+        assert kept[-2:] == days[-2:] and len(kept) < len(written) // 2, asset
     # a partition in the middle, alone: replayed from the last kept state before it
     mid = days[18]
     before = [d for d in store.read(q, ["factor_volatility"])["date"].to_list() if d < mid]
@@ -194,12 +205,24 @@ def test_daily_runs_keep_one_state_per_span_and_resume_from_it(reference, tmp_pa
     assert replayed > 0
     assert meta["factor_volatility"]["replayed_sessions"].value == replayed
     _assert_same(db, ref)
+    # the latest session again: continued from the session before's state, nothing replayed
+    result = _run(db, settings, days[-1], days[-1])
+    assert result.success, failure_messages(result)
+    (event,) = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path[-1] == "factor_volatility"
+    ]
+    assert event.materialization.metadata["replayed_sessions"].value == 0
+    _assert_same(db, ref)
 
 
 def test_state_pruning_keeps_the_last_state_of_each_span_in_sql(tmp_path, monkeypatch):
     """The pruning statement alone, on states written out of order and two assets: per asset,
-    the last state of each span stays, bytes untouched; the other asset is not touched."""
+    the states of the last 7 days and the last state of each span before stay, bytes
+    untouched; the other asset is not touched."""
     monkeypatch.setattr(contract, "STATE_KEEP_DAYS", 10)
+    monkeypatch.setattr(contract, "STATE_KEEP_RECENT_DAYS", 7)
     store = Store(tmp_path / "states.duckdb")
     first = dt.date(2024, 12, 20)
     dates = [first + dt.timedelta(days=i) for i in range(0, 40, 3)]
@@ -213,10 +236,8 @@ def test_state_pruning_keeps_the_last_state_of_each_span_in_sql(tmp_path, monkey
             )
         con.execute(contract.state_pruning_sql(), ["a", "a"])
     kept = store.read("SELECT date, state FROM _forecast_state WHERE asset = 'a' ORDER BY 1")
-    expected: dict[int, dt.date] = {}
-    for d in dates:
-        expected[_span(d, 10)] = d
-    assert kept["date"].to_list() == sorted(expected.values())
+    assert kept["date"].to_list() == _kept(dates, 10, 7)
+    assert len(kept) < len(dates) - 3
     assert [bytes(b) for b in kept["state"].to_list()] == [blobs[d] for d in kept["date"]]
     assert store.read("SELECT count(*) AS n FROM _forecast_state WHERE asset = 'b'")["n"][0] == len(
         dates

@@ -156,10 +156,12 @@ def test_a_write_is_one_transaction(pg):
 
 def test_both_stores_keep_the_same_states(pg, tmp_path, monkeypatch):
     """States written day by day through `replace`: PostgreSQL and DuckDB keep the same ones
-    (the last of each span of STATE_KEEP_DAYS days, storage/contract.py), with their bytes."""
+    (those of the recent window and the last of each span before, storage/contract.py), with
+    their bytes."""
     from factorcov_pipeline.storage import contract
 
     monkeypatch.setattr(contract, "STATE_KEEP_DAYS", 10)
+    monkeypatch.setattr(contract, "STATE_KEEP_RECENT_DAYS", 7)
     stores = [PostgresStore(pg.create_database("states")), Store(tmp_path / "states.duckdb")]
     days = [dt.date(2024, 12, 20) + dt.timedelta(days=i) for i in range(0, 40, 3)]
     frame = pl.DataFrame({"date": [], "factor": [], "volatility": []}, schema=VOL_SCHEMA)
@@ -174,7 +176,9 @@ def test_both_stores_keep_the_same_states(pg, tmp_path, monkeypatch):
         rows = store.read("SELECT date, state FROM _forecast_state ORDER BY date").rows()
         kept.append([(d, bytes(b)) for d, b in rows])
     last_of_span = {(d - dt.date(1970, 1, 1)).days // 10: d for d in days}
-    assert [d for d, _ in kept[1]] == sorted(last_of_span.values())
+    recent = {d for d in days if d >= days[-1] - dt.timedelta(days=7)}
+    assert [d for d, _ in kept[1]] == sorted(set(last_of_span.values()) | recent)
+    assert len(kept[1]) < len(days) - 3
     assert kept[0] == kept[1] and all(b == f"state {d}".encode() for d, b in kept[0])
 
 

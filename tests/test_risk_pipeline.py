@@ -378,6 +378,7 @@ def test_specific_risk_rerun_mid_history_replays_from_a_stored_state(built, tmp_
     before = _sql(copy, query)
     monkeypatch.setattr(common, "CHUNK_SESSIONS", 4)  # a state every 4 sessions
     monkeypatch.setattr(contract, "STATE_KEEP_DAYS", 14)  # the last of each 14-day span kept
+    monkeypatch.setattr(contract, "STATE_KEEP_RECENT_DAYS", 0)  # and the latest
     replayed = []
     for start, end in ((START, END), ("2025-04-22", "2025-04-22")):
         result = run_range(

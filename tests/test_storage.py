@@ -228,3 +228,19 @@ def test_a_failed_background_checkpoint_is_left_to_the_close():
     cursor = Failing()
     _checkpoint(cursor)  # type: ignore[arg-type]
     assert cursor.closed
+
+
+def test_a_background_writer_joins_the_runs_open_database(tmp_path):
+    """Inside `holding_connections`, the step's thread opens the held connection before a
+    background writer starts: the writer's connection joins the open database, so its write
+    stays in the log (no close of a last connection checkpointed it) and the file is opened
+    once, not once per thread."""
+    from factorcov_pipeline.storage.duckdb import holding_connections
+
+    store = Store(tmp_path / "s.duckdb")
+    store.replace([TableWrite("factor_returns", _fr(D1, 0.01))], (D1, D1))  # the file exists
+    with holding_connections():
+        with store.write_behind() as writer:
+            writer.replace([TableWrite("rows", _wide(D1, 20_000))], (D1, D1))
+        assert _wal_bytes(store) > 100_000
+    assert store.read("SELECT count(*) AS n FROM rows")["n"][0] == 20_000

@@ -90,6 +90,8 @@ class BaseStore(ABC):
         """A writer with this store's `replace` for a step's loop over chunks: with
         `writes_in_background`, chunk k is stored while the step computes chunk k + 1
         (`storage.write_behind`); every chunk is stored when the block ends."""
+        if self.writes_in_background:
+            self._before_background()
         return write_behind(self.replace, self.writes_in_background)
 
     # Whether `read_ahead` reads the next chunk on a background thread (the DuckDB store: a
@@ -103,6 +105,8 @@ class BaseStore(ABC):
         """``(chunk, read(chunk))`` for a step's loop over chunks: with
         `reads_in_background`, chunk k + 1 is read while the step computes chunk k
         (`storage.read_ahead`). `read` must not read the step's own table."""
+        if self.reads_in_background:
+            self._before_background()
         return read_ahead(chunks, read, self.reads_in_background)
 
     def read_meanwhile(
@@ -110,7 +114,13 @@ class BaseStore(ABC):
     ) -> AbstractContextManager[Callable[[], Data]]:
         """`read()` started now (on a background thread with `reads_in_background`) while the
         block works; the block calls what it yields for the result (`storage.read_ahead`)."""
+        if self.reads_in_background:
+            self._before_background()
         return read_meanwhile(read, self.reads_in_background)
+
+    def _before_background(self) -> None:  # noqa: B027 (a hook; nothing to open by default)
+        """Called in the step's thread before a background writer or reader starts: what the
+        background connection should share is opened here (`Store`)."""
 
     @abstractmethod
     def remove(

@@ -117,30 +117,31 @@ EXPOSURES_TABLE = "exposures_wide"
 DATE_COLUMN: dict[str, str] = {"forecast_bias": "window_end"}
 
 STATE_TABLE = "_forecast_state"
-# Recursion states kept per asset: the last one of each span of this many calendar days
-# (spans counted from 1970-01-01), hence always the latest. A daily run stores a state every
-# session, and both backends rewrite a stored table's states in a way that grows with their
-# number (DuckDB's checkpoint rewrites the row group's BLOB column: 0.23 ms per 183 kB specific
-# risk state, measured; after 5 years of daily runs about 0.3 s a run). A partition in the middle
-# of the history replays at most about two spans of returns from the state before it
-# (`orchestration/assets/resume.py`), with the same result bit for bit.
+# Recursion states kept per asset: every state of the last STATE_KEEP_RECENT_DAYS calendar days
+# up to the latest (re-running the last weeks resumes from the state just before them), and
+# before that the last one of each span of STATE_KEEP_DAYS days (spans counted from
+# 1970-01-01). A daily schedule stores a state every session, and DuckDB's checkpoint rewrites
+# every stored state of the table when one is added (0.23 ms per 183 kB specific risk state,
+# measured; after 5 years of daily runs about 0.3 s a run, and ~46 MB of file a year). A
+# partition older than the recent window replays at most about two spans of returns from the
+# state before it (`orchestration/assets/resume.py`), with the same result bit for bit.
 STATE_KEEP_DAYS = 365
+STATE_KEEP_RECENT_DAYS = 31
+SETTINGS_TABLE = "model_settings"
 
 
 def state_pruning_sql() -> str:
-    """DELETE of one asset's states (parameters: asset, asset) that are not the last of their
-    span of `STATE_KEEP_DAYS` days; the same statement in DuckDB and PostgreSQL (date - date is
-    a number of days in both, and the span's number is its floor)."""
-    days = int(STATE_KEEP_DAYS)
+    """DELETE of one asset's states (parameters: asset, asset) older than the recent window
+    that are not the last of their span; the same statement in DuckDB and PostgreSQL (date -
+    date is a number of days and date - integer a date in both; a span's number is a floor)."""
+    span, recent = int(STATE_KEEP_DAYS), int(STATE_KEEP_RECENT_DAYS)
     return (
         f"DELETE FROM {STATE_TABLE} WHERE asset = ? AND date IN ("
         "SELECT date FROM (SELECT date, max(date) OVER (PARTITION BY "
-        f"floor((date - DATE '1970-01-01') / {days})) AS kept FROM {STATE_TABLE} "
-        "WHERE asset = ?) AS spans WHERE date < kept)"
+        f"floor((date - DATE '1970-01-01') / {span})) AS last_of_span, "
+        f"max(date) OVER () AS latest FROM {STATE_TABLE} WHERE asset = ?) AS spans "
+        f"WHERE date < last_of_span AND date < latest - {recent})"
     )
-
-
-SETTINGS_TABLE = "model_settings"
 
 
 class StoreBusyError(RuntimeError):

@@ -344,6 +344,16 @@ class Store(BaseStore):
     def from_env(cls, lock_timeout: float = 120.0) -> Store:
         return cls(environment.database(), lock_timeout)
 
+    def _before_background(self) -> None:
+        """Inside `holding_connections`, open the held connection first: a background thread's
+        connection (`write_behind`, `read_ahead`) then joins this process's open database.
+        Opened first by the background thread, the file was opened (its catalog read, ~16 ms)
+        and, that connection being the only one, checkpointed and closed after its write: a
+        daily run's first write took 44 ms, the same write 10 ms once the file is open."""
+        if _HELD.get() is not None:
+            with self.connect():
+                pass
+
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short-lived connection; waits (bounded) while another process holds the file.

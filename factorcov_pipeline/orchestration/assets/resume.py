@@ -8,10 +8,11 @@ the middle of the history is re-materialised from the nearest stored state befor
 returns in between are replayed (at most `STATE_EVERY - 1` sessions, read from
 `factor_returns`) and not re-published. Running a block of dates in one call equals stepping
 them one at a time bit for bit (ARCHITECTURE.md, "Forecaster state"), so the forecasts do not
-depend on where the states were stored (tested). Of the stored states, each write keeps only the
-last of every span of `storage.contract.STATE_KEEP_DAYS` days (a year): a daily schedule stores
-one state per session, and DuckDB's checkpoint rewrites every stored state of the table when
-one is added, so without it the daily run slowed down and the file grew with every run.
+depend on where the states were stored (tested). Of the stored states, each write keeps those
+of the last `STATE_KEEP_RECENT_DAYS` days and, before them, the last of every span of
+`STATE_KEEP_DAYS` days (`storage/contract.py`): a daily schedule stores one state per session,
+and DuckDB's checkpoint rewrites every stored state of the table when one is added, so without
+it the daily run slowed down and the file grew with every run.
 
 Warm-up (`factor_cov_settings.warmup_length` = N): a forecast dated t is published when more
 than N sessions with returns are in the history up to t; the recursions still see every
