@@ -244,3 +244,34 @@ def test_a_background_writer_joins_the_runs_open_database(tmp_path):
             writer.replace([TableWrite("rows", _wide(D1, 20_000))], (D1, D1))
         assert _wal_bytes(store) > 100_000
     assert store.read("SELECT count(*) AS n FROM rows")["n"][0] == 20_000
+
+
+def test_a_signal_during_the_closing_checkpoint_waits_for_it_then_stops(tmp_path, monkeypatch):
+    """SIGINT while the run's end waits for a background checkpoint: the interruption is
+    raised, the checkpoint finishes on its own cursor, and every row is stored."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import factorcov_pipeline.storage.duckdb as duck
+
+    finished = []
+
+    def slow_checkpoint(cursor):
+        time.sleep(0.5)
+        cursor.execute("CHECKPOINT").fetchall()
+        cursor.close()
+        finished.append(True)
+
+    monkeypatch.setattr(duck, "_checkpoint", slow_checkpoint)
+    store = Store(tmp_path / "s.duckdb")
+    with pytest.raises(KeyboardInterrupt), duck.holding_connections():
+        store.replace([TableWrite("rows", _wide(D1, 5_000))], (D1, D1))
+        duck.checkpoint_in_background()
+        threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+    deadline = time.monotonic() + 10
+    while not finished and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert finished == [True]
+    assert store.read("SELECT count(*) AS n FROM rows")["n"][0] == 5_000

@@ -168,7 +168,7 @@ def holding_connections() -> Iterator[None]:
         try:
             for thread in checkpoints.values():
                 thread.join()
-        finally:
+        finally:  # a checkpoint's cursor is a connection of its own: it outlives this close
             for key, con in held.items():
                 _count_open(key, -1)
                 con.close()
