@@ -247,8 +247,9 @@ def test_a_background_writer_joins_the_runs_open_database(tmp_path):
 
 
 def test_a_signal_during_the_closing_checkpoint_waits_for_it_then_stops(tmp_path, monkeypatch):
-    """SIGINT while the run's end waits for a background checkpoint: the interruption is
-    raised, the checkpoint finishes on its own cursor, and every row is stored."""
+    """SIGINT while the run's end waits for a background checkpoint: the checkpoint finishes
+    before the connection closes (closing it would close the checkpoint's cursor), then the
+    interruption is raised; every row is stored."""
     import os
     import signal
     import threading
@@ -270,8 +271,5 @@ def test_a_signal_during_the_closing_checkpoint_waits_for_it_then_stops(tmp_path
         store.replace([TableWrite("rows", _wide(D1, 5_000))], (D1, D1))
         duck.checkpoint_in_background()
         threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
-    deadline = time.monotonic() + 10
-    while not finished and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert finished == [True]
+    assert finished == [True]  # already: the close waited for it
     assert store.read("SELECT count(*) AS n FROM rows")["n"][0] == 5_000
