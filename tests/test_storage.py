@@ -252,7 +252,6 @@ def test_a_signal_during_the_closing_checkpoint_waits_for_it_then_stops(tmp_path
     interruption is raised; every row is stored."""
     import os
     import signal
-    import threading
     import time
 
     import factorcov_pipeline.storage.duckdb as duck
@@ -260,7 +259,11 @@ def test_a_signal_during_the_closing_checkpoint_waits_for_it_then_stops(tmp_path
     finished = []
 
     def slow_checkpoint(cursor):
-        time.sleep(0.5)
+        # the signal once the checkpoint is under way: the main thread is then past the
+        # block's last statement, or already waiting at its end (however loaded the machine)
+        time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.4)
         cursor.execute("CHECKPOINT").fetchall()
         cursor.close()
         finished.append(True)
@@ -270,6 +273,5 @@ def test_a_signal_during_the_closing_checkpoint_waits_for_it_then_stops(tmp_path
     with pytest.raises(KeyboardInterrupt), duck.holding_connections():
         store.replace([TableWrite("rows", _wide(D1, 5_000))], (D1, D1))
         duck.checkpoint_in_background()
-        threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
     assert finished == [True]  # already: the close waited for it
     assert store.read("SELECT count(*) AS n FROM rows")["n"][0] == 5_000

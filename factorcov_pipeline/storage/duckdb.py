@@ -213,8 +213,8 @@ def checkpoint_in_background() -> None:
         thread = threading.Thread(
             target=_checkpoint, args=(con.cursor(),), name="factorcov-checkpoint"
         )
+        checkpoints[key] = thread  # before it starts: a signal in between cannot orphan it
         thread.start()
-        checkpoints[key] = thread
 
 
 def _checkpoint(cursor: duckdb.DuckDBPyConnection) -> None:
