@@ -244,34 +244,3 @@ def test_a_background_writer_joins_the_runs_open_database(tmp_path):
             writer.replace([TableWrite("rows", _wide(D1, 20_000))], (D1, D1))
         assert _wal_bytes(store) > 100_000
     assert store.read("SELECT count(*) AS n FROM rows")["n"][0] == 20_000
-
-
-def test_a_signal_during_the_closing_checkpoint_waits_for_it_then_stops(tmp_path, monkeypatch):
-    """SIGINT while the run's end waits for a background checkpoint: the checkpoint finishes
-    before the connection closes (closing it would close the checkpoint's cursor), then the
-    interruption is raised; every row is stored."""
-    import os
-    import signal
-    import time
-
-    import factorcov_pipeline.storage.duckdb as duck
-
-    finished = []
-
-    def slow_checkpoint(cursor):
-        # the signal once the checkpoint is under way: the main thread is then past the
-        # block's last statement, or already waiting at its end (however loaded the machine)
-        time.sleep(0.1)
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.4)
-        cursor.execute("CHECKPOINT").fetchall()
-        cursor.close()
-        finished.append(True)
-
-    monkeypatch.setattr(duck, "_checkpoint", slow_checkpoint)
-    store = Store(tmp_path / "s.duckdb")
-    with pytest.raises(KeyboardInterrupt), duck.holding_connections():
-        store.replace([TableWrite("rows", _wide(D1, 5_000))], (D1, D1))
-        duck.checkpoint_in_background()
-    assert finished == [True]  # already: the close waited for it
-    assert store.read("SELECT count(*) AS n FROM rows")["n"][0] == 5_000
