@@ -16,6 +16,7 @@ import threading
 
 import dagster as dg
 import pytest
+from state_retention import kept_states
 
 from factorcov_pipeline.examples.factor_etfs import factor_etf_returns
 from factorcov_pipeline.orchestration.assets import common, resume
@@ -155,21 +156,6 @@ def test_day_by_day_and_mid_history_rerun_equal_the_range(reference, tmp_path, m
     _assert_same(db, ref)
 
 
-def _span(day: dt.date, keep_days: int) -> int:
-    return (day - dt.date(1970, 1, 1)).days // keep_days
-
-
-def _kept(dates: list[dt.date], span_days: int, recent_days: int) -> list[dt.date]:
-    """The retention rule of storage/contract.py, written out: every date of the last
-    `recent_days` days up to the latest, and the last date of each span before."""
-    latest = max(dates)
-    last_of_span: dict[int, dt.date] = {}
-    for d in dates:
-        last_of_span[_span(d, span_days)] = max(d, last_of_span.get(_span(d, span_days), d))
-    recent = {d for d in dates if d >= latest - dt.timedelta(days=recent_days)}
-    return sorted(recent | set(last_of_span.values()))
-
-
 def test_daily_runs_keep_one_state_per_span_and_resume_from_it(reference, tmp_path, monkeypatch):
     """Daily runs store a state every session; the states of the last 3 days stay, and before
     them only the last of each 7-day span; a mid-history partition re-run alone replays from
@@ -190,7 +176,7 @@ def test_daily_runs_keep_one_state_per_span_and_resume_from_it(reference, tmp_pa
     for asset in ("factor_volatility", "factor_correlation"):
         kept = store.read(q, [asset])["date"].to_list()
         written = store.stored_dates(asset)  # a daily run stores its session's state
-        assert kept == _kept(written, 7, 3), asset
+        assert kept == kept_states(written, 7, 3), asset
         assert kept[-2:] == days[-2:] and len(kept) < len(written) // 2, asset
     # a partition in the middle, alone: replayed from the last kept state before it
     mid = days[18]
@@ -236,7 +222,7 @@ def test_state_pruning_keeps_the_last_state_of_each_span_in_sql(tmp_path, monkey
             )
         con.execute(contract.state_pruning_sql(), ["a", "a"])
     kept = store.read("SELECT date, state FROM _forecast_state WHERE asset = 'a' ORDER BY 1")
-    assert kept["date"].to_list() == _kept(dates, 10, 7)
+    assert kept["date"].to_list() == kept_states(dates, 10, 7)
     assert len(kept) < len(dates) - 3
     assert [bytes(b) for b in kept["state"].to_list()] == [blobs[d] for d in kept["date"]]
     assert store.read("SELECT count(*) AS n FROM _forecast_state WHERE asset = 'b'")["n"][0] == len(

@@ -36,6 +36,7 @@ from factorcov_pipeline.storage.postgres import PostgresStore, redact, to_dollar
 sys.path.insert(0, str(Path(__file__).parent))
 from pg_compare import assert_same_stores, dump
 from pg_server import postgres_server
+from state_retention import kept_states
 
 VOL_SCHEMA = {"date": pl.Date, "factor": pl.String, "volatility": pl.Float64}
 SESSIONS = calendar.sessions(SESSIONS_START, SESSIONS_START + dt.timedelta(days=45))[:25]
@@ -175,9 +176,7 @@ def test_both_stores_keep_the_same_states(pg, tmp_path, monkeypatch):
             )
         rows = store.read("SELECT date, state FROM _forecast_state ORDER BY date").rows()
         kept.append([(d, bytes(b)) for d, b in rows])
-    last_of_span = {(d - dt.date(1970, 1, 1)).days // 10: d for d in days}
-    recent = {d for d in days if d >= days[-1] - dt.timedelta(days=7)}
-    assert [d for d, _ in kept[1]] == sorted(set(last_of_span.values()) | recent)
+    assert [d for d, _ in kept[1]] == kept_states(days, 10, 7)
     assert len(kept[1]) < len(days) - 3
     assert kept[0] == kept[1] and all(b == f"state {d}".encode() for d, b in kept[0])
 
