@@ -29,13 +29,13 @@ def bench_portfolio_risk(
 ) -> None:
     import polars as pl
 
-    from factorcov_pipeline.core.portfolio import RiskModel, beta, decompose
-    from factorcov_pipeline.portfolio_risk import align_holdings
+    from factorcov_pipeline.core.holdings import align_holdings
+    from factorcov_pipeline.core.portfolio import RiskSnapshot, beta, decompose
 
     n_port, n_assets, k = (200, 3000, 21) if quick else (1000, 3000, 21)
     rng = np.random.default_rng(13)
     a = rng.standard_normal((k, k)) * 0.05
-    model = RiskModel(
+    model = RiskSnapshot(
         asset_ids=np.array([f"A{i + 1:06d}" for i in range(n_assets)]),
         factors=[f"F{j:02d}" for j in range(k)],
         factor_groups=["style"] * k,

@@ -141,12 +141,15 @@ _FIRST_CALL_CODE = """
 import json, sys, time
 sys.path.insert(0, {bench!r})
 import run
+from factorcov_pipeline import environment
+from factorcov_pipeline.core import ewma
 from factorcov_pipeline.core.correlation import CorrelationForecaster
 from factorcov_pipeline.core.covariance import covariance_from
 from factorcov_pipeline.core.settings import FactorCovarianceSettings
 from factorcov_pipeline.core.volatility import VolatilityForecaster
 F, _ = run.factor_returns_frame({t}, {k}, seed={seed})
 cs = FactorCovarianceSettings()
+ewma.JIT_MODE = environment.jit_mode()
 def ours():
     vf, _ = VolatilityForecaster(cs).run(None, F)
     cf, _ = CorrelationForecaster(cs).run(None, F)
@@ -172,7 +175,7 @@ def first_call_seconds(t: int, k: int, seed: int, env: dict[str, str]) -> dict[s
 
 def first_call_note(t: int, k: int, seed: int) -> str:
     """Benchmark note: what the compiled kernels cost before the first result, cold and warm."""
-    from factorcov_pipeline.core.ewma import JIT_ENV, JIT_MIN_DATES
+    from factorcov_pipeline.core.ewma import JIT_MIN_DATES
 
     try:
         import numba
@@ -183,7 +186,7 @@ def first_call_note(t: int, k: int, seed: int) -> str:
         f"numpy paths) run for blocks of >= {JIT_MIN_DATES} dates (smaller blocks use numpy). "
         "The medians above are warm (repeated calls in one process). "
     )
-    plain = first_call_seconds(t, k, seed, {JIT_ENV: "0"})
+    plain = first_call_seconds(t, k, seed, {"FACTORCOV_JIT": "0"})
     plain_text = (
         f"numpy path (FACTORCOV_JIT=0): first call {fmt_s(plain['first'])}, "
         f"second {fmt_s(plain['second'])}."
@@ -205,8 +208,8 @@ def bench_covariance(quick: bool, repeats: int) -> None:
     from factorcov_pipeline.core.correlation import CorrelationForecaster
     from factorcov_pipeline.core.covariance import covariance_from
     from factorcov_pipeline.core.settings import FactorCovarianceSettings
+    from factorcov_pipeline.core.tieout import tutorial_cor_tieout_f64, tutorial_vol_tieout_f64
     from factorcov_pipeline.core.volatility import VolatilityForecaster
-    from factorcov_pipeline.tieout import tutorial_cor_tieout_f64, tutorial_vol_tieout_f64
 
     cs = FactorCovarianceSettings()
     sizes = [(252, 21)] + ([] if quick else [(2520, 60)])

@@ -17,8 +17,8 @@ from factorcov_pipeline.core.correlation import (
 )
 from factorcov_pipeline.core.covariance import covariance_from
 from factorcov_pipeline.core.settings import FactorCovarianceSettings
+from factorcov_pipeline.core.tieout import tutorial_cor_tieout, tutorial_cor_tieout_f64
 from factorcov_pipeline.core.volatility import VolatilityForecaster
-from factorcov_pipeline.tieout import tutorial_cor_tieout, tutorial_cor_tieout_f64
 
 HAS_SHRINKAGE = importlib.util.find_spec("factorcov_pipeline.core.shrinkage") is not None
 
@@ -244,7 +244,7 @@ def test_fused_kernel_is_bit_identical_to_the_numpy_path(
     either path produced the state (combine_standardized: the first date has no prior
     volatility, so blocks containing it take the general path and later blocks the kernel)."""
     pytest.importorskip("numba")
-    from factorcov_pipeline.core.ewma import JIT_ENV
+    from factorcov_pipeline.core import ewma as ewma_module
 
     F = _returns(60, 6, seed=21)
     F[:, 4] = 0.0  # a factor with only zero returns: sd 0, correlations 0 (not finite -> 0)
@@ -254,7 +254,7 @@ def test_fused_kernel_is_bit_identical_to_the_numpy_path(
     cf = CorrelationForecaster(settings)
     runs = {}
     for mode in ("0", "1"):
-        monkeypatch.setenv(JIT_ENV, mode)
+        monkeypatch.setattr(ewma_module, "JIT_MODE", mode)
         runs[mode] = cf.run(None, F, prior)
     (ref, ref_state), (fast, fast_state) = runs["0"], runs["1"]
     assert np.array_equal(fast.corr, ref.corr)
@@ -264,10 +264,10 @@ def test_fused_kernel_is_bit_identical_to_the_numpy_path(
     if settings.shrink_cor_method is None:
         assert np.all(ref.corr[:, 4, np.arange(6) != 4] == 0.0)
     for split, first_mode, second_mode in [(1, "0", "1"), (17, "1", "0"), (30, "1", "1")]:
-        monkeypatch.setenv(JIT_ENV, first_mode)
+        monkeypatch.setattr(ewma_module, "JIT_MODE", first_mode)
         a, state = cf.run(None, F[:split], prior[:split])
         state = CorrelationState.from_bytes(state.to_bytes())
-        monkeypatch.setenv(JIT_ENV, second_mode)
+        monkeypatch.setattr(ewma_module, "JIT_MODE", second_mode)
         b, end_state = cf.run(state, F[split:], prior[split:])
         assert np.array_equal(np.concatenate([a.corr, b.corr]), ref.corr)
         assert np.array_equal(np.concatenate([a.n_obs, b.n_obs]), ref.n_obs, equal_nan=True)
@@ -278,9 +278,9 @@ def test_fused_path_applies_only_to_the_common_case(monkeypatch: pytest.MonkeyPa
     """Newey-West lags or missing values (in the block or in the state's weights) keep the
     numpy path even when the kernels are forced on."""
     pytest.importorskip("numba")
-    from factorcov_pipeline.core.ewma import JIT_ENV
+    from factorcov_pipeline.core import ewma as ewma_module
 
-    monkeypatch.setenv(JIT_ENV, "1")
+    monkeypatch.setattr(ewma_module, "JIT_MODE", "1")
     F = _returns(30, 4, seed=22)
     default = CorrelationForecaster(FactorCovarianceSettings())
     assert default._fused_correlation(default.initial_state(4), F) is not None

@@ -19,8 +19,7 @@ from factorcov_pipeline.core.covariance import (
 )
 from factorcov_pipeline.core.factors import DEFAULT_FACTORS
 from factorcov_pipeline.core.settings import FactorCovarianceSettings
-from factorcov_pipeline.core.volatility import VolatilityForecaster
-from factorcov_pipeline.tieout import (
+from factorcov_pipeline.core.tieout import (
     cor_from_vcov,
     tutorial_cor_tieout,
     tutorial_cor_tieout_f64,
@@ -29,6 +28,7 @@ from factorcov_pipeline.tieout import (
     vcov_from_report,
     vol_from_vcov,
 )
+from factorcov_pipeline.core.volatility import VolatilityForecaster
 
 NAMES = list(DEFAULT_FACTORS.names)  # Market, styles, sectors: not alphabetical
 
@@ -172,16 +172,16 @@ def test_report_layout_is_alphabetical_wide() -> None:
 def test_covariance_kernel_is_bit_identical_to_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
     """`kernels.outer_scale` performs (vol_i * vol_j) * corr_ij like the numpy expression."""
     pytest.importorskip("numba")
-    from factorcov_pipeline.core.ewma import JIT_ENV
+    from factorcov_pipeline.core import ewma as ewma_module
 
     rng = np.random.default_rng(31)
     vol = rng.uniform(0.05, 0.4, (40, 7))
     vol[3, 2] = np.nan
     a = rng.standard_normal((40, 7, 7))
     corr = a @ np.swapaxes(a, 1, 2)
-    monkeypatch.setenv(JIT_ENV, "0")
+    monkeypatch.setattr(ewma_module, "JIT_MODE", "0")
     ref = covariance_from(vol, corr)
-    monkeypatch.setenv(JIT_ENV, "1")
+    monkeypatch.setattr(ewma_module, "JIT_MODE", "1")
     got = covariance_from(vol, corr)
     assert np.array_equal(got, ref, equal_nan=True)
     # non-contiguous inputs are accepted

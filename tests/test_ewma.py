@@ -143,14 +143,14 @@ def test_common_weight_fast_path_is_bit_identical_to_the_general_path(monkeypatc
 def test_jit_kernels_modes(monkeypatch: pytest.MonkeyPatch) -> None:
     from factorcov_pipeline.core import ewma as ewma_module
 
-    monkeypatch.setenv(ewma_module.JIT_ENV, "0")
+    monkeypatch.setattr(ewma_module, "JIT_MODE", "0")
     assert ewma_module.jit_kernels(10**6) is None
-    monkeypatch.delenv(ewma_module.JIT_ENV)
+    monkeypatch.setattr(ewma_module, "JIT_MODE", "auto")
     assert ewma_module.jit_kernels(ewma_module.JIT_MIN_DATES - 1) is None  # small: numpy
     assert ewma_module.jit_kernels(0) is None
     if importlib.util.find_spec("numba") is not None:
         assert ewma_module.jit_kernels(ewma_module.JIT_MIN_DATES) is not None
-        monkeypatch.setenv(ewma_module.JIT_ENV, "1")
+        monkeypatch.setattr(ewma_module, "JIT_MODE", "1")
         assert ewma_module.jit_kernels(1) is not None
 
 
@@ -168,7 +168,7 @@ def test_kernel_common_weights_is_bit_identical_to_numpy(
     x[5] = 0.0  # a date of exact zeros
     runs = {}
     for mode in ("0", "1"):
-        monkeypatch.setenv(ewma_module.JIT_ENV, mode)
+        monkeypatch.setattr(ewma_module, "JIT_MODE", mode)
         a, state = ewma_run(x[:33], 60.0, track_sq=track_sq)
         b, end = ewma_run(x[33:], 60.0, state, track_sq=track_sq)
         runs[mode] = (a, b, end)
@@ -179,9 +179,9 @@ def test_kernel_common_weights_is_bit_identical_to_numpy(
             assert np.array_equal(blk_np.weight_sq_sum, blk_jit.weight_sq_sum)
     assert runs["0"][2].to_bytes() == runs["1"][2].to_bytes()
     # mixed: numpy for the first block, the kernel for the second (and the reverse)
-    monkeypatch.setenv(ewma_module.JIT_ENV, "0")
+    monkeypatch.setattr(ewma_module, "JIT_MODE", "0")
     _, s_np = ewma_run(x[:33], 60.0, track_sq=track_sq)
-    monkeypatch.setenv(ewma_module.JIT_ENV, "1")
+    monkeypatch.setattr(ewma_module, "JIT_MODE", "1")
     b_mixed, end_mixed = ewma_run(x[33:], 60.0, s_np, track_sq=track_sq)
     assert np.array_equal(b_mixed.mean, runs["0"][1].mean)
     assert end_mixed.to_bytes() == runs["0"][2].to_bytes()
@@ -192,9 +192,9 @@ def test_kernel_path_is_not_taken_with_missing_values(monkeypatch: pytest.Monkey
     from factorcov_pipeline.core import ewma as ewma_module
 
     x = _with_nans(np.random.default_rng(9), (60, 3), 0.2)
-    monkeypatch.setenv(ewma_module.JIT_ENV, "1")
+    monkeypatch.setattr(ewma_module, "JIT_MODE", "1")
     a, sa = ewma_run(x, 5.0, track_sq=True)
-    monkeypatch.setenv(ewma_module.JIT_ENV, "0")
+    monkeypatch.setattr(ewma_module, "JIT_MODE", "0")
     b, sb = ewma_run(x, 5.0, track_sq=True)
     assert np.array_equal(a.mean, b.mean, equal_nan=True)
     assert sa.to_bytes() == sb.to_bytes()

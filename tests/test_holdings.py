@@ -7,22 +7,18 @@ import numpy as np
 import polars as pl
 import pytest
 
-from factorcov_pipeline.core.portfolio import RiskModel
+from factorcov_pipeline.api.holdings import load_holdings, load_standing_holdings
+from factorcov_pipeline.core.holdings import HoldingsError, align_holdings
+from factorcov_pipeline.core.portfolio import RiskSnapshot
 from factorcov_pipeline.core.settings import PortfolioRiskSettings
 from factorcov_pipeline.orchestration.assets.portfolio_risk import standing_holdings
-from factorcov_pipeline.portfolio_risk import (
-    HoldingsError,
-    align_holdings,
-    load_holdings,
-    load_standing_holdings,
-)
 
 DAY = dt.date(2025, 5, 9)
 
 
-def _model() -> RiskModel:
+def _model() -> RiskSnapshot:
     n, k = 4, 2
-    return RiskModel(
+    return RiskSnapshot(
         asset_ids=np.array(["A", "B", "C", "D"]),
         factors=["F1", "F2"],
         factor_groups=["market", "style"],

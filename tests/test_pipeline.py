@@ -11,8 +11,7 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from factorcov_pipeline import tieout
-from factorcov_pipeline.core import calendar
+from factorcov_pipeline.core import calendar, tieout
 from factorcov_pipeline.core.factors import DEFAULT_FACTORS
 from factorcov_pipeline.definitions import defs
 from factorcov_pipeline.orchestration.resources import FactorcovStorage

@@ -9,7 +9,7 @@ import io
 import numpy as np
 import pytest
 
-from factorcov_pipeline import plots
+from factorcov_pipeline.render import plots
 
 
 def _pixels(png: bytes) -> np.ndarray:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from factorcov_pipeline.core.portfolio import (
-    RiskModel,
+    RiskSnapshot,
     beta,
     decompose,
     minimum_variance_weights,
@@ -12,14 +12,14 @@ from factorcov_pipeline.core.portfolio import (
 )
 
 
-def _model(n: int = 300, k: int = 8, seed: int = 0) -> RiskModel:
+def _model(n: int = 300, k: int = 8, seed: int = 0) -> RiskSnapshot:
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((k, k)) * 0.1
     f = a @ a.T + np.diag(rng.uniform(0.001, 0.01, k))
     x = rng.standard_normal((n, k))
     x[:, 0] = 1.0
     groups = ["market"] + ["style"] * 3 + ["trbc"] * (k - 4)
-    return RiskModel(
+    return RiskSnapshot(
         asset_ids=np.array([f"A{i}" for i in range(n)]),
         factors=[f"F{j}" for j in range(k)],
         factor_groups=groups,
@@ -29,7 +29,7 @@ def _model(n: int = 300, k: int = 8, seed: int = 0) -> RiskModel:
     )
 
 
-def _dense(m: RiskModel) -> np.ndarray:
+def _dense(m: RiskSnapshot) -> np.ndarray:
     return m.exposures @ m.covariance @ m.exposures.T + np.diag(m.specific_risk**2)
 
 
@@ -98,7 +98,7 @@ def test_minimum_variance_weights_equal_the_dense_solution() -> None:
     c = np.eye(m.covariance.shape[0])
     c[1, 2] = c[2, 1] = 1.0
     c[1, 1] = c[2, 2] = 1.0
-    singular = RiskModel(
+    singular = RiskSnapshot(
         m.asset_ids, m.factors, m.factor_groups, m.exposures, c * 0.01, m.specific_risk
     )
     assert np.linalg.matrix_rank(singular.covariance) < c.shape[0]
@@ -111,7 +111,7 @@ def test_shapes_checked() -> None:
     with pytest.raises(ValueError, match="holdings have 3 assets, the model 300"):
         decompose(m, np.ones(3))
     with pytest.raises(ValueError, match="risk model shapes disagree"):
-        RiskModel(
+        RiskSnapshot(
             m.asset_ids,
             m.factors,
             m.factor_groups,

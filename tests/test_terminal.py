@@ -19,8 +19,8 @@ import pytest
 from factorcov_pipeline import cli
 from factorcov_pipeline.orchestration.resources import FactorcovStorage
 from factorcov_pipeline.orchestration.runner import failure_messages, quiet_logger, run_range
+from factorcov_pipeline.render.textgrid import grid
 from factorcov_pipeline.storage import Store
-from factorcov_pipeline.textgrid import grid
 
 REPO = Path(__file__).resolve().parents[1]
 LAST = dt.date(2026, 3, 31)

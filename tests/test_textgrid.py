@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from factorcov_pipeline.textgrid import fold, grid
+from factorcov_pipeline.render.textgrid import fold, grid
 
 RNG = np.random.default_rng(20261125)
 WORDS = ["a", "Market", "Institutions,", "&", "Organizations", "0.123456", "x" * 45, "-1e-05"]

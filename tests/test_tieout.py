@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from factorcov_pipeline.tieout import (
+from factorcov_pipeline.core.tieout import (
     cor_from_vcov,
     cor_from_vcov_verbatim,
     tutorial_cor_tieout,

@@ -10,8 +10,8 @@ import pytest
 from statsmodels.stats.sandwich_covariance import S_hac_simple, weights_bartlett
 
 from factorcov_pipeline.core.settings import FactorCovarianceSettings
+from factorcov_pipeline.core.tieout import tutorial_vol_tieout, tutorial_vol_tieout_f64
 from factorcov_pipeline.core.volatility import VolatilityForecaster, VolatilityState
-from factorcov_pipeline.tieout import tutorial_vol_tieout, tutorial_vol_tieout_f64
 
 
 def _returns(t: int, k: int, seed: int = 0, nan_frac: float = 0.0) -> np.ndarray:
@@ -226,21 +226,21 @@ def test_kernel_path_is_bit_identical_to_numpy(
     """FACTORCOV_JIT=1 (compiled EWMA loops) vs 0 (numpy): every output and the state bit for
     bit, in one run and resumed with the other path's state."""
     pytest.importorskip("numba")
-    from factorcov_pipeline.core.ewma import JIT_ENV
+    from factorcov_pipeline.core import ewma as ewma_module
 
     F = _returns(60, 5, seed=4)
     vf = VolatilityForecaster(settings)
     names = ("vol", "daily_var", "raw_daily_var", "vra_multiplier", "bias_stat", "prior_daily_vol")
-    monkeypatch.setenv(JIT_ENV, "0")
+    monkeypatch.setattr(ewma_module, "JIT_MODE", "0")
     ref, ref_state = vf.run(None, F)
-    monkeypatch.setenv(JIT_ENV, "1")
+    monkeypatch.setattr(ewma_module, "JIT_MODE", "1")
     got, got_state = vf.run(None, F)
     for name in names:
         assert np.array_equal(getattr(got, name), getattr(ref, name), equal_nan=True), name
     assert got_state.to_bytes() == ref_state.to_bytes()
-    monkeypatch.setenv(JIT_ENV, "0")
+    monkeypatch.setattr(ewma_module, "JIT_MODE", "0")
     a, state = vf.run(None, F[:21])
-    monkeypatch.setenv(JIT_ENV, "1")
+    monkeypatch.setattr(ewma_module, "JIT_MODE", "1")
     b, end_state = vf.run(state, F[21:])
     for name in names:
         joined = np.concatenate([getattr(a, name), getattr(b, name)])

@@ -46,11 +46,12 @@ from types import ModuleType
 
 import numpy as np
 
-from factorcov_pipeline import environment
-
 # Blocks of at least this many dates use the compiled kernels (module docstring).
 JIT_MIN_DATES = 500
-JIT_ENV = "FACTORCOV_JIT"
+# Whether to use them: "auto" (blocks of >= JIT_MIN_DATES dates), "0" never, "1" always. The
+# core reads no environment: the Dagster layer sets this from FACTORCOV_JIT
+# (`environment.jit_mode`, applied by `orchestration.resources.FactorcovSettings.load`).
+JIT_MODE = "auto"
 
 
 @functools.cache
@@ -64,8 +65,8 @@ def _load_kernels() -> ModuleType | None:
 
 def jit_kernels(n_dates: int) -> ModuleType | None:
     """`factorcov_pipeline.core.kernels` if a block of ``n_dates`` dates should use them, else
-    None (numba missing, ``FACTORCOV_JIT=0``, or a block below `JIT_MIN_DATES` in auto mode)."""
-    mode = environment.jit_mode()  # FACTORCOV_JIT, refused with a one-line error if invalid
+    None (numba missing, `JIT_MODE` "0", or a block below `JIT_MIN_DATES` in auto mode)."""
+    mode = JIT_MODE
     if n_dates < 1 or mode == "0":
         return None
     if mode != "1" and n_dates < JIT_MIN_DATES:

@@ -9,10 +9,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from factorcov_pipeline.core.settings import FactorRiskModelSettings
+
+class _UniverseSettings(Protocol):
+    n_extra_styles: int
+    trbc_level: str
+
+
+class _ExposureSettings(Protocol):
+    def has(self, group: str, /) -> bool: ...
+
+    def subset(self, group: str, /) -> Sequence[str] | None: ...
+
+
+class ModelSettings(Protocol):
+    """What `factor_set_for` reads of the risk-model settings (`core.settings.
+    FactorRiskModelSettings`), typed structurally so that this module, which the settings
+    validate against, does not import them."""
+
+    @property
+    def universe(self) -> _UniverseSettings: ...
+
+    @property
+    def exposures(self) -> _ExposureSettings: ...
+
 
 MARKET_FACTOR = "Market"
 
@@ -187,7 +208,7 @@ EXTRA_STYLE_FACTORS: tuple[str, ...] = (
 
 
 def factor_set_for(
-    model_settings: FactorRiskModelSettings, sectors: Sequence[str] | None = None
+    model_settings: ModelSettings, sectors: Sequence[str] | None = None
 ) -> FactorSet:
     """Build the model's FactorSet from the risk-model settings.
 

@@ -32,7 +32,7 @@ import numpy as np
 
 
 @dataclass
-class RiskModel:
+class RiskSnapshot:
     """One date's risk model: ``exposures`` (N, K), ``covariance`` (K, K) annualised,
     ``specific_risk`` (N,) annualised volatilities; ``factor_groups`` (K,) per factor."""
 
@@ -75,7 +75,7 @@ class RiskDecomposition:
         return names, self.contributions @ onehot
 
 
-def decompose(model: RiskModel, holdings: np.ndarray) -> RiskDecomposition:
+def decompose(model: RiskSnapshot, holdings: np.ndarray) -> RiskDecomposition:
     """Risk decomposition (module docstring) of ``holdings`` (P, N) or (N,) -> P = 1."""
     h = np.atleast_2d(np.asarray(holdings, dtype=np.float64))
     if h.shape[1] != model.exposures.shape[0]:
@@ -97,7 +97,7 @@ def decompose(model: RiskModel, holdings: np.ndarray) -> RiskDecomposition:
     )
 
 
-def beta(model: RiskModel, holdings: np.ndarray, benchmark: np.ndarray) -> np.ndarray:
+def beta(model: RiskSnapshot, holdings: np.ndarray, benchmark: np.ndarray) -> np.ndarray:
     """Predicted beta of each portfolio (P, N) to one benchmark (N,) (module docstring)."""
     h = np.atleast_2d(np.asarray(holdings, dtype=np.float64))
     b = np.asarray(benchmark, dtype=np.float64)
@@ -110,7 +110,7 @@ def beta(model: RiskModel, holdings: np.ndarray, benchmark: np.ndarray) -> np.nd
         return np.where(var_b > 0, cov_hb / var_b, np.nan)
 
 
-def minimum_variance_weights(model: RiskModel) -> np.ndarray:
+def minimum_variance_weights(model: RiskSnapshot) -> np.ndarray:
     """The fully invested minimum-variance portfolio w = V^-1 1 / 1'V^-1 1 of the model's asset
     covariance V = X F X' + D, D = diag(s^2), through the push-through form of the Woodbury
     identity, V^-1 = D^-1 - D^-1 X F (I + X' D^-1 X F)^-1 X' D^-1, which needs no inverse of

@@ -32,6 +32,8 @@ from pydantic import (
     model_validator,
 )
 
+from factorcov_pipeline.core.factors import factor_set_for
+
 
 class SettingsError(ValueError):
     """A settings file or value is invalid; the message names the file and the field."""
@@ -271,8 +273,6 @@ class FactorRiskModelSettings(_Settings):
         factors (exact case), `n_extra_styles` exists, and a synthetic universe has at least
         MIN_ASSETS_PER_FACTOR assets per factor (fewer leave the regression without residual
         degrees of freedom: `n_assets: 1` stored zero forecasts and reported success)."""
-        from factorcov_pipeline.core.factors import factor_set_for  # imports this module
-
         factors = factor_set_for(self)  # ValueError naming the unknown names
         uni = self.universe
         if uni.dataset == "synthetic" and uni.factor_returns is None:

@@ -1,6 +1,6 @@
 """Partition-aware asset checks on the stored outputs.
 
-The two tutorial tie-outs run the tutorial's pandas code as written (`factorcov_pipeline.tieout`)
+The two tutorial tie-outs run the tutorial's pandas code as written (`factorcov_pipeline.core.tieout`)
 on the stored factor returns and compare with the stored covariance report, with the tutorial's
 tolerances. They apply where the settings leave that part of the model at the tutorial's
 defaults; otherwise the check recomputes the whole history in one block with the core and
@@ -17,8 +17,7 @@ import pandas as pd
 import polars as pl
 from dagster import AssetCheckEvaluation, AssetCheckExecutionContext, Output, asset_check
 
-from factorcov_pipeline import tieout
-from factorcov_pipeline.core import calendar
+from factorcov_pipeline.core import calendar, tieout
 from factorcov_pipeline.core.correlation import CorrelationForecaster
 from factorcov_pipeline.core.exposures import BOUND_FACTOR, descriptor_column
 from factorcov_pipeline.core.factors import FactorSet

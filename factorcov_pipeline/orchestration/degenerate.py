@@ -12,7 +12,6 @@ materialize` show them.
 import datetime as dt
 from collections.abc import Iterator
 
-import polars as pl
 from dagster import (
     AssetCheckEvaluation,
     AssetCheckExecutionContext,
@@ -21,8 +20,9 @@ from dagster import (
     asset_check,
 )
 
+from factorcov_pipeline.core.degenerate import CASES, degenerate_cases
 from factorcov_pipeline.orchestration.assets import factor_returns
-from factorcov_pipeline.orchestration.assets.common import brief_dates, user_model
+from factorcov_pipeline.orchestration.assets.common import user_model
 from factorcov_pipeline.orchestration.check_results import Verdict, session_evaluations
 from factorcov_pipeline.orchestration.partitions import partition_dates, trading_sessions
 from factorcov_pipeline.orchestration.resources import (
@@ -32,40 +32,6 @@ from factorcov_pipeline.orchestration.resources import (
 )
 
 WARN = AssetCheckSeverity.WARN  # informational: the numbers are defined
-
-CASES = {
-    "exactly_fitted": "exactly fitted (n_assets <= factors or R^2 = 1; specific returns 0)",
-    "empty_categories": "categories with no asset (factor return 0)",
-    "single_asset_categories": "categories with one asset (its specific return is 0)",
-}
-
-
-def degenerate_cases(stats: pl.DataFrame) -> dict[str, pl.DataFrame]:
-    """Per case, the dates (and for the category cases the categories) where it occurs."""
-    out: dict[str, pl.DataFrame] = {}
-    if stats.height == 0 or "exactly_fitted" not in stats.columns:
-        return out
-    fitted = stats.filter(pl.col("exactly_fitted").fill_null(False))
-    if fitted.height:
-        out["exactly_fitted"] = fitted.select("date", "n_assets", "r_squared").sort("date")
-    for col in ("empty_categories", "single_asset_categories"):
-        hit = stats.filter(pl.col(col).is_not_null()).select("date", col).sort("date")
-        if hit.height:
-            out[col] = hit
-    return out
-
-
-def describe(cases: dict[str, pl.DataFrame]) -> list[str]:
-    """One line per case: how many dates, the first dates and, for categories, their names."""
-    lines = []
-    for case, frame in cases.items():
-        dates: list[dt.date] = frame["date"].to_list()
-        line = f"{len(dates)} date(s) {CASES[case]}: {brief_dates(dates)}"
-        if case != "exactly_fitted":
-            names = sorted({n for v in frame[case].to_list() for n in v.split("; ")})
-            line += f" [{'; '.join(names)}]"
-        lines.append(line)
-    return lines
 
 
 @asset_check(asset=factor_returns, partitions_def=trading_sessions, blocking=False)

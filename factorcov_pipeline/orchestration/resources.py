@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from dagster import ConfigurableResource, EnvVar, InitResourceContext
 
 from factorcov_pipeline import environment
+from factorcov_pipeline.core import ewma
 from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2, load_settings
 from factorcov_pipeline.orchestration.interrupts import stop_if_interrupted
 from factorcov_pipeline.storage import BaseStore, Store, holding_connections
@@ -94,6 +95,9 @@ class FactorcovSettings(ConfigurableResource):
     settings_file: str = ""
 
     def load(self) -> FactorCovarianceReportSettingsV2:
+        """The settings in force; also hands FACTORCOV_JIT to the core, which reads no
+        environment (`core.ewma.JIT_MODE`)."""
+        ewma.JIT_MODE = environment.jit_mode()
         return load_settings(self.settings_file or environment.settings_file())
 
 

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from factorcov_pipeline import plots
 from factorcov_pipeline.core.factors import FactorSet
 from factorcov_pipeline.core.panel import long_to_matrix, pairs_to_cube
 from factorcov_pipeline.orchestration.metadata import image, table
+from factorcov_pipeline.render import plots
 from factorcov_pipeline.storage import Store
 
 PerSession = dict[dt.date, dict[str, float | int]]

@@ -78,11 +78,6 @@ def date_span(dates: list[dt.date]) -> tuple[dt.date, dt.date]:
     return dates[0], dates[-1]
 
 
-def brief_dates(dates: list[dt.date], shown: int = 5) -> str:
-    """The first few dates of a list for an error message ("2025-04-01, 2025-04-02 ...")."""
-    return ", ".join(str(d) for d in dates[:shown]) + (" ..." if len(dates) > shown else "")
-
-
 def require_dates(
     store: Store,
     table: str,

@@ -6,6 +6,7 @@ import polars as pl
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from factorcov_pipeline.core import calendar
+from factorcov_pipeline.core.degenerate import degenerate_cases, describe
 from factorcov_pipeline.core.regression import estimate_factor_returns
 from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2
 from factorcov_pipeline.core.user_factors import check_range, user_factor_returns
@@ -213,8 +214,6 @@ def factor_returns(
                 degenerate.append(result.stats)
                 min_assets.append(int(result.stats["n_assets"].min() or 0))
             writer.replace(writes, date_span(chunk), settings_json=settings.fingerprint())
-    from factorcov_pipeline.orchestration.degenerate import degenerate_cases, describe
-
     cases = describe(degenerate_cases(pl.concat(degenerate) if degenerate else pl.DataFrame()))
     for line in cases:  # never silent: shown by `factorcov materialize` and the run's log
         context.log.warning(f"factor_returns: degenerate regression: {line}")

@@ -7,7 +7,9 @@ import numpy as np
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from factorcov_pipeline import plots
+from factorcov_pipeline.api.holdings import load_standing_holdings
+from factorcov_pipeline.api.risk_models import load_risk_models
+from factorcov_pipeline.core.holdings import HoldingsError, align_holdings
 from factorcov_pipeline.core.portfolio import beta, decompose
 from factorcov_pipeline.core.settings import PortfolioRiskSettings
 from factorcov_pipeline.orchestration.assets.common import PARTITIONED, date_chunks, date_span
@@ -18,12 +20,7 @@ from factorcov_pipeline.orchestration.resources import (
     FactorcovStorage,
     one_connection,
 )
-from factorcov_pipeline.portfolio_risk import (
-    HoldingsError,
-    align_holdings,
-    load_risk_models,
-    load_standing_holdings,
-)
+from factorcov_pipeline.render import plots
 from factorcov_pipeline.storage import Store, TableWrite
 
 ASSET = "portfolio_risk"

@@ -28,13 +28,14 @@ import numpy as np
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from factorcov_pipeline import plots
+from factorcov_pipeline.api.risk_models import load_risk_models
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.backtest import bias_report, rolling_bias
 from factorcov_pipeline.core.blas import one_blas_thread
 from factorcov_pipeline.core.forecaster import ANNUALISATION_DAYS
+from factorcov_pipeline.core.holdings import align_holdings
 from factorcov_pipeline.core.portfolio import (
-    RiskModel,
+    RiskSnapshot,
     decompose,
     minimum_variance_weights,
     realised_returns,
@@ -49,7 +50,7 @@ from factorcov_pipeline.orchestration.resources import (
     FactorcovStorage,
     one_connection,
 )
-from factorcov_pipeline.portfolio_risk import align_holdings, load_risk_models
+from factorcov_pipeline.render import plots
 from factorcov_pipeline.storage import Store, TableWrite
 
 ASSET = "risk_backtest"
@@ -246,7 +247,7 @@ def _backtest_range(
 
     def read_chunk(
         chunk: list[dt.date],
-    ) -> tuple[dict[dt.date, RiskModel], pl.DataFrame, pl.DataFrame]:
+    ) -> tuple[dict[dt.date, RiskSnapshot], pl.DataFrame, pl.DataFrame]:
         """The risk models a date of the chunk is backtested on (each session's before it;
         the chunk's last model is first used by the next chunk: a daily run reads one model,
         not two), the universe's returns (in date order) and the standardised specific

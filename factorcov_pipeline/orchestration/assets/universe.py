@@ -6,11 +6,11 @@ import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from factorcov_pipeline.core import calendar
+from factorcov_pipeline.core.degenerate import brief_dates
 from factorcov_pipeline.core.errors import InputDataError
 from factorcov_pipeline.core.synthetic import generate_universe_range
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
-    brief_dates,
     date_chunks,
     date_span,
     model_factors,

@@ -1,16 +1,8 @@
-"""The `factorcov` command.
+"""`factorcov materialize`: every asset and check of a session range through Dagster in ONE
+run (a single-run backfill), with a progress line per step and a summary.
 
-    factorcov materialize [--start DATE] [--end DATE] [--settings FILE]
-    factorcov sql "SELECT ..." [--format table|csv|json|markdown] [--limit N]
-                                        (read-only query of the DuckDB file or PostgreSQL)
-    factorcov show DATE [--factors ...] (a session's volatilities and correlation matrix)
-    factorcov settings [--settings FILE] (print the settings in force as JSON)
-    factorcov risk --portfolio FILE --date D [--benchmark FILE] [--format table|json|csv]
-
-`materialize` runs every asset and check for the session range through Dagster in ONE run
-(a single-run backfill), into the DuckDB file of `FACTORCOV_DUCKDB`, shows progress and ends with
-a summary. Runs are recorded in the Dagster instance of `DAGSTER_HOME` when it is set (so
-`dagster dev` shows them), otherwise in a throw-away instance.
+Runs are recorded in the Dagster instance of `DAGSTER_HOME` when it is set (so `dagster dev`
+shows them), otherwise in a throw-away instance.
 """
 
 from __future__ import annotations
@@ -18,42 +10,16 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import signal
-import sys
 import time
-import warnings
-from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from rich.console import Console
 from rich.table import Table
 
 from factorcov_pipeline import environment
+from factorcov_pipeline.cli.common import UsageError, console, parse_date
 from factorcov_pipeline.core import calendar
-from factorcov_pipeline.core.errors import InputDataError
-from factorcov_pipeline.core.settings import SettingsError, load_settings
-from factorcov_pipeline.environment import EnvironmentVariableError
-from factorcov_pipeline.storage import (
-    BaseStore,
-    SettingsMismatchError,
-    StoreBusyError,
-    StoreFileError,
-)
-
-console = Console(stderr=False, highlight=False, soft_wrap=True)
-# `factorcov sql` / `show`: a query still running after this many seconds is stopped.
-DEFAULT_QUERY_TIMEOUT = 600.0
-
-
-class UsageError(ValueError):
-    """A command-line argument is invalid; the message says which and why."""
-
-
-def _parse_date(value: str, flag: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise UsageError(f"{flag} {value!r} is not a date (YYYY-MM-DD)") from None
+from factorcov_pipeline.core.settings import load_settings
 
 
 def resolve_range(
@@ -65,9 +31,9 @@ def resolve_range(
     is refused (the default end is the tutorial's last session, or a year after the start,
     capped at today)."""
     today = today or dt.datetime.now(ZoneInfo("America/New_York")).date()
-    s = _parse_date(start, "--start") if start else first_session
+    s = parse_date(start, "--start") if start else first_session
     if end:
-        e = _parse_date(end, "--end")
+        e = parse_date(end, "--end")
     elif first_session == calendar.DEFAULT_START:
         e = calendar.DEFAULT_END
     else:
@@ -101,7 +67,7 @@ def resolve_range(
     return s, e
 
 
-def _materialize(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     # Imported here so `factorcov --help` and argument errors stay fast.
 
     from factorcov_pipeline.orchestration.instance import InstanceConfigError, instance_from_env
@@ -293,188 +259,3 @@ def _peak_rss_gib() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
-def _query_store(args: argparse.Namespace) -> BaseStore:
-    """The store `factorcov sql` / `show` read: PostgreSQL when FACTORCOV_DATABASE_URL is set,
-    else the DuckDB file (`storage.store_from_env`)."""
-    from factorcov_pipeline.storage import store_from_env
-
-    if args.timeout < 0:
-        raise UsageError(f"--timeout {args.timeout:g} is negative (0: no limit)")
-    try:
-        return store_from_env(lock_timeout=args.wait)
-    except ValueError as err:  # a FACTORCOV_DATABASE_URL that is not a PostgreSQL URL
-        raise UsageError(str(err)) from None
-
-
-def _sql(args: argparse.Namespace) -> int:
-    from factorcov_pipeline import terminal, textgrid
-
-    if args.limit is not None and args.limit < 0:
-        raise UsageError(f"--limit {args.limit} is negative (0 shows every row)")
-    limit = args.limit
-    if limit is None and args.format == "table":
-        limit = terminal.DEFAULT_TABLE_LIMIT
-    limit = limit or None
-    store = _query_store(args)
-    with store.connect_query_only(timeout=args.timeout) as con:
-        try:
-            note = terminal.print_query(
-                con, args.query, args.format, limit, textgrid.terminal_width()
-            )
-        except con.errors as err:
-            raise UsageError(f"SQL: {con.describe_error(err)}") from None
-    if note:
-        print(f"factorcov: {note}", file=sys.stderr)
-    return 0
-
-
-def _show(args: argparse.Namespace) -> int:
-    from factorcov_pipeline import session_view, terminal, textgrid
-
-    day = _parse_date(args.date, "DATE")
-    store = _query_store(args)
-    with store.connect_query_only(timeout=args.timeout) as con:
-        try:
-            forecast = session_view.load_session(con, day, args.factors, store.location)
-        except session_view.ShowError as err:
-            raise UsageError(str(err)) from None
-        except con.errors as err:
-            raise UsageError(f"reading {store.location}: {con.describe_error(err)}") from None
-    text = session_view.render_session(forecast, textgrid.terminal_width(), store.location)
-    terminal.write_stdout(text)
-    return 0
-
-
-def _settings(args: argparse.Namespace) -> int:
-    settings = load_settings(args.settings or environment.settings_file())
-    print(settings.model_dump_json(indent=2))
-    return 0
-
-
-def _risk(args: argparse.Namespace) -> int:
-    from factorcov_pipeline import risk_command
-    from factorcov_pipeline.portfolio_risk import HoldingsError, NoForecastError
-
-    day = _parse_date(args.date, "--date")
-    try:
-        return risk_command.run(args, day)
-    except (HoldingsError, NoForecastError) as err:
-        raise UsageError(str(err)) from None
-
-
-def _add_risk_parser(sub: Any) -> None:
-    risk = sub.add_parser("risk", help="risk report of a portfolio at a date")
-    risk.add_argument("--portfolio", required=True, help="CSV/Parquet file: asset_id, weight")
-    risk.add_argument("--date", required=True, help="the forecast date (YYYY-MM-DD)")
-    risk.add_argument("--benchmark", help="CSV/Parquet file: asset_id, weight")
-    risk.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    risk.add_argument(
-        "--drop-unknown",
-        action="store_true",
-        help="leave out asset ids not in the model on the date (reports the weight dropped)",
-    )
-    risk.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the file")
-    risk.set_defaults(func=_risk)
-
-
-def _add_reader_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--wait",
-        type=float,
-        default=10.0,
-        help="seconds to wait while a run holds the file (PostgreSQL: an exclusive lock)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_QUERY_TIMEOUT,
-        help=f"stop a query running longer than this many seconds "
-        f"(default {DEFAULT_QUERY_TIMEOUT:g}; 0: no limit)",
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="factorcov", description="Factor covariance forecasts on Dagster and DuckDB."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    mat = sub.add_parser(
-        "materialize", help="materialise every asset and check for a session range"
-    )
-    mat.add_argument("--start", help="first session (default: the partitions' start, 2025-03-31)")
-    mat.add_argument("--end", help="last session (default: 2026-03-31, the tutorial's year)")
-    mat.add_argument(
-        "--settings", help="JSON/YAML settings file (default: the tutorial's settings)"
-    )
-    mat.add_argument(
-        "--parallel",
-        type=int,
-        default=1,
-        metavar="N",
-        help="backfill as chunked runs on N processes (needs FACTORCOV_DATABASE_URL)",
-    )
-    mat.set_defaults(func=_materialize)
-    sql = sub.add_parser(
-        "sql", help="run a read-only SQL query on the store (DuckDB file or PostgreSQL)"
-    )
-    sql.add_argument("query")
-    sql.add_argument(
-        "--format",
-        choices=("table", "csv", "json", "markdown"),
-        default="table",
-        help="table (default, for reading), or csv / json (a list of objects) / markdown",
-    )
-    sql.add_argument(
-        "--limit",
-        "--rows",
-        type=int,
-        default=None,
-        help="rows to show (default: 1000 in a table, all otherwise; 0: all)",
-    )
-    _add_reader_options(sql)
-    sql.set_defaults(func=_sql)
-    show = sub.add_parser(
-        "show", help="print a session's factor volatilities and correlation matrix"
-    )
-    show.add_argument("date", help="the session (YYYY-MM-DD)")
-    show.add_argument("--factors", nargs="+", help="only these factors (names as stored)")
-    _add_reader_options(show)
-    show.set_defaults(func=_show)
-    st = sub.add_parser("settings", help="print the settings in force as JSON")
-    st.add_argument("--settings")
-    st.set_defaults(func=_settings)
-    _add_risk_parser(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    # Dagster's beta/preview notices and duckdb's copy notice are for developers, not users.
-    warnings.filterwarnings("ignore", message=".*(beta|preview|deprecated).*", category=Warning)
-    warnings.filterwarnings(
-        "ignore", message="Arrow output on a DB-API result", category=UserWarning
-    )
-    args = build_parser().parse_args(argv)
-    try:
-        environment.check_all()  # every FACTORCOV_* variable, before anything runs
-        return int(args.func(args))
-    except (
-        UsageError,
-        SettingsError,
-        SettingsMismatchError,
-        EnvironmentVariableError,
-        InputDataError,
-        StoreBusyError,
-        StoreFileError,
-        FileNotFoundError,
-    ) as err:
-        print(f"factorcov: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # SIGINT before or after the run (nothing was being written)
-        print("factorcov: interrupted; nothing was written", file=sys.stderr)
-        return 128 + int(signal.SIGINT)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

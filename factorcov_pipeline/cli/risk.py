@@ -23,16 +23,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from factorcov_pipeline.core.portfolio import RiskModel, beta, decompose
-from factorcov_pipeline.portfolio_risk import (
-    align_holdings,
-    load_holdings,
-    load_risk_models,
-    require_forecast,
-)
+from factorcov_pipeline.api.holdings import load_holdings
+from factorcov_pipeline.api.risk_models import load_risk_models, require_forecast
+from factorcov_pipeline.core.holdings import align_holdings
+from factorcov_pipeline.core.portfolio import RiskSnapshot, beta, decompose
 
 
-def _section(model: RiskModel, weights: np.ndarray) -> dict[str, Any]:
+def _section(model: RiskSnapshot, weights: np.ndarray) -> dict[str, Any]:
     d = decompose(model, weights)
     names, group_contrib = d.group_contributions(model.factor_groups)
     return {

@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from factorcov_pipeline.render.textgrid import grid
 from factorcov_pipeline.storage.query import KEY_KINDS, NUMERIC_KINDS, QueryConnection
-from factorcov_pipeline.textgrid import grid
 
 FORMATS = ("table", "csv", "json", "markdown")
 DEFAULT_TABLE_LIMIT = 1000

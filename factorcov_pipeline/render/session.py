@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from factorcov_pipeline.render.textgrid import fold, grid
 from factorcov_pipeline.storage.query import QueryConnection
-from factorcov_pipeline.textgrid import fold, grid
 
 VOL_DECIMALS = 6
 CORR_DECIMALS = 3

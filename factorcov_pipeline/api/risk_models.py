@@ -1,0 +1,149 @@
+"""The stored risk model of a date: exposures, factor covariance and specific risk read from
+the store's tables, for `factorcov risk`, the Python API and the `portfolio_risk` and
+`risk_backtest` assets (the math is in `core/portfolio.py`).
+
+The risk model of date D is read from the stored tables: the exposures of D (`exposures_wide`,
+whose long form is the ``exposures`` view), the ``factor_covariance`` and ``specific_risk``
+forecast at D, the factor groups of ``factor_returns``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from factorcov_pipeline.core.portfolio import RiskSnapshot
+from factorcov_pipeline.storage import quote_ident
+
+Reader = Callable[[str, Sequence[Any]], pl.DataFrame]
+
+
+class NoForecastError(ValueError):
+    """No risk model forecast at the requested date; the message names the nearest dates."""
+
+
+def forecast_dates(read: Reader) -> list[dt.date]:
+    """Dates with both a factor covariance and a specific risk forecast."""
+    frame = read(
+        "SELECT DISTINCT date FROM factor_covariance WHERE date IN "
+        "(SELECT DISTINCT date FROM specific_risk) ORDER BY date",
+        [],
+    )
+    return frame["date"].to_list() if frame.height else []
+
+
+def require_forecast(read: Reader, day: dt.date) -> None:
+    """Raise `NoForecastError` naming the nearest forecast dates when D has none."""
+    row = read(
+        "SELECT (SELECT count(*) FROM factor_covariance WHERE date = ?) AS c, "
+        "(SELECT count(*) FROM specific_risk WHERE date = ?) AS s",
+        [day, day],
+    ).row(0)
+    if row[0] and row[1]:
+        return
+    dates = forecast_dates(read)
+    if not dates:
+        raise NoForecastError(f"no risk forecast at {day}: the file holds no forecasts yet")
+    before = [d for d in dates if d < day][-1:]
+    after = [d for d in dates if d > day][:1]
+    near = ", ".join(str(d) for d in before + after)
+    raise NoForecastError(
+        f"no risk forecast at {day} (forecasts run {dates[0]} .. {dates[-1]}); nearest: {near}"
+    )
+
+
+def load_risk_models(read: Reader, start: dt.date, end: dt.date) -> dict[dt.date, RiskSnapshot]:
+    """The risk model of every date in [start, end] with a covariance and specific risk
+    forecast: exposures of that date (the `exposures` view), covariance and specific risk
+    forecast at it. Assets: those with both an exposure and a specific risk on the date."""
+    cov = read(
+        "SELECT date, factor_1, factor_2, covariance FROM factor_covariance "
+        "WHERE date BETWEEN ? AND ? ORDER BY date",
+        [start, end],
+    )
+    if cov.height == 0:
+        return {}
+    groups = read(
+        "SELECT factor, min(factor_group) AS factor_group FROM factor_returns "
+        "WHERE date = (SELECT max(date) FROM factor_returns WHERE date <= ?) GROUP BY factor",
+        [end],
+    )
+    group_of = dict(zip(groups["factor"].to_list(), groups["factor_group"].to_list(), strict=True))
+    factors = sorted(set(cov["factor_1"].to_list()))
+    k = len(factors)
+    # The stored wide exposures (the `exposures` view is their long form: Market 1, own
+    # category 1, styles), ten times fewer rows to read than the view, joined to the assets
+    # with a specific risk forecast: one row per such asset and date, in (date, asset) order,
+    # `_has` where the asset has an exposure row.
+    styles = [f_ for f_ in factors if group_of.get(f_) == "style"]
+    markets = np.asarray(
+        [factors.index(f_) for f_ in factors if group_of.get(f_) == "market"], dtype=np.int64
+    )
+    style_cols = "".join(f", e.{quote_ident(c)}" for c in styles)
+    spec = read(
+        "SELECT s.date, s.asset_id, s.specific_risk, e.date IS NOT NULL AS _has, "
+        f"e.category{style_cols} FROM specific_risk s LEFT JOIN exposures_wide e "
+        "ON e.date = s.date AND e.asset_id = s.asset_id AND e.date BETWEEN ? AND ? "
+        "WHERE s.date BETWEEN ? AND ? ORDER BY s.date, s.asset_id",
+        [start, end, start, end],
+    )
+    if spec.height == 0 or not spec["_has"].any():
+        return {}
+    fpos = pl.DataFrame({"factor": factors, "_k": np.arange(k)})
+    cc = cov.join(fpos, left_on="factor_1", right_on="factor", maintain_order="left").join(
+        fpos.rename({"_k": "_l"}), left_on="factor_2", right_on="factor", maintain_order="left"
+    )
+    style_k = np.array([factors.index(c) for c in styles], dtype=np.int64)
+    groups_k = [str(group_of.get(f_, "")) for f_ in factors]
+    # Every column as one array, each date a slice of it (the frames come in date order):
+    # the loop below only slices and scatters (a chunk of 84 sessions x 3,000 assets).
+    c_days, c_k, c_l = (
+        cc["date"].to_numpy(),
+        cc["_k"].to_numpy(),
+        cc["_l"].to_numpy(),
+    )
+    c_val = cc["covariance"].to_numpy()
+    s_days, s_ids = spec["date"].to_numpy(), spec["asset_id"].to_numpy().astype(np.str_)
+    s_risk, s_has = spec["specific_risk"].to_numpy(), spec["_has"].to_numpy()
+    s_cat = (
+        spec["category"]
+        .replace_strict(factors, list(range(k)), default=None, return_dtype=pl.Float64)
+        .to_numpy()
+    )
+    s_styles = spec.select(styles).to_numpy() if styles else np.zeros((spec.height, 0))
+
+    def bounds(days: np.ndarray, day: np.datetime64) -> slice:
+        return slice(
+            int(np.searchsorted(days, day, "left")), int(np.searchsorted(days, day, "right"))
+        )
+
+    out: dict[dt.date, RiskSnapshot] = {}
+    for day in cc["date"].unique(maintain_order=True).to_list():  # dates; each vectorised
+        d64 = np.datetime64(day, "D")
+        cs, ss = bounds(c_days, d64), bounds(s_days, d64)
+        has = s_has[ss]
+        if not has.any():
+            continue
+        n = int(has.sum())
+        x = np.zeros((n, k))
+        x[:, markets] = 1.0
+        cat = s_cat[ss][has]
+        known = ~np.isnan(cat)
+        x[np.flatnonzero(known), cat[known].astype(np.int64)] = 1.0
+        if styles:
+            x[:, style_k] = s_styles[ss][has]
+        f = np.full((k, k), np.nan)
+        f[c_k[cs], c_l[cs]] = c_val[cs]
+        out[day] = RiskSnapshot(
+            asset_ids=s_ids[ss][has],
+            factors=factors,
+            factor_groups=groups_k,
+            exposures=x,
+            covariance=f,
+            specific_risk=s_risk[ss][has],
+        )
+    return out
