@@ -20,7 +20,6 @@ eigenvalue (the most adjusted one) v with its sd and the adjustment gamma^2 - 1 
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -144,6 +143,7 @@ def bench_eigen(
             "the adjustment over time, not day-to-day noise."
         ],
     )
+
 
 if __name__ == "__main__":
     import sys
