@@ -1,7 +1,9 @@
 """Benchmark 9 (issue 22.5): the eigenfactor risk adjustment per date, at K = 21 and K = 72,
 and the Monte Carlo error of the simulated bias v(k) against the simulation count M.
 
-Run through `python benchmarks/run.py --only 9` (or `python benchmarks/eigen.py`). The
+Run through `python benchmarks/run.py --only 9` (or `python benchmarks/eigen.py`); the bias
+study of docs/eigen-adjustment.md: `python benchmarks/eigen.py --bias DEFAULT.duckdb
+ADJUSTED.duckdb ...` (`bias_study`). The
 covariance of each size is the default model's forecast (EWMA half-lives 60 / 120, vol_i
 vol_j corr_ij) of factor returns drawn from a covariance with a common factor and a spread of
 volatilities (`run.factor_returns_frame`), at a date with a full simulated history
@@ -20,6 +22,7 @@ eigenvalue (the most adjusted one) v with its sd and the adjustment gamma^2 - 1 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -145,10 +148,159 @@ def bench_eigen(
     )
 
 
+# ---- the bias study of docs/eigen-adjustment.md ----------------------------------------------
+
+
+def _stored(db: str) -> tuple[list[Any], tuple[str, ...], np.ndarray, np.ndarray, Any]:
+    """A materialised DuckDB file: return dates, factor names, factor returns (T, K), the stored
+    annualised covariance forecasts (T, K, K) of the same dates, and the min-variance rows."""
+    from factorcov_pipeline.core.panel import long_to_matrix, pairs_to_cube
+    from factorcov_pipeline.storage import Store
+
+    store = Store(db)
+    fr = store.read("SELECT * FROM factor_returns ORDER BY date")
+    names = tuple(dict.fromkeys(fr["factor"].to_list()))
+    days = sorted(set(fr["date"].to_list()))
+    f = long_to_matrix(fr, days, names, "factor_return")
+    cov = pairs_to_cube(store.read("SELECT * FROM factor_covariance"), days, names, "covariance")
+    mv = store.read(
+        "SELECT date, realised_return, predicted_risk FROM risk_backtest "
+        "WHERE portfolio_kind = 'min_variance' ORDER BY date"
+    )
+    return days, names, f, cov, mv
+
+
+def bias_study(default_db: str, *adjusted_dbs: str) -> None:
+    """Out-of-sample bias statistics of the default model's forecasts and of eigen-adjusted
+    ones (files materialised over the same sessions with `eigen_adjustment_scale` set), from
+    the first adjusted date (2K observations) on: the eigenportfolios of F0 (the eigenvectors of
+    the default forecast of t-1, realised return at t, predicted risk under each forecast),
+    the factor and random portfolios of `forecast_bias`, and the minimum-variance portfolio of
+    `risk_backtest` (each file's own). Full-sample statistics (core/backtest.bias_report)."""
+    from factorcov_pipeline.core.backtest import bias_report, factor_bias_report
+    from factorcov_pipeline.core.settings import parse_settings
+    from factorcov_pipeline.storage import Store
+
+    days, names, f, cov0, mv0 = _stored(default_db)
+    k = len(names)
+    first = 2 * k - 1  # position of the first adjusted forecast (n_obs = 2K)
+    _, u = np.linalg.eigh(cov0[first:-1])
+    realised = np.einsum("tjk,tj->tk", u, f[first + 1 :])
+    labels = ["default"]
+    files = [(default_db, cov0, mv0)]
+    for db in adjusted_dbs:
+        d, n, _, c, m = _stored(db)
+        assert d == days and n == names, f"{db} holds other sessions or factors"
+        cs = parse_settings(json.loads(Store(db).stored_settings() or "{}"))
+        labels.append(f"a = {cs.factor_cov_settings.eigen_adjustment_scale:g}")
+        files.append((db, c, m))
+    eig_rows, mv_rows, port_rows = [], [], []
+    eig_bias, factor_bias = [], []
+    for label, (_, cov, mv) in zip(labels, files, strict=True):
+        predicted = np.sqrt(np.einsum("tjk,tjl,tlk->tk", u, cov[first:-1] / 252.0, u))
+        rep = bias_report(realised / predicted, [str(i) for i in range(k)], ["eigen"] * k)
+        b = rep["full_sample_bias"].to_numpy()
+        band = float(rep["band_high"][0]) - 1.0
+        eig_bias.append(b)
+        eig_rows.append(
+            [
+                label,
+                f"{np.abs(b - 1).mean():.3f}",
+                f"{int((np.abs(b - 1) <= band).sum())} of {k}",
+                f"{b[0]:.3f}",
+                f"{b[:5].mean():.3f}",
+                f"{b[-1]:.3f}",
+            ]
+        )
+        fb = factor_bias_report(names, f[first + 1 :], cov[first:-1] / 252.0)
+        factor_bias.append(fb["full_sample_bias"].to_numpy()[:k])
+        for kind in ("factor", "random"):
+            part = fb.filter(fb["portfolio_kind"] == kind)["full_sample_bias"].to_numpy()
+            half = float(fb["band_high"][0]) - 1.0
+            port_rows.append(
+                [
+                    label,
+                    kind,
+                    f"{part.mean():.3f}",
+                    f"{np.abs(part - 1).mean():.3f}",
+                    f"{int((np.abs(part - 1) <= half).sum())} of {len(part)}",
+                ]
+            )
+        mv = mv.filter(mv["date"] > days[first])
+        z = mv["realised_return"].to_numpy() / (mv["predicted_risk"].to_numpy() / np.sqrt(252.0))
+        mrep = bias_report(z[:, None], ["min_variance"], ["min_variance"])
+        mv_rows.append(
+            [
+                label,
+                f"{mrep['full_sample_bias'][0]:.3f}",
+                f"[{mrep['band_low'][0]:.3f}, {mrep['band_high'][0]:.3f}]",
+                f"{np.sqrt(252.0) * np.std(mv['realised_return'].to_numpy(), ddof=1):.2%}",
+            ]
+        )
+    n = realised.shape[0]
+    print(f"sessions {days[0]} .. {days[-1]}, K = {k}; statistics over the {n} outcomes from "
+          f"{days[first + 1]} on (forecasts from n = 2K = {2 * k} observations); band "
+          f"1 +/- sqrt(2/{n}) = +/- {np.sqrt(2.0 / n):.3f}\n")  # fmt: skip
+    print("| forecast | eigenportfolios: mean abs(b - 1) | inside the band | smallest "
+          "eigenvalue | 5 smallest (mean) | largest |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for r in eig_rows:
+        print("| " + " | ".join(r) + " |")
+    print("\nEigenportfolio bias statistics, eigenvalue ascending:\n")
+    print("| eigenportfolio | " + " | ".join(labels) + " |")
+    print("|---" * (len(labels) + 1) + "|")
+    for i in range(k):
+        print(f"| {i + 1} | " + " | ".join(f"{b[i]:.3f}" for b in eig_bias) + " |")
+    print("\n| forecast | portfolios | mean bias | mean abs(b - 1) | inside the band |")
+    print("|---|---|---|---|---|")
+    for r in port_rows:
+        print("| " + " | ".join(r) + " |")
+    print("\nFactor portfolios (unit exposure to one factor):\n")
+    print("| factor | " + " | ".join(labels) + " |")
+    print("|---" * (len(labels) + 1) + "|")
+    for i, name in enumerate(names):
+        print(f"| {name} | " + " | ".join(f"{b[i]:.3f}" for b in factor_bias) + " |")
+    print("\n| forecast | minimum-variance portfolio: bias | band | realised volatility |")
+    print("|---|---|---|---|")
+    for r in mv_rows:
+        print("| " + " | ".join(r) + " |")
+
+    oracle_check(names, cov0[-1] / 252.0)
+
+
+def oracle_check(names: tuple[str, ...], truth: np.ndarray, n: int = 173, sims: int = 300) -> None:
+    """Why fixed portfolios can read over-forecast after the adjustment: the ideal eigenvalue
+    correction (the "oracle" F = U diag(U' Sigma U) U' of a sample covariance with eigenvectors
+    U, which the simulated bias approximates at a = 1) drops the cross terms of Sigma in the
+    sample eigenbasis, so the variance it gives a single factor, F_ii, is not Sigma_ii on
+    average, while the sample's S_ii is. Printed: E[F_ii] / Sigma_ii and E[S_ii] / Sigma_ii,
+    with `truth` (Sigma) the default forecast of the last session and n equally weighted
+    observations (173: the effective number of observations of the half-life 60)."""
+    d, u = np.linalg.eigh(truth)
+    rng = np.random.default_rng(0)
+    oracle, sample = np.zeros(len(names)), np.zeros(len(names))
+    for _ in range(sims):  # one sample covariance per simulation
+        x = (rng.standard_normal((n, len(names))) * np.sqrt(np.maximum(d, 0.0))) @ u.T
+        s = x.T @ x / n
+        _, us = np.linalg.eigh(s)
+        true_var = np.einsum("jk,jl,lk->k", us, truth, us)
+        oracle += np.diag((us * true_var) @ us.T) / np.diag(truth) / sims
+        sample += np.diag(s) / np.diag(truth) / sims
+    print(f"\nThe oracle eigenvalue correction, {sims} samples of {n} observations of the last "
+          "session's default forecast:\n")  # fmt: skip
+    print("| factor | E[oracle F_ii] / Sigma_ii | E[S_ii] / Sigma_ii |")
+    print("|---|---|---|")
+    for name, o, sa in zip(names, oracle, sample, strict=True):
+        print(f"| {name} | {o:.3f} | {sa:.3f} |")
+
+
 if __name__ == "__main__":
     import sys
     from pathlib import Path
 
+    if sys.argv[1:2] == ["--bias"]:
+        bias_study(*sys.argv[2:])
+        sys.exit(0)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import run
 

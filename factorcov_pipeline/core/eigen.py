@@ -119,7 +119,7 @@ MIN_SIMULATIONS, MAX_SIMULATIONS = 10, 100_000
 MAX_SEED = 2**63 - 1
 # Defaults of `eigen_adjustment_simulations` and `eigen_adjustment_seed` (docs/eigen-adjustment.md:
 # the Monte Carlo error of v(k) against M and the time per date).
-DEFAULT_SIMULATIONS = 256
+DEFAULT_SIMULATIONS = 128
 DEFAULT_SEED = 0
 
 
