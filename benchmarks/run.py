@@ -8,6 +8,8 @@
 4. one new daily partition after 1 year and after 10 years of history (with / without checks)
 5. scale: 10 years x 10,000 assets x ~72 factors end to end, peak RSS, DuckDB file size
 6. portfolio risk of 1,000 portfolios x 3,000 assets on one date (benchmarks/portfolio_risk.py)
+9. the eigenfactor risk adjustment per date at K = 21 and 72, and its Monte Carlo error against
+   the simulation count (benchmarks/eigen.py)
 
 Every table states the machine, the sizes, the median of the repeated runs and the ratios
 measured in the same run. Nothing here is tuned to a target: the targets are printed next to
@@ -802,6 +804,14 @@ def bench_portfolio(quick: bool, repeats: int) -> None:
 
 from byo import bench_synthetic_decade, bench_user_file  # noqa: E402 (issue 11)
 
+
+def bench_eigen(quick: bool, repeats: int) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from eigen import bench_eigen as bench
+
+    bench(quick, repeats, timed, print_table, fmt_s)
+
+
 BENCHMARKS = {
     1: bench_covariance,
     2: bench_regression,
@@ -811,6 +821,7 @@ BENCHMARKS = {
     6: bench_portfolio,
     7: bench_user_file,
     8: bench_synthetic_decade,
+    9: bench_eigen,
 }
 
 

@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from factorcov_pipeline.core import eigen
 from factorcov_pipeline.core.factors import factor_set_for
 
 
@@ -286,6 +287,8 @@ class FactorRiskModelSettings(_Settings):
 
 
 ShrinkMethod = Literal["LIS", "QIS", "GIS"]
+# The eigenfactor risk adjustment's settings, left out of the printed settings while it is off.
+EIGEN_KEYS = ("eigen_adjustment_scale", "eigen_adjustment_simulations", "eigen_adjustment_seed")
 
 
 class FactorCovarianceSettings(_Settings):
@@ -305,6 +308,11 @@ class FactorCovarianceSettings(_Settings):
     - `warmup_length` (not one of the tutorial's nine; default 0 = the tutorial's behaviour):
       sessions with returns before forecasts are published; the regime adjustment starts
       after them.
+    - `eigen_adjustment_scale` (a; null = off, the default), `eigen_adjustment_simulations`
+      (M) and `eigen_adjustment_seed`: the eigenfactor risk adjustment of the covariance
+      (Menchero, Wang and Orr 2011; `core/eigen.py`), applied after Newey-West and before the
+      regime adjustment. Not printed while the adjustment is off (they change no number then),
+      so the tutorial's nine keys stay exact; all three are printed when it is on.
     """
 
     halflife_vol: Annotated[float, HALFLIFE] = 60.0
@@ -317,6 +325,11 @@ class FactorCovarianceSettings(_Settings):
     shrink_cor_length: Annotated[float, Field(ge=2.0, le=1e6)] | None = None
     combine_standardized: bool = False
     warmup_length: Annotated[int, Field(ge=0, strict=True)] = 0
+    eigen_adjustment_scale: Annotated[float, Field(ge=0.0, le=eigen.MAX_SCALE)] | None = None
+    eigen_adjustment_simulations: Annotated[
+        int, Field(ge=eigen.MIN_SIMULATIONS, le=eigen.MAX_SIMULATIONS)
+    ] = eigen.DEFAULT_SIMULATIONS
+    eigen_adjustment_seed: Annotated[int, Field(ge=0, le=eigen.MAX_SEED)] = eigen.DEFAULT_SEED
 
     @model_validator(mode="after")
     def _length_needs_method(self) -> FactorCovarianceSettings:
@@ -334,12 +347,18 @@ class FactorCovarianceSettings(_Settings):
 
     @model_serializer(mode="wrap")
     def _tutorial_keys_when_default(self, handler: SerializerFunctionWrapHandler) -> Any:
-        """At its default (0) `warmup_length` is left out: the settings print exactly the
-        tutorial's nine keys, and files built before the setting existed keep their identity
-        (`fingerprint`)."""
+        """At its default (0) `warmup_length` is left out, and so are the three eigen
+        adjustment settings while the adjustment is off (`eigen_adjustment_scale` null: the
+        simulation count and seed change no number then): the settings print exactly the
+        tutorial's nine keys, and files built before these settings existed keep their
+        identity (`fingerprint`). With the adjustment on, all three are printed (and part of
+        the identity), defaults included."""
         data = handler(self)
         if isinstance(data, dict) and data.get("warmup_length") == 0:
             del data["warmup_length"]
+        if isinstance(data, dict) and data.get("eigen_adjustment_scale", 0) is None:
+            for key in EIGEN_KEYS:
+                data.pop(key, None)
         return data
 
     def non_default(self) -> dict[str, Any]:

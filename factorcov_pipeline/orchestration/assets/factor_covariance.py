@@ -1,8 +1,13 @@
-"""`factor_covariance`: covariance_ij = vol_i x vol_j x correlation_ij, the full K x K per date."""
+"""`factor_covariance`: covariance_ij = vol_i x vol_j x correlation_ij, the full K x K per date,
+eigen-adjusted when `eigen_adjustment_scale` is set (`core/eigen.py`)."""
 
+import datetime as dt
+
+import numpy as np
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from factorcov_pipeline.core.covariance import covariance_from
+from factorcov_pipeline.core.eigen import EigenAdjustment
 from factorcov_pipeline.core.panel import cube_to_pairs, pairs_to_cube
 from factorcov_pipeline.orchestration import views
 from factorcov_pipeline.orchestration.assets.common import (
@@ -22,7 +27,7 @@ from factorcov_pipeline.orchestration.resources import (
     FactorcovStorage,
     one_connection,
 )
-from factorcov_pipeline.storage import TableWrite
+from factorcov_pipeline.storage import BaseStore, TableWrite
 
 ASSET = "factor_covariance"
 
@@ -42,6 +47,7 @@ def factor_covariance(
     store = storage.store()
     dates = partition_dates(context)
     factors = model_factors(settings)
+    eigen = EigenAdjustment.from_settings(settings.factor_cov_settings)
     n_dates = 0
     # chunk k is stored while chunk k + 1 is computed (storage/write_behind.py)
     with store.write_behind() as writer:
@@ -55,6 +61,8 @@ def factor_covariance(
             corr_long = store.read_dates("factor_correlation", chunk[0], chunk[-1])
             corr = pairs_to_cube(corr_long, fc_dates, factors.names, "correlation")
             cov = covariance_from(vol, corr)
+            if eigen is not None:
+                cov = eigen_adjusted(store, eigen, fc_dates, cov)
             writer.replace(
                 [TableWrite(ASSET, cube_to_pairs(fc_dates, factors.names, cov, "covariance"))],
                 date_span(chunk),
@@ -65,3 +73,24 @@ def factor_covariance(
     per_session(context, per)
     on_last_session(context, {"dates": n_dates, **tables, **settings_metadata(settings)})
     return MaterializeResult()
+
+
+def eigen_adjusted(
+    store: BaseStore, eigen: EigenAdjustment, days: list[dt.date], cov: np.ndarray
+) -> np.ndarray:
+    """The eigenfactor risk adjustment of the covariances `cov` of `days` (`core/eigen.py`).
+
+    Applied to vol_i vol_j corr_ij with the regime multiplier inside the volatilities: the
+    adjustment is scale-equivariant, so this equals USE4's order (Newey-West, eigen, regime).
+    Each date's number of observations is the count of sessions with factor returns up to it
+    (the sessions its EWMA has seen); each date's result depends on its own matrix only, so a
+    daily run stores the bits of a one-block run.
+    """
+    if not days:
+        return cov
+    returns = np.asarray(store.stored_dates("factor_returns", end=days[-1]), dtype="datetime64[D]")
+    n_obs = np.searchsorted(returns, np.asarray(days, dtype="datetime64[D]"), side="right")
+    try:
+        return eigen.adjust(cov, n_obs, labels=days)
+    except ValueError as err:
+        raise ValueError(f"{ASSET}: {err}") from None
