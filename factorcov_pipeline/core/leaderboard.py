@@ -50,7 +50,8 @@ at t, after its warm-up, and the models are ranked. Four families of statistics:
 the forecast made at t-1 that t is scored against), every factor has a finite return (a session
 without returns is skipped: the likelihood and the minimum-variance portfolio need the whole
 vector), F_{t-1} is finite and positive definite: its smallest eigenvalue exceeds
-K eps times its largest, numpy's `matrix_rank` tolerance. A warm date with returns whose forecast
+1e-10 times its largest in magnitude (`core.eigen.RANK_RTOL`, the eigen adjustment's threshold of
+a rank-deficient forecast: below it an eigenvalue is zero up to rounding). A warm date with returns whose forecast
 is not positive definite is counted in ``n_singular_forecasts`` and left out (it has no
 inverse, no likelihood and an eigenportfolio of zero forecast risk), never raised as a
 LinAlgError. Every statistic of a model uses the same dates; `leaderboard` scores every model
@@ -95,6 +96,8 @@ from factorcov_pipeline.core.backtest import (
     random_portfolio_names,
     rolling_bias,
 )
+from factorcov_pipeline.core.blas import one_blas_thread
+from factorcov_pipeline.core.eigen import RANK_RTOL
 from factorcov_pipeline.core.forecaster import ANNUALISATION_DAYS
 
 PORTFOLIO_KIND_EIGEN = "eigen"
@@ -283,11 +286,10 @@ def _symmetric(cov: np.ndarray) -> np.ndarray:
 
 
 def _definite(values: np.ndarray) -> np.ndarray:
-    """Positive definite: smallest eigenvalue (ascending rows) above K eps x the largest in
-    magnitude (`numpy.linalg.matrix_rank`'s tolerance)."""
-    k = values.shape[-1]
+    """Positive definite: smallest eigenvalue (ascending rows) above `RANK_RTOL` x the largest
+    in magnitude (module docstring, "Scored dates")."""
     top = np.abs(values).max(axis=-1)
-    return values[..., 0] > k * np.finfo(np.float64).eps * top
+    return values[..., 0] > RANK_RTOL * top
 
 
 def _positive_definite(cov: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -295,14 +297,17 @@ def _positive_definite(cov: np.ndarray, rows: np.ndarray) -> np.ndarray:
     present = rows & np.isfinite(cov).all(axis=(1, 2))
     out = np.zeros(cov.shape[0], dtype=bool)
     if present.any():
-        out[present] = _definite(np.linalg.eigvalsh(_symmetric(cov[present])))
+        with one_blas_thread():
+            out[present] = _definite(np.linalg.eigvalsh(_symmetric(cov[present])))
     return out
 
 
 def _eigh(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Batched eigendecomposition of symmetric (n, K, K) matrices, eigenvalues ascending, each
-    eigenvector's largest-magnitude entry (the first on a tie) made positive."""
-    d, u = np.linalg.eigh(_symmetric(cov))
+    """Batched eigendecomposition of symmetric (n, K, K) matrices (`_symmetric`), eigenvalues
+    ascending, each eigenvector's largest-magnitude entry (the first on a tie) made positive.
+    One BLAS thread: a stack of small problems (`core.blas`; 20x faster on a loaded machine)."""
+    with one_blas_thread():
+        d, u = np.linalg.eigh(cov)
     big = np.abs(u).argmax(axis=1)  # (n, K): row of each column's largest entry
     sign = np.sign(np.take_along_axis(u, big[:, None, :], axis=1))  # (n, 1, K), never 0
     return d, u * sign
@@ -334,7 +339,7 @@ def factor_min_variance(prior_cov_daily: np.ndarray) -> FactorMinVariance:
     reason = np.full(t, None, dtype=object)
     reason[~present] = REASON_NO_FORECAST
     if present.any():
-        d, u = _eigh(cov[present])
+        d, u = _eigh(_symmetric(cov[present]))
         pos = np.flatnonzero(present)
         ok = _definite(d)
         reason[pos[~ok]] = REASON_NOT_POSITIVE_DEFINITE
@@ -439,7 +444,8 @@ def evaluate_model(
     returns_ok = np.isfinite(r).all(axis=1)
     candidate = warm_b & returns_ok & np.isfinite(cov).all(axis=(1, 2))
     cand = np.flatnonzero(candidate)
-    d, u = _eigh(cov[cand]) if cand.size else (np.empty((0, k)), np.empty((0, k, k)))
+    cs = _symmetric(cov[cand])
+    d, u = _eigh(cs) if cand.size else (np.empty((0, k)), np.empty((0, k, k)))
     definite = _definite(d) if cand.size else np.zeros(0, dtype=bool)
     n_singular = int((~definite).sum())
     use = definite & allowed[cand]
@@ -450,14 +456,15 @@ def evaluate_model(
     n = idx.size
 
     rr = r[idx]
-    c = _symmetric(cov[idx])
+    c = cs[use]
     p = w_rand.shape[0]
     w_test = np.vstack([np.eye(k), w_rand])  # factor and random portfolios, (K + P, K)
-    h = np.einsum("pk,nkl,pl->np", w_test, c, w_test, optimize=True)  # forecast variances
-    rp = rr @ w_test.T
-    y = np.einsum("njk,nj->nk", u, rr)  # eigenportfolio returns u_k' r
-    w_mv, s = _min_variance(d, u)
-    r_mv = np.einsum("nk,nk->n", w_mv, rr)
+    with one_blas_thread():
+        h = np.einsum("pk,nkl,pl->np", w_test, c, w_test, optimize=True)  # forecast variances
+        rp = rr @ w_test.T
+        y = np.einsum("njk,nj->nk", u, rr)  # eigenportfolio returns u_k' r
+        w_mv, s = _min_variance(d, u)
+        r_mv = np.einsum("nk,nk->n", w_mv, rr)
     z = np.hstack([rp / np.sqrt(h), y / np.sqrt(d), (r_mv * np.sqrt(s))[:, None]])
 
     port_names = names + random_portfolio_names(p) + _eigen_names(k) + [MIN_VARIANCE_PORTFOLIO]
