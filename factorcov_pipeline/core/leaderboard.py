@@ -49,10 +49,10 @@ at t, after its warm-up, and the models are ranked. Four families of statistics:
 **Scored dates.** A date t is scored when its forecast is warm (``warm[t]``, the warm flag of
 the forecast made at t-1 that t is scored against), every factor has a finite return (a session
 without returns is skipped: the likelihood and the minimum-variance portfolio need the whole
-vector), F_{t-1} is finite and positive definite: its smallest eigenvalue exceeds
-1e-10 times its largest in magnitude (`core.eigen.RANK_RTOL`, the eigen adjustment's threshold of
-a rank-deficient forecast: below it an eigenvalue is zero up to rounding). A warm date with returns whose forecast
-is not positive definite is counted in ``n_singular_forecasts`` and left out (it has no
+vector), F_{t-1} is finite and positive definite: its smallest eigenvalue exceeds 1e-10 times
+its largest in magnitude (`core.eigen.RANK_RTOL`, the eigen adjustment's threshold of a
+rank-deficient forecast: below it an eigenvalue is zero up to rounding). A warm date with
+returns whose forecast is not positive definite is counted in ``n_singular_forecasts`` and left out (it has no
 inverse, no likelihood and an eigenportfolio of zero forecast risk), never raised as a
 LinAlgError. Every statistic of a model uses the same dates; `leaderboard` scores every model
 on the dates scored for all of them (``common_sample``), so that a model with a longer warm-up
