@@ -52,9 +52,9 @@ without returns is skipped: the likelihood and the minimum-variance portfolio ne
 vector), F_{t-1} is finite and positive definite: its smallest eigenvalue exceeds 1e-10 times
 its largest in magnitude (`core.eigen.RANK_RTOL`, the eigen adjustment's threshold of a
 rank-deficient forecast: below it an eigenvalue is zero up to rounding). A warm date with
-returns whose forecast is not positive definite is counted in ``n_singular_forecasts`` and left out (it has no
-inverse, no likelihood and an eigenportfolio of zero forecast risk), never raised as a
-LinAlgError. Every statistic of a model uses the same dates; `leaderboard` scores every model
+returns whose forecast is not positive definite is counted in ``n_singular_forecasts`` and
+left out (it has no inverse, no likelihood and an eigenportfolio of zero forecast risk), never
+raised as a LinAlgError. Every statistic of a model uses the same dates; `leaderboard` scores every model
 on the dates scored for all of them (``common_sample``), so that a model with a longer warm-up
 is not compared over another period. The bias grid starts at the first scored date: a 12-month
 window reaching before it is not a window of outcomes.
