@@ -54,10 +54,10 @@ its largest in magnitude (`core.eigen.RANK_RTOL`, the eigen adjustment's thresho
 rank-deficient forecast: below it an eigenvalue is zero up to rounding). A warm date with
 returns whose forecast is not positive definite is counted in ``n_singular_forecasts`` and
 left out (it has no inverse, no likelihood and an eigenportfolio of zero forecast risk), never
-raised as a LinAlgError. Every statistic of a model uses the same dates; `leaderboard` scores every model
-on the dates scored for all of them (``common_sample``), so that a model with a longer warm-up
-is not compared over another period. The bias grid starts at the first scored date: a 12-month
-window reaching before it is not a window of outcomes.
+raised as a LinAlgError. Every statistic of a model uses the same dates; `leaderboard` scores
+every model on the dates scored for all of them (``common_sample``), so that a model with a
+longer warm-up is not compared over another period. The bias grid starts at the first scored
+date: a 12-month window reaching before it is not a window of outcomes.
 
 One eigendecomposition per date serves everything (batched `numpy.linalg.eigh`, no loop over
 dates or portfolios): with F = U D U' and y = U' r, the eigenportfolio outcomes are
