@@ -450,7 +450,7 @@ def bench_materialize(quick: bool, repeats: int) -> None:
         # (as for a user's existing home); each recorded run follows an unrecorded one.
         home = Path(tmp) / "dagster_home"
         home.mkdir()
-        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+        shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
         for i in range(reps):
             env = {
                 **os.environ,

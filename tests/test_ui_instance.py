@@ -33,7 +33,7 @@ def _settings(tmp: Path) -> str:
 def _home(tmp: Path) -> Path:
     home = tmp / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     return home
 
 
