@@ -8,6 +8,7 @@
 4. one new daily partition after 1 year and after 10 years of history (with / without checks)
 5. scale: 10 years x 10,000 assets x ~72 factors end to end, peak RSS, DuckDB file size
 6. portfolio risk of 1,000 portfolios x 3,000 assets on one date (benchmarks/portfolio_risk.py)
+9. the Dagster UI: a 5-session range from the launch to the end, beside the CLI (ui_latency.py)
 
 Every table states the machine, the sizes, the median of the repeated runs and the ratios
 measured in the same run. Nothing here is tuned to a target: the targets are printed next to
@@ -800,6 +801,13 @@ def bench_portfolio(quick: bool, repeats: int) -> None:
     bench_portfolio_risk(quick, repeats, timed, print_table, fmt_s, verdict)
 
 
+def bench_ui(quick: bool, repeats: int) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from ui_latency import bench_ui_latency
+
+    bench_ui_latency(quick, repeats, print_table, fmt_s, verdict)
+
+
 from byo import bench_synthetic_decade, bench_user_file  # noqa: E402 (issue 11)
 
 BENCHMARKS = {
@@ -811,6 +819,7 @@ BENCHMARKS = {
     6: bench_portfolio,
     7: bench_user_file,
     8: bench_synthetic_decade,
+    9: bench_ui,
 }
 
 

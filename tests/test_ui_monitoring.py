@@ -81,6 +81,9 @@ def _queue_moves_on(dev: DagsterDev, dead_run: str) -> None:
 def test_sigkilled_cli_run_does_not_block_the_queue(tmp_path, monkeypatch):
     dev = start_dagster_dev(tmp_path)
     monkeypatch.setenv("DAGSTER_HOME", str(dev.home))  # this process reads the instance too
+    # started as the README starts it (repo root, DAGSTER_HOME elsewhere): no notice that a
+    # dagster.yaml in the current folder is ignored (the instance file lives in deploy/)
+    assert "will not be used to configure Dagster" not in dev.log.read_text()
     try:
         env = {**dev.env}
         cli = subprocess.Popen(

@@ -75,7 +75,7 @@ class DagsterDev:
 def start_dagster_dev(
     tmp: Path,
     *,
-    n_assets: int = 300,
+    n_assets: int | None = 300,
     instance_yaml: Path = SHIPPED_INSTANCE,
     home: Path | None = None,
     database: Path | None = None,
@@ -83,21 +83,21 @@ def start_dagster_dev(
 ) -> DagsterDev:
     """Start `dagster dev` from the repo root (workspace.yaml) with `instance_yaml` copied into a
     fresh DAGSTER_HOME (or an existing `home`, kept as it is); wait until the code location has
-    loaded. Stop it with `stop_dagster_dev`."""
+    loaded. `n_assets`: the synthetic universe's size (None: the default settings). Stop it with
+    `stop_dagster_dev`."""
     if home is None:
         home = tmp / "dagster_home"
         home.mkdir()
         shutil.copy(instance_yaml, home / "dagster.yaml")
-    settings = tmp / "settings.json"
-    settings.write_text(json.dumps({"factor_model_settings": {"universe": {"n_assets": n_assets}}}))
     database = database or tmp / "fc.duckdb"
     port = free_port()
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "FACTORCOV_DUCKDB": str(database),
-        "FACTORCOV_SETTINGS": str(settings),
-    }
+    env = {**os.environ, "DAGSTER_HOME": str(home), "FACTORCOV_DUCKDB": str(database)}
+    env.pop("FACTORCOV_SETTINGS", None)
+    if n_assets is not None:
+        settings = tmp / "settings.json"
+        universe = {"universe": {"n_assets": n_assets}}
+        settings.write_text(json.dumps({"factor_model_settings": universe}))
+        env["FACTORCOV_SETTINGS"] = str(settings)
     log = tmp / log_name
     with open(log, "w") as out:
         proc = subprocess.Popen(
@@ -143,7 +143,7 @@ def stop_dagster_dev(dev: DagsterDev, *, kill: bool = False) -> None:
 
 
 @contextmanager
-def dagster_dev(tmp: Path, n_assets: int = 300, **kwargs: Any) -> Iterator[DagsterDev]:
+def dagster_dev(tmp: Path, n_assets: int | None = 300, **kwargs: Any) -> Iterator[DagsterDev]:
     dev = start_dagster_dev(tmp, n_assets=n_assets, **kwargs)
     try:
         yield dev
