@@ -165,10 +165,13 @@ def recorded_run(tmp_path, monkeypatch):
         yield instance, instance.get_run_by_id(result.run_id)
 
 
-def _record_pid(instance: dg.DagsterInstance, run: dg.DagsterRun, pid: int) -> None:
-    instance.report_engine_event(
-        f"Started process (pid: {pid}).", run, EngineEventData.in_process(pid)
-    )
+def _record_pid(instance: dg.DagsterInstance, run: dg.DagsterRun, pid: int, how: str) -> None:
+    """An engine event as Dagster writes it: a run worker started, or steps executed, in `pid`."""
+    message = {
+        "worker": f"Started process for run (pid: {pid}).",
+        "steps": f"Executing steps in process (pid: {pid})",
+    }[how]
+    instance.report_engine_event(message, run, EngineEventData.in_process(pid))
 
 
 def test_health_of_the_recorded_process(recorded_run):
@@ -182,7 +185,7 @@ def test_health_of_the_recorded_process(recorded_run):
     # a process that has exited and been reaped: dead
     gone = subprocess.Popen(["true"])
     gone.wait()
-    _record_pid(instance, run, gone.pid)
+    _record_pid(instance, run, gone.pid, "worker")
     health = worker_health(instance, run)
     assert health.status == WorkerStatus.FAILED and "no longer exists" in health.msg
 
@@ -194,10 +197,25 @@ def test_health_of_the_recorded_process(recorded_run):
         while (run_launcher.process_state(zombie.pid) or ("",))[0] != "Z":
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        _record_pid(instance, run, zombie.pid)
+        _record_pid(instance, run, zombie.pid, "worker")
         assert worker_health(instance, run).status == WorkerStatus.FAILED
     finally:
         zombie.wait()
+
+
+def test_the_runs_own_process_not_a_step_child(recorded_run):
+    """Under a multiprocess executor each step's child records "Executing steps in process"
+    too: the run's own process is the first of those (a child that has exited is not the run),
+    and a run worker's own event, when there is one, wins."""
+    instance, run = recorded_run
+    child = subprocess.Popen(["true"])
+    child.wait()
+    _record_pid(instance, run, child.pid, "steps")  # after this process's own event
+    assert run_launcher.recorded_worker(instance, run.run_id)[0] == os.getpid()
+    assert worker_health(instance, run).status == WorkerStatus.RUNNING
+    _record_pid(instance, run, child.pid, "worker")
+    assert run_launcher.recorded_worker(instance, run.run_id)[0] == child.pid
+    assert worker_health(instance, run).status == WorkerStatus.FAILED
 
 
 def test_a_reused_process_id_is_not_the_run(recorded_run, monkeypatch):

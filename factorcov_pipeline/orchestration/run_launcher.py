@@ -42,16 +42,34 @@ from dagster._core.storage.dagster_run import DagsterRun
 START_TIME_SLACK_SECONDS = 10.0
 
 
+# Dagster's engine events that name the process executing a run (metadata `pid`): the run
+# worker a launcher started (dagster/_grpc/impl.py, dagster/_cli/api.py; a resumed run records a
+# new one) and the in-process executor (dagster/_core/executor/in_process.py), the only one an
+# `execute_in_process` run (`factorcov materialize`) records. Under a multiprocess executor each
+# step's child process records the latter too, so of those the run's first is its own process.
+WORKER_STARTED = "Started process for run (pid:"
+STEPS_IN_PROCESS = "Executing steps in process (pid:"
+
+
 def recorded_worker(instance: Any, run_id: str) -> tuple[int, float] | None:
-    """The (pid, event timestamp) of the latest engine event of the run that names its process,
-    or None when the run has recorded none yet."""
-    events = instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT)
-    for entry in reversed(events):
+    """The (pid, event timestamp) of the process executing run `run_id`: the latest run worker
+    it recorded, else the first process that executed its steps; None when it has recorded
+    neither yet."""
+    workers: list[tuple[int, float]] = []
+    executors: list[tuple[int, float]] = []
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
+        message = (entry.dagster_event.message or "") if entry.dagster_event else ""
         data = entry.dagster_event.event_specific_data if entry.dagster_event else None
-        pid = getattr(data, "metadata", {}).get("pid") if data is not None else None
-        if pid is not None and str(pid.value).isdigit():
-            return int(pid.value), entry.timestamp
-    return None
+        pid = (getattr(data, "metadata", None) or {}).get("pid")
+        if pid is None or not str(pid.value).isdigit():
+            continue
+        if message.startswith(WORKER_STARTED):
+            workers.append((int(pid.value), entry.timestamp))
+        elif message.startswith(STEPS_IN_PROCESS):
+            executors.append((int(pid.value), entry.timestamp))
+    if workers:
+        return workers[-1]
+    return executors[0] if executors else None
 
 
 def _boot_time() -> float | None:
