@@ -19,8 +19,8 @@ any run once the code server itself is gone (power loss, `dagster dev` killed).
 process, as all of factorcov's are (the `in_process_executor`, `execute_in_process`), records
 its process id in Dagster's own engine events ("Started process for run (pid: N)" from the run
 worker, "Executing steps in process (pid: N)" from the in-process executor, metadata `pid`). A
-run is dead when the latest such process no longer exists, is a zombie, or is a newer process
-that re-used the id (it started after the event was written). A run that has not recorded a
+run is dead when its process (`recorded_worker`) no longer exists, is a zombie, or is a newer
+process that re-used the id (it started after the event was written). A run that has not recorded a
 process yet is left alone (reported RUNNING). The check sees processes of its own machine, so
 it belongs to an instance whose runs all run on the machine of its daemon: the SQLite instance
 of deploy/dagster.yaml (its files are local). deploy/dagster-postgres.yaml, shared between
