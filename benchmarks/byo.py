@@ -72,7 +72,7 @@ def bench_user_file(quick: bool, repeats: int) -> None:
             steps_all.append(r.step_times(out))
         home = Path(tmp) / "dagster_home"
         home.mkdir()
-        shutil.copy(r.ROOT / "dagster.yaml", home / "dagster.yaml")
+        shutil.copy(r.ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
         env = {**base, "FACTORCOV_DUCKDB": f"{tmp}/recorded.duckdb", "DAGSTER_HOME": str(home)}
         rec_wall, _, _, rc = r.run_measured(argv, env)
         recorded = f"{rec_wall:.1f} s" if rc == 0 else "failed"

@@ -10,6 +10,7 @@
 6. portfolio risk of 1,000 portfolios x 3,000 assets on one date (benchmarks/portfolio_risk.py)
 9. the eigenfactor risk adjustment per date at K = 21 and 72, and its Monte Carlo error against
    the simulation count (benchmarks/eigen.py)
+10. the Dagster UI: a 5-session range from the launch to the end, beside the CLI (ui_latency.py)
 
 Every table states the machine, the sizes, the median of the repeated runs and the ratios
 measured in the same run. Nothing here is tuned to a target: the targets are printed next to
@@ -452,7 +453,7 @@ def bench_materialize(quick: bool, repeats: int) -> None:
         # (as for a user's existing home); each recorded run follows an unrecorded one.
         home = Path(tmp) / "dagster_home"
         home.mkdir()
-        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+        shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
         for i in range(reps):
             env = {
                 **os.environ,
@@ -802,6 +803,13 @@ def bench_portfolio(quick: bool, repeats: int) -> None:
     bench_portfolio_risk(quick, repeats, timed, print_table, fmt_s, verdict)
 
 
+def bench_ui(quick: bool, repeats: int) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from ui_latency import bench_ui_latency
+
+    bench_ui_latency(quick, repeats, print_table, fmt_s, verdict)
+
+
 from byo import bench_synthetic_decade, bench_user_file  # noqa: E402 (issue 11)
 
 
@@ -822,6 +830,7 @@ BENCHMARKS = {
     7: bench_user_file,
     8: bench_synthetic_decade,
     9: bench_eigen,
+    10: bench_ui,
 }
 
 

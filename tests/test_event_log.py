@@ -109,7 +109,7 @@ def _summary(home: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
 def test_shipped_event_log_records_what_dagsters_stock_storage_records(tmp_path, monkeypatch):
     monkeypatch.delenv(EVENT_BATCH_SIZE_VAR, raising=False)
     stock = _summary(_record(tmp_path, "stock", STOCK_YAML, monkeypatch), monkeypatch)
-    shipped_yaml = (REPO / "dagster.yaml").read_text()
+    shipped_yaml = (REPO / "deploy" / "dagster.yaml").read_text()
     assert "FactorcovSqliteStorage" in shipped_yaml
     monkeypatch.delenv(EVENT_BATCH_SIZE_VAR, raising=False)
     ours = _summary(_record(tmp_path, "ours", shipped_yaml, monkeypatch), monkeypatch)
@@ -128,7 +128,7 @@ def _shipped_home(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[dg.DagsterInstance, FactorcovSqliteEventLogStorage, dg.DagsterRun]]:
     """A run recorded with the shipped dagster.yaml: its instance, event log and run."""
-    home = _record(tmp_path, "home", (REPO / "dagster.yaml").read_text(), monkeypatch)
+    home = _record(tmp_path, "home", (REPO / "deploy" / "dagster.yaml").read_text(), monkeypatch)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
         storage = instance.event_log_storage
@@ -184,7 +184,7 @@ def test_a_home_written_by_dagsters_stock_storage_keeps_its_history(tmp_path, mo
     its runs and their events."""
     home = _record(tmp_path, "home", STOCK_YAML, monkeypatch)
     before = _summary(home, monkeypatch)
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     assert _summary(home, monkeypatch) == before
 
 

@@ -33,7 +33,7 @@ def _settings(tmp: Path) -> str:
 def _home(tmp: Path) -> Path:
     home = tmp / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     return home
 
 
@@ -246,3 +246,31 @@ def test_a_check_failing_on_one_session_fails_there_only(built, tmp_path):
     assert sorted(evaluations) == [str(d) for d in SESSIONS[8:17]]
     assert [k for k, e in evaluations.items() if not e.passed] == [str(bad)]
     assert evaluations[str(bad)].metadata["invalid"].value == 1
+
+
+def test_a_gap_fails_with_its_message_first(tmp_path):
+    """A session whose predecessor is missing ("Latest" after a gap) fails with the message
+    that names the gap as the step's own error: the UI's run log shows the error's message
+    first, then the failure's metadata, then the stack (LogsRowStructuredContent's
+    FailureContent). Before, the step's error was Dagster's "Error occurred while executing op"
+    and the message sat in its cause, below the framework's stack ("View full message")."""
+    storage = FactorcovStorage(database=str(tmp_path / "gap.duckdb"))
+    settings = _settings(tmp_path)
+    assert run_range(START, SESSIONS[2], storage, settings, logger=quiet_logger()).success
+    result = run_range(SESSIONS[6], SESSIONS[6], storage, settings, logger=quiet_logger())
+    assert not result.success
+    failures = result.get_step_failure_events()
+    assert failures
+    for event in failures:
+        data = event.step_failure_data
+        fill = f"factorcov materialize --start {SESSIONS[3]} --end {SESSIONS[6]}"
+        # what the run log shows first: the message, not Dagster's wrapper
+        assert data.error.cls_name == "MissingUpstreamError", data.error
+        first_line = data.error.message.split("\n")[0]
+        assert first_line.endswith(f"MissingUpstreamError: {data.user_failure_data.description}")
+        assert "are not materialised" in first_line and fill in first_line
+        assert data.error.cause is None  # nothing below the framework's stack
+        # then the failure's metadata (dagster.Failure): the command that fills the gap
+        assert data.user_failure_data.metadata["fill the gap"].value == fill
+    # the command line still prints the same one line per failed step
+    assert all("MissingUpstreamError" in m for m in failure_messages(result))

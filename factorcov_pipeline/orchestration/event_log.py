@@ -1,6 +1,6 @@
 """Dagster's SQLite storage with an event log that keeps its connections open.
 
-`dagster.yaml` (shipped at the repository root, README "Dagster UI") selects this storage with
+deploy/dagster.yaml (the shipped instance file, README "Dagster UI") selects this storage with
 `storage: custom:`, Dagster's documented extension point for instance storage. Runs, schedules and
 the on-disk layout under DAGSTER_HOME are Dagster's own (`DagsterSqliteStorage`): an existing
 DAGSTER_HOME keeps working, and `dagster dev` reads the same files.

@@ -2,7 +2,7 @@
 
 Without DAGSTER_HOME: a throw-away in-memory instance (nothing recorded, fastest). With it: the
 instance configured by `$DAGSTER_HOME/dagster.yaml`, so `dagster dev` shows the CLI's runs. The
-repository ships that file (`dagster.yaml`, README "Dagster UI"); a DAGSTER_HOME that does not
+repository ships that file (deploy/dagster.yaml, README "Dagster UI"); a DAGSTER_HOME that does not
 exist, is not writable, or has no dagster.yaml is refused with one line saying what to do,
 instead of Dagster's traceback or its multi-line notice (and its slower defaults) on every run.
 
@@ -85,7 +85,7 @@ def instance_from_env() -> DagsterInstance:
     if not home:
         return throwaway_instance()
     path = Path(home)
-    fix = "create it and copy the repository's dagster.yaml into it, or unset DAGSTER_HOME"
+    fix = "create it and copy the repository's deploy/dagster.yaml into it, or unset DAGSTER_HOME"
     if not path.is_absolute():
         raise InstanceConfigError(f"{ENV_HOME}={home} must be an absolute path ({fix})")
     if not path.is_dir():
@@ -94,7 +94,7 @@ def instance_from_env() -> DagsterInstance:
         raise InstanceConfigError(f"{ENV_HOME}={home} is not writable by this user: {fix}")
     if not (path / "dagster.yaml").is_file():
         raise InstanceConfigError(
-            f"{ENV_HOME}={home} has no dagster.yaml: copy the repository's dagster.yaml there "
-            "(README, 'Dagster UI'), or unset DAGSTER_HOME"
+            f"{ENV_HOME}={home} has no dagster.yaml: copy the repository's deploy/dagster.yaml "
+            "there (README, 'Dagster UI'), or unset DAGSTER_HOME"
         )
     return DagsterInstance.get()

@@ -14,10 +14,13 @@ heatmap's labels are plain text rather than K tick objects per axis.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import io
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +38,47 @@ SHORT_SERIES = 3  # a series of fewer dates is drawn with markers
 # Text rasterised without FreeType's hinting (matplotlib's default autohints every glyph): the
 # same glyphs, a little softer, and about 10% less time for a heatmap's 2K labels.
 TEXT_RC = {"text.hinting": "no_hinting"}
+# Factor names are data (a user's factor-returns file may name them in Chinese, Japanese or
+# Korean). matplotlib's own DejaVu Sans has no CJK glyphs and draws boxes ("tofu") for them; a
+# list of families is a per-character fallback since matplotlib 3.6 ("Font fallback"), so each
+# character comes from the first of these fonts that has it: Latin text is drawn exactly as
+# before, CJK text by the first CJK font installed. The files are where Debian's packages put
+# them (`fonts-wqy-microhei`, installed by .ci/run; README, "Dagster UI"), because matplotlib's
+# font cache does not see fonts installed after it was built.
+BASE_FAMILY = "DejaVu Sans"
+CJK_FONTS = {
+    "WenQuanYi Micro Hei": "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "Noto Sans CJK JP": "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "Droid Sans Fallback": "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+}
+
+
+@functools.cache
+def font_families() -> tuple[str, ...]:
+    """DejaVu Sans, then each CJK font of `CJK_FONTS` that matplotlib knows or that is
+    installed at its Debian path (then registered with matplotlib's font manager)."""
+    from matplotlib import font_manager
+
+    known = {f.name for f in font_manager.fontManager.ttflist}
+    families = [BASE_FAMILY]
+    for family, path in CJK_FONTS.items():
+        if family not in known and Path(path).is_file():
+            with contextlib.suppress(Exception):  # an unreadable file: as if not installed
+                font_manager.fontManager.addfont(path)
+                known = {f.name for f in font_manager.fontManager.ttflist}
+        if family in known:
+            families.append(family)
+    return tuple(families)
+
+
+@contextlib.contextmanager
+def _text_style() -> Iterator[None]:
+    """Unhinted text (`TEXT_RC`) in the fonts of `font_families`: figures are built and drawn
+    inside it (text takes its font when it is created)."""
+    import matplotlib
+
+    with matplotlib.rc_context({**TEXT_RC, "font.family": list(font_families())}):
+        yield
 
 
 def _figure(width: float, height: float) -> Any:
@@ -48,12 +92,10 @@ def _figure(width: float, height: float) -> Any:
 
 def _png(fig: Any) -> bytes:
     """The figure as PNG bytes, drawn once (every figure here is laid out by hand), its text
-    unhinted (`TEXT_RC`)."""
-    import matplotlib
-
+    unhinted in the fonts of `font_families` (`_text_style`)."""
     buf = io.BytesIO()
     # zlib level 1: 5 ms less per figure than Pillow's default 6, for PNGs about 9% larger
-    with matplotlib.rc_context(TEXT_RC):
+    with _text_style():
         fig.savefig(buf, format="png", dpi=DPI, pil_kwargs={"compress_level": 1})
     return buf.getvalue()
 
@@ -130,8 +172,9 @@ def line_figure(
 ) -> Any:
     """The `line_chart` figure itself (a new matplotlib `Figure`), for callers that draw more
     on it."""
-    fig = _line_canvas()
-    _draw_lines(fig.axes[0], dates, series, title, ylabel, reference, band)
+    with _text_style():
+        fig = _line_canvas()
+        _draw_lines(fig.axes[0], dates, series, title, ylabel, reference, band)
     return fig
 
 
@@ -157,11 +200,12 @@ def line_chart(
         return _png(line_figure(dates, series, title, ylabel, reference, band))
     fig = getattr(_REUSED, "figure", None)
     _REUSED.figure = None  # a failed draw leaves no half-drawn figure for the next chart
-    if fig is None:
-        fig = _line_canvas()
-    else:
-        _cleared(fig.axes[0])
-    _draw_lines(fig.axes[0], dates, series, title, ylabel, reference, band)
+    with _text_style():
+        if fig is None:
+            fig = _line_canvas()
+        else:
+            _cleared(fig.axes[0])
+        _draw_lines(fig.axes[0], dates, series, title, ylabel, reference, band)
     png = _png(fig)
     _REUSED.figure = fig
     return png
@@ -171,6 +215,11 @@ def heatmap_figure(matrix: np.ndarray, labels: Sequence[str], title: str) -> Any
     """The `heatmap` figure itself (matplotlib `Figure`): cell (i, j) is centred on data
     coordinates (j, i) of its first axes, row 0 at the top; the labels are the figure's
     texts, columns and rows alternating."""
+    with _text_style():
+        return _heatmap_figure(matrix, labels, title)
+
+
+def _heatmap_figure(matrix: np.ndarray, labels: Sequence[str], title: str) -> Any:
     from matplotlib.font_manager import FontProperties
     from matplotlib.textpath import TextToPath
 

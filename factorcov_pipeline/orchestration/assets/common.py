@@ -3,11 +3,12 @@ lookup of a recursion's stored state."""
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from dagster import BackfillPolicy, DagsterLogManager, MetadataValue
+from dagster import BackfillPolicy, DagsterLogManager, Failure, MetadataValue
 
 from factorcov_pipeline import environment
 from factorcov_pipeline.core.factors import FactorSet, factor_set_for
@@ -42,8 +43,19 @@ GAP_TABLE = "factor_return_gaps"
 CATEGORY_COLUMN = {"economic_sector": "sector", "industry_group": "industry_group"}
 
 
-class MissingUpstreamError(RuntimeError):
-    """A partition's inputs (its own previous date, or an upstream date) are not materialised."""
+class MissingUpstreamError(Failure):
+    """A partition's inputs (its own previous date, or an upstream date) are not materialised.
+
+    A `dagster.Failure`, so that the UI shows the message itself first: a plain exception
+    reaches the run's log as Dagster's "Error occurred while executing op ..." with the message
+    further down, under the framework's stack ("View full message"). A Failure is the step's
+    error (its description first, then its metadata: the command that fills the gap). Not
+    retried: the gap is still there on a retry. Still raised and caught as an exception."""
+
+    def __init__(self, message: str) -> None:
+        command = re.search(r"`(factorcov materialize [^`]*)`", message)
+        metadata = {"fill the gap": MetadataValue.text(command.group(1))} if command else {}
+        super().__init__(description=message, metadata=metadata, allow_retries=False)
 
 
 def model_factors(settings: FactorCovarianceReportSettingsV2) -> FactorSet:
