@@ -199,7 +199,7 @@ def bench_ui_latency(
     ]
     universe = f"{n_assets} assets" if n_assets else "the default universe (3,000 assets)"
     print_table(
-        f"9. The UI, a {SESSIONS_PER_RANGE}-session range from the launch to the end "
+        f"10. The UI, a {SESSIONS_PER_RANGE}-session range from the launch to the end "
         "(target <= 2x the CLI)",
         ["path", "median", "CLI, same ranges", "ratio", "target"],
         rows,
