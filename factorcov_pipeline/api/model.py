@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from factorcov_pipeline.api.connections import read_only_connection
 from factorcov_pipeline.api.errors import (
     ClosedError,
     ModelDataError,
@@ -114,10 +115,12 @@ class RiskModel:
     columns.
 
     While a `RiskModel` is open on a DuckDB file, the file is open read-only in this process:
-    other readers (``factorcov sql``, another notebook) can open it too, but a run that writes
-    it (``factorcov materialize``, the schedule) waits for it (``FACTORCOV_LOCK_TIMEOUT``) and
-    then fails; close the model (or use ``with``) before materialising. On PostgreSQL the
-    model reads inside one READ ONLY transaction, and runs are not blocked.
+    other readers (``factorcov sql``, another notebook, more models in this process) can open
+    it too, but a run that writes it (``factorcov materialize``, the schedule) waits for it
+    (``FACTORCOV_LOCK_TIMEOUT``) and then fails; close the model (or use ``with``) before
+    materialising. In this process, other DuckDB connections to the file must use the same
+    configuration (DuckDB keeps one instance per file): query through `sql` instead. On
+    PostgreSQL the model reads inside one READ ONLY transaction, and runs are not blocked.
 
     Attributes
     ----------
@@ -134,7 +137,7 @@ class RiskModel:
         self._stack = ExitStack()
         self._columns: dict[str, list[str]] = {}
         try:
-            con = self._stack.enter_context(store.connect_query_only(timeout=timeout))
+            con = self._stack.enter_context(read_only_connection(store, timeout))
             self._read: StoreReader | None = StoreReader(con, store.location)
             self._model_column = self._check_model(model)
         except BaseException:
