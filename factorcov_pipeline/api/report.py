@@ -118,29 +118,40 @@ class RiskReport(RiskSection):
         return out
 
 
+def _times(values: np.ndarray, factor: float) -> np.ndarray:
+    with np.errstate(over="ignore", invalid="ignore"):
+        return values * factor
+
+
 def section(model: RiskSnapshot, weights: np.ndarray, source: str, day: dt.date) -> RiskSection:
     """The risk of ``weights`` (N,) on ``model``'s assets; refuses (`HoldingsError` naming
     ``source``) weights whose risk is not a finite number."""
-    d = decompose(model, weights)
-    total = float(d.total[0])
-    x = d.exposures[0]
-    fx = x @ model.covariance  # as decompose forms it: contribution = x * marginal exactly
-    inv = 1.0 / total if total > 0 else 0.0
-    names, group_contrib = d.group_contributions(model.factor_groups)
+    # overflowing weights give inf/NaN, refused below in one line, not as numpy warnings
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = decompose(model, weights)
+        total = float(d.total[0])
+        x = d.exposures[0]
+        fx = x @ model.covariance  # as decompose forms it: contribution = x * marginal exactly
+        inv = 1.0 / total if total > 0 else 0.0
+        names, group_contrib = d.group_contributions(model.factor_groups)
     factors = pl.DataFrame(
         {
             "factor": model.factors,
             "factor_group": model.factor_groups,
             "exposure": x,
             "volatility": np.sqrt(np.diagonal(model.covariance)),
-            "marginal_contribution": fx * inv,
+            "marginal_contribution": _times(fx, inv),
             "contribution": d.contributions[0],
-            "share": d.contributions[0] * inv,
+            "share": _times(d.contributions[0], inv),
         },
         schema=FACTOR_COLUMNS,
     )
     groups = pl.DataFrame(
-        {"factor_group": names, "contribution": group_contrib[0], "share": group_contrib[0] * inv},
+        {
+            "factor_group": names,
+            "contribution": group_contrib[0],
+            "share": _times(group_contrib[0], inv),
+        },
         schema=GROUP_COLUMNS,
     )
     out = RiskSection(
