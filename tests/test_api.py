@@ -576,3 +576,17 @@ def test_the_api_page_runs_and_equals_the_command(db, tmp_path, monkeypatch, cap
     )  # fmt: skip
     assert code == 0, err
     assert json.loads(out) == namespace["report"]
+
+
+def test_the_readme_example_runs(db, tmp_path, monkeypatch):
+    readme = (REPO / "README.md").read_text().split("## Python API")[1]
+    (block,) = _python_blocks(readme.split("\n## ")[0])
+    (tmp_path / "data").mkdir()
+    shutil.copy(db, tmp_path / "data" / "factorcov.duckdb")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["rep"].total_risk > 0 and namespace["d"] == DAY
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == [
+        "exposures.parquet", "factor_covariance.parquet", "specific_variance.parquet",
+    ]  # fmt: skip
