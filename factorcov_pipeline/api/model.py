@@ -427,7 +427,9 @@ class RiskModel:
         vol = vol.sort("factor")  # Python's order, as the other frames (not the collation's)
         return vol.select(
             "factor",
-            pl.col("factor").replace_strict(groups, default=None).alias("factor_group"),
+            pl.col("factor")
+            .replace_strict(groups, default=None, return_dtype=pl.String)
+            .alias("factor_group"),
             "volatility",
         )
 
@@ -560,13 +562,12 @@ class RiskModel:
         snap = self.snapshot(date)
         day = as_date(date)
         ids = [str(a) for a in asset_ids]
-        twice = sorted({a for a in ids if ids.count(a) > 1}) if len(set(ids)) < len(ids) else []
-        if twice:
-            raise UnknownAssetError(f"asset id(s) given more than once: {brief(twice)}")
+        given = pl.DataFrame({"asset_id": ids}, schema={"asset_id": pl.String})
+        twice = given.filter(pl.col("asset_id").is_duplicated())["asset_id"].unique().sort()
+        if twice.len():
+            raise UnknownAssetError(f"asset id(s) given more than once: {brief(twice.to_list())}")
         pos = pl.DataFrame({"asset_id": snap.asset_ids, "_n": np.arange(len(snap.asset_ids))})
-        j = pl.DataFrame({"asset_id": ids}, schema={"asset_id": pl.String}).join(
-            pos, on="asset_id", how="left", maintain_order="left"
-        )
+        j = given.join(pos, on="asset_id", how="left", maintain_order="left")
         unknown = j.filter(pl.col("_n").is_null())["asset_id"].to_list()
         if unknown:
             raise UnknownAssetError(
