@@ -142,6 +142,7 @@ def test_total_risk_from_the_public_tables(built):
         "specific_contribution",
         "active",
         "beta",
+        "warnings",
     ]
     h = _weights(ids, port)
     b = _weights(ids, bench)
@@ -172,7 +173,8 @@ def test_total_risk_from_the_public_tables(built):
     total = rows.query("item == 'summary' and name == 'total_risk'")["value"].iloc[0]
     np.testing.assert_allclose(total, out["total_risk"], rtol=1e-12)
     table = _cli(db, "risk", "--portfolio", str(tmp / "p.csv"), "--date", day)
-    assert table.returncode == 0 and "total_risk" in table.stdout
+    total_line = next(ln for ln in table.stdout.splitlines() if ln.startswith("total risk"))
+    assert table.returncode == 0 and f"{100 * out['total_risk']:.2f}" in total_line
 
 
 def test_standing_portfolio_risk_table_from_the_public_tables(built):
@@ -263,9 +265,10 @@ def test_bad_holdings_are_refused_clearly(built):
         assert expected in msg and str(path) in msg, (name, msg)
     # a date without a forecast names the nearest ones; a non-date is refused
     msg = _refused(db, "--portfolio", str(tmp / "unknown.csv"), "--date", "2025-05-10")
-    assert "no risk forecast at 2025-05-10" in msg and "nearest: 2025-05-09" in msg
+    assert "no risk forecast stored for 2025-05-10" in msg
+    assert "nearest stored dates: 2025-05-09 (before), none after" in msg
     msg = _refused(db, "--portfolio", str(tmp / "unknown.csv"), "--date", "2025-04-18")
-    assert "nearest: 2025-04-17, 2025-04-21" in msg
+    assert "nearest stored dates: 2025-04-17 (before), 2025-04-21 (after)" in msg
     assert "not a date" in _refused(db, "--portfolio", str(tmp / "x.csv"), "--date", "05/09")
     assert "not found" in _refused(db, "--portfolio", str(tmp / "missing.csv"), "--date", day)
     # --drop-unknown: the rest is reported, the dropped weight named on stderr

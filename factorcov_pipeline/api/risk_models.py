@@ -9,6 +9,7 @@ forecast at D, the factor groups of ``factor_returns``.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -16,54 +17,83 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from factorcov_pipeline.api.errors import NoForecastError
 from factorcov_pipeline.core.portfolio import RiskSnapshot
 from factorcov_pipeline.storage import quote_ident
 
 Reader = Callable[[str, Sequence[Any]], pl.DataFrame]
 
-
-class NoForecastError(ValueError):
-    """No risk model forecast at the requested date; the message names the nearest dates."""
+__all__ = ["NoForecastError", "Reader", "forecast_dates", "load_risk_models", "require_forecast"]
 
 
-def forecast_dates(read: Reader) -> list[dt.date]:
+def nearest_text(dates: Sequence[dt.date], day: dt.date) -> str:
+    """ "nearest stored dates: X (before), Y (after)" among sorted ``dates`` (as `show` says)."""
+    if not dates:
+        return "the file holds no forecast dates"
+    i = bisect.bisect_left(dates, day)
+    before = dates[i - 1] if i > 0 else None
+    j = bisect.bisect_right(dates, day)
+    after = dates[j] if j < len(dates) else None
+    parts = [f"{before} (before)" if before else "none before"]
+    parts.append(f"{after} (after)" if after else "none after")
+    return "nearest stored dates: " + ", ".join(parts)
+
+
+def no_forecast(day: dt.date, source: str, dates: Sequence[dt.date], noun: str = "forecast") -> str:
+    """The refusal of a date without a forecast: "no forecast stored for D in SOURCE; nearest
+    stored dates: ..." (``noun`` names what is missing: "risk forecast", "exposures")."""
+    return f"no {noun} stored for {day} in {source}; {nearest_text(dates, day)}"
+
+
+def _model_clause(model: str | None, alias: str = "") -> tuple[str, list[Any]]:
+    """``AND model = ?`` on factor_covariance when the store keeps several covariance models
+    (issue 22: a ``model`` column); nothing when ``model`` is None (one model per file)."""
+    if model is None:
+        return "", []
+    prefix = f"{alias}." if alias else ""
+    return f" AND {prefix}model = ?", [model]
+
+
+def forecast_dates(read: Reader, model: str | None = None) -> list[dt.date]:
     """Dates with both a factor covariance and a specific risk forecast."""
+    clause, params = _model_clause(model)
     frame = read(
         "SELECT DISTINCT date FROM factor_covariance WHERE date IN "
-        "(SELECT DISTINCT date FROM specific_risk) ORDER BY date",
-        [],
+        f"(SELECT DISTINCT date FROM specific_risk){clause} ORDER BY date",
+        params,
     )
     return frame["date"].to_list() if frame.height else []
 
 
-def require_forecast(read: Reader, day: dt.date) -> None:
-    """Raise `NoForecastError` naming the nearest forecast dates when D has none."""
+def require_forecast(
+    read: Reader, day: dt.date, source: str = "the store", model: str | None = None
+) -> None:
+    """Raise `NoForecastError` naming the nearest forecast dates when D has no factor
+    covariance or no specific risk forecast."""
+    clause, params = _model_clause(model)
     row = read(
-        "SELECT (SELECT count(*) FROM factor_covariance WHERE date = ?) AS c, "
+        f"SELECT (SELECT count(*) FROM factor_covariance WHERE date = ?{clause}) AS c, "
         "(SELECT count(*) FROM specific_risk WHERE date = ?) AS s",
-        [day, day],
+        [day, *params, day],
     ).row(0)
     if row[0] and row[1]:
         return
-    dates = forecast_dates(read)
-    if not dates:
-        raise NoForecastError(f"no risk forecast at {day}: the file holds no forecasts yet")
-    before = [d for d in dates if d < day][-1:]
-    after = [d for d in dates if d > day][:1]
-    near = ", ".join(str(d) for d in before + after)
-    raise NoForecastError(
-        f"no risk forecast at {day} (forecasts run {dates[0]} .. {dates[-1]}); nearest: {near}"
-    )
+    raise NoForecastError(no_forecast(day, source, forecast_dates(read, model), "risk forecast"))
 
 
-def load_risk_models(read: Reader, start: dt.date, end: dt.date) -> dict[dt.date, RiskSnapshot]:
+def load_risk_models(
+    read: Reader, start: dt.date, end: dt.date, model: str | None = None
+) -> dict[dt.date, RiskSnapshot]:
     """The risk model of every date in [start, end] with a covariance and specific risk
     forecast: exposures of that date (the `exposures` view), covariance and specific risk
-    forecast at it. Assets: those with both an exposure and a specific risk on the date."""
+    forecast at it. Assets: those with both an exposure and a specific risk on the date.
+    ``model`` selects one covariance model of a store that keeps several (a ``model`` column
+    on factor_covariance); None reads the only one."""
+    clause, params = _model_clause(model)
     cov = read(
         "SELECT date, factor_1, factor_2, covariance FROM factor_covariance "
-        "WHERE date BETWEEN ? AND ? ORDER BY date",
-        [start, end],
+        f"WHERE date BETWEEN ? AND ?{clause} ORDER BY date",
+        [start, end, *params],
     )
     if cov.height == 0:
         return {}

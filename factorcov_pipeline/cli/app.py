@@ -6,6 +6,7 @@
     factorcov settings [--settings FILE]  (print the settings in force as JSON)
     factorcov risk --portfolio FILE --date D [--benchmark FILE] [--format table|json|csv]
                                                                            (cli/risk.py)
+    factorcov export --date D --out DIR [--force]                          (cli/export.py)
 
 Each command's module is imported when the command runs, so `factorcov --help` and argument
 errors stay fast.
@@ -60,14 +61,24 @@ def _settings(args: argparse.Namespace) -> int:
 
 
 def _risk(args: argparse.Namespace) -> int:
-    from factorcov_pipeline.api.risk_models import NoForecastError
+    from factorcov_pipeline.api.errors import HoldingsError, RiskModelError
     from factorcov_pipeline.cli import risk as risk_command
-    from factorcov_pipeline.core.holdings import HoldingsError
 
     day = parse_date(args.date, "--date")
     try:
         return risk_command.run(args, day)
-    except (HoldingsError, NoForecastError) as err:
+    except (HoldingsError, RiskModelError) as err:
+        raise UsageError(str(err)) from None
+
+
+def _export(args: argparse.Namespace) -> int:
+    from factorcov_pipeline.api.errors import RiskModelError
+    from factorcov_pipeline.cli import export as export_command
+
+    day = parse_date(args.date, "--date")
+    try:
+        return export_command.run(args, day)
+    except RiskModelError as err:
         raise UsageError(str(err)) from None
 
 
@@ -82,8 +93,25 @@ def _add_risk_parser(sub: Any) -> None:
         action="store_true",
         help="leave out asset ids not in the model on the date (reports the weight dropped)",
     )
+    risk.add_argument(
+        "--all-factors",
+        action="store_true",
+        help="list every factor in the table, also those with zero exposure",
+    )
     risk.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the file")
     risk.set_defaults(func=_risk)
+
+
+def _add_export_parser(sub: Any) -> None:
+    export = sub.add_parser(
+        "export",
+        help="write a date's exposures, factor covariance and specific variances as Parquet",
+    )
+    export.add_argument("--date", required=True, help="the forecast date (YYYY-MM-DD)")
+    export.add_argument("--out", required=True, help="the directory to write the files to")
+    export.add_argument("--force", action="store_true", help="replace files of an earlier export")
+    export.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the file")
+    export.set_defaults(func=_export)
 
 
 def _add_reader_options(parser: argparse.ArgumentParser) -> None:
@@ -153,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--settings")
     st.set_defaults(func=_settings)
     _add_risk_parser(sub)
+    _add_export_parser(sub)
     return parser
 
 

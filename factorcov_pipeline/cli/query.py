@@ -1,25 +1,27 @@
-"""`factorcov sql` and `factorcov show`: read-only queries of the configured store."""
+"""`factorcov sql` and `factorcov show`: read-only queries of the configured store, through the
+read layer (`api/model.RiskModel`, `api/session.py`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from factorcov_pipeline.cli.common import UsageError, parse_date
-from factorcov_pipeline.storage import BaseStore
+
+if TYPE_CHECKING:
+    from factorcov_pipeline.api.model import RiskModel
 
 
-def _query_store(args: argparse.Namespace) -> BaseStore:
-    """The store `factorcov sql` / `show` read: PostgreSQL when FACTORCOV_DATABASE_URL is set,
-    else the DuckDB file (`storage.store_from_env`)."""
-    from factorcov_pipeline.storage import store_from_env
+def _open_model(args: argparse.Namespace) -> RiskModel:
+    """The configured store (PostgreSQL when FACTORCOV_DATABASE_URL is set, else the DuckDB
+    file) opened read-only, its queries stopped after ``--timeout`` seconds."""
+    from factorcov_pipeline.api.model import RiskModel
+    from factorcov_pipeline.cli.risk import configured_store
 
     if args.timeout < 0:
         raise UsageError(f"--timeout {args.timeout:g} is negative (0: no limit)")
-    try:
-        return store_from_env(lock_timeout=args.wait)
-    except ValueError as err:  # a FACTORCOV_DATABASE_URL that is not a PostgreSQL URL
-        raise UsageError(str(err)) from None
+    return RiskModel.from_store(configured_store(args.wait), timeout=args.timeout)
 
 
 def sql(args: argparse.Namespace) -> int:
@@ -31,8 +33,8 @@ def sql(args: argparse.Namespace) -> int:
     if limit is None and args.format == "table":
         limit = terminal.DEFAULT_TABLE_LIMIT
     limit = limit or None
-    store = _query_store(args)
-    with store.connect_query_only(timeout=args.timeout) as con:
+    with _open_model(args) as model:
+        con = model.connection
         try:
             note = terminal.print_query(
                 con, args.query, args.format, limit, textgrid.terminal_width()
@@ -45,18 +47,20 @@ def sql(args: argparse.Namespace) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
+    from factorcov_pipeline.api.session import ShowError, load_session
     from factorcov_pipeline.render import session as session_view
     from factorcov_pipeline.render import terminal, textgrid
 
     day = parse_date(args.date, "DATE")
-    store = _query_store(args)
-    with store.connect_query_only(timeout=args.timeout) as con:
+    with _open_model(args) as model:
+        con = model.connection
         try:
-            forecast = session_view.load_session(con, day, args.factors, store.location)
-        except session_view.ShowError as err:
+            forecast = load_session(model, day, args.factors)
+        except ShowError as err:
             raise UsageError(str(err)) from None
         except con.errors as err:
-            raise UsageError(f"reading {store.location}: {con.describe_error(err)}") from None
-    text = session_view.render_session(forecast, textgrid.terminal_width(), store.location)
+            raise UsageError(f"reading {model.location}: {con.describe_error(err)}") from None
+        location = model.location
+    text = session_view.render_session(forecast, textgrid.terminal_width(), location)
     terminal.write_stdout(text)
     return 0
