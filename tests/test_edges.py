@@ -1,0 +1,96 @@
+"""Issue 21, items 6 and 7: the edges a hostile tester found, each through a public interface.
+
+A signal after the run's last step, a check step that fails or never runs, a refresh that turns
+stored returns into gaps, user factor names that cannot be columns, settings scalars of YAML
+1.1, a closed output pipe, a factor without volatility in the tie-out, a missing descriptor.
+"""
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from factorcov_pipeline.core import calendar
+from factorcov_pipeline.storage import Store
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tablehash import table_hashes
+
+REPO = Path(__file__).resolve().parents[1]
+START = dt.date(2025, 3, 31)
+SESSIONS = calendar.sessions(START, dt.date(2025, 5, 15))[:16]
+END = SESSIONS[-1]
+
+
+def synthetic_settings(tmp: Path, n_assets: int = 120) -> str:
+    path = tmp / "settings.json"
+    path.write_text(json.dumps({"factor_model_settings": {"universe": {"n_assets": n_assets}}}))
+    return str(path)
+
+
+def factorcov(db: Path, *args: str, prelude: str = "", **kw) -> subprocess.CompletedProcess:
+    """`factorcov ARGS` in a fresh process, after `prelude` (Python run before `main`)."""
+    env = {**os.environ, "FACTORCOV_DUCKDB": str(db), "PYTHONPATH": str(REPO)}
+    env.pop("FACTORCOV_PARTITIONS_START", None)
+    code = f"import sys\n{prelude}\nfrom factorcov_pipeline.cli import main\nsys.exit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        **kw,
+    )
+
+
+# ---- (a) a signal right after the last step ---------------------------------------------------
+
+# Sends the signal to this process once the run's last step is done: after run_range returns
+# (the command's summary), or inside run_range's tear-down (the consistency pass).
+AFTER_THE_RUN = """
+import os, signal, time
+from factorcov_pipeline.orchestration import runner
+SIGNO = signal.{name}
+if "{where}" == "summary":
+    real = runner.run_range
+    def patched(*a, **k):
+        result = real(*a, **k)
+        os.kill(os.getpid(), SIGNO); time.sleep(0.2)
+        return result
+    runner.run_range = patched
+else:
+    real = runner.remove_unfinished
+    def patched(*a, **k):
+        os.kill(os.getpid(), SIGNO); time.sleep(0.2)
+        return real(*a, **k)
+    runner.remove_unfinished = patched
+"""
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A synthetic model of 16 sessions, stored (one in-process-free command run)."""
+    tmp = tmp_path_factory.mktemp("built")
+    db, settings = tmp / "fc.duckdb", synthetic_settings(tmp)
+    done = factorcov(db, "materialize", "--settings", settings, "--end", str(END))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return db, settings
+
+
+@pytest.mark.parametrize(("name", "where"), [("SIGTERM", "summary"), ("SIGINT", "teardown")])
+def test_a_signal_after_the_last_step_reports_the_completed_run(built, name, where):
+    db, settings = built
+    before = table_hashes(db)
+    prelude = AFTER_THE_RUN.format(name=name, where=where)
+    done = factorcov(db, "materialize", "--settings", settings, "--end", str(END), prelude=prelude)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert f"{name} arrived while the run was finishing; the run completed" in out, out
+    assert "nothing was written" not in out and "interrupted" not in out
+    assert "factorcov summary" in out and "Traceback" not in out
+    assert table_hashes(db) == before  # the same data, re-written whole
