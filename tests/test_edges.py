@@ -8,15 +8,15 @@ stored returns into gaps, user factor names that cannot be columns, settings sca
 import datetime as dt
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from factorcov_pipeline.core import calendar
-from factorcov_pipeline.storage import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tablehash import table_hashes
@@ -94,3 +94,41 @@ def test_a_signal_after_the_last_step_reports_the_completed_run(built, name, whe
     assert "nothing was written" not in out and "interrupted" not in out
     assert "factorcov summary" in out and "Traceback" not in out
     assert table_hashes(db) == before  # the same data, re-written whole
+
+
+# ---- (b) a full disk in a background checkpoint ------------------------------------------------
+
+FILE_SIZE_LIMIT = """
+import resource, signal
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+"""
+
+
+def test_a_full_disk_in_a_background_checkpoint_counts_every_check(built, tmp_path):
+    """No file may grow past the DuckDB file's size (RLIMIT_FSIZE): the write-ahead log of the
+    first step's commit fits, the checkpoint after it cannot grow the file ("File too large"),
+    DuckDB invalidates the database and every later step fails. The summary counts the
+    checks that never ran as not passed (it printed "0/0 checks passed")."""
+    db = tmp_path / "fc.duckdb"
+    shutil.copy(built[0], db)
+    limit = db.stat().st_size
+    done = factorcov(
+        db,
+        "materialize",
+        "--settings",
+        built[1],
+        "--end",
+        str(END),
+        prelude=FILE_SIZE_LIMIT.format(limit=limit),
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    assert "File too large" in out and "Traceback" not in out
+    summary = re.search(r"run failed after [0-9.]+ s \((\d+)/(\d+)(, (\d+) not run)? checks", out)
+    assert summary is not None, out
+    passed, total = int(summary[1]), int(summary[2])
+    assert total == 10  # every check of the model, whether it ran or not
+    assert passed == out.count("  pass  check ") < total
+    assert int(summary[4] or 0) == total - passed - out.count("FAIL  check")
+    assert "checks not run (an earlier step failed)" in out
