@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from factorcov_pipeline.core import calendar
+from factorcov_pipeline.storage import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tablehash import table_hashes
@@ -125,10 +126,78 @@ def test_a_full_disk_in_a_background_checkpoint_counts_every_check(built, tmp_pa
     out = done.stdout + done.stderr
     assert done.returncode == 1, out
     assert "File too large" in out and "Traceback" not in out
-    summary = re.search(r"run failed after [0-9.]+ s \((\d+)/(\d+)(, (\d+) not run)? checks", out)
+    summary = re.search(
+        r"run failed after [0-9.]+ s; checks passed: (\d+)/(\d+)( \((\d+) not run\))?", out
+    )
     assert summary is not None, out
-    passed, total = int(summary[1]), int(summary[2])
+    passed, total, not_run = int(summary[1]), int(summary[2]), int(summary[4] or 0)
     assert total == 10  # every check of the model, whether it ran or not
     assert passed == out.count("  pass  check ") < total
-    assert int(summary[4] or 0) == total - passed - out.count("FAIL  check")
+    # the others failed (a FAIL line, or their step failed: "fail <asset>_<check>") or never ran
+    failed_checks = out.count("  FAIL  check ") + len(
+        re.findall(r"  fail  \w+_(?:valid|standardised|complete|zero_sum|cases|psd|tieout)\b", out)
+    )
+    assert passed + failed_checks + not_run == total, out
     assert "checks not run (an earlier step failed)" in out
+
+
+# ---- (d) user factor names that cannot be columns ---------------------------------------------
+
+BAD_NAMES = {
+    "nul": (["a\x00b", "Size"], "control characters in 'a\\x00b'"),
+    "newline": (["Value\nMomentum", "Size"], "control characters in 'Value\\nMomentum'"),
+    "case": (["Mkt", "MKT", "Size"], "'MKT' = 'Mkt'"),
+    "reserved": (["date", "Size"], "'date' (the report's own columns"),
+    "reserved-case": (["Factor", "Size"], "'Factor' (the report's own columns"),
+    "long": (["é" * 32, "Size"], "longer than 63 bytes"),
+    "caret": (["^GSPC", "Size"], "'^GSPC'"),
+}
+
+
+def user_factor_file(tmp: Path, names: list[str], n: int = 25) -> tuple[str, str]:
+    from factorcov_pipeline.examples.factor_etfs import factor_etf_returns
+
+    frame = factor_etf_returns(START, n, names=names, seed=3)
+    path = tmp / "factors.parquet"
+    frame.write_parquet(path)
+    settings = tmp / "settings.json"
+    settings.write_text(
+        json.dumps({"factor_model_settings": {"universe": {"factor_returns": str(path)}}})
+    )
+    return str(path), str(settings)
+
+
+@pytest.mark.parametrize("case", sorted(BAD_NAMES))
+def test_factor_names_that_cannot_be_columns_are_refused_when_read(
+    case, tmp_path, monkeypatch, capsys
+):
+    from factorcov_pipeline import cli
+
+    names, needle = BAD_NAMES[case]
+    path, settings = user_factor_file(tmp_path, names)
+    db = tmp_path / "fc.duckdb"
+    monkeypatch.setenv("FACTORCOV_DUCKDB", str(db))
+    code = cli.main(["materialize", "--settings", settings, "--end", str(SESSIONS[10])])
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert code == 2, out
+    assert path in out and needle in out, out
+    assert len(out.strip().splitlines()) == 1 and "Traceback" not in out
+    assert not db.exists()  # refused before anything was written
+
+
+def test_factor_names_are_refused_by_a_run_before_any_write(tmp_path):
+    """The same file in a run launched without the command (the UI, the schedule): its first
+    step refuses it, and no table is created."""
+    from factorcov_pipeline.orchestration.resources import FactorcovStorage
+    from factorcov_pipeline.orchestration.runner import failure_messages, quiet_logger, run_range
+
+    _, settings = user_factor_file(tmp_path, ["Mkt", "MKT", "a\x00b"])
+    db = tmp_path / "fc.duckdb"
+    result = run_range(
+        START, SESSIONS[10], FactorcovStorage(database=str(db)), settings, logger=quiet_logger()
+    )
+    assert not result.success
+    assert "'MKT' = 'Mkt'" in " ".join(failure_messages(result))
+    data = [t for t in Store(db).table_names() if not t.startswith("_") and t != "model_settings"]
+    assert all(Store(db).read(f'SELECT count(*) AS n FROM "{t}"')["n"][0] == 0 for t in data)

@@ -183,7 +183,9 @@ def _report(
     tally = check_tally(result, planned)
     passed = sum(1 for outcome in tally.values() if outcome == "passed")
     not_run = [name for name, outcome in tally.items() if outcome == "not run"]
-    counted = f"{passed}/{len(tally)}" + (f", {len(not_run)} not run" if not_run else "")
+    counted = f"{passed}/{len(tally)}"
+    if not_run:
+        counted += f" ({len(not_run)} not run)"
     if not result.success:
         for message in failure_messages(result):
             console.print(f"[red]failed[/red] {message}")
@@ -204,7 +206,7 @@ def _report(
                 f"factorcov: removed the rows of {start} .. {end} from {', '.join(removed)}: "
                 "they followed from the inputs this run replaced; fix the cause and run again"
             )
-        console.print(f"factorcov: run failed after {elapsed:.1f} s ({counted} checks passed)")
+        console.print(f"factorcov: run failed after {elapsed:.1f} s; checks passed: {counted}")
         return 1
     n_sessions = len(calendar.sessions(start, end))
     summary = store.read(
