@@ -201,3 +201,93 @@ def test_factor_names_are_refused_by_a_run_before_any_write(tmp_path):
     assert "'MKT' = 'Mkt'" in " ".join(failure_messages(result))
     data = [t for t in Store(db).table_names() if not t.startswith("_") and t != "model_settings"]
     assert all(Store(db).read(f'SELECT count(*) AS n FROM "{t}"')["n"][0] == 0 for t in data)
+
+
+# ---- (e) settings: YAML 1.2, huge integers, keys that are not names ----------------------------
+
+SETTINGS_CASES = {
+    "base60.yaml": ("factor_cov_settings:\n  halflife_vol: 1:20\n", "halflife_vol", "'1:20'"),
+    "huge.yaml": (
+        "factor_cov_settings:\n  halflife_vol: " + "9" * 5000 + "\n",
+        "halflife_vol",
+        "5,000 digits is out of range",
+    ),
+    "huge.json": (
+        '{"factor_cov_settings": {"nw_lags_vol": ' + "9" * 5000 + "}}",
+        "nw_lags_vol",
+        "5,000 digits is out of range",
+    ),
+    "list-key.yaml": ("factor_cov_settings:\n  ? [a, b]\n  : 1\n", "factor_cov_settings", "a key"),
+    "top-list-key.yaml": ("? [a, b]\n: 1\n", "<root>", "not a list or mapping"),
+    "int-key.yaml": ("factor_cov_settings:\n  1: 2\n", "factor_cov_settings", "got 1"),
+    "leading-zero.yaml": ("factor_cov_settings:\n  nw_lags_vol: 017\n", "nw_lags_vol", "leading"),
+    "underscore.yaml": ("factor_cov_settings:\n  nw_lags_vol: 1_0\n", "nw_lags_vol", "'1_0'"),
+    "binary.yaml": ("factor_cov_settings:\n  nw_lags_vol: 0b11\n", "nw_lags_vol", "'0b11'"),
+    "on.yaml": (
+        "factor_cov_settings:\n  combine_standardized: on\n",
+        "combine_standardized",
+        "'on'",
+    ),
+    "off.yaml": (
+        "factor_cov_settings:\n  combine_standardized: Off\n",
+        "combine_standardized",
+        "'Off'",
+    ),
+    "inf.yaml": ("factor_cov_settings:\n  halflife_vol: .inf\n", "halflife_vol", "finite"),
+    "timestamp.yaml": (
+        "factor_model_settings:\n  universe:\n    seed: 2025-03-31\n",
+        "universe.seed",
+        "'2025-03-31'",
+    ),
+    "merge.yaml": ("factor_cov_settings:\n  <<: {halflife_vol: 30}\n", "<<", "unknown key"),
+    "int-tag.yaml": ("factor_cov_settings:\n  halflife_vol: !!int 1:20\n", "halflife_vol", "1.2"),
+    "ts-tag.yaml": (
+        "factor_cov_settings:\n  halflife_vol: !!timestamp 2025-01-01\n",
+        "line 2",
+        "timestamp",
+    ),
+    "scalar.yaml": ("0\n", "expected a mapping", "int"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS_CASES))
+def test_settings_yaml_1_1_scalars_huge_integers_and_odd_keys(name, tmp_path, monkeypatch, capsys):
+    from factorcov_pipeline import cli
+
+    text, field, needle = SETTINGS_CASES[name]
+    bad = tmp_path / name
+    bad.write_text(text)
+    db = tmp_path / "fc.duckdb"
+    monkeypatch.setenv("FACTORCOV_DUCKDB", str(db))
+    code = cli.main(["materialize", "--settings", str(bad)])
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert code == 2, out
+    assert str(bad) in out and field in out and needle in out, out
+    assert len(out.strip().splitlines()) == 1 and len(out) < 1000 and "Traceback" not in out
+    assert not db.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("nw_lags_vol: 0o17", {"nw_lags_vol": 15}),  # YAML 1.2 octal (a string in 1.1)
+        ("nw_lags_vol: 0x1F", {"nw_lags_vol": 31}),
+        ("halflife_vol: 6e1", {"halflife_vol": 60.0}),  # a float in 1.2 (a string in 1.1)
+        ("halflife_vol: 1:20\n  nw_lags_vol: 0", None),
+        ("combine_standardized: TRUE", {"combine_standardized": True}),
+        ("shrink_cor_method: null", {"shrink_cor_method": None}),
+        ("shrink_cor_method: ~", {"shrink_cor_method": None}),
+    ],
+)
+def test_settings_yaml_1_2_core_scalars(text, expected, tmp_path):
+    from factorcov_pipeline.core.settings import SettingsError, load_settings
+
+    path = tmp_path / "s.yaml"
+    path.write_text(f"factor_cov_settings:\n  {text}\n")
+    if expected is None:
+        with pytest.raises(SettingsError):
+            load_settings(path)
+        return
+    got = load_settings(path).factor_cov_settings
+    assert {k: getattr(got, k) for k in expected} == expected
