@@ -291,3 +291,24 @@ def test_settings_yaml_1_2_core_scalars(text, expected, tmp_path):
         return
     got = load_settings(path).factor_cov_settings
     assert {k: getattr(got, k) for k in expected} == expected
+
+
+# ---- (f) a closed output pipe ---------------------------------------------------------------
+
+
+def test_a_closed_output_pipe_ends_the_command_quietly(tmp_path):
+    """`factorcov settings | head -1`: the reader is gone before the command writes (its end of
+    the pipe is closed first, so the write fails every time): no BrokenPipeError traceback,
+    nothing on stderr, 141 as a shell reports a process stopped by SIGPIPE."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FACTORCOV_DUCKDB": str(tmp_path / "x.duckdb")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "factorcov_pipeline.cli", "settings"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert err == ""
