@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from factorcov_pipeline.core import calendar
@@ -312,3 +313,93 @@ def test_a_closed_output_pipe_ends_the_command_quietly(tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141, err
     assert err == ""
+
+
+# ---- (g) a factor without volatility in the tie-out; a date without a descriptor ---------------
+
+
+def test_an_empty_sector_and_a_date_without_a_descriptor_are_said_once_in_words(
+    tmp_path, monkeypatch, capsys
+):
+    """A sector of the model without assets (factor return 0, volatility 0: its correlations
+    are 0/0) and a date on which no asset has a momentum descriptor (momentum before its
+    look-back). Both pass their checks, and each is said once, in words, in the run's output
+    and on the evaluations; numpy's "invalid value encountered in divide" is not printed (it
+    was, three times)."""
+    import warnings
+
+    from test_userdata_pipeline import SECTORS, STYLES, user_frame
+
+    from factorcov_pipeline import cli
+
+    day = SESSIONS[10]
+    frame = user_frame().with_columns(
+        pl.when(pl.col("date") == day)
+        .then(None)
+        .otherwise(pl.col("descriptor_momentum"))
+        .alias("descriptor_momentum")
+    )
+    data = tmp_path / "universe.parquet"
+    frame.write_parquet(data)
+    settings = tmp_path / "settings.json"
+    groups = [
+        {"hierarchy": "market"},
+        {"hierarchy": "trbc", "factors": [*SECTORS, "Government Activity"]},  # no assets
+        {"hierarchy": "style", "factors": STYLES},
+    ]
+    settings.write_text(
+        json.dumps(
+            {
+                "factor_model_settings": {
+                    "universe": {"dataset": str(data)},
+                    "exposures": {"exposures": groups},
+                }
+            }
+        )
+    )
+    monkeypatch.setenv("FACTORCOV_DUCKDB", str(tmp_path / "fc.duckdb"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = cli.main(["materialize", "--settings", str(settings), "--end", str(END)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], caught
+    lines = [line for line in out.splitlines() if "warning" in line]
+    zero_vol = [line for line in lines if "with zero volatility" in line]
+    assert len(zero_vol) == 1 and "Government Activity" in zero_vol[0], lines
+    no_descriptor = [line for line in lines if "has no descriptor" in line]
+    assert len(no_descriptor) == 1 and "Momentum" in no_descriptor[0] and str(day) in out
+    assert "warnings" in out  # counted in the summary
+    store = Store(tmp_path / "fc.duckdb")
+    # the next session's momentum return is 0 (regressed on all-zero exposures), as said
+    momentum = store.read(
+        "SELECT factor_return FROM factor_returns WHERE factor = 'Momentum' AND date = ?",
+        [SESSIONS[11]],
+    )
+    assert momentum["factor_return"].to_list() == [0.0]
+
+
+def test_zero_volatility_factors_and_the_silent_normalisation():
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+
+    from factorcov_pipeline.core import tieout
+
+    days = pd.to_datetime(["2025-04-01", "2025-04-02"])
+    names = ["A", "B", "C"]
+    blocks = np.array([np.diag([1.0, 0.0, 4.0]), np.diag([1.0, 2.0, 0.0])])
+    blocks[:, 0, 2] = blocks[:, 2, 0] = 0.5
+    df = pd.DataFrame(
+        blocks.reshape(6, 3),
+        index=pd.MultiIndex.from_product([days, names], names=["date", "factor"]),
+        columns=names,
+    )
+    assert tieout.zero_volatility_factors(df) == {days[0]: ["B"], days[1]: ["C"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cor = tieout.cor_from_vcov(df)
+    verbatim = tieout.cor_from_vcov_verbatim(df)  # pandas: NaN where 0/0, no warning either
+    pd.testing.assert_frame_equal(cor, verbatim, check_exact=True)
+    assert np.isnan(cor.loc[(days[0], "B")]).all() and cor.loc[(days[0], "A"), "C"] == 0.25
