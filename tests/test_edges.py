@@ -403,3 +403,79 @@ def test_zero_volatility_factors_and_the_silent_normalisation():
     verbatim = tieout.cor_from_vcov_verbatim(df)  # pandas: NaN where 0/0, no warning either
     pd.testing.assert_frame_equal(cor, verbatim, check_exact=True)
     assert np.isnan(cor.loc[(days[0], "B")]).all() and cor.loc[(days[0], "A"), "C"] == 0.25
+
+
+# ---- (c) a refresh that turns stored returns into gaps ----------------------------------------
+
+
+@pytest.fixture
+def user_model(tmp_path, monkeypatch):
+    """A user dataset materialised over SESSIONS through the command: (data file, settings,
+    the frame)."""
+    from test_userdata_pipeline import settings_file, user_frame
+
+    from factorcov_pipeline import cli
+
+    frame = user_frame()
+    data = tmp_path / "universe.parquet"
+    frame.write_parquet(data)
+    settings = settings_file(tmp_path, str(data))
+    monkeypatch.setenv("FACTORCOV_DUCKDB", str(tmp_path / "fc.duckdb"))
+    assert cli.main(["materialize", "--settings", settings, "--end", str(END)]) == 0
+    return data, settings, frame, tmp_path / "fc.duckdb"
+
+
+def _materialize(settings: str, capsys, *args: str) -> tuple[int, str]:
+    from factorcov_pipeline import cli
+
+    code = cli.main(["materialize", "--settings", settings, *args])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_a_refresh_with_returns_on_one_session_warns_naming_the_lost_sessions(user_model, capsys):
+    data, settings, frame, db = user_model
+    capsys.readouterr()
+    k = Store(db).read("SELECT count(DISTINCT factor) AS k FROM factor_returns")["k"][0]
+    keep = SESSIONS[5]
+    frame.with_columns(
+        pl.when(pl.col("date") == keep).then(pl.col("total_return")).otherwise(None)
+    ).write_parquet(data)
+    code, out = _materialize(settings, capsys, "--end", str(END))
+    assert code == 0, out  # the file is the truth: stored, but said
+    lost = len(SESSIONS) - 2  # every session but the base date and the one kept
+    warning = [line for line in out.splitlines() if "into gaps" in line]
+    assert len(warning) == 1, out
+    assert f"turned {lost} session(s) that had stored factor returns into gaps" in warning[0]
+    assert f"removing {lost * k} stored factor return(s)" in warning[0]
+    assert str(SESSIONS[1]) in warning[0] and "without any asset return" in warning[0]
+    assert "warnings" in out and "1 (printed above)" in out
+    gaps = Store(db).read("SELECT date, reason FROM factor_return_gaps ORDER BY date")
+    assert gaps.height == lost + 1 and keep not in gaps["date"].to_list()
+
+
+def test_a_refresh_whose_asset_ids_all_changed_names_the_cause(user_model, capsys):
+    """The last 8 sessions again, every asset id renamed: the first of them regresses its
+    returns on the previous session's exposures, stored under the old ids: no asset matches,
+    a stored session becomes a gap, and the warning and factor_return_gaps say why."""
+    data, settings, frame, db = user_model
+    capsys.readouterr()
+    first = SESSIONS[8]
+    frame.with_columns(("new-" + pl.col("asset_id")).alias("asset_id")).write_parquet(data)
+    code, out = _materialize(settings, capsys, "--start", str(first), "--end", str(END))
+    assert code == 0, out
+    warning = [line for line in out.splitlines() if "into gaps" in line]
+    assert len(warning) == 1 and str(first) in warning[0], out
+    assert "turned 1 session(s)" in warning[0] and "asset ids changed?" in warning[0]
+    reason = Store(db).read("SELECT reason FROM factor_return_gaps WHERE date = ?", [first])
+    assert reason["reason"].to_list() == [
+        f"returns of {frame.filter(pl.col('date') == first).height} asset(s), none with "
+        f"exposures on the previous session {SESSIONS[7]} (asset ids changed?)"
+    ]
+
+
+def test_a_plain_rerun_says_nothing_about_gaps(user_model, capsys):
+    _, settings, _, _ = user_model
+    capsys.readouterr()
+    code, out = _materialize(settings, capsys, "--end", str(END))
+    assert code == 0 and "into gaps" not in out and "warnings" not in out, out

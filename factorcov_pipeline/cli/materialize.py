@@ -281,8 +281,10 @@ class _ProgressLogger:
                 step = meta.get("step_key")
                 if event is None:
                     if step is not None and record.levelno == logging.WARNING:
-                        outer.warnings.append(record.getMessage())
-                        console.print(f"  [yellow]warning[/yellow] {record.getMessage()}")
+                        # the message as the step logged it, without Dagster's prefix
+                        message = str(meta.get("orig_message") or record.getMessage())
+                        outer.warnings.append(message)
+                        console.print(f"  [yellow]warning[/yellow] {message}")
                     return
                 if step is None:
                     return
@@ -307,8 +309,7 @@ class _ProgressLogger:
             log = logging.getLogger("factorcov.progress")
             log.setLevel(logging.DEBUG)
             log.propagate = False
-            if not log.handlers:
-                log.addHandler(_Handler())
+            log.handlers = [_Handler()]  # this command's logger (a process may run several)
             return log
 
         return progress_logger
