@@ -479,3 +479,41 @@ def test_a_plain_rerun_says_nothing_about_gaps(user_model, capsys):
     capsys.readouterr()
     code, out = _materialize(settings, capsys, "--end", str(END))
     assert code == 0 and "into gaps" not in out and "warnings" not in out, out
+
+
+def test_stored_returns_turned_into_gaps_on_postgres(tmp_path):
+    """The same detection on PostgreSQL (its SQL is the store's portable form): the asset ids
+    all change for the last 8 sessions; the first of them becomes a gap, with its reason, and
+    the run's metadata counts the stored session and returns it removed."""
+    from pg_server import postgres_server
+    from test_userdata_pipeline import settings_file, user_frame
+
+    from factorcov_pipeline.orchestration.resources import FactorcovPostgres
+    from factorcov_pipeline.orchestration.runner import failure_messages, quiet_logger, run_range
+    from factorcov_pipeline.storage.postgres import PostgresStore
+
+    frame = user_frame()
+    data = tmp_path / "universe.parquet"
+    frame.write_parquet(data)
+    settings = settings_file(tmp_path, str(data))
+    first = SESSIONS[8]
+    with postgres_server() as server:
+        url = server.create_database("gaps")
+        storage = FactorcovPostgres(url=url)
+        result = run_range(START, END, storage, settings, logger=quiet_logger())
+        assert result.success, failure_messages(result)
+        k = PostgresStore(url).read("SELECT count(DISTINCT factor) AS k FROM factor_returns")
+        frame.with_columns(("new-" + pl.col("asset_id")).alias("asset_id")).write_parquet(data)
+        result = run_range(first, END, storage, settings, logger=quiet_logger())
+        assert result.success, failure_messages(result)
+        reason = PostgresStore(url).read(
+            "SELECT reason FROM factor_return_gaps WHERE date = ?", [first]
+        )
+    assert reason["reason"].to_list()[0].endswith(f"{SESSIONS[7]} (asset ids changed?)")
+    meta = next(
+        e.event_specific_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path[-1] == "factor_returns" and e.partition == str(END)
+    )
+    assert meta["stored_sessions_turned_into_gaps"].value == 1
+    assert meta["stored_returns_removed"].value == k["k"][0]
