@@ -15,6 +15,7 @@ errors stay fast.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import warnings
@@ -194,7 +195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         environment.check_all()  # every FACTORCOV_* variable, before anything runs
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+        return code
+    except BrokenPipeError:
+        return _output_closed()
     except (
         UsageError,
         SettingsError,
@@ -210,6 +215,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # SIGINT before or after the run (nothing was being written)
         print("factorcov: interrupted; nothing was written", file=sys.stderr)
         return 128 + int(signal.SIGINT)
+
+
+def _output_closed() -> int:
+    """The reader of our output went away (`factorcov settings | head -1`): stop quietly, as
+    the Python documentation recommends for SIGPIPE (library/signal.html, "Note on SIGPIPE"):
+    point stdout at /dev/null so that the interpreter's final flush does not raise again, and
+    exit as a process stopped by SIGPIPE reports in a shell (128 + 13)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + int(signal.SIGPIPE)
 
 
 if __name__ == "__main__":

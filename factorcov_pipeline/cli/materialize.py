@@ -71,15 +71,14 @@ def run(args: argparse.Namespace) -> int:
     # Imported here so `factorcov --help` and argument errors stay fast.
 
     from factorcov_pipeline.orchestration.instance import InstanceConfigError, instance_from_env
-    from factorcov_pipeline.orchestration.interrupts import signals_seen
+    from factorcov_pipeline.orchestration.interrupts import deferred, pending, signals_seen
     from factorcov_pipeline.orchestration.partitions import SESSIONS_START
     from factorcov_pipeline.orchestration.resources import storage_resource
     from factorcov_pipeline.orchestration.runner import (
         assets_for,
-        check_outcomes,
         checks_skipped_for,
-        failure_messages,
-        removed_tables,
+        interrupt_signal,
+        planned_checks,
         run_range,
         was_interrupted,
     )
@@ -106,61 +105,110 @@ def run(args: argparse.Namespace) -> int:
         f"into {store.path}" + (f" with settings {settings_file}" if settings_file else "")
     )
     t0 = time.perf_counter()
-    with signals_seen() as seen:
+    planned = planned_checks(assets_for(settings), checks_skipped_for(settings))
+    progress = _ProgressLogger()
+    with signals_seen():  # every signal of the command, read by `pending()`
         if args.parallel > 1:  # chunked runs on several processes (orchestration/parallel.py)
             from factorcov_pipeline.orchestration.parallel import run_parallel
 
-            result = run_parallel(
-                start, end, storage, settings_file, args.parallel, None, console.print
-            )
-        else:
+            try:
+                result = run_parallel(
+                    start, end, storage, settings_file, args.parallel, None, console.print
+                )
+            except KeyboardInterrupt:  # the parent waits for its workers: stopped there
+                signo = (pending() or [signal.SIGINT])[-1]
+                console.print(
+                    f"factorcov: interrupted ({signal.Signals(signo).name}) after "
+                    f"{time.perf_counter() - t0:.1f} s; the chunks that finished are stored, "
+                    "the others wrote nothing; run again to complete"
+                )
+                return 128 + int(signo)
+            signo: int | None = None
+            if not result.success:
+                during = pending()
+                signo = during[-1] if during else signal.SIGINT if was_interrupted(result) else None
+            with deferred():
+                return _report(result, signo, planned, progress, store, start, end, t0)
+        # Signals are deferred outside the run's steps until the command returns (see
+        # `interrupts.deferred`): one that lands after the last step neither cuts the summary
+        # nor turns a completed run into an "interrupted" one.
+        with deferred():
             result = run_range(
                 start,
                 end,
                 storage,
                 settings_file,
                 instance,
-                _ProgressLogger().logger_def(),
+                progress.logger_def(),
                 selection=assets_for(settings),
                 skip_checks=checks_skipped_for(settings),
             )
+            return _report(
+                result, interrupt_signal(result), planned, progress, store, start, end, t0
+            )
+
+
+def _report(
+    result: Any,
+    signo: int | None,
+    planned: list[Any],
+    progress: _ProgressLogger,
+    store: Any,
+    start: dt.date,
+    end: dt.date,
+    t0: float,
+) -> int:
+    """What the run did, and the exit code: 128 + the signal for an interrupted run (130 for
+    SIGINT, 143 for SIGTERM, as shells report), 1 for a failed one or one that stored no
+    forecast, 0 for a completed one, also when a signal arrived after its last step (said)."""
+    from factorcov_pipeline.orchestration.interrupts import pending
+    from factorcov_pipeline.orchestration.partitions import SESSIONS_START
+    from factorcov_pipeline.orchestration.runner import (
+        check_outcomes,
+        check_tally,
+        failure_messages,
+        removed_tables,
+    )
+
     elapsed = time.perf_counter() - t0
-    if not result.success and (seen or was_interrupted(result)):
+    if signo is not None:
         # Each chunk is one transaction: the interrupted one rolled back, earlier ones are whole.
-        signo = seen[-1] if seen else signal.SIGINT
         console.print(
             f"factorcov: interrupted ({signal.Signals(signo).name}) after {elapsed:.1f} s; "
             "nothing of the interrupted chunk was written; run again to complete"
         )
-        return 128 + int(signo)  # 130 for SIGINT, 143 for SIGTERM, as shells report
-    if seen and result.success:  # Python lost the step's exception (see `interrupts`)
-        console.print(
-            f"factorcov: {signal.Signals(seen[-1]).name} arrived while the run was finishing; "
-            "the run completed"
-        )
-    # one evaluation per check and session: a check passed when it passed on every session
-    checks = check_outcomes(result)
-    passed = sum(1 for evs in checks.values() if all(e.passed for e in evs))
+        return 128 + int(signo)
+    # every check the run was to evaluate: passed when it passed on every session; a check
+    # whose step failed or never ran did not pass
+    tally = check_tally(result, planned)
+    passed = sum(1 for outcome in tally.values() if outcome == "passed")
+    not_run = [name for name, outcome in tally.items() if outcome == "not run"]
+    counted = f"{passed}/{len(tally)}"
+    if not_run:
+        counted += f" ({len(not_run)} not run)"
     if not result.success:
         for message in failure_messages(result):
             console.print(f"[red]failed[/red] {message}")
-        for name, evs in checks.items():
+        for name, evs in check_outcomes(result).items():
             bad = [e for e in evs if not e.passed]
             if bad:
                 console.print(
                     f"[red]check failed[/red] {name} on {len(bad)} session(s), first "
                     f"{bad[0].partition}: {bad[0].description}"
                 )
+        if not_run:
+            console.print(
+                f"factorcov: checks not run (an earlier step failed): {', '.join(not_run)}"
+            )
         removed = removed_tables(result)
         if removed:
             console.print(
                 f"factorcov: removed the rows of {start} .. {end} from {', '.join(removed)}: "
                 "they followed from the inputs this run replaced; fix the cause and run again"
             )
-        console.print(
-            f"factorcov: run failed after {elapsed:.1f} s ({passed}/{len(checks)} checks passed)"
-        )
+        console.print(f"factorcov: run failed after {elapsed:.1f} s; checks passed: {counted}")
         return 1
+    n_sessions = len(calendar.sessions(start, end))
     summary = store.read(
         "SELECT count(DISTINCT date) AS dates, count(DISTINCT factor) AS factors, "
         "min(date) AS first, max(date) AS last FROM factor_volatility "
@@ -180,9 +228,17 @@ def run(args: argparse.Namespace) -> int:
     row = summary.row(0, named=True)
     table.add_row("forecast dates stored", f"{row['dates']} ({row['first']} .. {row['last']})")
     table.add_row("factors", str(row["factors"]))
-    table.add_row("checks passed", f"{passed}/{len(checks)}")
+    table.add_row("checks passed", counted)
+    if progress.warnings:
+        table.add_row("warnings", f"{len(progress.warnings)} (printed above)")
     table.add_row("wall time", f"{elapsed:.1f} s")
     console.print(table)
+    late = pending()  # after the last step (Python lost it, or it was deferred)
+    if late:
+        console.print(
+            f"factorcov: {signal.Signals(late[-1]).name} arrived while the run was finishing; "
+            "the run completed: every step finished and its rows are stored"
+        )
     return 0
 
 
@@ -193,6 +249,9 @@ class _ProgressLogger:
         self.started: dict[str, float] = {}
         # a check records one evaluation per session: summarised in one line per check step
         self.checks: dict[str, list[Any]] = {}
+        # the run's warnings (degenerate regressions, stored returns turned into gaps, ...),
+        # printed as they come and counted in the summary
+        self.warnings: list[str] = []
 
     def check_line(self, step: str) -> None:
         evaluations = self.checks.pop(step, [])
@@ -222,7 +281,10 @@ class _ProgressLogger:
                 step = meta.get("step_key")
                 if event is None:
                     if step is not None and record.levelno == logging.WARNING:
-                        console.print(f"  [yellow]warning[/yellow] {record.getMessage()}")
+                        # the message as the step logged it, without Dagster's prefix
+                        message = str(meta.get("orig_message") or record.getMessage())
+                        outer.warnings.append(message)
+                        console.print(f"  [yellow]warning[/yellow] {message}")
                     return
                 if step is None:
                     return
@@ -247,8 +309,7 @@ class _ProgressLogger:
             log = logging.getLogger("factorcov.progress")
             log.setLevel(logging.DEBUG)
             log.propagate = False
-            if not log.handlers:
-                log.addHandler(_Handler())
+            log.handlers = [_Handler()]  # this command's logger (a process may run several)
             return log
 
         return progress_logger

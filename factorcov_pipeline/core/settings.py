@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import reprlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -492,11 +493,49 @@ MAX_SETTINGS_BYTES = 1_000_000
 MAX_DEPTH = 20
 
 
+@dataclass(frozen=True)
+class _Refused:
+    """A value (or key) the loader would not guess at: the walk over the parsed settings
+    (`_refuse_marked`) reports it with its field, in one line. Hashable, so it can stand in
+    for a mapping key."""
+
+    reason: str
+    text: str
+
+
+# A settings value never needs more digits (the largest bound is 2^63 - 1, 19 digits); Python
+# refuses to convert more than 4,300 (a 5,000-digit integer was a traceback).
+MAX_INT_DIGITS = 40
+
+# YAML 1.2's core schema (yaml.org/spec/1.2.2, section 10.3.2), the scalars it resolves
+# without a tag; everything else plain is a string.
+_CORE_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_CORE_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_CORE_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_CORE_FLOAT = re.compile(
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)$"
+)
+_DECIMAL = re.compile(r"^[-+]?[0-9]+$")
+
+
 class _SettingsLoader(yaml.SafeLoader):
-    """YAML without the features a settings file never needs and an attacker can abuse:
-    aliases/anchors (an alias bomb expands to gigabytes), nesting deeper than MAX_DEPTH (a
-    RecursionError), duplicate keys (silently the last one wins in PyYAML), and YAML 1.1's
-    `yes`/`no`/`on`/`off` booleans (only `true`/`false` are booleans, as in YAML 1.2 and JSON)."""
+    """Strict YAML 1.2 (the README's promise) without the features a settings file never needs
+    and an attacker can abuse.
+
+    PyYAML implements YAML 1.1, whose implicit scalars differ from 1.2's core schema: `yes`,
+    `no`, `on`, `off` are booleans, `1:20` is the base-60 integer 80, `017` the octal 15,
+    `0b101` 5, `1_000` 1000, `2025-03-31` a date, `<<` merges mappings, while `0o17` and `1e3`
+    are strings. Here the implicit resolvers are exactly 1.2's core schema (null, bool, int,
+    float; the rest are strings, which a number or boolean setting then refuses with its
+    field), and the constructors build 1.2's values: `0o17` is 15, `0x1F` 31, `1e3` 1000.0. An
+    integer with a leading zero (`017`: 15 in YAML 1.1, 17 in 1.2) is refused as ambiguous,
+    and one of more than MAX_INT_DIGITS digits as out of range, each naming its field. Only the
+    core schema's tags exist: `!!timestamp`, `!!binary`, `!!set`, `!!omap`, `!!python/...`
+    are refused. Also refused: aliases/anchors (an alias bomb expands to gigabytes), nesting
+    deeper than MAX_DEPTH (a RecursionError), duplicate keys (silently the last one wins in
+    PyYAML) and keys that are not names (`? [a, b]`, `1:`, `null:`; a list key was a
+    TypeError traceback)."""
 
     depth = 0
 
@@ -520,28 +559,112 @@ class _SettingsLoader(yaml.SafeLoader):
             self.depth -= 1
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise SettingsYAMLError(
-                    f"duplicate key {_excerpt(key)} (line {key_node.start_mark.line + 1})"
+        if not isinstance(node, yaml.MappingNode):
+            raise SettingsYAMLError(f"expected a mapping (line {node.start_mark.line + 1})")
+        mapping: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if isinstance(key_node, yaml.ScalarNode):
+                key = self.construct_object(key_node, deep=deep)
+            else:
+                key = _Refused("a key must be a name, not a list or mapping", f"line {line}")
+            if not isinstance(key, str | _Refused):
+                key = _Refused(f"a key must be a name, got {_excerpt(key)}", f"line {line}")
+            if key in mapping:
+                raise SettingsYAMLError(f"duplicate key {_excerpt(key)} (line {line})")
+            mapping[key] = self.construct_object(value_node, deep=deep)
+        return mapping
+
+    def construct_yaml_bool(self, node: Any) -> Any:
+        value = self.construct_scalar(node)
+        if not _CORE_BOOL.match(value):
+            return _Refused("not a YAML 1.2 boolean (true/false)", value)
+        return value.lower() == "true"
+
+    def construct_yaml_int(self, node: Any) -> Any:
+        value = self.construct_scalar(node)
+        if not _CORE_INT.match(value):
+            return _Refused("not a YAML 1.2 integer", _excerpt(value))
+        if _DECIMAL.match(value):
+            digits = value.lstrip("+-")
+            if len(digits) > MAX_INT_DIGITS:
+                return _Refused(
+                    f"an integer of {len(digits):,} digits is out of range", _excerpt(value)
                 )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+            if len(digits) > 1 and digits[0] == "0":
+                return _Refused(
+                    "a leading zero is ambiguous (octal in YAML 1.1, decimal in YAML 1.2); "
+                    "write the number without it",
+                    value,
+                )
+            return int(value)
+        if len(value) > MAX_INT_DIGITS:
+            return _Refused(f"an integer of {len(value):,} digits is out of range", _excerpt(value))
+        return int(value[2:], 8 if value[1] == "o" else 16)
+
+    def construct_yaml_float(self, node: Any) -> Any:
+        value = self.construct_scalar(node)
+        if not _CORE_FLOAT.match(value):
+            return _Refused("not a YAML 1.2 number", _excerpt(value))
+        return float(value.lower().replace(".inf", "inf").replace(".nan", "nan"))
 
 
 class SettingsYAMLError(ValueError):
     """A settings file uses a JSON/YAML feature settings files refuse."""
 
 
-_SettingsLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+_SettingsLoader.yaml_constructors = {
+    **{
+        f"tag:yaml.org,2002:{tag}": yaml.SafeLoader.yaml_constructors[f"tag:yaml.org,2002:{tag}"]
+        for tag in ("null", "str", "seq", "map")
+    },
+    "tag:yaml.org,2002:bool": _SettingsLoader.construct_yaml_bool,
+    "tag:yaml.org,2002:int": _SettingsLoader.construct_yaml_int,
+    "tag:yaml.org,2002:float": _SettingsLoader.construct_yaml_float,
+    None: yaml.SafeLoader.yaml_constructors[
+        None
+    ],  # any other tag: "could not determine a constructor"
 }
-_SettingsLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
+_SettingsLoader.yaml_implicit_resolvers = {}
+for _tag, _pattern, _first in (
+    ("null", _CORE_NULL, ["~", "n", "N", ""]),
+    ("bool", _CORE_BOOL, list("tTfF")),
+    ("int", _CORE_INT, list("-+0123456789")),
+    ("float", _CORE_FLOAT, list("-+0123456789.")),
+):
+    _SettingsLoader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", _pattern, _first)
+
+
+def _json_int(text: str) -> Any:
+    """JSON integers as Python's json module reads them, but one of more than MAX_INT_DIGITS
+    digits is reported with its field (Python refuses to convert more than 4,300 digits, a
+    traceback before)."""
+    digits = text.lstrip("-")
+    if len(digits) > MAX_INT_DIGITS:
+        return _Refused(f"an integer of {len(digits):,} digits is out of range", _excerpt(text))
+    return int(text)
+
+
+def _refuse_marked(data: Any, source: str) -> None:
+    """Raise a one-line SettingsError for the first `_Refused` value or key in `data`, naming
+    its field as pydantic's errors do (`factor_cov_settings.halflife_vol: ...`)."""
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, _Refused):
+            raise SettingsError(
+                f"invalid settings in {source}: {path or '<root>'}: {item.reason} (got {item.text})"
+            )
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if isinstance(key, _Refused):
+                    raise SettingsError(
+                        f"invalid settings in {source}: {path or '<root>'}: {key.reason} "
+                        f"({key.text})"
+                    )
+                stack.append((value, f"{path}.{key}" if path else str(key)))
+        elif isinstance(item, list):
+            stack.extend((v, f"{path}.{i}" if path else str(i)) for i, v in enumerate(item))
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -603,7 +726,7 @@ def load_settings(path: str | Path | None) -> FactorCovarianceReportSettingsV2:
     text = _read_text(p)
     try:
         if p.suffix.lower() == ".json":
-            data = json.loads(text, object_pairs_hook=_no_duplicates)
+            data = json.loads(text, object_pairs_hook=_no_duplicates, parse_int=_json_int)
             if _depth(data) > MAX_DEPTH:
                 raise SettingsYAMLError(f"nested deeper than {MAX_DEPTH} levels")
         else:
@@ -622,4 +745,7 @@ def load_settings(path: str | Path | None) -> FactorCovarianceReportSettingsV2:
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(err, "problem", None) or type(err).__name__
         raise SettingsError(f"settings file {p} is not valid YAML: {problem}{where}") from None
-    return parse_settings(data or {}, source=str(p))
+    if data is None:  # an empty YAML file: the defaults
+        data = {}
+    _refuse_marked(data, str(p))
+    return parse_settings(data, source=str(p))

@@ -142,8 +142,25 @@ def _normalised(df: pd.DataFrame) -> pd.DataFrame:
             lambda df: df.droplevel("date") / np.outer(np.diag(df) ** 0.5, np.diag(df) ** 0.5)
         )
     sd = np.diagonal(blocks, axis1=1, axis2=2) ** 0.5
-    out = blocks / (sd[:, :, None] * sd[:, None, :])
+    # A factor of zero volatility (a sector without assets) gives 0/0 = NaN, as the tutorial's
+    # pandas division does; pandas computes it without numpy's RuntimeWarning ("invalid value
+    # encountered in divide", printed three times per check), and so does this. The checks say
+    # it once, in words (`zero_volatility_factors`).
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = blocks / (sd[:, :, None] * sd[:, None, :])
     return pd.DataFrame(out.reshape(df.shape), index=df.index, columns=df.columns)
+
+
+def zero_volatility_factors(df_vcov: pd.DataFrame) -> dict[pd.Timestamp, list[str]]:
+    """The factors whose forecast variance (the diagonal of ``df_vcov``) is 0 on each date that
+    has one: their correlations are 0/0, NaN in both frames of the correlation tie-out (a
+    sector without assets has factor return 0 and so volatility 0)."""
+    rows = df_vcov.index.get_level_values(-1)
+    cols = df_vcov.columns.get_indexer(rows)  # each row's own column: the diagonal
+    values = df_vcov.to_numpy()
+    found = np.flatnonzero((cols >= 0) & (values[np.arange(len(rows)), np.maximum(cols, 0)] == 0))
+    names = pd.Series(rows[found].astype(str), index=df_vcov.index.get_level_values(0)[found])
+    return {day: list(group) for day, group in names.groupby(level=0)}
 
 
 def vol_from_vcov(df_vcov: pd.DataFrame) -> pd.DataFrame:

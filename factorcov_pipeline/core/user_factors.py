@@ -10,6 +10,8 @@ and refuses a session range the file does not cover, before any work is done.
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
+from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +35,68 @@ class UserFactorReturns:
     last: dt.date
 
 
+# The wide report (`covariance_report`, the tutorial's `df_vcov`) has a column per factor
+# beside these two.
+REPORT_COLUMNS = ("date", "factor")
+# PostgreSQL truncates identifiers to NAMEDATALEN - 1 = 63 bytes (two long names that share
+# their first 63 bytes would become one column).
+MAX_NAME_BYTES = 63
+SHOWN = 5
+
+
+def _shown(names: list[str]) -> str:
+    more = f" ... and {len(names) - SHOWN} more" if len(names) > SHOWN else ""
+    return ", ".join(repr(n) for n in names[:SHOWN]) + more
+
+
+def check_factor_names(source: str, names: list[str]) -> None:
+    """Refuse, in one line naming the file and the names, factor names that cannot each be a
+    column of the wide report in both stores (DuckDB and PostgreSQL), before anything is
+    written:
+
+    - control characters (NUL, newline, tab, ...): PostgreSQL text cannot hold NUL, and polars
+      panicked on `"a\x00b"` after four tables had been written;
+    - names equal up to case (`Mkt`, `MKT`): DuckDB compares column names case-insensitively
+      and renamed the second `Mkt_1`, which failed the tie-out at the run's end;
+    - the report's own columns `date` and `factor` (in any case), refused only at
+      `covariance_report` before;
+    - longer than 63 bytes of UTF-8: PostgreSQL truncates identifiers to 63 bytes;
+    - `^`: the tutorial's `df_vcov` statement (`core/tieout.vcov_from_report`) cuts column
+      names at `^`, so the tie-out could not find the factor.
+
+    Empty names are refused when the column is read (`userdata._as_string`)."""
+    problems = []
+    control = [n for n in names if any(unicodedata.category(c) == "Cc" for c in n)]
+    if control:
+        problems.append(f"control characters in {_shown(control)}")
+    reserved = [n for n in names if n.lower() in REPORT_COLUMNS]
+    if reserved:
+        problems.append(
+            f"{_shown(reserved)} (the report's own columns are {', '.join(REPORT_COLUMNS)})"
+        )
+    by_case: defaultdict[str, list[str]] = defaultdict(list)
+    for n in names:
+        by_case[n.casefold()].append(n)
+    clashes = [" = ".join(repr(n) for n in group) for group in by_case.values() if len(group) > 1]
+    if clashes:
+        shown = "; ".join(clashes[:SHOWN]) + (" ..." if len(clashes) > SHOWN else "")
+        problems.append(f"names equal up to case ({shown}): DuckDB's columns ignore case")
+    long = [n for n in names if len(n.encode("utf-8")) > MAX_NAME_BYTES]
+    if long:
+        problems.append(
+            f"longer than {MAX_NAME_BYTES} bytes (PostgreSQL's identifier limit): {_shown(long)}"
+        )
+    caret = [n for n in names if "^" in n]
+    if caret:
+        problems.append(f"'^' (the tutorial's report cuts column names there) in {_shown(caret)}")
+    if problems:
+        raise InputDataError(
+            f"{source}: factor names that cannot be columns of the covariance report: "
+            + "; ".join(problems)
+            + ". Rename them in the file"
+        )
+
+
 @lru_cache(maxsize=4)
 def _load(path: str, _mtime_ns: int, _size: int) -> UserFactorReturns:
     from factorcov_pipeline.core.userdata import load_factor_returns
@@ -41,6 +105,7 @@ def _load(path: str, _mtime_ns: int, _size: int) -> UserFactorReturns:
     groups = frame.select("factor", "factor_group").unique(subset="factor", keep="first")
     groups = groups.sort("factor")
     names = tuple(groups["factor"].to_list())
+    check_factor_names(path, list(names))
     if frame.select("factor", "factor_group").unique().height != len(names):
         both = (
             frame.select("factor", "factor_group")

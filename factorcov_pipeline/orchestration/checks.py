@@ -21,6 +21,7 @@ from dagster import AssetCheckEvaluation, AssetCheckExecutionContext, Output, as
 from factorcov_pipeline.core import calendar, tieout
 from factorcov_pipeline.core.correlation import CorrelationForecaster
 from factorcov_pipeline.core.covariance import covariance_from
+from factorcov_pipeline.core.degenerate import brief_dates
 from factorcov_pipeline.core.eigen import EigenAdjustment
 from factorcov_pipeline.core.exposures import BOUND_FACTOR, descriptor_column
 from factorcov_pipeline.core.factors import FactorSet
@@ -360,7 +361,15 @@ def style_exposures_valid(
     descriptor (a flat descriptor, or one the standardisation collapsed: the style's factor
     return would be undefined) and within the documented bound
     |exposure| <= 2 x winsorize_sigma (`core.exposures.BOUND_FACTOR`): beyond it one extreme
-    descriptor has dominated the standardisation."""
+    descriptor has dominated the standardisation.
+
+    A date on which the descriptor is missing (on fewer than two assets: momentum before its
+    look-back, a source that starts later) is not a flat descriptor: the data says nothing
+    about the style that day, so every exposure is 0 (docs/user-data.md: a missing
+    descriptor is exposure 0) and the next session's factor return of the style is 0, not
+    estimated. Failing the blocking check there would stop every run over the look-back, so
+    the date passes, and says so: in the evaluation (`styles_without_descriptor` and the
+    description) and once in the run's log, naming the styles and dates."""
     settings, store, dates, factors = _scope(context, storage, model)
     sigma = settings.factor_model_settings.exposures.winsorize_sigma
     bound = BOUND_FACTOR * sigma
@@ -393,6 +402,7 @@ def style_exposures_valid(
     )
     wide = wide.join(counts, on="date", how="left")
     problems: dict[dt.date, list[str]] = {d: [] for d in wide["date"].to_list()}
+    undescribed: dict[dt.date, list[str]] = {d: [] for d in problems}
     worst = dict.fromkeys(problems, 0.0)
     for i, style in enumerate(factors.styles):
         col = wide[f"a{i}"].fill_null(0.0)
@@ -405,16 +415,34 @@ def style_exposures_valid(
             worst[day] = max(worst[day], float(value))
             if value == 0.0 and has:
                 problems[day].append(f"{style} all zero")
+            elif value == 0.0:
+                undescribed[day].append(style)
             elif value > bound:
                 problems[day].append(f"{style} beyond +/-{bound:g} ({value:.3g})")
     per_date = {
         day: Verdict(
             not found,
-            {"max_abs_exposure": worst[day], "degenerate_styles": len(found)},
-            "; ".join(found) or None,
+            {
+                "max_abs_exposure": worst[day],
+                "degenerate_styles": len(found),
+                "styles_without_descriptor": len(undescribed[day]),
+            },
+            "; ".join(
+                found
+                + [f"{s} has no descriptor on this date: exposure 0" for s in undescribed[day]]
+            )
+            or None,
         )
         for day, found in problems.items()
     }
+    gaps = {s: [d for d, styles in undescribed.items() if s in styles] for s in factors.styles}
+    for style, days in gaps.items():
+        if days:
+            context.log.warning(
+                f"style_exposures_valid: {style} has no descriptor (on fewer than 2 assets) on "
+                f"{len(days)} session(s): {brief_dates(days)}; its exposures are 0 there and "
+                f"the next session's {style} factor return is 0 (not estimated)"
+            )
     missing = Verdict(False, {}, "no style exposures stored for this session")
     yield from session_evaluations(context, {d: per_date.get(d, missing) for d in dates}, what)
 
@@ -662,6 +690,38 @@ def volatility_tieout(
     yield from session_evaluations(context, _with_history(dates, inputs, per_date), what)
 
 
+def _say_zero_volatility(
+    context: AssetCheckExecutionContext, df_vcov: pd.DataFrame, per_date: dict[dt.date, Verdict]
+) -> dict[dt.date, Verdict]:
+    """Factors of zero volatility (a sector without assets: factor return 0, variance 0) have
+    correlations 0/0, NaN in both frames of the tie-out, which then agree: said once in the
+    run's log and on each session's evaluation (description and `zero_volatility_factors`),
+    instead of numpy's "invalid value encountered in divide" printed three times."""
+    zero = {ts.date(): names for ts, names in tieout.zero_volatility_factors(df_vcov).items()}
+    if not zero:
+        return per_date
+    names = sorted({n for found in zero.values() for n in found})
+    days = sorted(zero)
+    context.log.warning(
+        f"correlation_tieout: {len(names)} factor(s) with zero volatility on {len(days)} "
+        f"session(s) ({brief_dates(days)}): {', '.join(names)}; their correlations are "
+        "undefined (0/0), NaN in both the stored report's and the tutorial's frames"
+    )
+    out = dict(per_date)
+    for day, verdict in per_date.items():
+        found = zero.get(day)
+        if found:
+            note = (
+                f"zero volatility, correlations undefined (NaN on both sides): {', '.join(found)}"
+            )
+            out[day] = Verdict(
+                verdict.passed,
+                {**verdict.metadata, "zero_volatility_factors": len(found)},
+                f"{verdict.description}; {note}" if verdict.description else note,
+            )
+    return out
+
+
 @asset_check(asset=covariance_report, partitions_def=trading_sessions, blocking=True)
 @one_connection
 def correlation_tieout(
@@ -699,6 +759,7 @@ def correlation_tieout(
             check_like=True,
             atol=1e-5,
         )
+        per_date = _say_zero_volatility(context, inputs.df_vcov, per_date)
         yield from session_evaluations(context, _with_history(dates, inputs, per_date), what)
         return
     vol, corr = _block_forecasts(inputs)
@@ -724,6 +785,7 @@ def correlation_tieout(
         d: Verdict(bool(e <= CONSISTENCY_TOL), {"max_abs_diff": float(e)}, label)
         for d, e in zip(inputs.in_range, err, strict=True)
     }
+    per_date = _say_zero_volatility(context, inputs.df_vcov, per_date)
     yield from session_evaluations(context, _with_history(dates, inputs, per_date), what)
 
 

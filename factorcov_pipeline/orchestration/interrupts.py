@@ -81,20 +81,66 @@ def signals_seen() -> Iterator[list[int] | None]:
         os.close(wfd)
 
 
+def pending() -> list[int]:
+    """The SIGINT/SIGTERM numbers delivered so far inside the innermost `signals_seen` block
+    (empty without one): read now, not only when the block exits."""
+    if not _WATCHING:
+        return []
+    rfd, raw, seen = _WATCHING[-1]
+    _drain(rfd, raw, seen)
+    return list(seen)
+
+
+@contextmanager
+def deferred() -> Iterator[list[int]]:
+    """Inside the block, SIGINT and SIGTERM raise nothing (outside a Dagster step, where Dagster
+    installs its own handler and restores this one after); the block yields the numbers
+    delivered, and `signals_seen` records them too.
+
+    Why: after a run's last step, Python's handlers would raise KeyboardInterrupt wherever the
+    main thread is (Dagster leaves SIGTERM mapped to SIGINT's handler): in the run's tear-down,
+    in the removal of a failed run's unfinished rows, in the command's summary. The command
+    then said "interrupted; nothing was written" with exit 130, for SIGTERM too, about a run
+    whose every table was written (issue 21.7: 7 of 7 tries). With the signals deferred, the
+    tear-down and the summary finish and the command reports what happened: a run that
+    completed says so. A signal deferred before the run's first step stops the run there
+    (`stop_if_interrupted`), before it reads or writes. Outside the main thread (no handler
+    can be set there) the block changes nothing."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+
+    def _record(signo: int, _frame: object) -> None:
+        got.append(signo)
+
+    previous = {s: signal.getsignal(s) for s in INTERRUPT_SIGNALS}
+    for s in INTERRUPT_SIGNALS:
+        signal.signal(s, _record)
+    try:
+        yield got
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+
+
 def stop_if_interrupted() -> None:
-    """At the start of a step: if a SIGINT/SIGTERM was delivered since the run began and the
+    """At the start of a step: if a SIGINT/SIGTERM was delivered since the run (or the command
+    around it) began and the
     run is still going (Python lost the exception Dagster's handler raised, see the module
     docstring), stop here, before the step reads or writes anything, as Dagster stops a step
     it interrupts (`DagsterExecutionInterruptedError`: the run ends as interrupted). Without a
     watching block (a run launched from the UI) Dagster's handling is left alone."""
     if not _WATCHING or threading.current_thread() is not threading.main_thread():
         return
-    rfd, raw, seen = _WATCHING[-1]
-    _drain(rfd, raw, seen)
-    if seen:
-        raise DagsterExecutionInterruptedError(
-            f"{signal.Signals(seen[-1]).name} was delivered during the run"
-        )
+    # Every watching block, not only the innermost: a signal deferred (`deferred`) between the
+    # command's block and the run's went to the command's pipe only.
+    for rfd, raw, seen in _WATCHING:
+        _drain(rfd, raw, seen)
+        if seen:
+            raise DagsterExecutionInterruptedError(
+                f"{signal.Signals(seen[-1]).name} was delivered during the run"
+            )
 
 
 def interrupted_by_error(events: list[Any]) -> bool:

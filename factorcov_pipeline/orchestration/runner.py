@@ -8,7 +8,7 @@ import datetime as dt
 import logging
 import signal
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 
@@ -17,7 +17,11 @@ from factorcov_pipeline.orchestration.assets import ALL_ASSETS
 from factorcov_pipeline.orchestration.checks import ALL_CHECKS
 from factorcov_pipeline.orchestration.consistency import remove_unfinished
 from factorcov_pipeline.orchestration.instance import throwaway_instance
-from factorcov_pipeline.orchestration.interrupts import interrupted_by_error, signals_seen
+from factorcov_pipeline.orchestration.interrupts import (
+    deferred,
+    interrupted_by_error,
+    signals_seen,
+)
 from factorcov_pipeline.orchestration.resources import (
     FactorcovPostgres,
     FactorcovSettings,
@@ -60,22 +64,43 @@ def run_range(
     # One DuckDB connection for the whole in-process run rather than one per step: opening the
     # file reads its catalog and closing it checkpoints the log, about 25 ms each, 21 times
     # per run. Each write is still its own transaction; the file is released when the run ends.
-    with holding_connections(), signals_seen() as seen:
-        result = defs.resolve_job_def(job.name).execute_in_process(
-            instance=instance or throwaway_instance(),
-            run_config={"loggers": {name: {} for name in loggers}} if loggers else None,
-            tags={
-                "dagster/asset_partition_range_start": str(start),
-                "dagster/asset_partition_range_end": str(end),
-            },
-            raise_on_error=False,
-        )
-    SIGNALS[result.run_id] = seen
-    # A failed run leaves every table consistent (orchestration/consistency.py). Not after an
-    # interruption: every chunk written is whole, and running again completes the range.
-    if not was_interrupted(result):
-        REMOVED[result.run_id] = remove_unfinished(result, storage.store(), start, end, selection)
+    # Signals are deferred outside the run's steps (`interrupts.deferred`): one that lands
+    # after the last step cannot cut the tear-down or the removal below in half, and the
+    # result says what the run did.
+    with deferred():
+        with holding_connections(), signals_seen() as seen:
+            result = defs.resolve_job_def(job.name).execute_in_process(
+                instance=instance or throwaway_instance(),
+                run_config={"loggers": {name: {} for name in loggers}} if loggers else None,
+                tags={
+                    "dagster/asset_partition_range_start": str(start),
+                    "dagster/asset_partition_range_end": str(end),
+                },
+                raise_on_error=False,
+            )
+        SIGNALS[result.run_id] = seen
+        # A failed run leaves every table consistent (orchestration/consistency.py). Not after
+        # an interruption: every chunk written is whole, and running again completes the range.
+        if not was_interrupted(result):
+            REMOVED[result.run_id] = remove_unfinished(
+                result, storage.store(), start, end, selection
+            )
     return result
+
+
+def planned_checks(
+    selection: list[str] | None, skip_checks: Sequence[str] = ()
+) -> list[dg.AssetCheckKey]:
+    """The checks of the selected assets (None: all) but `skip_checks`, in definition order:
+    what a run of that selection evaluates when every step runs."""
+    chosen = None if selection is None else set(selection)
+    return [
+        key
+        for check in ALL_CHECKS
+        for key in check.check_keys
+        if (chosen is None or key.asset_key.to_user_string() in chosen)
+        and key.name not in set(skip_checks)
+    ]
 
 
 # The SIGINT/SIGTERM numbers delivered during each in-process run, by run id (None: the run
@@ -161,6 +186,33 @@ def check_outcomes(
     out: dict[str, list[dg.AssetCheckEvaluation]] = {}
     for evaluation in result.get_asset_check_evaluations():
         out.setdefault(evaluation.asset_check_key.name, []).append(evaluation)
+    return out
+
+
+CheckOutcome = Literal["passed", "failed", "not run"]
+
+
+def check_tally(result: Any, planned: Sequence[dg.AssetCheckKey]) -> dict[str, CheckOutcome]:
+    """The outcome of every check the run was to evaluate (`planned`, plus any other it
+    evaluated), by name: `passed` when it was evaluated and passed on every session and its
+    step succeeded; `failed` when an evaluation failed or its step failed (an error in the
+    check, e.g. a database that a failed background checkpoint invalidated); `not run` when it
+    was never evaluated (its step did not start: an upstream step failed). Counting only the
+    evaluations printed "(2/2 checks passed)" for a run in which three check steps had failed
+    (issue 21.7)."""
+    evaluations = check_outcomes(result)
+    failed_steps = {ev.step_key for ev in result.get_step_failure_events()}
+    keys = list(dict.fromkeys([*planned, *(e[0].asset_check_key for e in evaluations.values())]))
+    out: dict[str, CheckOutcome] = {}
+    for key in keys:
+        evs = evaluations.get(key.name, [])
+        step = f"{key.asset_key.to_python_identifier()}_{key.name}"
+        if step in failed_steps or any(not e.passed for e in evs):
+            out[key.name] = "failed"
+        elif evs:
+            out[key.name] = "passed"
+        else:
+            out[key.name] = "not run"
     return out
 
 

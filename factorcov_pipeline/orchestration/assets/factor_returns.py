@@ -6,7 +6,7 @@ import polars as pl
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from factorcov_pipeline.core import calendar
-from factorcov_pipeline.core.degenerate import degenerate_cases, describe
+from factorcov_pipeline.core.degenerate import brief_dates, degenerate_cases, describe
 from factorcov_pipeline.core.regression import estimate_factor_returns
 from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2
 from factorcov_pipeline.core.user_factors import check_range, user_factor_returns
@@ -49,6 +49,63 @@ def gap_frame(days: list, reason: str) -> pl.DataFrame:
     return pl.DataFrame(
         {"date": days, "reason": [reason] * len(days)},
         schema={"date": pl.Date, "reason": pl.String},
+    )
+
+
+def stored_returns(store: Store, dates: list[dt.date]) -> dict[dt.date, int]:
+    """The factor returns stored for each session of `dates` before this run (read before the
+    first write replaces them)."""
+    if not store.stored_dates("factor_returns", dates[0], dates[-1]):
+        return {}
+    counts = (
+        store.read_dates("factor_returns", dates[0], dates[-1], "date")
+        .group_by("date")
+        .agg(pl.len().alias("n"))
+    )
+    return dict(zip(counts["date"].to_list(), counts["n"].to_list(), strict=True))
+
+
+def warn_returns_lost(
+    context: AssetExecutionContext, before: dict[dt.date, int], lost: list[dt.date], why: str
+) -> dict[str, int]:
+    """Say loudly (the run's output and Dagster's log) that this run turned sessions whose
+    factor returns were stored into gaps, naming them and how many stored returns went: a
+    refresh file with returns on one session of 21 did it to 20 sessions with exit 0 and no
+    word (issue 21.7). The run still stores what its input says (the file is the truth), and
+    the forecasts from those sessions on decay through the gaps."""
+    if not lost:
+        return {"stored_sessions_turned_into_gaps": 0, "stored_returns_removed": 0}
+    rows = sum(before[d] for d in lost)
+    context.log.warning(
+        f"factor_returns: this run turned {len(lost)} session(s) that had stored factor "
+        f"returns into gaps (factor_return_gaps), removing {rows} stored factor return(s): "
+        f"{brief_dates(lost)}; {why}. The forecasts decay through them; if the input lost "
+        "those returns by mistake, fix it and run the range again"
+    )
+    return {"stored_sessions_turned_into_gaps": len(lost), "stored_returns_removed": rows}
+
+
+def gap_reasons(store: Store, gaps: list[dt.date]) -> pl.DataFrame:
+    """Why each session of `gaps` (it has a universe but no regression) has no factor returns:
+    no asset has a return, or returns whose assets have no exposures on the previous session
+    (e.g. the asset ids changed between the runs that stored the two sessions)."""
+    if not gaps:
+        return gap_frame([], "")
+    counts = store.read(
+        "SELECT date, count(asset_return) AS n FROM universe WHERE date BETWEEN ? AND ? "
+        "GROUP BY date",
+        [gaps[0], gaps[-1]],
+    )
+    with_returns = dict(zip(counts["date"].to_list(), counts["n"].to_list(), strict=True))
+    reasons = [
+        f"returns of {with_returns[d]} asset(s), none with exposures on the previous session "
+        f"{calendar.previous_session(d)} (asset ids changed?)"
+        if with_returns.get(d, 0)
+        else "no asset return in the universe"
+        for d in gaps
+    ]
+    return pl.DataFrame(
+        {"date": gaps, "reason": reasons}, schema={"date": pl.Date, "reason": pl.String}
     )
 
 
@@ -123,6 +180,13 @@ def _store_user_factor_returns(
     fr = user.frame.filter(pl.col("date").is_between(dates[0], dates[-1]))
     observed = set(fr["date"].to_list())
     gaps = [d for d in dates if user.first <= d <= user.last and d not in observed]
+    before = stored_returns(store, dates)
+    lost = warn_returns_lost(
+        context,
+        before,
+        [d for d in gaps if d in before],
+        f"the factor-return file {user.path} has no row for them",
+    )
     store.replace(
         [
             TableWrite("factor_returns", fr),
@@ -138,6 +202,7 @@ def _store_user_factor_returns(
             "no_observation_days": len(gaps),
             "factors": user.factors.k,
             "source": MetadataValue.path(user.path),
+            **lost,
         },
     )
     return MaterializeResult()
@@ -168,6 +233,9 @@ def factor_returns(
     factors = model_factors(settings)
     n_dates, n_gaps, min_assets, degenerate = 0, 0, [], []
     universe_dates = set(store.stored_dates("universe", dates[0], dates[-1]))
+    before = stored_returns(store, dates)
+    lost: list[dt.date] = []
+    reasons: list[pl.DataFrame] = []
     chunks = date_chunks(dates, rows_per_session=rows_per_session(settings, factors))
 
     def read_chunk(chunk: list[dt.date]) -> pl.DataFrame:
@@ -193,7 +261,10 @@ def factor_returns(
             fitted = set() if result is None else set(result.stats["date"].to_list())
             gaps = [d for d in chunk if d in universe_dates and d not in fitted]
             n_gaps += len(gaps)
-            gap_write = TableWrite(GAP_TABLE, gap_frame(gaps, "no asset return in the universe"))
+            gap_rows = gap_reasons(store, gaps)
+            lost += [d for d in gaps if d in before]
+            reasons.append(gap_rows.filter(pl.col("date").is_in([d for d in gaps if d in before])))
+            gap_write = TableWrite(GAP_TABLE, gap_rows)
             if result is None:  # the base date, or only no-return sessions: nothing to regress
                 # Every table this step owns is replaced for the chunk's dates, also here: a date
                 # whose returns became empty keeps no regression_stats row of an earlier run.
@@ -214,6 +285,16 @@ def factor_returns(
                 degenerate.append(result.stats)
                 min_assets.append(int(result.stats["n_assets"].min() or 0))
             writer.replace(writes, date_span(chunk), settings_json=settings.fingerprint())
+    lost_reasons = pl.concat(reasons)["reason"].to_list() if reasons else []
+    unmatched = sum(1 for r in lost_reasons if r.startswith("returns of"))
+    why = [
+        f"{len(lost_reasons) - unmatched} without any asset return in the universe",
+        f"{unmatched} whose assets with returns have no exposures on the previous session "
+        "(asset ids changed?)",
+    ]
+    lost_counts = warn_returns_lost(
+        context, before, lost, "; ".join(w for w in why if not w.startswith("0 "))
+    )
     cases = describe(degenerate_cases(pl.concat(degenerate) if degenerate else pl.DataFrame()))
     for line in cases:  # never silent: shown by `factorcov materialize` and the run's log
         context.log.warning(f"factor_returns: degenerate regression: {line}")
@@ -225,6 +306,7 @@ def factor_returns(
             "degenerate_cases": MetadataValue.md("\n".join(f"- {c}" for c in cases) or "none"),
             "dates_with_returns": n_dates,
             "no_observation_days": n_gaps,
+            **lost_counts,
             "min_assets": min(min_assets) if min_assets else 0,
             "first_session": str(SESSIONS_START),
             **figures,
