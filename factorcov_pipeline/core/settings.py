@@ -234,6 +234,13 @@ class ModelConstructionSettings(_Settings):
     returns is zero, which removes the collinearity between the sector dummies and Market.
     `return_clip_bounds`: asset returns are clipped to these bounds before the regression (the
     vendor's default is [-0.1, 0.1]); `null` disables clipping.
+    `return_clip_mad`: c of a clip relative to the date's cross-sectional dispersion, to
+    median +/- c x 1.4826 x MAD of the date's returns (the robust scale the style descriptors
+    use, core/exposures.py); applied before `return_clip_bounds` when both are set; `null`
+    (the default): off. Bounds 2-100: below 2 robust standard deviations the clip would
+    touch about 5% of normal returns, no longer outliers only. Left out of the settings' JSON
+    when null, so files built before the setting existed keep their identity (`fingerprint`).
+    The evidence for the default: docs/return-clipping.md.
     `thin_category_shrinkage`: ridge penalty on sector factor returns, relative to the total
     regression weight, so that a sector with very few assets gets a defined, damped factor return.
     """
@@ -248,7 +255,17 @@ class ModelConstructionSettings(_Settings):
         -0.1,
         0.1,
     )
+    return_clip_mad: Annotated[float, Field(ge=2.0, le=100.0)] | None = None
     thin_category_shrinkage: Annotated[float, Field(ge=0.0, le=100.0)] = 0.0
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_mad_clip(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """`return_clip_mad` is left out while null: the settings' JSON, and so the identity
+        of a file built before the setting existed, stay as they were."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("return_clip_mad", 0.0) is None:
+            del data["return_clip_mad"]
+        return data
 
     @field_validator("return_clip_bounds")
     @classmethod
