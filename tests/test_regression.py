@@ -8,6 +8,8 @@ than the largest), and a null-space/lstsq minimum-norm solution for degenerate d
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import polars as pl
@@ -17,6 +19,7 @@ import scipy.stats
 import statsmodels.api as sm
 from pydantic import ValidationError
 
+from factorcov_pipeline.core import regression
 from factorcov_pipeline.core.factors import (
     GROUP_MARKET,
     GROUP_STYLE,
@@ -38,7 +41,7 @@ from factorcov_pipeline.core.settings import (
 )
 
 FACTORS = FactorSet.build()
-NO_CLIP = ModelConstructionSettings(return_clip_bounds=None)
+NO_CLIP = ModelConstructionSettings(return_clip_bounds=None, return_clip_mad=None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -362,9 +365,13 @@ def test_sorted_input_takes_the_no_sort_path_with_the_same_numbers() -> None:
     [
         NO_CLIP,
         ModelConstructionSettings(
-            return_clip_bounds=None, zero_sum_constraints={"trbc": "equal_weighted"}
+            return_clip_bounds=None,
+            return_clip_mad=None,
+            zero_sum_constraints={"trbc": "equal_weighted"},
         ),
-        ModelConstructionSettings(return_clip_bounds=None, thin_category_shrinkage=0.05),
+        ModelConstructionSettings(
+            return_clip_bounds=None, return_clip_mad=None, thin_category_shrinkage=0.05
+        ),
     ],
     ids=["mcap", "equal", "ridge"],
 )
@@ -440,7 +447,7 @@ def test_clipping_counts_and_equals_preclipped_input() -> None:
     rng = np.random.default_rng(0)
     shocks = rng.choice([0.0, 0.35, -0.6], size=frame.height, p=[0.9, 0.05, 0.05])
     frame = frame.with_columns(pl.col("asset_return") + shocks)
-    settings = ModelConstructionSettings(return_clip_bounds=(-0.1, 0.1))
+    settings = ModelConstructionSettings(return_clip_bounds=(-0.1, 0.1), return_clip_mad=None)
     res = estimate_factor_returns(frame, FACTORS, settings)
     expected = (
         frame.group_by("date")
@@ -589,6 +596,27 @@ def test_relative_clip_bounds_unit_cases() -> None:
     assert empty[0].size == 0 and empty[1].size == 0
 
 
+def test_relative_clip_bounds_in_blocks_of_dates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of whole dates (CLIP_BLOCK_ROWS, here 50 rows: a block per date or two, and a
+    date longer than a block) give each date's bounds as one block does, and as numpy."""
+    rng = np.random.default_rng(5)
+    counts = np.array([7, 40, 1, 61, 12, 12, 30])
+    y = rng.standard_t(3, counts.sum()) * 0.02
+    row_start = np.r_[0, np.cumsum(counts)]
+    whole = relative_clip_bounds(y, row_start, 6.0)
+    monkeypatch.setattr(regression, "CLIP_BLOCK_ROWS", 50)
+    blocks = relative_clip_bounds(y, row_start, 6.0)
+    assert np.array_equal(whole[0], blocks[0]) and np.array_equal(whole[1], blocks[1])
+    for t in range(counts.size):
+        r = y[row_start[t] : row_start[t + 1]]
+        med = np.median(r)
+        scale = NORMAL_MAD * np.median(np.abs(r - med))
+        if counts[t] == 1:
+            assert blocks[0][t] == -np.inf and blocks[1][t] == np.inf
+        else:
+            assert abs(blocks[1][t] - (med + 6.0 * scale)) < 1e-15
+
+
 def test_relative_clip_keeps_a_crisis_date_that_fixed_bounds_cut() -> None:
     """Every return 15% lower on one date (a crash, no outlier): the relative clip leaves the
     date as it is (Market falls 15% more), +/- 10% cuts the move."""
@@ -610,7 +638,9 @@ def test_relative_clip_keeps_a_crisis_date_that_fixed_bounds_cut() -> None:
     rel = ModelConstructionSettings(return_clip_mad=8.0, return_clip_bounds=None)
     calm, crashed = market_return(frame, NO_CLIP), market_return(crash, rel)
     assert abs(crashed - (calm - 0.15)) < 1e-12
-    fixed = market_return(crash, ModelConstructionSettings(return_clip_bounds=(-0.1, 0.1)))
+    fixed = market_return(
+        crash, ModelConstructionSettings(return_clip_bounds=(-0.1, 0.1), return_clip_mad=None)
+    )
     assert fixed > calm - 0.11
 
 
@@ -625,20 +655,27 @@ def test_return_clip_mad_setting() -> None:
     with pytest.raises(ValidationError, match="return_clip_mad"):
         ModelConstructionSettings.model_validate({"return_clip_mad": "8"})
     assert ModelConstructionSettings(return_clip_mad=8).return_clip_mad == 8.0
+    default = ModelConstructionSettings()
+    assert default.return_clip_mad == 15.0 and default.return_clip_bounds is None
     off = ModelConstructionSettings(return_clip_mad=None, return_clip_bounds=(-0.1, 0.1))
     assert "return_clip_mad" not in off.model_dump()
-    on = ModelConstructionSettings(return_clip_mad=8.0).model_dump(mode="json")
-    assert on["return_clip_mad"] == 8.0
-    # a file of the settings before return_clip_mad existed keeps its identity
-    old = {"factor_model_settings": {"modelconstruction": {"return_clip_bounds": [-0.1, 0.1]}}}
-    with_null = {
+    assert default.model_dump(mode="json")["return_clip_mad"] == 15.0
+    # A file built by 0.8.0 with its defaults (+/- 10%, no relative clip) keeps its identity
+    # under the settings that say so: its stored modelconstruction JSON, verbatim.
+    stored_080 = (
+        '{"estimation_universe": null, "return_clip_bounds": [-0.1, 0.1], '
+        '"thin_category_shrinkage": 0.0, "zero_sum_constraints": {"trbc": "mcap_weighted"}}'
+    )
+    old = {
         "factor_model_settings": {
             "modelconstruction": {"return_clip_bounds": [-0.1, 0.1], "return_clip_mad": None}
         }
     }
-    fp = FactorCovarianceReportSettingsV2.model_validate
-    assert fp(old).fingerprint() == fp(with_null).fingerprint()
-    assert "return_clip_mad" not in fp(old).fingerprint()
+    identity = json.loads(FactorCovarianceReportSettingsV2.model_validate(old).fingerprint())
+    assert identity["factor_model_settings"]["modelconstruction"] == json.loads(stored_080)
+    # the new defaults are another identity: such a file is refused under them
+    new = json.loads(FactorCovarianceReportSettingsV2().fingerprint())
+    assert new["factor_model_settings"]["modelconstruction"] != json.loads(stored_080)
 
 
 def test_null_and_nan_returns_are_dropped() -> None:
@@ -665,7 +702,9 @@ def test_null_and_nan_returns_are_dropped() -> None:
 def test_equal_weighted_constraint() -> None:
     frame, _ = make_panel(16, n_dates=3, n_assets=120)
     settings = ModelConstructionSettings(
-        zero_sum_constraints={"trbc": "equal_weighted"}, return_clip_bounds=None
+        zero_sum_constraints={"trbc": "equal_weighted"},
+        return_clip_bounds=None,
+        return_clip_mad=None,
     )
     res = estimate_factor_returns(frame, FACTORS, settings)
     f = wide_returns(res.factor_returns)
@@ -681,7 +720,9 @@ def test_equal_weighted_constraint() -> None:
 def test_thin_category_shrinkage_is_the_documented_ridge() -> None:
     frame, _ = make_panel(17, n_dates=3, n_assets=120)
     lam = 0.05
-    settings = ModelConstructionSettings(thin_category_shrinkage=lam, return_clip_bounds=None)
+    settings = ModelConstructionSettings(
+        thin_category_shrinkage=lam, return_clip_bounds=None, return_clip_mad=None
+    )
     res = estimate_factor_returns(frame, FACTORS, settings)
     f = wide_returns(res.factor_returns)
     mask = np.array([g == GROUP_TRBC for g in FACTORS.groups])
@@ -723,7 +764,9 @@ def test_market_without_zero_sum_constraint_is_refused() -> None:
 def test_no_market_no_constraint_is_plain_wls() -> None:
     factors = FactorSet.build(market=False)
     frame, _ = make_panel(20, n_dates=3, n_assets=90, factors=factors)
-    settings = ModelConstructionSettings(zero_sum_constraints={}, return_clip_bounds=None)
+    settings = ModelConstructionSettings(
+        zero_sum_constraints={}, return_clip_bounds=None, return_clip_mad=None
+    )
     res = estimate_factor_returns(frame, factors, settings)
     f = wide_returns(res.factor_returns, factors)
     for t, d in enumerate(res.stats["date"].to_list()):
@@ -791,7 +834,9 @@ def test_shrinkage_regularises_a_date_with_fewer_assets_than_factors() -> None:
     plain = estimate_factor_returns(frame, factors, NO_CLIP)
     assert plain.stats["degenerate"].to_list() == [True, False]
     lam = 0.2
-    settings = ModelConstructionSettings(thin_category_shrinkage=lam, return_clip_bounds=None)
+    settings = ModelConstructionSettings(
+        thin_category_shrinkage=lam, return_clip_bounds=None, return_clip_mad=None
+    )
     res = estimate_factor_returns(frame, factors, settings)
     assert res.stats["degenerate"].to_list() == [False, False]
     f = wide_returns(res.factor_returns, factors)

@@ -225,6 +225,9 @@ class ExposureSettings(_Settings):
 
 
 ZeroSumMethod = Literal["mcap_weighted", "equal_weighted"]
+# A JSON/YAML list is accepted for the pair (lax on the container only); its elements are
+# strict numbers.
+ClipBounds = Annotated[tuple[StrictFloat, StrictFloat], Field(strict=False)]
 
 
 class ModelConstructionSettings(_Settings):
@@ -232,15 +235,16 @@ class ModelConstructionSettings(_Settings):
 
     `zero_sum_constraints={"trbc": "mcap_weighted"}`: the cap-weighted sum of the sector factor
     returns is zero, which removes the collinearity between the sector dummies and Market.
-    `return_clip_bounds`: asset returns are clipped to these bounds before the regression (the
-    vendor's default is [-0.1, 0.1]); `null` disables clipping.
-    `return_clip_mad`: c of a clip relative to the date's cross-sectional dispersion, to
-    median +/- c x 1.4826 x MAD of the date's returns (the robust scale the style descriptors
-    use, core/exposures.py); applied before `return_clip_bounds` when both are set; `null`
-    (the default): off. Bounds 2-100: below 2 robust standard deviations the clip would
-    touch about 5% of normal returns, no longer outliers only. Left out of the settings' JSON
-    when null, so files built before the setting existed keep their identity (`fingerprint`).
-    The evidence for the default: docs/return-clipping.md.
+    `return_clip_mad` (default 15): asset returns are clipped, date by date, to median +/-
+    c x 1.4826 x MAD of that date's returns (the robust scale the style descriptors use,
+    core/exposures.py) before the regression; `null`: off. Bounds 2-100: below 2 robust
+    standard deviations the clip would touch about 5% of normal returns, no longer outliers
+    only. Left out of the settings' JSON when null, so a file built before the setting
+    existed keeps its identity (`fingerprint`) under the settings it was built with.
+    `return_clip_bounds` (default null): fixed bounds, applied after the relative clip when
+    both are set. The vendor's default, and ours up to 0.8.0, is [-0.1, 0.1] without a
+    relative clip; on real data it cut the market's own move on crisis days and forecast
+    risk worse after them (docs/return-clipping.md: the evidence for both defaults).
     `thin_category_shrinkage`: ridge penalty on sector factor returns, relative to the total
     regression weight, so that a sector with very few assets gets a defined, damped factor return.
     """
@@ -249,13 +253,8 @@ class ModelConstructionSettings(_Settings):
     zero_sum_constraints: dict[Literal["trbc"], ZeroSumMethod] = Field(
         default_factory=lambda: {"trbc": "mcap_weighted"}
     )
-    # A JSON/YAML list is accepted for the pair (lax on the container only); its elements
-    # are strict numbers.
-    return_clip_bounds: Annotated[tuple[StrictFloat, StrictFloat], Field(strict=False)] | None = (
-        -0.1,
-        0.1,
-    )
-    return_clip_mad: Annotated[float, Field(ge=2.0, le=100.0)] | None = None
+    return_clip_bounds: ClipBounds | None = None
+    return_clip_mad: Annotated[float, Field(ge=2.0, le=100.0)] | None = 15.0
     thin_category_shrinkage: Annotated[float, Field(ge=0.0, le=100.0)] = 0.0
 
     @model_serializer(mode="wrap")
