@@ -415,8 +415,8 @@ def estimate_factor_returns(
 
     Returns are clipped before the regression (`clip_returns`: relative to the date's
     dispersion with `settings.return_clip_mad`, then to `settings.return_clip_bounds`, each
-    when set); `n_clipped` counts the returns of the date that a clip changed. The specific return is the clipped return
-    minus the fitted return. `r_squared` is the weighted, uncentred R^2,
+    when set); `n_clipped` counts the returns of the date that a clip changed. The specific
+    return is the clipped return minus the fitted return. `r_squared` is the weighted, uncentred R^2,
     1 - sum w e^2 / sum w y^2 (y the clipped returns, e the specific returns; uncentred because
     Market plays the intercept's role and the zero-sum constraint ties it to the cap-weighted
     market). `thin_categories` counts the categories with at least one but fewer than

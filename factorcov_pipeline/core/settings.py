@@ -225,9 +225,6 @@ class ExposureSettings(_Settings):
 
 
 ZeroSumMethod = Literal["mcap_weighted", "equal_weighted"]
-# A JSON/YAML list is accepted for the pair (lax on the container only); its elements are
-# strict numbers.
-ClipBounds = Annotated[tuple[StrictFloat, StrictFloat], Field(strict=False)]
 
 
 class ModelConstructionSettings(_Settings):
@@ -253,7 +250,11 @@ class ModelConstructionSettings(_Settings):
     zero_sum_constraints: dict[Literal["trbc"], ZeroSumMethod] = Field(
         default_factory=lambda: {"trbc": "mcap_weighted"}
     )
-    return_clip_bounds: ClipBounds | None = None
+    # A JSON/YAML list is accepted for the pair (lax on the container only); its elements
+    # are strict numbers.
+    return_clip_bounds: Annotated[tuple[StrictFloat, StrictFloat], Field(strict=False)] | None = (
+        None
+    )
     return_clip_mad: Annotated[float, Field(ge=2.0, le=100.0)] | None = 15.0
     thin_category_shrinkage: Annotated[float, Field(ge=0.0, le=100.0)] = 0.0
 
