@@ -8,12 +8,18 @@ than the largest), and a null-space/lstsq minimum-norm solution for degenerate d
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 import polars as pl
 import pytest
 import scipy.linalg
+import scipy.stats
 import statsmodels.api as sm
+from pydantic import ValidationError
 
+from factorcov_pipeline.core import regression
 from factorcov_pipeline.core.factors import (
     GROUP_MARKET,
     GROUP_STYLE,
@@ -24,13 +30,18 @@ from factorcov_pipeline.core.factors import (
 )
 from factorcov_pipeline.core.regression import (
     THIN_CATEGORY_MIN_ASSETS,
+    clip_returns,
     constrained_wls,
     estimate_factor_returns,
+    relative_clip_bounds,
 )
-from factorcov_pipeline.core.settings import ModelConstructionSettings
+from factorcov_pipeline.core.settings import (
+    FactorCovarianceReportSettingsV2,
+    ModelConstructionSettings,
+)
 
 FACTORS = FactorSet.build()
-NO_CLIP = ModelConstructionSettings(return_clip_bounds=None)
+NO_CLIP = ModelConstructionSettings(return_clip_bounds=None, return_clip_mad=None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -354,9 +365,13 @@ def test_sorted_input_takes_the_no_sort_path_with_the_same_numbers() -> None:
     [
         NO_CLIP,
         ModelConstructionSettings(
-            return_clip_bounds=None, zero_sum_constraints={"trbc": "equal_weighted"}
+            return_clip_bounds=None,
+            return_clip_mad=None,
+            zero_sum_constraints={"trbc": "equal_weighted"},
         ),
-        ModelConstructionSettings(return_clip_bounds=None, thin_category_shrinkage=0.05),
+        ModelConstructionSettings(
+            return_clip_bounds=None, return_clip_mad=None, thin_category_shrinkage=0.05
+        ),
     ],
     ids=["mcap", "equal", "ridge"],
 )
@@ -432,7 +447,7 @@ def test_clipping_counts_and_equals_preclipped_input() -> None:
     rng = np.random.default_rng(0)
     shocks = rng.choice([0.0, 0.35, -0.6], size=frame.height, p=[0.9, 0.05, 0.05])
     frame = frame.with_columns(pl.col("asset_return") + shocks)
-    settings = ModelConstructionSettings(return_clip_bounds=(-0.1, 0.1))
+    settings = ModelConstructionSettings(return_clip_bounds=(-0.1, 0.1), return_clip_mad=None)
     res = estimate_factor_returns(frame, FACTORS, settings)
     expected = (
         frame.group_by("date")
@@ -455,6 +470,212 @@ def test_clipping_counts_and_equals_preclipped_input() -> None:
     got = res.specific_returns.filter(pl.col("date") == d).sort("asset_id")
     assert np.max(np.abs(got["specific_return"].to_numpy() - (y - x @ f[2]))) < 1e-14
     assert np.max(np.abs(y)) <= 0.1
+
+
+# ----------------------------------------------------------------------------------------------
+# Return clipping relative to the date's dispersion (return_clip_mad)
+# ----------------------------------------------------------------------------------------------
+
+# 1 / Phi^-1(3/4), from scipy, not the module's constant
+NORMAL_MAD = 1.0 / scipy.stats.norm.ppf(0.75)
+
+
+def pandas_relative_clip(frame: pl.DataFrame, c: float, bounds: tuple | None) -> pl.DataFrame:
+    """The clipped returns, independently: pandas per date, median +/- c x 1.4826 x MAD, the
+    mean absolute deviation x sqrt(pi/2) where the MAD is 0, no clip where both are 0; then the
+    fixed bounds."""
+    pdf = frame.select("date", "asset_id", "asset_return").to_pandas()
+    out = []
+    for _, g in pdf.groupby("date"):
+        r = g["asset_return"].to_numpy()
+        med = np.median(r)
+        scale = NORMAL_MAD * np.median(np.abs(r - med))
+        if scale == 0.0:
+            scale = np.sqrt(np.pi / 2.0) * np.mean(np.abs(r - med))
+        if scale > 0.0:
+            r = np.minimum(np.maximum(r, med - c * scale), med + c * scale)
+        if bounds is not None:
+            r = np.minimum(np.maximum(r, bounds[0]), bounds[1])
+        out.append(g.assign(clipped=r))
+    merged = pl.from_pandas(pd.concat(out)[["date", "asset_id", "clipped"]])
+    return frame.join(merged.with_columns(pl.col("date").cast(pl.Date)), on=["date", "asset_id"])
+
+
+def shocked_panel(seed: int) -> pl.DataFrame:
+    """A planted panel with large single-asset shocks, a crisis date (every return -15%, and
+    shocks), a date where most returns are exactly 0 (stale prices: MAD 0) and one where all
+    are equal."""
+    frame, _ = make_panel(seed, n_dates=6, n_assets=120)
+    rng = np.random.default_rng(seed)
+    shocks = rng.choice([0.0, 0.3, -0.45, 0.06], size=frame.height, p=[0.88, 0.04, 0.04, 0.04])
+    days = sorted(set(frame["date"].to_list()))
+    stale = rng.random(frame.height) < 0.7
+    d = pl.col("date")
+    return frame.with_columns(
+        pl.when(d == days[1])
+        .then(pl.col("asset_return") - 0.15 + pl.Series(shocks))
+        .when((d == days[3]) & pl.Series(stale))
+        .then(0.0)
+        .when(d == days[4])
+        .then(0.002)
+        .otherwise(pl.col("asset_return") + pl.Series(shocks))
+        .alias("asset_return")
+    )
+
+
+@pytest.mark.parametrize(("c", "bounds"), [(5.0, None), (8.0, None), (3.0, (-0.2, 0.25))])
+def test_relative_clip_ties_out_with_pandas_per_date(c: float, bounds: tuple | None) -> None:
+    frame = shocked_panel(31)
+    settings = ModelConstructionSettings(return_clip_mad=c, return_clip_bounds=bounds)
+    res = estimate_factor_returns(frame, FACTORS, settings)
+    ref_frame = pandas_relative_clip(frame, c, bounds)
+    ref = estimate_factor_returns(
+        ref_frame.drop("asset_return").rename({"clipped": "asset_return"}), FACTORS, NO_CLIP
+    )
+    got_f = res.factor_returns["factor_return"].to_numpy()
+    assert rel_err(got_f, ref.factor_returns["factor_return"].to_numpy()) < 1e-12
+    # n_clipped: the returns the clip moved, per date
+    moved = (
+        ref_frame.group_by("date")
+        .agg((pl.col("clipped") != pl.col("asset_return")).sum().alias("n"))
+        .sort("date")
+    )
+    assert res.stats["n_clipped"].to_list() == moved["n"].to_list()
+    counts = dict(zip(moved["date"].to_list(), moved["n"].to_list(), strict=True))
+    days = sorted(counts)
+    assert counts[days[4]] == 0  # all returns equal: no scale, nothing clipped
+    assert counts[days[3]] > 0  # MAD 0: the mean absolute deviation clips the shocks
+    if bounds is None:
+        # the crisis date is not cut: nothing but the shocked assets moves
+        assert 0 < counts[days[1]] < 0.2 * frame.filter(pl.col("date") == days[1]).height
+    # specific return = clipped return - fitted return (on a date with clipped returns)
+    f = wide_returns(res.factor_returns)
+    pre = ref_frame.drop("asset_return").rename({"clipped": "asset_return"})
+    x, y, _, _, ids = dense_date(pre, days[2])
+    got = res.specific_returns.filter(pl.col("date") == days[2]).sort("asset_id")
+    assert got["asset_id"].to_list() == ids
+    assert np.max(np.abs(got["specific_return"].to_numpy() - (y - x @ f[2]))) < 1e-14
+
+
+def test_relative_clip_bounds_unit_cases() -> None:
+    """Per-date bounds on hand-made dates: odd and even counts, MAD 0 with and without spread,
+    a single asset; against numpy per date."""
+    dates = [
+        np.array([0.01, -0.02, 0.5, 0.0, 0.03]),  # odd count, one outlier
+        np.array([0.01, -0.02, 0.04, -0.3, 0.02, 0.0]),  # even count
+        np.array([0.0, 0.0, 0.0, 0.0, 0.2, -0.1, 0.0]),  # MAD 0, mean abs deviation > 0
+        np.array([0.01, 0.01, 0.01]),  # all equal: not clipped
+        np.array([-0.4]),  # one asset: not clipped
+    ]
+    y = np.concatenate(dates)
+    row_start = np.cumsum([0] + [d.size for d in dates])
+    lo, hi = relative_clip_bounds(y, row_start, 3.0)
+    for t, r in enumerate(dates):
+        med = np.median(r)
+        scale = NORMAL_MAD * np.median(np.abs(r - med)) or np.sqrt(np.pi / 2) * np.mean(
+            np.abs(r - med)
+        )
+        if scale == 0:
+            assert lo[t] == -np.inf and hi[t] == np.inf
+        else:
+            assert abs(lo[t] - (med - 3.0 * scale)) < 1e-15
+            assert abs(hi[t] - (med + 3.0 * scale)) < 1e-15
+    # date 2: the MAD is 0, the fallback scale clips the +0.2 but not the -0.1
+    clipped = clip_returns(
+        y, row_start, ModelConstructionSettings(return_clip_mad=3.0, return_clip_bounds=None)
+    )
+    two = clipped[row_start[2] : row_start[3]]
+    assert two[4] < 0.2 and two[5] == -0.1
+    assert np.array_equal(clipped[row_start[3] :], y[row_start[3] :])
+    # relative first, then the fixed bounds
+    both = clip_returns(
+        y, row_start, ModelConstructionSettings(return_clip_mad=3.0, return_clip_bounds=(-0.1, 0.1))
+    )
+    assert np.array_equal(both, np.clip(clipped, -0.1, 0.1))
+    empty = relative_clip_bounds(np.zeros(0), np.zeros(1, dtype=np.int64), 3.0)
+    assert empty[0].size == 0 and empty[1].size == 0
+
+
+def test_relative_clip_bounds_in_blocks_of_dates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of whole dates (CLIP_BLOCK_ROWS, here 50 rows: a block per date or two, and a
+    date longer than a block) give each date's bounds as one block does, and as numpy."""
+    rng = np.random.default_rng(5)
+    counts = np.array([7, 40, 1, 61, 12, 12, 30])
+    y = rng.standard_t(3, counts.sum()) * 0.02
+    row_start = np.r_[0, np.cumsum(counts)]
+    whole = relative_clip_bounds(y, row_start, 6.0)
+    monkeypatch.setattr(regression, "CLIP_BLOCK_ROWS", 50)
+    blocks = relative_clip_bounds(y, row_start, 6.0)
+    assert np.array_equal(whole[0], blocks[0]) and np.array_equal(whole[1], blocks[1])
+    for t in range(counts.size):
+        r = y[row_start[t] : row_start[t + 1]]
+        med = np.median(r)
+        scale = NORMAL_MAD * np.median(np.abs(r - med))
+        if counts[t] == 1:
+            assert blocks[0][t] == -np.inf and blocks[1][t] == np.inf
+        else:
+            assert abs(blocks[1][t] - (med + 6.0 * scale)) < 1e-15
+
+
+def test_relative_clip_keeps_a_crisis_date_that_fixed_bounds_cut() -> None:
+    """Every return 15% lower on one date (a crash, no outlier): the relative clip leaves the
+    date as it is (Market falls 15% more), +/- 10% cuts the move."""
+    frame, _ = make_panel(32, n_dates=3, n_assets=150)
+    day = sorted(set(frame["date"].to_list()))[1]
+    crash = frame.with_columns(
+        pl.when(pl.col("date") == day)
+        .then(pl.col("asset_return") - 0.15)
+        .otherwise(pl.col("asset_return"))
+        .alias("asset_return")
+    )
+    market = FACTORS.names.index("Market")
+
+    def market_return(f: pl.DataFrame, settings: ModelConstructionSettings) -> float:
+        return float(
+            wide_returns(estimate_factor_returns(f, FACTORS, settings).factor_returns)[1, market]
+        )
+
+    rel = ModelConstructionSettings(return_clip_mad=8.0, return_clip_bounds=None)
+    calm, crashed = market_return(frame, NO_CLIP), market_return(crash, rel)
+    assert abs(crashed - (calm - 0.15)) < 1e-12
+    fixed = market_return(
+        crash, ModelConstructionSettings(return_clip_bounds=(-0.1, 0.1), return_clip_mad=None)
+    )
+    assert fixed > calm - 0.11
+
+
+def test_return_clip_mad_setting() -> None:
+    """Validated with bounds; left out of the settings' JSON (the file identity) while null."""
+    with pytest.raises(ValidationError, match="return_clip_mad"):
+        ModelConstructionSettings(return_clip_mad=1.5)
+    with pytest.raises(ValidationError, match="return_clip_mad"):
+        ModelConstructionSettings(return_clip_mad=101.0)
+    with pytest.raises(ValidationError, match="return_clip_mad"):
+        ModelConstructionSettings.model_validate({"return_clip_mad": True})
+    with pytest.raises(ValidationError, match="return_clip_mad"):
+        ModelConstructionSettings.model_validate({"return_clip_mad": "8"})
+    assert ModelConstructionSettings(return_clip_mad=8).return_clip_mad == 8.0
+    default = ModelConstructionSettings()
+    assert default.return_clip_mad == 15.0 and default.return_clip_bounds is None
+    off = ModelConstructionSettings(return_clip_mad=None, return_clip_bounds=(-0.1, 0.1))
+    assert "return_clip_mad" not in off.model_dump()
+    assert default.model_dump(mode="json")["return_clip_mad"] == 15.0
+    # A file built by 0.8.0 with its defaults (+/- 10%, no relative clip) keeps its identity
+    # under the settings that say so: its stored modelconstruction JSON, verbatim.
+    stored_080 = (
+        '{"estimation_universe": null, "return_clip_bounds": [-0.1, 0.1], '
+        '"thin_category_shrinkage": 0.0, "zero_sum_constraints": {"trbc": "mcap_weighted"}}'
+    )
+    old = {
+        "factor_model_settings": {
+            "modelconstruction": {"return_clip_bounds": [-0.1, 0.1], "return_clip_mad": None}
+        }
+    }
+    identity = json.loads(FactorCovarianceReportSettingsV2.model_validate(old).fingerprint())
+    assert identity["factor_model_settings"]["modelconstruction"] == json.loads(stored_080)
+    # the new defaults are another identity: such a file is refused under them
+    new = json.loads(FactorCovarianceReportSettingsV2().fingerprint())
+    assert new["factor_model_settings"]["modelconstruction"] != json.loads(stored_080)
 
 
 def test_null_and_nan_returns_are_dropped() -> None:
@@ -481,7 +702,9 @@ def test_null_and_nan_returns_are_dropped() -> None:
 def test_equal_weighted_constraint() -> None:
     frame, _ = make_panel(16, n_dates=3, n_assets=120)
     settings = ModelConstructionSettings(
-        zero_sum_constraints={"trbc": "equal_weighted"}, return_clip_bounds=None
+        zero_sum_constraints={"trbc": "equal_weighted"},
+        return_clip_bounds=None,
+        return_clip_mad=None,
     )
     res = estimate_factor_returns(frame, FACTORS, settings)
     f = wide_returns(res.factor_returns)
@@ -497,7 +720,9 @@ def test_equal_weighted_constraint() -> None:
 def test_thin_category_shrinkage_is_the_documented_ridge() -> None:
     frame, _ = make_panel(17, n_dates=3, n_assets=120)
     lam = 0.05
-    settings = ModelConstructionSettings(thin_category_shrinkage=lam, return_clip_bounds=None)
+    settings = ModelConstructionSettings(
+        thin_category_shrinkage=lam, return_clip_bounds=None, return_clip_mad=None
+    )
     res = estimate_factor_returns(frame, FACTORS, settings)
     f = wide_returns(res.factor_returns)
     mask = np.array([g == GROUP_TRBC for g in FACTORS.groups])
@@ -539,7 +764,9 @@ def test_market_without_zero_sum_constraint_is_refused() -> None:
 def test_no_market_no_constraint_is_plain_wls() -> None:
     factors = FactorSet.build(market=False)
     frame, _ = make_panel(20, n_dates=3, n_assets=90, factors=factors)
-    settings = ModelConstructionSettings(zero_sum_constraints={}, return_clip_bounds=None)
+    settings = ModelConstructionSettings(
+        zero_sum_constraints={}, return_clip_bounds=None, return_clip_mad=None
+    )
     res = estimate_factor_returns(frame, factors, settings)
     f = wide_returns(res.factor_returns, factors)
     for t, d in enumerate(res.stats["date"].to_list()):
@@ -607,7 +834,9 @@ def test_shrinkage_regularises_a_date_with_fewer_assets_than_factors() -> None:
     plain = estimate_factor_returns(frame, factors, NO_CLIP)
     assert plain.stats["degenerate"].to_list() == [True, False]
     lam = 0.2
-    settings = ModelConstructionSettings(thin_category_shrinkage=lam, return_clip_bounds=None)
+    settings = ModelConstructionSettings(
+        thin_category_shrinkage=lam, return_clip_bounds=None, return_clip_mad=None
+    )
     res = estimate_factor_returns(frame, factors, settings)
     assert res.stats["degenerate"].to_list() == [False, False]
     f = wide_returns(res.factor_returns, factors)

@@ -234,8 +234,16 @@ class ModelConstructionSettings(_Settings):
 
     `zero_sum_constraints={"trbc": "mcap_weighted"}`: the cap-weighted sum of the sector factor
     returns is zero, which removes the collinearity between the sector dummies and Market.
-    `return_clip_bounds`: asset returns are clipped to these bounds before the regression (the
-    vendor's default is [-0.1, 0.1]); `null` disables clipping.
+    `return_clip_mad` (default 15): asset returns are clipped, date by date, to median +/-
+    c x 1.4826 x MAD of that date's returns (the robust scale the style descriptors use,
+    core/exposures.py) before the regression; `null`: off. Bounds 2-100: below 2 robust
+    standard deviations the clip would touch about 5% of normal returns, no longer outliers
+    only. Left out of the settings' JSON when null, so a file built before the setting
+    existed keeps its identity (`fingerprint`) under the settings it was built with.
+    `return_clip_bounds` (default null): fixed bounds, applied after the relative clip when
+    both are set. The vendor's default, and ours up to 0.8.0, is [-0.1, 0.1] without a
+    relative clip; on real data it cut the market's own move on crisis days and forecast
+    risk worse after them (docs/return-clipping.md: the evidence for both defaults).
     `thin_category_shrinkage`: ridge penalty on sector factor returns, relative to the total
     regression weight, so that a sector with very few assets gets a defined, damped factor return.
     """
@@ -247,10 +255,19 @@ class ModelConstructionSettings(_Settings):
     # A JSON/YAML list is accepted for the pair (lax on the container only); its elements
     # are strict numbers.
     return_clip_bounds: Annotated[tuple[StrictFloat, StrictFloat], Field(strict=False)] | None = (
-        -0.1,
-        0.1,
+        None
     )
+    return_clip_mad: Annotated[float, Field(ge=2.0, le=100.0)] | None = 15.0
     thin_category_shrinkage: Annotated[float, Field(ge=0.0, le=100.0)] = 0.0
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_mad_clip(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """`return_clip_mad` is left out while null: the settings' JSON, and so the identity
+        of a file built before the setting existed, stay as they were."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("return_clip_mad", 0.0) is None:
+            del data["return_clip_mad"]
+        return data
 
     @field_validator("return_clip_bounds")
     @classmethod
