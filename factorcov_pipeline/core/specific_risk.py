@@ -65,6 +65,22 @@ here.
 The published forecast is annualised, ``sigma * sqrt(252)``, for every asset with a market cap,
 a category and finite style exposures at t (present assets), whatever its history.
 
+Specific returns that are 0 by construction carry no information about an asset's specific
+variance and are treated as missing observations (``uninformative``; they neither age into nor
+count towards ``h_n``): every residual of an exactly fitted date (no more assets than factors,
+or R^2 = 1, `regression_stats.exactly_fitted`), and the residual of the only regressed asset of
+its category (the category's factor return absorbs its return, unless
+`thin_category_shrinkage` damps it). Before, their ~1e-17 residuals made specific risks of
+2.4e-17 (and a singular minimum-variance problem downstream); now such an asset keeps the
+structural forecast, and a date on which no present asset has an informative return has no
+forecast (NaN) for any asset.
+
+Each forecast says why it was not estimated from the asset's own returns (`reason`, codes in
+`REASONS`, `None` when gamma_n = 1): the asset's return of that date was uninformative
+(`exactly_fitted`, `single_asset_category`), or it has too few informative returns
+(`short_history`: at most ``min_history``, gamma_n = 0, the structural forecast alone;
+`partial_history`: fewer than ``full_history``, a blend).
+
 State: the EWMA sums and observation counts per asset id, the Newey-West sums and lag buffer,
 the regime EWMA, and the last pre-VRA forecast, keyed by asset id; assets that appear later are
 added with empty sums. Running [a, c] in one call equals [a, b] then [b+1, c] from the state,
@@ -88,6 +104,17 @@ from factorcov_pipeline.core.forecaster import (
     next_buffer,
 )
 from factorcov_pipeline.core.settings import SpecificRiskSettings
+
+# Why a forecast was not estimated from the asset's own returns (module docstring), by code:
+# 0 = it was (reason NULL); -1 in `SpecificRiskForecast.reason` = the asset is not present.
+UNINFORMATIVE_EXACT_FIT, UNINFORMATIVE_SINGLE_ASSET = 1, 2
+REASONS: dict[int, str] = {
+    UNINFORMATIVE_EXACT_FIT: "exactly_fitted",
+    UNINFORMATIVE_SINGLE_ASSET: "single_asset_category",
+    3: "short_history",
+    4: "partial_history",
+}
+SHORT_HISTORY, PARTIAL_HISTORY = 3, 4
 
 
 @dataclass
@@ -146,7 +173,9 @@ class SpecificRiskForecast:
     ``specific_risk``: annualised published forecast; ``sigma_ts``: daily time-series
     volatility (step 1); ``gamma``: blending coefficient; ``sigma_str``: daily structural
     forecast; ``sigma_blend``: blended; ``sigma_sh``: after shrinkage (daily, before the regime
-    adjustment); ``vra_multiplier`` (T,): lambda_t; ``bias_stat`` (T,): B_t (NaN when off).
+    adjustment); ``vra_multiplier`` (T,): lambda_t; ``bias_stat`` (T,): B_t (NaN when off);
+    ``reason`` (T, N) int8: a code of `REASONS`, 0 when estimated from the asset's own returns,
+    -1 where the asset is not present (no forecast and no row).
     """
 
     specific_risk: np.ndarray
@@ -157,6 +186,7 @@ class SpecificRiskForecast:
     sigma_sh: np.ndarray
     vra_multiplier: np.ndarray
     bias_stat: np.ndarray
+    reason: np.ndarray
 
 
 def blending_coefficient(n_obs: np.ndarray, min_history: int, full_history: int) -> np.ndarray:
@@ -302,18 +332,28 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
         caps: np.ndarray,
         categories: np.ndarray,
         styles: np.ndarray,
+        uninformative: np.ndarray | None = None,
     ) -> tuple[SpecificRiskForecast, SpecificRiskState]:
         """Forecasts for the T dates of a block and the state after them.
 
         ``asset_ids`` (N,) unique ids of the block's columns; ``specific_returns`` (T, N) the
         specific return of each date (NaN: none); ``caps`` (T, N) market caps at each date
         (NaN: not present); ``categories`` (T, N) integer category codes (-1: none);
-        ``styles`` (T, N, S) style exposures at each date. An asset is present (gets a
-        forecast) on a date where its cap is positive, its category >= 0 and its styles finite.
+        ``styles`` (T, N, S) style exposures at each date; ``uninformative`` (T, N) optional
+        codes of returns that are 0 by construction (`UNINFORMATIVE_EXACT_FIT`,
+        `UNINFORMATIVE_SINGLE_ASSET`; 0: informative), treated as missing. An asset is present
+        (gets a row) on a date where its cap is positive, its category >= 0 and its styles
+        finite.
         """
         given = np.asarray(list(asset_ids), dtype=np.str_)
         u_in = as_block(specific_returns, "specific_returns")
         t_n, n = u_in.shape
+        cause = np.zeros((t_n, n), dtype=np.int8)
+        if uninformative is not None:
+            cause = np.asarray(uninformative, dtype=np.int8)
+            if cause.shape != (t_n, n):
+                raise ValueError("uninformative must have the shape of specific_returns")
+            u_in = np.where(cause > 0, np.nan, u_in)
         caps_in = as_block(caps, "caps")
         categories = np.asarray(categories)
         styles = np.asarray(styles, dtype=np.float64)
@@ -329,7 +369,7 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
         ids, u, caps = given[order], u_in[:, order], caps_in[:, order]
         if ids.size > 1 and bool(np.any(ids[1:] == ids[:-1])):
             raise ValueError("asset_ids must be unique")
-        categories, styles = categories[:, order], styles[:, order]
+        categories, styles, cause = categories[:, order], styles[:, order], cause[:, order]
         if state is None:
             state = self.initial_state(0)
         self._check_state(state, state.asset_ids.shape[0])
@@ -355,7 +395,7 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
         sigma_ts = np.sqrt(var_ts)[:, pos]
         h = n_obs[:, pos]
 
-        out = {k: np.full((t_n, n), np.nan) for k in ("gamma", "str", "blend", "sh")}
+        out = {k: np.full((t_n, n), np.nan) for k in ("gamma", "str", "blend", "sh", "present")}
         # One BLAS thread for the small (N x P) regressions (core/blas.py).
         with one_blas_thread():
             for t in range(t_n):  # the cross-section of each date (vectorised over assets)
@@ -390,6 +430,7 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
         last_var = state.last_var.copy()
         if t_n > 0:
             last_var = var_sh[-1].copy()
+        reason = forecast_reasons(out["present"] > 0, out["gamma"], cause)
         back = np.argsort(order, kind="stable")  # to the caller's column order
         forecast = SpecificRiskForecast(
             specific_risk=(daily * np.sqrt(float(ANNUALISATION_DAYS)))[:, back],
@@ -400,6 +441,7 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
             sigma_sh=out["sh"][:, back],
             vra_multiplier=multiplier,
             bias_stat=bias,
+            reason=reason[:, back],
         )
         new_state = SpecificRiskState(
             config=self.config.copy(),
@@ -432,6 +474,7 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
         if not present.any():
             return
         idx = np.flatnonzero(present)
+        out["present"][t, idx] = 1.0
         cap = caps[idx]
         ts = sigma_ts[idx]
         has_ts = np.isfinite(ts) & (ts > 0)
@@ -456,3 +499,14 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
         out["str"][t, idx] = sigma_str
         out["blend"][t, idx] = blend
         out["sh"][t, idx] = sh
+
+
+def forecast_reasons(present: np.ndarray, gamma: np.ndarray, cause: np.ndarray) -> np.ndarray:
+    """`SpecificRiskForecast.reason` (module docstring) from the present mask, the blending
+    coefficients (NaN where no forecast was possible) and the uninformative-return codes of
+    each date, all (T, N): -1 absent; 0 gamma = 1; else the date's uninformative cause, or
+    `SHORT_HISTORY` (gamma = 0 or no forecast), or `PARTIAL_HISTORY`."""
+    g = np.where(np.isfinite(gamma), gamma, 0.0)
+    history = np.where(g > 0.0, PARTIAL_HISTORY, SHORT_HISTORY).astype(np.int8)
+    why = np.where(cause > 0, cause, history)
+    return np.where(present, np.where(g >= 1.0, 0, why), -1).astype(np.int8)

@@ -625,6 +625,21 @@ class PostgresStore(BaseStore):
             )
             existing = self._columns(con, table)
         incoming_names = set(incoming.column_names)
+        contract = TABLE_COLUMNS.get(table, {})
+        added = [c for c in contract if c in incoming_names and c not in existing]
+        if added and set(existing) <= incoming_names:
+            # A contract column added by a later release (e.g. `warm` and `reason` in 0.9):
+            # older databases gain it, NULL for their old rows, as the DuckDB store does
+            # (under the DDL lock: concurrent chunked runs add it once).
+            self._ddl_lock(con)
+            existing = self._columns(con, table)
+            for c in [c for c in added if c not in existing]:
+                self._exec(
+                    con,
+                    f"ALTER TABLE {quote_ident(table)} ADD COLUMN {quote_ident(c)} "
+                    f"{PG_TYPES[contract[c]]}",
+                )
+            existing = self._columns(con, table)
         if incoming_names != set(existing):
             missing = sorted(set(existing) - incoming_names)
             extra = sorted(incoming_names - set(existing))

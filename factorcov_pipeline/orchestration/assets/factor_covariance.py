@@ -4,7 +4,9 @@ from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from factorcov_pipeline.core.covariance import covariance_from
 from factorcov_pipeline.core.panel import cube_to_pairs, pairs_to_cube
+from factorcov_pipeline.core.warmup import COVARIANCE, warmups
 from factorcov_pipeline.orchestration import views
+from factorcov_pipeline.orchestration.assets import resume
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     date_chunks,
@@ -37,12 +39,14 @@ ASSET = "factor_covariance"
 def factor_covariance(
     context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> MaterializeResult:
-    """Annualised factor covariance forecasts from the stored volatility and correlation."""
+    """Annualised factor covariance forecasts from the stored volatility and correlation;
+    `warm` once both are (`core/warmup.py`: the larger of their warm-ups)."""
     settings = model.load()
     store = storage.store()
     dates = partition_dates(context)
     factors = model_factors(settings)
     n_dates = 0
+    warm_after = warmups(settings)[COVARIANCE]
     # chunk k is stored while chunk k + 1 is computed (storage/write_behind.py)
     with store.write_behind() as writer:
         for chunk in date_chunks(
@@ -55,8 +59,10 @@ def factor_covariance(
             corr_long = store.read_dates("factor_correlation", chunk[0], chunk[-1])
             corr = pairs_to_cube(corr_long, fc_dates, factors.names, "correlation")
             cov = covariance_from(vol, corr)
+            pairs = cube_to_pairs(fc_dates, factors.names, cov, "covariance")
+            warm = resume.warm_flags(store, fc_dates, warm_after)
             writer.replace(
-                [TableWrite(ASSET, cube_to_pairs(fc_dates, factors.names, cov, "covariance"))],
+                [TableWrite(ASSET, resume.with_warm(pairs, fc_dates, warm))],
                 date_span(chunk),
                 settings_json=settings.fingerprint(),
             )
