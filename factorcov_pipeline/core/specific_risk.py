@@ -76,8 +76,9 @@ structural forecast, and a date on which no present asset has an informative ret
 forecast (NaN) for any asset.
 
 Each forecast says why it was not estimated from the asset's own returns (`reason`, codes in
-`REASONS`, `None` when gamma_n = 1): the asset's return of that date was uninformative
-(`exactly_fitted`, `single_asset_category`), or it has too few informative returns
+`REASONS`, `None` when gamma_n = 1): its latest return (that date's, or the last before it
+when it was not regressed that day) was uninformative (`exactly_fitted`,
+`single_asset_category`; kept in the state across runs), or it has too few informative returns
 (`short_history`: at most ``min_history``, gamma_n = 0, the structural forecast alone;
 `partial_history`: fewer than ``full_history``, a blend).
 
@@ -134,6 +135,7 @@ class SpecificRiskState:
     lag_buffer: np.ndarray
     vra_ewma: EwmaState | None
     last_var: np.ndarray
+    last_cause: np.ndarray | None = None  # per asset: its last return's uninformative code
 
     def to_bytes(self) -> bytes:
         arrays: dict[str, np.ndarray] = {
@@ -144,6 +146,7 @@ class SpecificRiskState:
             "nw_w": self.nw_w,
             "lag_buffer": self.lag_buffer,
             "last_var": self.last_var,
+            "last_cause": self.causes(),
             **self.var_ewma.to_arrays("var_"),
         }
         if self.vra_ewma is not None:
@@ -163,7 +166,15 @@ class SpecificRiskState:
             lag_buffer=a["lag_buffer"],
             vra_ewma=EwmaState.from_arrays(a, "vra_") if "vra_s" in a else None,
             last_var=a["last_var"],
+            # states stored before 0.9 have none: no uninformative return seen
+            last_cause=a.get("last_cause"),
         )
+
+    def causes(self) -> np.ndarray:
+        """`last_cause`, zeros (informative) where none was recorded."""
+        if self.last_cause is None:
+            return np.zeros(self.asset_ids.shape[0], dtype=np.int8)
+        return np.asarray(self.last_cause, dtype=np.int8)
 
 
 @dataclass
@@ -322,6 +333,7 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
             ),
             vra_ewma=state.vra_ewma,
             last_var=np.concatenate([state.last_var, nan]),
+            last_cause=np.concatenate([state.causes(), np.zeros(m, dtype=np.int8)]),
         )
 
     def run(
@@ -353,6 +365,8 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
             cause = np.asarray(uninformative, dtype=np.int8)
             if cause.shape != (t_n, n):
                 raise ValueError("uninformative must have the shape of specific_returns")
+        seen = np.isfinite(u_in) | (cause > 0)  # the asset was regressed on the date
+        if uninformative is not None:
             u_in = np.where(cause > 0, np.nan, u_in)
         caps_in = as_block(caps, "caps")
         categories = np.asarray(categories)
@@ -369,7 +383,8 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
         ids, u, caps = given[order], u_in[:, order], caps_in[:, order]
         if ids.size > 1 and bool(np.any(ids[1:] == ids[:-1])):
             raise ValueError("asset_ids must be unique")
-        categories, styles, cause = categories[:, order], styles[:, order], cause[:, order]
+        categories, styles = categories[:, order], styles[:, order]
+        cause, seen = cause[:, order], seen[:, order]
         if state is None:
             state = self.initial_state(0)
         self._check_state(state, state.asset_ids.shape[0])
@@ -430,7 +445,13 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
         last_var = state.last_var.copy()
         if t_n > 0:
             last_var = var_sh[-1].copy()
-        reason = forecast_reasons(out["present"] > 0, out["gamma"], cause)
+        # each asset's cause as of its latest return (a date it was not regressed on, e.g. a
+        # session without returns, keeps the cause of the one before, across blocks too)
+        cause_all = np.zeros((t_n, m), dtype=np.int8)
+        seen_all = np.zeros((t_n, m), dtype=bool)
+        cause_all[:, pos], seen_all[:, pos] = cause, seen
+        last_cause = carry_forward(state.causes(), cause_all, seen_all)
+        reason = forecast_reasons(out["present"] > 0, out["gamma"], last_cause[:, pos])
         back = np.argsort(order, kind="stable")  # to the caller's column order
         forecast = SpecificRiskForecast(
             specific_risk=(daily * np.sqrt(float(ANNUALISATION_DAYS)))[:, back],
@@ -453,6 +474,7 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
             lag_buffer=lag_buffer,
             vra_ewma=vra_state,
             last_var=last_var,
+            last_cause=last_cause[-1].copy() if t_n > 0 else state.causes(),
         )
         return forecast, new_state
 
@@ -501,10 +523,24 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
         out["sh"][t, idx] = sh
 
 
+def carry_forward(first: np.ndarray, values: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """(T, M) ``values`` where ``seen``, elsewhere the last seen value before (``first``, (M,),
+    before the first row): a vectorised forward fill (no loop over dates or assets)."""
+    t_n = values.shape[0]
+    rows = np.concatenate([first[None, :], values], axis=0)
+    at = np.where(
+        np.concatenate([np.ones((1, values.shape[1]), dtype=bool), seen], axis=0),
+        np.arange(t_n + 1)[:, None],
+        0,
+    )
+    at = np.maximum.accumulate(at, axis=0)
+    return np.take_along_axis(rows, at, axis=0)[1:]
+
+
 def forecast_reasons(present: np.ndarray, gamma: np.ndarray, cause: np.ndarray) -> np.ndarray:
     """`SpecificRiskForecast.reason` (module docstring) from the present mask, the blending
-    coefficients (NaN where no forecast was possible) and the uninformative-return codes of
-    each date, all (T, N): -1 absent; 0 gamma = 1; else the date's uninformative cause, or
+    coefficients (NaN where no forecast was possible) and the uninformative-return code of each
+    asset's latest return, all (T, N): -1 absent; 0 gamma = 1; else that cause, or
     `SHORT_HISTORY` (gamma = 0 or no forecast), or `PARTIAL_HISTORY`."""
     g = np.where(np.isfinite(gamma), gamma, 0.0)
     history = np.where(g > 0.0, PARTIAL_HISTORY, SHORT_HISTORY).astype(np.int8)

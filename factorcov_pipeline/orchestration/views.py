@@ -160,12 +160,11 @@ def report(store: Store, dates: list[dt.date]) -> dict[str, Any]:
     names = rows["factor"].to_list()
     values = rows.select(names).to_numpy()
     rows = rows.select("factor", pl.Series("volatility", np.sqrt(np.diagonal(values))), *names)
-    warm = store.read(
-        "SELECT count(*) AS n FROM factor_covariance WHERE date = ? AND NOT warm", [day]
-    )["n"][0]
+    cov = store.read_dates("factor_covariance", day, day)
+    warm = "warm" in cov.columns and bool(cov["warm"].fill_null(False).all())
     return {
         "latest_date": str(day),
-        "latest_date_warm": not warm,
+        "latest_date_warm": warm,
         f"covariance_{day}": table(rows, float_digits=4),
     }
 

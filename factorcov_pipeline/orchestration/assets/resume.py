@@ -110,7 +110,7 @@ def warm_flags(store: Store, days: list[dt.date], warmup: int) -> np.ndarray:
 def with_warm(frame: pl.DataFrame, days: list[dt.date], flags: np.ndarray) -> pl.DataFrame:
     """`frame` (rows dated within `days`) with the Boolean column `warm` of its date."""
     warm_days = pl.Series([d for d, w in zip(days, flags, strict=True) if w], dtype=pl.Date)
-    return frame.with_columns(pl.col("date").is_in(warm_days).alias("warm"))
+    return frame.with_columns(pl.col("date").is_in(warm_days.implode()).alias("warm"))
 
 
 def state_dates(days: list[dt.date], first: dt.date) -> set[int]:

@@ -232,9 +232,14 @@ def specific_bias_by_decile(store: Store, last: dt.date) -> pl.DataFrame:
     dates = store.stored_dates("specific_risk", end=last)
     if len(dates) < 30:
         return pl.DataFrame()
-    first_warm = store.read(
-        "SELECT min(date) AS d FROM specific_risk WHERE warm AND date <= ?", [last]
-    )["d"][0]
+    has_warm = "warm" in store.read("SELECT * FROM specific_risk LIMIT 0").columns
+    first_warm = (
+        store.read("SELECT min(date) AS d FROM specific_risk WHERE warm AND date <= ?", [last])[
+            "d"
+        ][0]
+        if has_warm  # a file of 0.8 gains the column with specific_risk's next write
+        else None
+    )
     if first_warm is None or first_warm >= dates[-1]:
         return pl.DataFrame()  # nothing after the warm-up yet
     start = max(dates[max(0, len(dates) - BIAS_WINDOW)], first_warm + dt.timedelta(days=1))
