@@ -281,7 +281,7 @@ def specific_risk(store: Store, last: dt.date) -> dict[str, Any]:
         deciles.select("p10", "p25", "median", "p75", "p90").to_numpy(),
         f"Specific risk by size decile on {day} (annualised; 1 = smallest)",
         "size decile",
-        "specific risk",
+        "specific risk (box 25-75%, whiskers 10-90%)",
     )
     return {
         "specific_risk_by_size_decile": image(figure, "specific risk by size decile"),
