@@ -456,3 +456,49 @@ def _pg_execute(url: str):
             con.commit()
 
     return run
+
+
+def _write_together(url: str, frame: pl.DataFrame, n: int) -> list[BaseException]:
+    """`n` threads replacing the summary at the same moment (a barrier); their errors."""
+    import threading
+
+    from factorcov_pipeline.storage import TableWrite
+    from factorcov_pipeline.storage.contract import WHOLE_TABLE_SPAN
+
+    barrier = threading.Barrier(n)
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            store = PostgresStore(url)
+            barrier.wait()
+            store.replace([TableWrite("forecast_bias_summary", frame)], WHOLE_TABLE_SPAN)
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=write) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+def test_concurrent_summary_replacements_leave_one_summary(pg):
+    """`--parallel` runs of forecast_bias replace the summary at the same time: PostgreSQL keeps
+    one summary, not the union of both (READ COMMITTED deletes only committed rows; the
+    replacement takes its table lock first). Found by tests/test_parallel.py (164 rows)."""
+    from factorcov_pipeline.core.backtest import SUMMARY_SCHEMA
+
+    url = pg.create_database("race")
+    rest = [c for c in SUMMARY_SCHEMA if c not in ("sample", "portfolio", "as_of")]
+    frame = (
+        pl.DataFrame({"sample": ["warm", "all"], "portfolio": ["p", "p"], "as_of": [START] * 2})
+        .with_columns([pl.lit(None, dtype=SUMMARY_SCHEMA[c]).alias(c) for c in rest])
+        .select(list(SUMMARY_SCHEMA))
+    )
+    assert not _write_together(url, frame, 1)
+    for _ in range(10):
+        assert not _write_together(url, frame, 3)
+        n = PostgresStore(url).read("SELECT count(*) AS n FROM forecast_bias_summary")["n"][0]
+        assert n == 2

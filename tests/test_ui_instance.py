@@ -183,7 +183,7 @@ def test_figures_and_tables_on_the_last_session_only(built):
                 ), (asset, key)
                 assert len(kept) <= 6, (asset, key, sorted(events[asset][key].metadata))
     # the forecast bias summary is a real table, one record per portfolio
-    summary = events["forecast_bias"][last].metadata["summary"]
+    summary = events["forecast_bias"][last].metadata["bias_summary_all_dates"]
     assert isinstance(summary, dg.TableMetadataValue)
     names = [c.name for c in summary.schema.columns]
     assert {"portfolio", "full_sample_bias", "band_low"} <= set(names)

@@ -211,8 +211,14 @@ def bias(store: Store, dates: list[dt.date], warm_after: int) -> tuple[PerSessio
         )
     )
     per = {d: {"mean_abs_bias_minus_1": float(v), "warm": int(w)} for d, v, w in dev.iter_rows()}
+    warm = history.filter(pl.col("warm").fill_null(False))
+    title = f"Bias statistic of the forecasts (21-session windows after the {warm_after}-session "
+    title += "warm-up)"
+    if warm.height == 0:  # nothing after the warm-up yet: the warm-up, saying so
+        warm = history
+        title = f"Bias statistic, 21-session windows: all in the {warm_after}-session warm-up"
     by_day = (
-        history.filter(pl.col("bias").is_not_nan() & pl.col("warm").fill_null(False))
+        warm.filter(pl.col("bias").is_not_nan())
         .group_by("window_end", "portfolio_kind")
         .agg(pl.col("bias").mean().alias("mean_bias"))
         .sort("window_end")
@@ -228,8 +234,7 @@ def bias(store: Store, dates: list[dt.date], warm_after: int) -> tuple[PerSessio
     figure = plots.line_chart(
         days,
         series,
-        f"Bias statistic of the forecasts (21-session windows after the {warm_after}-session "
-        "warm-up)",
+        title,
         "bias",
         1.0,
         ylim=plots.data_limits(np.concatenate(list(series.values())), include=(1.0,)),

@@ -37,6 +37,7 @@ from factorcov_pipeline.storage.contract import (
     DATE_COLUMN,
     SETTINGS_TABLE,
     STATE_TABLE,
+    SUMMARY_TABLES,
     TABLE_COLUMNS,
     SettingsMismatchError,
     StoreBusyError,
@@ -673,6 +674,14 @@ class PostgresStore(BaseStore):
                 with con.cursor() as cur:
                     for w in writes:
                         incoming = self._ensure_table(con, w.table, _to_arrow(w.frame))
+                        if w.table in SUMMARY_TABLES:
+                            # replaced as a whole: concurrent chunked runs take turns (a
+                            # second DELETE then sees the first's rows; under READ COMMITTED
+                            # both inserts would otherwise stay)
+                            self._exec(
+                                con,
+                                f"LOCK TABLE {quote_ident(w.table)} IN SHARE ROW EXCLUSIVE MODE",
+                            )
                         date_col = DATE_COLUMN.get(w.table, "date")
                         self._exec(
                             con,

@@ -190,6 +190,15 @@ def _history_metadata(
         "WHERE date <= ? AND warm ORDER BY date, portfolio",
         [last],
     )
+    title = f"Bias statistic, rolling 21 sessions, forecasts after their warm-up ({warm_after} "
+    title += "sessions)"
+    if hist.height == 0:  # nothing after the warm-up yet: the warm-up, saying so
+        hist = store.read(
+            "SELECT date, portfolio, realised_return, predicted_risk FROM risk_backtest "
+            "WHERE date <= ? ORDER BY date, portfolio",
+            [last],
+        )
+        title = f"Bias statistic, rolling 21 sessions: all in the {warm_after}-session warm-up"
     if hist.height:
         wide_r = hist.pivot(on="portfolio", index="date", values="realised_return").sort("date")
         wide_p = hist.pivot(on="portfolio", index="date", values="predicted_risk").sort("date")
@@ -204,8 +213,7 @@ def _history_metadata(
             png = plots.line_chart(
                 dates,
                 {n: roll[:, i] for i, n in enumerate(names)},
-                f"Bias statistic, rolling 21 sessions, forecasts after their warm-up "
-                f"({warm_after} sessions)",
+                title,
                 "bias",
                 band=(1 - np.sqrt(2 / 21), 1 + np.sqrt(2 / 21)),
                 ylim=plots.data_limits(roll, include=(1 - np.sqrt(2 / 21), 1 + np.sqrt(2 / 21))),
