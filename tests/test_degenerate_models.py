@@ -400,7 +400,7 @@ def test_the_exact_fit_run_says_why_in_its_log(runs, tmp_path, monkeypatch, caps
 
 
 @pytest.mark.parametrize("which", ["duckdb", "postgres"])
-def test_files_of_0_8_gain_the_columns_on_their_next_write(runs, tmp_path, which, pg):
+def test_files_of_0_8_gain_the_columns_on_their_next_write(runs, tmp_path, which):
     """A store written before `warm`/`reason` existed (columns dropped here) gains them with
     its next write, NULL on its old rows; the backtest summary reads those rows as the warm
     flags they would have had (so it equals the full run's)."""
@@ -411,11 +411,9 @@ def test_files_of_0_8_gain_the_columns_on_their_next_write(runs, tmp_path, which
         store, resource = Store(path), FactorcovStorage(database=str(path))
         execute = _duck_execute(path)
     else:
-        url = pg.create_database("old")
-        resource = FactorcovPostgres(url=url)
-        end = PG_END
-        result = run_range(START, end, resource, settings, logger=quiet_logger())
-        assert result.success, failure_messages(result)
+        # the module's database, whose other tests have run (this one changes it)
+        url = runs["sectors"][1].url
+        resource, end = FactorcovPostgres(url=url), PG_END
         store, execute = PostgresStore(url), _pg_execute(url)
     before = store.read("SELECT * FROM risk_backtest_summary ORDER BY sample, portfolio")
     for table, cols in (
