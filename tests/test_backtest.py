@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
 
 import numpy as np
@@ -42,6 +43,14 @@ def _simulate(t: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return f, prior
 
 
+def _keyed_draws(seed: int, name: str, n: int) -> np.ndarray:
+    """The documented recipe of one factor's weights in the n random portfolios: its own
+    stream seeded by the seed and the eight little-endian 32-bit words of sha256(name)."""
+    digest = hashlib.sha256(name.encode()).digest()
+    words = [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 32, 4)]
+    return np.random.default_rng([seed, *words]).standard_normal(n)
+
+
 def test_matches_direct_loop() -> None:
     t, k, n_rand, window = 70, 4, 3, 10
     rng = np.random.default_rng(42)
@@ -53,7 +62,7 @@ def test_matches_direct_loop() -> None:
     df = forecast_bias(_dates(t), names, f, prior, window=window, n_portfolios=n_rand, seed=7)
 
     # direct loop, written independently: weights rebuilt from the documented recipe
-    w_rand = np.random.default_rng(7).standard_normal((n_rand, k))
+    w_rand = np.array([_keyed_draws(7, n, n_rand) for n in names]).T
     w_rand = np.array([row / math.sqrt(sum(x * x for x in row)) for row in w_rand])
     ports = [(n, "factor", np.eye(k)[i]) for i, n in enumerate(names)]
     ports += [(f"random_{i + 1:02d}", "random", w_rand[i]) for i in range(n_rand)]
@@ -110,10 +119,11 @@ def test_schema_and_names() -> None:
     assert first["portfolio_kind"].to_list() == ["factor"] * 3 + ["random"] * 12
     assert df["window_end"].n_unique() == t - 21 + 1
     assert random_portfolio_names(120)[0] == "random_001"
-    w = random_portfolio_weights(5, 4, seed=9)
+    five = ["A", "B", "C", "D", "E"]
+    w = random_portfolio_weights(five, 4, seed=9)
     np.testing.assert_allclose(np.linalg.norm(w, axis=1), 1.0, rtol=1e-14)
-    np.testing.assert_array_equal(w, random_portfolio_weights(5, 4, seed=9))
-    assert not np.allclose(w, random_portfolio_weights(5, 4, seed=10))
+    np.testing.assert_array_equal(w, random_portfolio_weights(five, 4, seed=9))
+    assert not np.allclose(w, random_portfolio_weights(five, 4, seed=10))
     # too few dates for one window: empty table with the contract's schema
     empty = forecast_bias(_dates(5), ["A", "B", "C"], f[:5], prior[:5], window=21)
     assert empty.height == 0 and empty.schema == df.schema
@@ -196,3 +206,18 @@ def test_rejects_bad_shapes() -> None:
         forecast_bias(_dates(30), ["A", "B", "C"], f, prior[:, :2, :2])
     with pytest.raises(ValueError, match="increasing"):
         forecast_bias(_dates(30)[::-1], ["A", "B", "C"], f, prior)
+
+
+def test_random_portfolios_are_keyed_by_factor_name_not_order() -> None:
+    """Issue 21.6: the same factors in another order (a file's order, the model's order) give
+    the same portfolios; a factor more keeps the others' relative weights."""
+    names = ["Market", "Size", "Value", "Energy", "Financials"]
+    w = random_portfolio_weights(names, 6, seed=0)
+    order = [3, 0, 4, 2, 1]
+    shuffled = random_portfolio_weights([names[i] for i in order], 6, seed=0)
+    np.testing.assert_array_equal(shuffled, w[:, order])
+    more = random_portfolio_weights([*names, "Momentum"], 6, seed=0)
+    ratio = more[:, :5] / w  # the same direction on the common factors, rescaled per row
+    np.testing.assert_allclose(ratio, ratio[:, :1] * np.ones((1, 5)), rtol=1e-13)
+    with pytest.raises(ValueError, match="unique"):
+        random_portfolio_weights(["A", "A"], 2)

@@ -96,7 +96,7 @@ def test_sql_contract_tables_and_row_counts(built):
     assert set(fr["factor_group"].unique()) == {"market", "trbc", "style"}
     assert set(fr["factor"].unique()) == set(DEFAULT_FACTORS.names)
     cov = _table(db, "factor_covariance", "date, factor_1, factor_2")
-    assert cov.columns == ["date", "factor_1", "factor_2", "covariance"]
+    assert cov.columns == ["date", "factor_1", "factor_2", "covariance", "warm"]
     assert cov.height == len(forecast_dates) * k * k
     rep = _table(db, "covariance_report", "date, factor")
     assert rep.height == len(forecast_dates) * k

@@ -24,6 +24,7 @@ file and the `factorcov` command.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -404,7 +405,7 @@ def test_setting_through_the_pipeline(case, tmp_path, default_db):
 
     # the regime table: the VRA multiplier (and B_t) per date
     regime = Store(db).read("SELECT * FROM volatility_regime ORDER BY date")
-    assert regime.columns == ["date", "bias_statistic", "vra_multiplier"]
+    assert regime.columns == ["date", "bias_statistic", "vra_multiplier", "warm"]
     assert regime["date"].to_list() == days
     np.testing.assert_allclose(
         regime["vra_multiplier"].to_numpy(), direct["multiplier"], rtol=1e-12, atol=0
@@ -520,6 +521,7 @@ def test_forecast_bias_table_against_a_direct_loop(default_db):
         "portfolio_kind": "VARCHAR",
         "n_obs": "INTEGER",
         "bias": "DOUBLE",
+        "warm": "BOOLEAN",
     }
     fb = store.read("SELECT * FROM forecast_bias ORDER BY window_end, portfolio")
     assert fb.select(["window_end", "portfolio"]).is_unique().all()
@@ -536,8 +538,14 @@ def test_forecast_bias_table_against_a_direct_loop(default_db):
 
     # direct loop: z_t = w'f_t / sqrt(w' Sigma_{t-1} w) with the stored daily covariance of t-1
     cov = _cube(db, "factor_covariance", "covariance", days) / DAYS_PER_YEAR
-    w_random = np.random.default_rng(0).standard_normal((n_random, K))
+    # each factor's weights from its own stream, keyed by its name (sha256 of it)
+    w_random = np.zeros((n_random, K))
+    for j, name in enumerate(NAMES):
+        digest = hashlib.sha256(name.encode()).digest()
+        words = [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 32, 4)]
+        w_random[:, j] = np.random.default_rng([0, *words]).standard_normal(n_random)
     w_random /= np.linalg.norm(w_random, axis=1, keepdims=True)
+    assert not fb["warm"].any()  # the defaults' covariance warm-up is 120 sessions
     portfolios = {n: np.eye(K)[i] for i, n in enumerate(NAMES)}
     portfolios |= {f"random_{i + 1:02d}": w_random[i] for i in range(n_random)}
     for end_pos in range(window - 1, len(days)):

@@ -38,7 +38,7 @@ from pg_compare import assert_same_stores, dump
 from pg_server import postgres_server
 from state_retention import kept_states
 
-VOL_SCHEMA = {"date": pl.Date, "factor": pl.String, "volatility": pl.Float64}
+VOL_SCHEMA = {"date": pl.Date, "factor": pl.String, "volatility": pl.Float64, "warm": pl.Boolean}
 SESSIONS = calendar.sessions(SESSIONS_START, SESSIONS_START + dt.timedelta(days=45))[:25]
 HOSTILE = "O'Reilly\"; DROP TABLE universe; --"
 
@@ -138,7 +138,9 @@ def test_a_write_is_one_transaction(pg):
     """A failure after the DELETE and a first table's COPY leaves every old row."""
     store = PostgresStore(pg.create_database("tx"))
     day = dt.date(2025, 4, 1)
-    old = pl.DataFrame({"date": [day, day], "factor": ["a", "b"], "volatility": [1.0, 2.0]})
+    old = pl.DataFrame(
+        {"date": [day, day], "factor": ["a", "b"], "volatility": [1.0, 2.0], "warm": [True] * 2}
+    )
     store.replace([TableWrite("factor_volatility", old)], (day, day), settings_json='{"x": 1}')
     new = old.with_columns(pl.col("volatility") * 10)
     bad = pl.DataFrame({"date": [day], "factor": ["a"], "not_a_column": [1.0]})
@@ -165,7 +167,7 @@ def test_both_stores_keep_the_same_states(pg, tmp_path, monkeypatch):
     monkeypatch.setattr(contract, "STATE_KEEP_RECENT_DAYS", 7)
     stores = [PostgresStore(pg.create_database("states")), Store(tmp_path / "states.duckdb")]
     days = [dt.date(2024, 12, 20) + dt.timedelta(days=i) for i in range(0, 40, 3)]
-    frame = pl.DataFrame({"date": [], "factor": [], "volatility": []}, schema=VOL_SCHEMA)
+    frame = pl.DataFrame(schema=VOL_SCHEMA)
     kept = []
     for store in stores:
         for day in days:
@@ -283,7 +285,7 @@ def test_identity_and_remove_on_postgres(pg):
     store = PostgresStore(pg.create_database("ident"))
     store.check_identity('{"x": 1}')  # an empty database passes
     day = dt.date(2025, 4, 1)
-    vol = pl.DataFrame({"date": [day], "factor": ["a"], "volatility": [1.0]})
+    vol = pl.DataFrame({"date": [day], "factor": ["a"], "volatility": [1.0], "warm": [False]})
     store.replace(
         [TableWrite("factor_volatility", vol)],
         (day, day),

@@ -95,8 +95,8 @@ def test_readme_vol_query_shows_all_21_rows_with_full_names(sh, year_db):
     body = lines[2:-1]
     assert len(body) == 21 and all(len(ln) <= 100 for ln in lines)
     for line, row in zip(body, stored.iter_rows(named=True), strict=True):
-        date, factor, vol = re.split(r"\s{2,}", line)
-        assert date == str(row["date"]) and factor == row["factor"]
+        date, factor, vol, warm = re.split(r"\s{2,}", line)
+        assert date == str(row["date"]) and factor == row["factor"] and warm == "true"
         assert abs(float(vol) - row["volatility"]) <= 5e-7
 
 
@@ -197,7 +197,7 @@ def test_json_is_a_list_of_objects_with_iso_dates(sh, year_db):
     assert code == 0
     got = json.loads(out)
     stored = _stored(year_db, sql).to_dicts()
-    assert [set(o) for o in got] == [{"date", "factor", "volatility"}] * 21
+    assert [set(o) for o in got] == [{"date", "factor", "volatility", "warm"}] * 21
     assert got == [{**r, "date": r["date"].isoformat()} for r in stored]
     code, out, _ = sh(["sql", "--format", "json", "SELECT 'nan'::DOUBLE AS a, 2 AS a"])
     assert json.loads(out) == [{"a": None, "a_2": 2}]

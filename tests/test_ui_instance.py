@@ -162,6 +162,7 @@ def test_figures_and_tables_on_the_last_session_only(built):
         "factor_returns": ["r_squared_over_time", "assets_over_time"],
         "forecast_bias": ["bias_over_time"],
         "risk_backtest": ["portfolio_bias_plot"],
+        "specific_risk": ["specific_risk_by_size_decile"],
     }
     for asset, names in figures.items():
         for name in names:
@@ -183,13 +184,22 @@ def test_figures_and_tables_on_the_last_session_only(built):
                 ), (asset, key)
                 assert len(kept) <= 6, (asset, key, sorted(events[asset][key].metadata))
     # the forecast bias summary is a real table, one record per portfolio
-    summary = events["forecast_bias"][last].metadata["summary"]
+    summary = events["forecast_bias"][last].metadata["bias_summary_all_dates"]
     assert isinstance(summary, dg.TableMetadataValue)
     names = [c.name for c in summary.schema.columns]
     assert {"portfolio", "full_sample_bias", "band_low"} <= set(names)
     assert len(summary.records) == DEFAULT_FACTORS.k + 20
     cov_table = events["factor_covariance"][last].metadata[f"covariance_{last}"]
     assert isinstance(cov_table, dg.TableMetadataValue) and len(cov_table.records) == 21
+    # issue 23.5: the report shows the latest covariance, specific risk its size deciles, and
+    # portfolio_risk without holdings says how to set them
+    report = events["covariance_report"][last].metadata[f"covariance_{last}"]
+    assert isinstance(report, dg.TableMetadataValue) and len(report.records) == 21
+    assert [c.name for c in report.schema.columns][:2] == ["factor", "volatility"]
+    deciles = events["specific_risk"][last].metadata[f"specific_risk_by_size_decile_{last}"]
+    assert [r.data["size_decile"] for r in deciles.records] == list(range(1, 11))
+    hint = events["portfolio_risk"][last].metadata["holdings"].value
+    assert "portfolio_risk_settings.holdings" in hint
 
 
 def test_a_check_failing_on_one_session_fails_there_only(built, tmp_path):

@@ -250,7 +250,12 @@ def test_warmup_hides_the_first_sessions_and_changes_no_number(hostile):
                   "covariance_report"):  # fmt: skip
         assert store.stored_dates(table) == days[n:], table
         q = f"SELECT * FROM {table} WHERE date >= ? ORDER BY ALL"
-        assert store.read(q, [days[n]]).equals(plain.read(q, [days[n]])), table
+        got, ref = store.read(q, [days[n]]), plain.read(q, [days[n]])
+        if table != "covariance_report":  # the report has no `warm` (its columns are factors)
+            # warmup_length overrides the derived warm-up: every published row is warm
+            assert got["warm"].all(), table
+            got, ref = got.drop("warm"), ref.drop("warm")
+        assert got.equals(ref), table
 
 
 def test_warmup_starts_the_regime_adjustment_after_it(hostile):

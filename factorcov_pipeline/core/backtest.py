@@ -31,6 +31,7 @@ Everything is vectorised: the rolling moments come from cumulative sums (no loop
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -56,16 +57,36 @@ BIAS_SUMMARY_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def random_portfolio_weights(n_factors: int, n_portfolios: int, seed: int = 0) -> np.ndarray:
-    """Fixed random factor portfolios, (n_portfolios, n_factors), each of unit Euclidean norm.
+def _name_words(name: str) -> list[int]:
+    """A factor name as eight 32-bit words (its SHA-256), the entropy of its weights' stream."""
+    digest = hashlib.sha256(name.encode("utf-8")).digest()
+    return [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 32, 4)]
 
-    Weights are i.i.d. standard normal draws from `np.random.default_rng(seed)`, so the
-    portfolios are reproducible across runs and mix all factors (USE4 notes, random active
-    factor portfolios). The bias statistic is scale-free, so the normalisation is cosmetic.
+
+def random_portfolio_weights(
+    factor_names: Sequence[str], n_portfolios: int, seed: int = 0
+) -> np.ndarray:
+    """Fixed random factor portfolios, (n_portfolios, K) over ``factor_names``, each of unit
+    Euclidean norm.
+
+    The weights of a factor are i.i.d. standard normal draws from its own stream,
+    `np.random.default_rng([seed, *sha256(name)])`, so a portfolio's weight on a factor is keyed
+    by the factor's NAME: the same factors in another order (a user file's order, the model's
+    Market-styles-sectors order) give the same portfolios, and a model with a factor more or
+    less keeps the other factors' relative weights. The portfolios mix all factors (USE4 notes,
+    random active factor portfolios); the bias statistic is scale-free, so the normalisation
+    is cosmetic.
     """
-    if n_factors < 1 or n_portfolios < 0:
-        raise ValueError("need n_factors >= 1 and n_portfolios >= 0")
-    w = np.random.default_rng(seed).standard_normal((n_portfolios, n_factors))
+    names = list(factor_names)
+    if not names or n_portfolios < 0:
+        raise ValueError("need at least one factor and n_portfolios >= 0")
+    if len(set(names)) != len(names):
+        raise ValueError("factor_names must be unique")
+    # a loop over factors (K draws of P numbers), not over dates or assets
+    cols = [
+        np.random.default_rng([seed, *_name_words(n)]).standard_normal(n_portfolios) for n in names
+    ]
+    w = np.stack(cols, axis=1).reshape(n_portfolios, len(names))
     return w / np.linalg.norm(w, axis=1, keepdims=True)
 
 
@@ -143,7 +164,7 @@ def forecast_bias(
     `factor_returns` (T, K) in `factor_names` order; `prior_cov_daily` (T, K, K), row t the
     DAILY covariance forecast made at t-1 (row 0 is NaN: no forecast before the first date).
     Portfolios: one per factor (unit exposure, named as the factor, kind 'factor'), then
-    `n_portfolios` fixed random factor portfolios (`random_portfolio_weights(K, n, seed)`,
+    `n_portfolios` fixed random factor portfolios (`random_portfolio_weights(names, n, seed)`,
     named `random_01`..., kind 'random').
 
     Returns the `forecast_bias` table: `window_end` (Date, last date of the window),
@@ -167,7 +188,7 @@ def forecast_bias(
     if np.any(np.diff(day) <= np.timedelta64(0, "D")):
         raise ValueError("dates must be strictly increasing")
 
-    weights = np.vstack([np.eye(k), random_portfolio_weights(k, n_portfolios, seed)])
+    weights = np.vstack([np.eye(k), random_portfolio_weights(names, n_portfolios, seed)])
     port_names = names + random_portfolio_names(n_portfolios)
     kinds = [PORTFOLIO_KIND_FACTOR] * k + [PORTFOLIO_KIND_RANDOM] * n_portfolios
     n_port = len(port_names)
@@ -261,7 +282,12 @@ def bias_report(
     """Per portfolio: the full-sample bias statistic with its approximate 95% band
     1 +/- sqrt(2/T) (normal outcomes, unbiased forecast), and the rolling ``window``-session
     (12-month) statistics: how many, the share inside their own band 1 +/- sqrt(2/n_obs), their
-    range (USE4 notes, section 6: 12-month windows). Rolling windows overlap (descriptive)."""
+    range (USE4 notes, section 6: 12-month windows). Rolling windows overlap (descriptive).
+
+    A portfolio's 12-month windows start at its first defined outcome: a window reaching back
+    before it (the first forecast date has no outcome, nor has a warm-up date left out) is not
+    a 12-month window of outcomes (2,263 sessions give 2,262 outcomes and 2,011 windows, not
+    2,012). Undefined outcomes after it (a session without returns) stay inside their windows."""
     z = np.asarray(z, dtype=np.float64)
     bias, n = full_sample_bias(z)
     half = np.sqrt(2.0 / np.maximum(n, 1))
@@ -269,7 +295,9 @@ def bias_report(
         roll, n_roll = rolling_bias(z, window)
     else:
         roll, n_roll = np.empty((0, z.shape[1])), np.empty((0, z.shape[1]), dtype=np.int64)
-    ok = np.isfinite(roll)
+    finite = np.isfinite(z)
+    first = np.where(finite.any(axis=0), finite.argmax(axis=0), z.shape[0])
+    ok = np.isfinite(roll) & (np.arange(roll.shape[0])[:, None] >= first[None, :])
     inside = ok & (np.abs(roll - 1.0) <= np.sqrt(2.0 / np.maximum(n_roll, 1)))
     n_win = ok.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -304,8 +332,82 @@ def factor_bias_report(
     """`bias_report` of the factor and random-portfolio outcomes of `forecast_bias` (same
     portfolios) over the whole history given."""
     k = len(factor_names)
-    weights = np.vstack([np.eye(k), random_portfolio_weights(k, n_portfolios, seed)])
+    weights = np.vstack([np.eye(k), random_portfolio_weights(factor_names, n_portfolios, seed)])
     names = list(factor_names) + random_portfolio_names(n_portfolios)
     kinds = [PORTFOLIO_KIND_FACTOR] * k + [PORTFOLIO_KIND_RANDOM] * n_portfolios
     z = standardized_outcomes(factor_returns, prior_cov_daily, weights)
     return bias_report(z, names, kinds, window)
+
+
+SAMPLE_WARM, SAMPLE_ALL = "warm", "all"
+SUMMARY_SCHEMA: dict[str, pl.DataType] = {
+    "sample": pl.String(),
+    "portfolio": pl.String(),
+    "portfolio_kind": pl.String(),
+    "n_obs": pl.Int32(),
+    "full_sample_bias": pl.Float64(),
+    "band_low": pl.Float64(),
+    "band_high": pl.Float64(),
+    "n_windows_12m": pl.Int32(),
+    "share_12m_inside_band": pl.Float64(),
+    "min_12m_bias": pl.Float64(),
+    "max_12m_bias": pl.Float64(),
+    "first_date": pl.Date(),
+    "last_date": pl.Date(),
+    "as_of": pl.Date(),
+}
+ANNUALISATION = 252.0
+
+
+def outcome_grid(
+    outcomes: pl.DataFrame,
+) -> tuple[np.ndarray, list[str], list[str], np.ndarray, np.ndarray]:
+    """Stored outcomes (``date, portfolio, portfolio_kind, realised_return, predicted_risk,
+    warm``, one row per session and portfolio; the `forecast_outcomes` and `risk_backtest`
+    tables) on a (T dates, P portfolios) grid: the dates (datetime64[D], ascending), the
+    portfolios in order of first appearance and their kinds, the standardised outcomes
+    z = realised / (predicted / sqrt(252)) (NaN where the return is missing or the forecast is
+    missing or not positive) and whether each cell's forecast was warm."""
+    days = np.unique(outcomes["date"].to_numpy().astype("datetime64[D]"))
+    names = outcomes["portfolio"].unique(maintain_order=True).to_list()
+    firsts = outcomes.unique("portfolio", keep="first", maintain_order=True)
+    kinds = firsts["portfolio_kind"].to_list()
+    t = np.searchsorted(days, outcomes["date"].to_numpy().astype("datetime64[D]"))
+    p = outcomes["portfolio"].replace_strict(names, list(range(len(names)))).to_numpy()
+    r = outcomes["realised_return"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    s = outcomes["predicted_risk"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        zz = r / (np.where(s > 0, s, np.nan) / np.sqrt(ANNUALISATION))
+    z = np.full((days.size, len(names)), np.nan)
+    z[t, p] = zz
+    warm = np.zeros((days.size, len(names)), dtype=bool)
+    warm[t, p] = outcomes["warm"].fill_null(False).to_numpy()
+    return days, names, kinds, z, warm
+
+
+def outcome_summary(outcomes: pl.DataFrame, window: int = WINDOW_12M) -> pl.DataFrame:
+    """The bias summary of stored outcomes (`outcome_grid`), per sample and portfolio:
+    `bias_report` of the outcomes whose forecast was warm (sample ``warm``, the default reading:
+    the warm-up's forecasts are left out) and of every outcome (sample ``all``), with the first
+    and last outcome date used and ``as_of``, the last stored session (`SUMMARY_SCHEMA`; the
+    tables `forecast_bias_summary` and `risk_backtest_summary`)."""
+    if outcomes.height == 0:
+        return pl.DataFrame(schema=SUMMARY_SCHEMA)
+    days, names, kinds, z, warm = outcome_grid(outcomes)
+    parts = []
+    for sample, zs in ((SAMPLE_WARM, np.where(warm, z, np.nan)), (SAMPLE_ALL, z)):
+        finite = np.isfinite(zs)
+        has = finite.any(axis=0)
+        first = finite.argmax(axis=0)
+        last = zs.shape[0] - 1 - finite[::-1].argmax(axis=0)
+        rep = bias_report(zs, names, kinds, window)
+        parts.append(
+            rep.with_columns(
+                pl.lit(sample).alias("sample"),
+                pl.Series("first_date", np.where(has, days[first], np.datetime64("NaT"))),
+                pl.Series("last_date", np.where(has, days[last], np.datetime64("NaT"))),
+                pl.lit(days[-1].astype(dt.date), dtype=pl.Date).alias("as_of"),
+            )
+        )
+    out = pl.concat(parts).select(list(SUMMARY_SCHEMA))
+    return out.cast(SUMMARY_SCHEMA)  # type: ignore[arg-type]

@@ -110,33 +110,89 @@ def beta(model: RiskSnapshot, holdings: np.ndarray, benchmark: np.ndarray) -> np
         return np.where(var_b > 0, cov_hb / var_b, np.nan)
 
 
+# Why a minimum-variance portfolio could not be built from a model (`risk_backtest.reason`).
+NO_SPECIFIC_RISK = "no_specific_risk"
+SINGULAR_COVARIANCE = "singular_covariance"
+# Relative residual of V w = 1 above which the solve did not find V^-1 1 (the asset covariance
+# is singular to working precision, e.g. specific variances of 1e-33 next to factor variances).
+SOLVE_TOLERANCE = 1e-6
+
+
+def try_minimum_variance_weights(model: RiskSnapshot) -> tuple[np.ndarray | None, str | None]:
+    """`minimum_variance_weights`, or (None, why) when the model cannot give them: an asset
+    without a positive finite specific risk (`NO_SPECIFIC_RISK`: D^-1 does not exist; the
+    `specific_risk` table's `reason` says why), or a solve that fails or does not satisfy
+    V V^-1 1 = 1 to `SOLVE_TOLERANCE` (`SINGULAR_COVARIANCE`), checked in O(N K) from the
+    factored form."""
+    s = model.specific_risk
+    if s.size == 0 or not bool(np.all(np.isfinite(s) & (s > 0))):
+        return None, NO_SPECIFIC_RISK
+    try:
+        v_inv_1 = _v_inv_ones(model)
+    except np.linalg.LinAlgError:
+        return None, SINGULAR_COVARIANCE
+    x, f = model.exposures, model.covariance
+    with np.errstate(all="ignore"):
+        back = s**2 * v_inv_1 + x @ (f @ (x.T @ v_inv_1))  # V (V^-1 1), should be 1
+        total = v_inv_1.sum()
+    if not (np.all(np.isfinite(back)) and np.isfinite(total) and total > 0):
+        return None, SINGULAR_COVARIANCE
+    if float(np.max(np.abs(back - 1.0))) > SOLVE_TOLERANCE:
+        return None, SINGULAR_COVARIANCE
+    return v_inv_1 / total, None
+
+
+def _v_inv_ones(model: RiskSnapshot) -> np.ndarray:
+    """V^-1 1 through the push-through Woodbury form (`minimum_variance_weights`)."""
+    d_inv = 1.0 / model.specific_risk**2
+    x = model.exposures
+    k = x.shape[1]
+    m = np.eye(k) + (x.T @ (x * d_inv[:, None])) @ model.covariance
+    return d_inv - d_inv * (x @ (model.covariance @ np.linalg.solve(m, x.T @ d_inv)))
+
+
 def minimum_variance_weights(model: RiskSnapshot) -> np.ndarray:
     """The fully invested minimum-variance portfolio w = V^-1 1 / 1'V^-1 1 of the model's asset
     covariance V = X F X' + D, D = diag(s^2), through the push-through form of the Woodbury
     identity, V^-1 = D^-1 - D^-1 X F (I + X' D^-1 X F)^-1 X' D^-1, which needs no inverse of
     F (singular under the zero-sum sector constraint) and costs O(N K^2), not O(N^3). Used by
-    the backtest: optimised portfolios reveal under-forecast risk (USE4 notes, section 6)."""
-    d_inv = 1.0 / model.specific_risk**2
-    x = model.exposures
-    y = d_inv.copy()  # D^-1 1
-    k = x.shape[1]
-    m = np.eye(k) + (x.T @ (x * d_inv[:, None])) @ model.covariance
-    v_inv_1 = y - d_inv * (x @ (model.covariance @ np.linalg.solve(m, x.T @ y)))
+    the backtest: optimised portfolios reveal under-forecast risk (USE4 notes, section 6).
+    `try_minimum_variance_weights` says why a model cannot give them instead of raising."""
+    v_inv_1 = _v_inv_ones(model)
     return v_inv_1 / v_inv_1.sum()
 
 
-def realised_returns(
+def observed_returns(
     asset_ids: np.ndarray, day_ids: np.ndarray, day_returns: np.ndarray
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Each of ``asset_ids``' return on a date from that date's universe rows (``day_ids``,
-    ``day_returns``; a null return is NaN): 0 for an asset without a row or a return (it is
-    held at no gain or loss). Aligned by sorted search, not a join: this runs once per date."""
+    ``day_returns``; a null return is NaN), 0 for an asset without a row or a return (it is
+    held at no gain or loss), and whether it had one. Aligned by sorted search, not a join:
+    this runs once per date."""
     out = np.zeros(len(asset_ids))
+    seen = np.zeros(len(asset_ids), dtype=bool)
     if len(asset_ids) == 0 or len(day_ids) == 0:
-        return out
+        return out, seen
     order = np.argsort(asset_ids, kind="stable")
     at = np.minimum(np.searchsorted(asset_ids, day_ids, sorter=order), len(asset_ids) - 1)
     pos = order[at]
     hit = (asset_ids[pos] == day_ids) & ~np.isnan(day_returns)
     out[pos[hit]] = day_returns[hit]
-    return out
+    seen[pos[hit]] = True
+    return out, seen
+
+
+def realised_returns(
+    asset_ids: np.ndarray, day_ids: np.ndarray, day_returns: np.ndarray
+) -> np.ndarray:
+    """The returns of `observed_returns` (0 for an asset without one)."""
+    return observed_returns(asset_ids, day_ids, day_returns)[0]
+
+
+def portfolio_returns(weights: np.ndarray, returns: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Realised returns of P portfolios (P, N) from `observed_returns`: sum of weight x return,
+    an asset without a return counting 0; NaN (missing, not 0) for a portfolio none of whose
+    holdings has a return that day (a session without returns, `factor_return_gaps`)."""
+    w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    held = (w != 0.0) @ seen.astype(np.float64)
+    return np.where(held > 0, w @ returns, np.nan)

@@ -65,6 +65,23 @@ here.
 The published forecast is annualised, ``sigma * sqrt(252)``, for every asset with a market cap,
 a category and finite style exposures at t (present assets), whatever its history.
 
+Specific returns that are 0 by construction carry no information about an asset's specific
+variance and are treated as missing observations (``uninformative``; they neither age into nor
+count towards ``h_n``): every residual of an exactly fitted date (no more assets than factors,
+or R^2 = 1, `regression_stats.exactly_fitted`), and the residual of the only regressed asset of
+its category (the category's factor return absorbs its return, unless
+`thin_category_shrinkage` damps it). Before, their ~1e-17 residuals made specific risks of
+2.4e-17 (and a singular minimum-variance problem downstream); now such an asset keeps the
+structural forecast, and a date on which no present asset has an informative return has no
+forecast (NaN) for any asset.
+
+Each forecast says why it was not estimated from the asset's own returns (`reason`, codes in
+`REASONS`, `None` when gamma_n = 1): its latest return (that date's, or the last before it
+when it was not regressed that day) was uninformative (`exactly_fitted`,
+`single_asset_category`; kept in the state across runs), or it has too few informative returns
+(`short_history`: at most ``min_history``, gamma_n = 0, the structural forecast alone;
+`partial_history`: fewer than ``full_history``, a blend).
+
 State: the EWMA sums and observation counts per asset id, the Newey-West sums and lag buffer,
 the regime EWMA, and the last pre-VRA forecast, keyed by asset id; assets that appear later are
 added with empty sums. Running [a, c] in one call equals [a, b] then [b+1, c] from the state,
@@ -89,6 +106,17 @@ from factorcov_pipeline.core.forecaster import (
 )
 from factorcov_pipeline.core.settings import SpecificRiskSettings
 
+# Why a forecast was not estimated from the asset's own returns (module docstring), by code:
+# 0 = it was (reason NULL); -1 in `SpecificRiskForecast.reason` = the asset is not present.
+UNINFORMATIVE_EXACT_FIT, UNINFORMATIVE_SINGLE_ASSET = 1, 2
+REASONS: dict[int, str] = {
+    UNINFORMATIVE_EXACT_FIT: "exactly_fitted",
+    UNINFORMATIVE_SINGLE_ASSET: "single_asset_category",
+    3: "short_history",
+    4: "partial_history",
+}
+SHORT_HISTORY, PARTIAL_HISTORY = 3, 4
+
 
 @dataclass
 class SpecificRiskState:
@@ -107,6 +135,7 @@ class SpecificRiskState:
     lag_buffer: np.ndarray
     vra_ewma: EwmaState | None
     last_var: np.ndarray
+    last_cause: np.ndarray | None = None  # per asset: its last return's uninformative code
 
     def to_bytes(self) -> bytes:
         arrays: dict[str, np.ndarray] = {
@@ -117,6 +146,7 @@ class SpecificRiskState:
             "nw_w": self.nw_w,
             "lag_buffer": self.lag_buffer,
             "last_var": self.last_var,
+            "last_cause": self.causes(),
             **self.var_ewma.to_arrays("var_"),
         }
         if self.vra_ewma is not None:
@@ -136,7 +166,15 @@ class SpecificRiskState:
             lag_buffer=a["lag_buffer"],
             vra_ewma=EwmaState.from_arrays(a, "vra_") if "vra_s" in a else None,
             last_var=a["last_var"],
+            # states stored before 0.9 have none: no uninformative return seen
+            last_cause=a.get("last_cause"),
         )
+
+    def causes(self) -> np.ndarray:
+        """`last_cause`, zeros (informative) where none was recorded."""
+        if self.last_cause is None:
+            return np.zeros(self.asset_ids.shape[0], dtype=np.int8)
+        return np.asarray(self.last_cause, dtype=np.int8)
 
 
 @dataclass
@@ -146,7 +184,9 @@ class SpecificRiskForecast:
     ``specific_risk``: annualised published forecast; ``sigma_ts``: daily time-series
     volatility (step 1); ``gamma``: blending coefficient; ``sigma_str``: daily structural
     forecast; ``sigma_blend``: blended; ``sigma_sh``: after shrinkage (daily, before the regime
-    adjustment); ``vra_multiplier`` (T,): lambda_t; ``bias_stat`` (T,): B_t (NaN when off).
+    adjustment); ``vra_multiplier`` (T,): lambda_t; ``bias_stat`` (T,): B_t (NaN when off);
+    ``reason`` (T, N) int8: a code of `REASONS`, 0 when estimated from the asset's own returns,
+    -1 where the asset is not present (no forecast and no row).
     """
 
     specific_risk: np.ndarray
@@ -157,6 +197,7 @@ class SpecificRiskForecast:
     sigma_sh: np.ndarray
     vra_multiplier: np.ndarray
     bias_stat: np.ndarray
+    reason: np.ndarray
 
 
 def blending_coefficient(n_obs: np.ndarray, min_history: int, full_history: int) -> np.ndarray:
@@ -292,6 +333,7 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
             ),
             vra_ewma=state.vra_ewma,
             last_var=np.concatenate([state.last_var, nan]),
+            last_cause=np.concatenate([state.causes(), np.zeros(m, dtype=np.int8)]),
         )
 
     def run(
@@ -302,18 +344,30 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
         caps: np.ndarray,
         categories: np.ndarray,
         styles: np.ndarray,
+        uninformative: np.ndarray | None = None,
     ) -> tuple[SpecificRiskForecast, SpecificRiskState]:
         """Forecasts for the T dates of a block and the state after them.
 
         ``asset_ids`` (N,) unique ids of the block's columns; ``specific_returns`` (T, N) the
         specific return of each date (NaN: none); ``caps`` (T, N) market caps at each date
         (NaN: not present); ``categories`` (T, N) integer category codes (-1: none);
-        ``styles`` (T, N, S) style exposures at each date. An asset is present (gets a
-        forecast) on a date where its cap is positive, its category >= 0 and its styles finite.
+        ``styles`` (T, N, S) style exposures at each date; ``uninformative`` (T, N) optional
+        codes of returns that are 0 by construction (`UNINFORMATIVE_EXACT_FIT`,
+        `UNINFORMATIVE_SINGLE_ASSET`; 0: informative), treated as missing. An asset is present
+        (gets a row) on a date where its cap is positive, its category >= 0 and its styles
+        finite.
         """
         given = np.asarray(list(asset_ids), dtype=np.str_)
         u_in = as_block(specific_returns, "specific_returns")
         t_n, n = u_in.shape
+        cause = np.zeros((t_n, n), dtype=np.int8)
+        if uninformative is not None:
+            cause = np.asarray(uninformative, dtype=np.int8)
+            if cause.shape != (t_n, n):
+                raise ValueError("uninformative must have the shape of specific_returns")
+        seen = np.isfinite(u_in) | (cause > 0)  # the asset was regressed on the date
+        if uninformative is not None:
+            u_in = np.where(cause > 0, np.nan, u_in)
         caps_in = as_block(caps, "caps")
         categories = np.asarray(categories)
         styles = np.asarray(styles, dtype=np.float64)
@@ -330,6 +384,7 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
         if ids.size > 1 and bool(np.any(ids[1:] == ids[:-1])):
             raise ValueError("asset_ids must be unique")
         categories, styles = categories[:, order], styles[:, order]
+        cause, seen = cause[:, order], seen[:, order]
         if state is None:
             state = self.initial_state(0)
         self._check_state(state, state.asset_ids.shape[0])
@@ -355,7 +410,7 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
         sigma_ts = np.sqrt(var_ts)[:, pos]
         h = n_obs[:, pos]
 
-        out = {k: np.full((t_n, n), np.nan) for k in ("gamma", "str", "blend", "sh")}
+        out = {k: np.full((t_n, n), np.nan) for k in ("gamma", "str", "blend", "sh", "present")}
         # One BLAS thread for the small (N x P) regressions (core/blas.py).
         with one_blas_thread():
             for t in range(t_n):  # the cross-section of each date (vectorised over assets)
@@ -390,6 +445,13 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
         last_var = state.last_var.copy()
         if t_n > 0:
             last_var = var_sh[-1].copy()
+        # each asset's cause as of its latest return (a date it was not regressed on, e.g. a
+        # session without returns, keeps the cause of the one before, across blocks too)
+        cause_all = np.zeros((t_n, m), dtype=np.int8)
+        seen_all = np.zeros((t_n, m), dtype=bool)
+        cause_all[:, pos], seen_all[:, pos] = cause, seen
+        last_cause = carry_forward(state.causes(), cause_all, seen_all)
+        reason = forecast_reasons(out["present"] > 0, out["gamma"], last_cause[:, pos])
         back = np.argsort(order, kind="stable")  # to the caller's column order
         forecast = SpecificRiskForecast(
             specific_risk=(daily * np.sqrt(float(ANNUALISATION_DAYS)))[:, back],
@@ -400,6 +462,7 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
             sigma_sh=out["sh"][:, back],
             vra_multiplier=multiplier,
             bias_stat=bias,
+            reason=reason[:, back],
         )
         new_state = SpecificRiskState(
             config=self.config.copy(),
@@ -411,6 +474,7 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
             lag_buffer=lag_buffer,
             vra_ewma=vra_state,
             last_var=last_var,
+            last_cause=last_cause[-1].copy() if t_n > 0 else state.causes(),
         )
         return forecast, new_state
 
@@ -432,6 +496,7 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
         if not present.any():
             return
         idx = np.flatnonzero(present)
+        out["present"][t, idx] = 1.0
         cap = caps[idx]
         ts = sigma_ts[idx]
         has_ts = np.isfinite(ts) & (ts > 0)
@@ -456,3 +521,28 @@ class SpecificRiskForecaster(Forecaster[SpecificRiskState]):
         out["str"][t, idx] = sigma_str
         out["blend"][t, idx] = blend
         out["sh"][t, idx] = sh
+
+
+def carry_forward(first: np.ndarray, values: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """(T, M) ``values`` where ``seen``, elsewhere the last seen value before (``first``, (M,),
+    before the first row): a vectorised forward fill (no loop over dates or assets)."""
+    t_n = values.shape[0]
+    rows = np.concatenate([first[None, :], values], axis=0)
+    at = np.where(
+        np.concatenate([np.ones((1, values.shape[1]), dtype=bool), seen], axis=0),
+        np.arange(t_n + 1)[:, None],
+        0,
+    )
+    at = np.maximum.accumulate(at, axis=0)
+    return np.take_along_axis(rows, at, axis=0)[1:]
+
+
+def forecast_reasons(present: np.ndarray, gamma: np.ndarray, cause: np.ndarray) -> np.ndarray:
+    """`SpecificRiskForecast.reason` (module docstring) from the present mask, the blending
+    coefficients (NaN where no forecast was possible) and the uninformative-return code of each
+    asset's latest return, all (T, N): -1 absent; 0 gamma = 1; else that cause, or
+    `SHORT_HISTORY` (gamma = 0 or no forecast), or `PARTIAL_HISTORY`."""
+    g = np.where(np.isfinite(gamma), gamma, 0.0)
+    history = np.where(g > 0.0, PARTIAL_HISTORY, SHORT_HISTORY).astype(np.int8)
+    why = np.where(cause > 0, cause, history)
+    return np.where(present, np.where(g >= 1.0, 0, why), -1).astype(np.int8)

@@ -38,7 +38,7 @@ ASSET_TABLES: dict[str, tuple[str, ...]] = {
     "factor_correlation": ("factor_correlation",),
     "factor_covariance": ("factor_covariance",),
     "covariance_report": ("covariance_report",),
-    "forecast_bias": ("forecast_bias",),
+    "forecast_bias": ("forecast_bias", "forecast_outcomes"),
     "specific_risk": ("specific_risk",),
     "portfolio_risk": ("portfolio_risk", "portfolio_risk_contributions"),
     "risk_backtest": ("risk_backtest", "specific_risk_bias"),

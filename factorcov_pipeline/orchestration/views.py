@@ -29,30 +29,38 @@ def _main_factors(factors: FactorSet) -> list[str]:
 
 
 def volatility(
-    store: Store, factors: FactorSet, dates: list[dt.date]
+    store: Store, factors: FactorSet, dates: list[dt.date], warm_after: int
 ) -> tuple[PerSession, dict[str, Any]]:
-    """Per session: the market's and the mean factor volatility; last session: the forecasts of
-    the main factors over the whole stored history (plot) and the last date's volatilities."""
+    """Per session: the market's and the mean factor volatility (and `warm`); last session: the
+    forecasts of the main factors over the stored history after their warm-up (plot; the
+    warm-up alone while nothing is warm yet, saying so) and the last date's volatilities."""
     history = store.read_dates("factor_volatility", EARLIEST, dates[-1])
     if history.height == 0:
         return {}, {}
     days = sorted(set(history["date"].to_list()))
     vol = long_to_matrix(history, days, factors.names, "volatility")
+    warm_days = set(history.filter(pl.col("warm").fill_null(False))["date"].to_list())
     market = factors.names.index("Market") if "Market" in factors.names else 0
     in_range = set(dates)
     per = {
         d: {
             "market_volatility": float(vol[t, market]),
             "mean_volatility": float(np.nanmean(vol[t])),
+            "warm": int(d in warm_days),
         }
         for t, d in enumerate(days)
         if d in in_range
     }
     main = _main_factors(factors)
+    shown = [t for t, d in enumerate(days) if d in warm_days]
+    title = f"Annualised volatility forecasts after the {warm_after}-session warm-up"
+    if not shown:
+        shown = list(range(len(days)))
+        title = f"Volatility forecasts, all in their {warm_after}-session warm-up"
     figure = plots.line_chart(
-        days,
-        {n: vol[:, factors.names.index(n)] for n in main},
-        "Annualised volatility forecasts: Market and style factors",
+        [days[t] for t in shown],
+        {n: vol[shown, factors.names.index(n)] for n in main},
+        f"{title}: Market and style factors",
         "volatility",
     )
     last = pl.DataFrame({"factor": list(factors.names), "volatility": vol[-1]}).sort(
@@ -61,6 +69,7 @@ def volatility(
     return per, {
         "volatility_forecasts": image(figure, "volatility forecasts"),
         "last_date_volatilities": table(last),
+        "last_date_warm": days[-1] in warm_days,
     }
 
 
@@ -80,10 +89,11 @@ def _per_date(
 
 def _last_matrix(
     store: Store, table: str, value: str, factors: FactorSet, day: dt.date
-) -> np.ndarray:
-    """The K x K matrix of `table` on `day`."""
+) -> tuple[np.ndarray, bool]:
+    """The K x K matrix of `table` on `day`, and whether it is warm (`warm` on every row)."""
     frame = store.read_dates(table, day, day)
-    return pairs_to_cube(frame, [day], factors.names, value)[0]
+    warm = bool(frame["warm"].fill_null(False).all()) if "warm" in frame.columns else False
+    return pairs_to_cube(frame, [day], factors.names, value)[0], warm
 
 
 def correlation(
@@ -101,9 +111,13 @@ def correlation(
         return {}, {}
     per = {d: {"mean_abs_correlation": float(v) / max(1, k * (k - 1))} for d, v in sums}
     last_day = sums[-1][0]
-    corr = _last_matrix(store, "factor_correlation", "correlation", factors, last_day)
-    figure = plots.heatmap(corr, list(factors.names), f"Factor correlation on {last_day}")
-    return per, {"correlation_heatmap": image(figure, "correlation heatmap")}
+    corr, warm = _last_matrix(store, "factor_correlation", "correlation", factors, last_day)
+    title = f"Factor correlation on {last_day}" + ("" if warm else " (in its warm-up)")
+    figure = plots.heatmap(corr, list(factors.names), title)
+    return per, {
+        "correlation_heatmap": image(figure, "correlation heatmap"),
+        "last_date_warm": warm,
+    }
 
 
 def covariance(
@@ -121,7 +135,7 @@ def covariance(
         return {}, {}
     per = {d: {"total_variance": float(v)} for d, v in sums}
     last_day = sums[-1][0]
-    last = _last_matrix(store, "factor_covariance", "covariance", factors, last_day)
+    last, warm = _last_matrix(store, "factor_covariance", "covariance", factors, last_day)
     rows = pl.DataFrame(
         {
             "factor": list(factors.names),
@@ -129,7 +143,30 @@ def covariance(
             **{name: last[:, j] for j, name in enumerate(factors.names)},
         }
     )
-    return per, {f"covariance_{last_day}": table(rows, float_digits=4)}
+    return per, {f"covariance_{last_day}": table(rows, float_digits=4), "last_date_warm": warm}
+
+
+def report(store: Store, dates: list[dt.date]) -> dict[str, Any]:
+    """Last session of the range with a report: its rows as stored (the tutorial's `df_vcov`
+    layout: one row per factor, a column per factor, alphabetical; annualised covariances)
+    with each factor's volatility, and whether the forecast is warm (`factor_covariance`)."""
+    day = store.read(
+        "SELECT max(date) AS d FROM covariance_report WHERE date BETWEEN ? AND ?",
+        [dates[0], dates[-1]],
+    )["d"][0]
+    if day is None:
+        return {}
+    rows = store.read_dates("covariance_report", day, day).sort("factor").drop("date")
+    names = rows["factor"].to_list()
+    values = rows.select(names).to_numpy()
+    rows = rows.select("factor", pl.Series("volatility", np.sqrt(np.diagonal(values))), *names)
+    cov = store.read_dates("factor_covariance", day, day)
+    warm = "warm" in cov.columns and bool(cov["warm"].fill_null(False).all())
+    return {
+        "latest_date": str(day),
+        "latest_date_warm": warm,
+        f"covariance_{day}": table(rows, float_digits=4),
+    }
 
 
 def regression(store: Store, dates: list[dt.date]) -> tuple[PerSession, dict[str, Any]]:
@@ -157,28 +194,37 @@ def regression(store: Store, dates: list[dt.date]) -> tuple[PerSession, dict[str
     }
 
 
-def bias(
-    store: Store, summary: pl.DataFrame | None, dates: list[dt.date]
-) -> tuple[PerSession, dict[str, Any]]:
-    """Per session: mean |b - 1| of the windows ending then; last session: the mean bias
-    statistic over time for factors and random portfolios (plot, ideal 1) and `summary` (the
-    table `core.backtest.bias_summary` gives, whatever its columns)."""
+def bias(store: Store, dates: list[dt.date], warm_after: int) -> tuple[PerSession, dict[str, Any]]:
+    """Per session: mean |b - 1| of the windows ending then (and whether they are warm);
+    last session: the mean bias statistic over time for factors and random portfolios (plot,
+    ideal 1) of the windows whose forecasts are all warm, the axis clipped to them."""
     history = store.read_dates("forecast_bias", EARLIEST, dates[-1])
     if history.height == 0:
         return {}, {}
-    by_day = (
-        history.filter(pl.col("bias").is_not_nan())
-        .group_by("window_end", "portfolio_kind")
-        .agg(pl.col("bias").mean().alias("mean_bias"))
-        .sort("window_end")
-    )
     in_range = set(dates)
     dev = (
         history.filter(pl.col("bias").is_not_nan() & pl.col("window_end").is_in(list(in_range)))
         .group_by("window_end")
-        .agg((pl.col("bias") - 1.0).abs().mean().alias("dev"))
+        .agg(
+            (pl.col("bias") - 1.0).abs().mean().alias("dev"),
+            pl.col("warm").fill_null(False).all().alias("warm"),
+        )
     )
-    per = {d: {"mean_abs_bias_minus_1": float(v)} for d, v in dev.iter_rows()}
+    per = {d: {"mean_abs_bias_minus_1": float(v), "warm": int(w)} for d, v, w in dev.iter_rows()}
+    warm = history.filter(pl.col("warm").fill_null(False))
+    title = f"Bias statistic of the forecasts (21-session windows after the {warm_after}-session "
+    title += "warm-up)"
+    if warm.height == 0:  # nothing after the warm-up yet: the warm-up, saying so
+        warm = history
+        title = f"Bias statistic, 21-session windows: all in the {warm_after}-session warm-up"
+    by_day = (
+        warm.filter(pl.col("bias").is_not_nan())
+        .group_by("window_end", "portfolio_kind")
+        .agg(pl.col("bias").mean().alias("mean_bias"))
+        .sort("window_end")
+    )
+    if by_day.height == 0:
+        return per, {}
     days = sorted(set(by_day["window_end"].to_list()))
     series = {}
     for kind in sorted(set(by_day["portfolio_kind"].to_list())):
@@ -186,9 +232,63 @@ def bias(
         values = dict(zip(part["window_end"].to_list(), part["mean_bias"].to_list(), strict=True))
         series[f"mean bias ({kind})"] = np.array([values.get(d, np.nan) for d in days])
     figure = plots.line_chart(
-        days, series, "Bias statistic of the forecasts (21-session windows)", "bias", 1.0
+        days,
+        series,
+        title,
+        "bias",
+        1.0,
+        ylim=plots.data_limits(np.concatenate(list(series.values())), include=(1.0,)),
     )
-    last: dict[str, Any] = {"bias_over_time": image(figure, "bias statistics")}
-    if summary is not None and summary.height:
-        last["summary"] = table(summary)
-    return per, last
+    return per, {"bias_over_time": image(figure, "bias statistics")}
+
+
+N_DECILES = 10
+
+
+def specific_risk(store: Store, last: dt.date) -> dict[str, Any]:
+    """Last session's specific risk forecasts by size decile (1 = smallest market cap; equal
+    caps in asset id order): a box per decile (10th, 25th, 50th, 75th, 90th percentile) and the
+    table of those percentiles, with the count of forecasts not estimated from the asset's own
+    returns (`reason` not NULL)."""
+    day = store.read("SELECT max(date) AS d FROM specific_risk WHERE date <= ?", [last])["d"][0]
+    if day is None:
+        return {}
+    frame = store.read(
+        "SELECT s.asset_id, s.specific_risk, s.reason, u.market_cap FROM specific_risk s "
+        "JOIN universe u ON u.date = s.date AND u.asset_id = s.asset_id "
+        "WHERE s.date = ? AND u.date = ? ORDER BY s.asset_id",
+        [day, day],
+    ).filter(pl.col("specific_risk").is_not_null())
+    if frame.height == 0:
+        return {}
+    rank = frame["market_cap"].rank("ordinal").to_numpy().astype(np.int64) - 1
+    frame = frame.with_columns(
+        pl.Series("size_decile", rank * N_DECILES // frame.height + 1, dtype=pl.Int32)
+    )
+    q = pl.col("specific_risk")
+    deciles = (
+        frame.group_by("size_decile")
+        .agg(
+            pl.len().alias("n_assets"),
+            q.quantile(0.1, "linear").alias("p10"),
+            q.quantile(0.25, "linear").alias("p25"),
+            q.median().alias("median"),
+            q.quantile(0.75, "linear").alias("p75"),
+            q.quantile(0.9, "linear").alias("p90"),
+            pl.col("market_cap").min().alias("min_cap"),
+            pl.col("market_cap").max().alias("max_cap"),
+            pl.col("reason").is_not_null().sum().alias("not_from_own_returns"),
+        )
+        .sort("size_decile")
+    )
+    figure = plots.boxes(
+        [str(d) for d in deciles["size_decile"].to_list()],
+        deciles.select("p10", "p25", "median", "p75", "p90").to_numpy(),
+        f"Specific risk by size decile on {day} (annualised; 1 = smallest)",
+        "size decile",
+        "specific risk (box 25-75%, whiskers 10-90%)",
+    )
+    return {
+        "specific_risk_by_size_decile": image(figure, "specific risk by size decile"),
+        f"specific_risk_by_size_decile_{day}": table(deciles, float_digits=4),
+    }

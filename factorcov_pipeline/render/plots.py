@@ -132,6 +132,7 @@ def _draw_lines(
     ylabel: str,
     reference: float | None,
     band: tuple[float, float] | None,
+    ylim: tuple[float, float] | None = None,
 ) -> None:
     x = np.asarray(dates, dtype="datetime64[D]")
     marker = "o" if x.size < SHORT_SERIES else None  # a single point has no line to show
@@ -148,6 +149,26 @@ def _draw_lines(
         ax.legend(fontsize=7, ncol=min(4, len(series) + 1), loc="upper left", frameon=False)
     if x.size:
         _date_axis(ax, x.min(), x.max())
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+
+
+def data_limits(
+    values: np.ndarray | Sequence[float],
+    include: Sequence[float] = (),
+    margin: float = 0.05,
+) -> tuple[float, float] | None:
+    """Y-axis limits that fit the finite ``values`` (and the levels in ``include``, e.g. a
+    band) with a ``margin`` of their span on each side; None when nothing is finite (the axis
+    then autoscales). Used to clip an axis to the data shown (the warm forecasts), not to
+    whatever an earlier point reached."""
+    v = np.asarray(values, dtype=float).ravel()
+    v = np.concatenate([v[np.isfinite(v)], np.asarray(list(include), dtype=float)])
+    if v.size == 0:
+        return None
+    lo, hi = float(v.min()), float(v.max())
+    pad = margin * (hi - lo) if hi > lo else max(abs(hi), 1.0) * margin
+    return lo - pad, hi + pad
 
 
 def _cleared(ax: Any) -> None:
@@ -169,12 +190,13 @@ def line_figure(
     ylabel: str,
     reference: float | None = None,
     band: tuple[float, float] | None = None,
+    ylim: tuple[float, float] | None = None,
 ) -> Any:
     """The `line_chart` figure itself (a new matplotlib `Figure`), for callers that draw more
     on it."""
     with _text_style():
         fig = _line_canvas()
-        _draw_lines(fig.axes[0], dates, series, title, ylabel, reference, band)
+        _draw_lines(fig.axes[0], dates, series, title, ylabel, reference, band, ylim)
     return fig
 
 
@@ -191,13 +213,15 @@ def line_chart(
     ylabel: str,
     reference: float | None = None,
     band: tuple[float, float] | None = None,
+    ylim: tuple[float, float] | None = None,
 ) -> bytes:
     """One line per named series over `dates` (NaN or None points are gaps); an optional
     horizontal reference line (e.g. the ideal bias statistic 1) and shaded band (e.g. its 95%
-    confidence band). The dates are converted once (not once per series) and the legend has a
-    fixed place (matplotlib's "best" searches every point): a 2,520-session chart stays fast."""
+    confidence band), and fixed y limits (`data_limits`; default: matplotlib's autoscale).
+    The dates are converted once (not once per series) and the legend has a fixed place
+    (matplotlib's "best" searches every point): a 2,520-session chart stays fast."""
     if len(dates) == 0:  # no date axis to set: a new figure, as `line_figure` draws it
-        return _png(line_figure(dates, series, title, ylabel, reference, band))
+        return _png(line_figure(dates, series, title, ylabel, reference, band, ylim))
     fig = getattr(_REUSED, "figure", None)
     _REUSED.figure = None  # a failed draw leaves no half-drawn figure for the next chart
     with _text_style():
@@ -205,7 +229,7 @@ def line_chart(
             fig = _line_canvas()
         else:
             _cleared(fig.axes[0])
-        _draw_lines(fig.axes[0], dates, series, title, ylabel, reference, band)
+        _draw_lines(fig.axes[0], dates, series, title, ylabel, reference, band, ylim)
     png = _png(fig)
     _REUSED.figure = fig
     return png
@@ -276,3 +300,24 @@ def heatmap(matrix: np.ndarray, labels: Sequence[str], title: str) -> bytes:
     and column labelled; the margins come from the longest label's measured width, so the
     figure is drawn once (`bbox_inches="tight"` drew it twice: 190 instead of 130 ms)."""
     return _png(heatmap_figure(matrix, labels, title))
+
+
+def boxes(labels: Sequence[str], stats: np.ndarray, title: str, xlabel: str, ylabel: str) -> bytes:
+    """One box per label from precomputed percentiles: ``stats`` (G, 5) = 10th, 25th, 50th,
+    75th and 90th percentile of each group (whiskers at the 10th and 90th), drawn with
+    matplotlib's `Axes.bxp` (no raw data needed, no outliers drawn)."""
+    fig = _line_canvas()
+    ax = fig.axes[0]
+    values = np.asarray(stats, dtype=float).reshape(len(labels), 5)
+    ax.bxp(
+        [
+            {"label": lab, "whislo": v[0], "q1": v[1], "med": v[2], "q3": v[3], "whishi": v[4]}
+            for lab, v in zip(labels, values, strict=True)
+        ],
+        showfliers=False,
+    )
+    ax.set_title(title, fontsize=TITLE_POINTS, y=1.0, pad=6)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, axis="y")
+    return _png(fig)

@@ -15,6 +15,27 @@ from typing import Any
 
 import polars as pl
 
+# The bias summaries of forecast_bias and risk_backtest (`core/backtest.bias_report`): one row
+# per sample (`warm`: outcomes whose forecast was warm, the default reading; `all`: every
+# outcome) and portfolio, over the whole stored history up to `as_of` (its last session, the
+# same on every row); first_date/last_date: the portfolio's first and last outcome used.
+SUMMARY_COLUMNS: dict[str, str] = {
+    "sample": "VARCHAR",
+    "portfolio": "VARCHAR",
+    "portfolio_kind": "VARCHAR",
+    "n_obs": "INTEGER",
+    "full_sample_bias": "DOUBLE",
+    "band_low": "DOUBLE",
+    "band_high": "DOUBLE",
+    "n_windows_12m": "INTEGER",
+    "share_12m_inside_band": "DOUBLE",
+    "min_12m_bias": "DOUBLE",
+    "max_12m_bias": "DOUBLE",
+    "first_date": "DATE",
+    "last_date": "DATE",
+    "as_of": "DATE",
+}
+
 # The SQL contract: tables and columns users query (documented in the README). Tables whose
 # columns depend on the model (universe descriptors, the wide covariance report) list only their
 # fixed leading columns; the rest is taken from the first write and must not change afterwards.
@@ -55,19 +76,32 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "empty_categories": "VARCHAR",
         "single_asset_categories": "VARCHAR",
     },
-    "factor_volatility": {"date": "DATE", "factor": "VARCHAR", "volatility": "DOUBLE"},
-    "volatility_regime": {"date": "DATE", "bias_statistic": "DOUBLE", "vra_multiplier": "DOUBLE"},
+    # `warm` (0.9): false while the forecast is in its warm-up (core/warmup.py), true after it.
+    "factor_volatility": {
+        "date": "DATE",
+        "factor": "VARCHAR",
+        "volatility": "DOUBLE",
+        "warm": "BOOLEAN",
+    },
+    "volatility_regime": {
+        "date": "DATE",
+        "bias_statistic": "DOUBLE",
+        "vra_multiplier": "DOUBLE",
+        "warm": "BOOLEAN",
+    },
     "factor_correlation": {
         "date": "DATE",
         "factor_1": "VARCHAR",
         "factor_2": "VARCHAR",
         "correlation": "DOUBLE",
+        "warm": "BOOLEAN",
     },
     "factor_covariance": {
         "date": "DATE",
         "factor_1": "VARCHAR",
         "factor_2": "VARCHAR",
         "covariance": "DOUBLE",
+        "warm": "BOOLEAN",
     },
     "covariance_report": {"date": "DATE", "factor": "VARCHAR"},
     "forecast_bias": {
@@ -76,8 +110,27 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "portfolio_kind": "VARCHAR",
         "n_obs": "INTEGER",
         "bias": "DOUBLE",
+        "warm": "BOOLEAN",
     },
-    "specific_risk": {"date": "DATE", "asset_id": "VARCHAR", "specific_risk": "DOUBLE"},
+    # One row per session t with a forecast at the previous forecast date and per test
+    # portfolio of forecast_bias: the return realised at t and the risk forecast before it
+    # (the outcomes the bias summaries are computed from, as risk_backtest's).
+    "forecast_outcomes": {
+        "date": "DATE",
+        "portfolio": "VARCHAR",
+        "portfolio_kind": "VARCHAR",
+        "realised_return": "DOUBLE",
+        "predicted_risk": "DOUBLE",
+        "warm": "BOOLEAN",
+    },
+    "forecast_bias_summary": SUMMARY_COLUMNS,
+    "specific_risk": {
+        "date": "DATE",
+        "asset_id": "VARCHAR",
+        "specific_risk": "DOUBLE",
+        "warm": "BOOLEAN",
+        "reason": "VARCHAR",
+    },
     "portfolio_risk": {
         "date": "DATE",
         "portfolio": "VARCHAR",
@@ -100,21 +153,33 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "portfolio_kind": "VARCHAR",
         "realised_return": "DOUBLE",
         "predicted_risk": "DOUBLE",
+        "warm": "BOOLEAN",
+        "reason": "VARCHAR",
     },
+    "risk_backtest_summary": SUMMARY_COLUMNS,
     "specific_risk_bias": {
         "date": "DATE",
         "size_decile": "INTEGER",
         "n_assets": "INTEGER",
         "bias": "DOUBLE",
+        "warm": "BOOLEAN",
     },
 }
+
+# Tables that hold one summary of the whole stored history, replaced as a whole by every
+# write (`WHOLE_TABLE_SPAN` as the write's dates; their rows are keyed by `as_of`).
+SUMMARY_TABLES = ("forecast_bias_summary", "risk_backtest_summary")
+WHOLE_TABLE_SPAN = (dt.date(1, 1, 1), dt.date(9999, 12, 31))
 
 # Views of the SQL contract (created by the asset that writes their table, see `ViewDef`).
 EXPOSURES_VIEW = "exposures"
 EXPOSURES_TABLE = "exposures_wide"
 
 # Tables whose partition column is not `date`.
-DATE_COLUMN: dict[str, str] = {"forecast_bias": "window_end"}
+DATE_COLUMN: dict[str, str] = {
+    "forecast_bias": "window_end",
+    **{table: "as_of" for table in SUMMARY_TABLES},
+}
 
 STATE_TABLE = "_forecast_state"
 # Recursion states kept per asset: every state of the last STATE_KEEP_RECENT_DAYS calendar days

@@ -37,6 +37,7 @@ from factorcov_pipeline.storage.contract import (
     DATE_COLUMN,
     SETTINGS_TABLE,
     STATE_TABLE,
+    SUMMARY_TABLES,
     TABLE_COLUMNS,
     SettingsMismatchError,
     StoreBusyError,
@@ -625,6 +626,21 @@ class PostgresStore(BaseStore):
             )
             existing = self._columns(con, table)
         incoming_names = set(incoming.column_names)
+        contract = TABLE_COLUMNS.get(table, {})
+        added = [c for c in contract if c in incoming_names and c not in existing]
+        if added and set(existing) <= incoming_names:
+            # A contract column added by a later release (e.g. `warm` and `reason` in 0.9):
+            # older databases gain it, NULL for their old rows, as the DuckDB store does
+            # (under the DDL lock: concurrent chunked runs add it once).
+            self._ddl_lock(con)
+            existing = self._columns(con, table)
+            for c in [c for c in added if c not in existing]:
+                self._exec(
+                    con,
+                    f"ALTER TABLE {quote_ident(table)} ADD COLUMN {quote_ident(c)} "
+                    f"{PG_TYPES[contract[c]]}",
+                )
+            existing = self._columns(con, table)
         if incoming_names != set(existing):
             missing = sorted(set(existing) - incoming_names)
             extra = sorted(incoming_names - set(existing))
@@ -658,6 +674,14 @@ class PostgresStore(BaseStore):
                 with con.cursor() as cur:
                     for w in writes:
                         incoming = self._ensure_table(con, w.table, _to_arrow(w.frame))
+                        if w.table in SUMMARY_TABLES:
+                            # replaced as a whole: concurrent chunked runs take turns (a
+                            # second DELETE then sees the first's rows; under READ COMMITTED
+                            # both inserts would otherwise stay)
+                            self._exec(
+                                con,
+                                f"LOCK TABLE {quote_ident(w.table)} IN SHARE ROW EXCLUSIVE MODE",
+                            )
                         date_col = DATE_COLUMN.get(w.table, "date")
                         self._exec(
                             con,

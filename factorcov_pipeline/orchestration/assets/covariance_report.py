@@ -3,6 +3,7 @@
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from factorcov_pipeline.core.covariance import covariance_report as report_layout
+from factorcov_pipeline.orchestration import views
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     date_chunks,
@@ -28,7 +29,11 @@ def covariance_report(
     context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> MaterializeResult:
     """The covariance forecasts in the tutorial's wide layout: `date, factor, <one column per
-    factor>`, rows and columns in alphabetical order of the factor names, as `df_vcov`."""
+    factor>`, rows and columns in alphabetical order of the factor names, as `df_vcov`.
+
+    No `warm` column here (unlike the other forecast tables): its columns are the factors
+    (a user's factor may be called `warm`) and the tutorial's code reads each date's block as
+    a square matrix; `factor_covariance.warm` of the same date says whether it is warm."""
     settings = model.load()
     store = storage.store()
     dates = partition_dates(context)
@@ -50,5 +55,6 @@ def covariance_report(
             )
             n_dates += len(fc_dates)
             rows += report.height
-    on_last_session(context, {"dates": n_dates, "rows": rows})
+    # the latest covariance as a table: what a risk manager opens the asset for
+    on_last_session(context, {"dates": n_dates, "rows": rows, **views.report(store, dates)})
     return MaterializeResult()

@@ -8,6 +8,7 @@ from factorcov_pipeline.core.correlation import CorrelationForecaster, Correlati
 from factorcov_pipeline.core.panel import cube_to_pairs, long_to_matrix
 from factorcov_pipeline.core.settings import FactorCovarianceSettings
 from factorcov_pipeline.core.volatility import VolatilityForecaster
+from factorcov_pipeline.core.warmup import CORRELATION, warmups
 from factorcov_pipeline.orchestration import views
 from factorcov_pipeline.orchestration.assets import resume
 from factorcov_pipeline.orchestration.assets.common import (
@@ -81,7 +82,8 @@ def factor_correlation(
     """Factor correlation: EWMA of outer products (half-life `halflife_cor`), normalised.
 
     The tutorial's `ewm(halflife=120)` on f f' divided by sqrt(diag x diag'); with Newey-West
-    lags, `combine_standardized` and shrinkage when set (`core.correlation`).
+    lags, `combine_standardized` and shrinkage when set (`core.correlation`). Every row
+    carries `warm` (`core/warmup.py`: one `halflife_cor` of returns by default).
     """
     settings = model.load()
     store = storage.store()
@@ -90,7 +92,11 @@ def factor_correlation(
     ret_dates = return_dates(store, dates, ASSET)
     meta = settings_metadata(settings)
     if not ret_dates:
-        empty = cube_to_pairs([], factors.names, np.empty((0, factors.k, factors.k)), "correlation")
+        empty = resume.with_warm(
+            cube_to_pairs([], factors.names, np.empty((0, factors.k, factors.k)), "correlation"),
+            [],
+            [],
+        )
         store.replace(
             [TableWrite(ASSET, empty)],
             (dates[0], dates[-1]),
@@ -111,6 +117,7 @@ def factor_correlation(
         else None
     )
     show = resume.published(store, days, F, cov_settings.warmup_length)
+    warm_after = warmups(settings)[CORRELATION]
     forecaster = CorrelationForecaster(cov_settings)
     n_replay = len(point.replay)
     for i in range(0, n_replay, resume.STATE_EVERY):  # recomputed, not re-published
@@ -126,17 +133,14 @@ def factor_correlation(
             fc, state = forecaster.run(state, F[i:j], None if prior is None else prior[i:j])
             keep = np.flatnonzero(show[i:j])
             block_days = [days[i + t] for t in keep]
+            pairs = cube_to_pairs(block_days, factors.names, fc.corr[keep], "correlation")
+            warm = resume.warm_flags(store, block_days, warm_after)
             span = (
                 dates[0] if i == n_replay else days[i],
                 dates[-1] if j == len(days) else days[j - 1],
             )
             writer.replace(
-                [
-                    TableWrite(
-                        ASSET,
-                        cube_to_pairs(block_days, factors.names, fc.corr[keep], "correlation"),
-                    )
-                ],
+                [TableWrite(ASSET, resume.with_warm(pairs, block_days, warm))],
                 span,
                 state={ASSET: {days[j - 1]: state.to_bytes()}},
                 settings_json=settings.fingerprint(),

@@ -9,7 +9,9 @@ from dagster import AssetExecutionContext, MaterializeResult, asset
 from factorcov_pipeline.core.covariance import covariance_from
 from factorcov_pipeline.core.eigen import EigenAdjustment
 from factorcov_pipeline.core.panel import cube_to_pairs, pairs_to_cube
+from factorcov_pipeline.core.warmup import COVARIANCE, warmups
 from factorcov_pipeline.orchestration import views
+from factorcov_pipeline.orchestration.assets import resume
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
     date_chunks,
@@ -42,13 +44,15 @@ ASSET = "factor_covariance"
 def factor_covariance(
     context: AssetExecutionContext, storage: FactorcovStorage, model: FactorcovSettings
 ) -> MaterializeResult:
-    """Annualised factor covariance forecasts from the stored volatility and correlation."""
+    """Annualised factor covariance forecasts from the stored volatility and correlation;
+    `warm` once both are (`core/warmup.py`: the larger of their warm-ups)."""
     settings = model.load()
     store = storage.store()
     dates = partition_dates(context)
     factors = model_factors(settings)
     eigen = EigenAdjustment.from_settings(settings.factor_cov_settings)
     n_dates = 0
+    warm_after = warmups(settings)[COVARIANCE]
     # chunk k is stored while chunk k + 1 is computed (storage/write_behind.py)
     with store.write_behind() as writer:
         for chunk in date_chunks(
@@ -63,8 +67,10 @@ def factor_covariance(
             cov = covariance_from(vol, corr)
             if eigen is not None:
                 cov = eigen_adjusted(store, eigen, fc_dates, cov)
+            pairs = cube_to_pairs(fc_dates, factors.names, cov, "covariance")
+            warm = resume.warm_flags(store, fc_dates, warm_after)
             writer.replace(
-                [TableWrite(ASSET, cube_to_pairs(fc_dates, factors.names, cov, "covariance"))],
+                [TableWrite(ASSET, resume.with_warm(pairs, fc_dates, warm))],
                 date_span(chunk),
                 settings_json=settings.fingerprint(),
             )

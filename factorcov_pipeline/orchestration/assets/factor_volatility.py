@@ -6,6 +6,7 @@ from dagster import AssetDep, AssetExecutionContext, MaterializeResult, asset
 
 from factorcov_pipeline.core.panel import long_to_matrix, matrix_to_long
 from factorcov_pipeline.core.volatility import VolatilityForecaster, VolatilityState
+from factorcov_pipeline.core.warmup import VOLATILITY, warmups
 from factorcov_pipeline.orchestration import views
 from factorcov_pipeline.orchestration.assets import resume
 from factorcov_pipeline.orchestration.assets.common import (
@@ -25,9 +26,13 @@ from factorcov_pipeline.orchestration.resources import (
 from factorcov_pipeline.storage import TableWrite
 
 ASSET = "factor_volatility"
-EMPTY_REGIME = pl.DataFrame(
-    schema={"date": pl.Date, "bias_statistic": pl.Float64, "vra_multiplier": pl.Float64}
-)
+REGIME_SCHEMA = {
+    "date": pl.Date,
+    "bias_statistic": pl.Float64,
+    "vra_multiplier": pl.Float64,
+    "warm": pl.Boolean,
+}
+EMPTY_REGIME = pl.DataFrame(schema=REGIME_SCHEMA)
 
 
 # No self-dependency (t on t-1) is declared: Dagster's backfill daemon refuses to run a
@@ -50,7 +55,8 @@ def factor_volatility(
     Half-life `halflife_vol`, pandas-adjusted weights, no demeaning (the tutorial's
     `ewm(halflife=60).mean()`), with Newey-West lags and the volatility regime adjustment when
     set. A daily run reads only the previous session's stored state (cost independent of the
-    history's length); a missing predecessor is an error.
+    history's length); a missing predecessor is an error. Every row carries `warm`
+    (`core/warmup.py`: one `halflife_vol` of returns by default).
     """
     settings = model.load()
     store = storage.store()
@@ -61,7 +67,9 @@ def factor_volatility(
     if not ret_dates:
         # Nothing to forecast: the range's forecasts, regime rows AND recursion states go
         # together (a state without its forecast would be picked up by a later run).
-        empty_vol = matrix_to_long([], factors.names, np.empty((0, factors.k)), "volatility")
+        empty_vol = resume.with_warm(
+            matrix_to_long([], factors.names, np.empty((0, factors.k)), "volatility"), [], []
+        )
         store.replace(
             [TableWrite(ASSET, empty_vol), TableWrite("volatility_regime", EMPTY_REGIME)],
             (dates[0], dates[-1]),
@@ -91,17 +99,20 @@ def factor_volatility(
     keep = keep[resume.published(store, days, F, warmup)[keep]]
     pub_dates = [days[t] for t in keep]
     vol = np.concatenate([b.vol for b in blocks])[keep]
+    warm = resume.warm_flags(store, pub_dates, warmups(settings)[VOLATILITY])
     regime = pl.DataFrame(
         {
             "date": pub_dates,
             "bias_statistic": np.concatenate([b.bias_stat for b in blocks])[keep],
             "vra_multiplier": np.concatenate([b.vra_multiplier for b in blocks])[keep],
+            "warm": warm,
         },
-        schema={"date": pl.Date, "bias_statistic": pl.Float64, "vra_multiplier": pl.Float64},
+        schema=REGIME_SCHEMA,
     )
+    long = matrix_to_long(pub_dates, factors.names, vol, "volatility")
     store.replace(
         [
-            TableWrite(ASSET, matrix_to_long(pub_dates, factors.names, vol, "volatility")),
+            TableWrite(ASSET, resume.with_warm(long, pub_dates, warm)),
             TableWrite("volatility_regime", regime),
         ],
         (dates[0], dates[-1]),
@@ -109,7 +120,7 @@ def factor_volatility(
         settings_json=settings.fingerprint(),
     )
     stale = stale_later_dates(store, ASSET, dates[-1], context.log)
-    per, figures = views.volatility(store, factors, dates)
+    per, figures = views.volatility(store, factors, dates, warmups(settings)[VOLATILITY])
     per_session(context, per)
     on_last_session(
         context,
@@ -118,6 +129,7 @@ def factor_volatility(
             "continued_from_state": point.state is not None,
             "replayed_sessions": len(point.replay),
             "published_dates": len(pub_dates),
+            "warm_dates": int(warm.sum()),
             "last_date_mean_vol": float(vol[-1].mean()) if len(vol) else float("nan"),
             "later_dates_now_stale": stale,
             **figures,

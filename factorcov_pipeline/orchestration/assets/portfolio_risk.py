@@ -114,6 +114,30 @@ def risk_rows(
     return risk, contrib, dropped
 
 
+NO_HOLDINGS = (
+    "no standing portfolios: `portfolio_risk_settings.holdings` is not set, so the tables "
+    "`portfolio_risk` and `portfolio_risk_contributions` are empty. Set it to a CSV/Parquet "
+    "file (or a DuckDB file with `table`) of `portfolio, asset_id, weight` in the settings file "
+    "(README, Settings) to report their risk every session; `factorcov risk --portfolio FILE "
+    "--date D` reports one portfolio without it."
+)
+
+
+def _warn_missing(context: AssetExecutionContext, store: Store, dates: list[dt.date]) -> None:
+    """A warning naming the portfolios and first dates whose risk could not be computed (an
+    asset without a specific risk forecast: NULL risks)."""
+    bad = store.read(
+        "SELECT portfolio, min(date) AS first, count(*) AS n FROM portfolio_risk "
+        "WHERE date BETWEEN ? AND ? AND total_risk IS NULL GROUP BY portfolio ORDER BY portfolio",
+        [dates[0], dates[-1]],
+    )
+    for name, first, n in bad.iter_rows():
+        context.log.warning(
+            f"portfolio_risk: {name}: no risk on {n} session(s) from {first}: it holds assets "
+            "without a specific risk forecast (specific_risk.reason says why)"
+        )
+
+
 def risk_plot(store: Store, last: dt.date) -> MetadataValue:
     """Markdown with a plot of each portfolio's predicted total risk over the last year."""
     hist = store.read(
@@ -144,7 +168,9 @@ def portfolio_risk(
     """Predicted total, factor, specific and active risk and beta of every standing portfolio
     (`portfolio_risk_settings.holdings`), and each factor's Euler contribution (table
     `portfolio_risk_contributions`, plus a `specific` row), on every session with a forecast.
-    No holdings set: the tables are written empty."""
+    No holdings set: the tables are written empty, and the metadata and the run's log say how
+    to set them. A portfolio holding an asset without a specific risk forecast (see
+    `specific_risk.reason`) gets NULL risks, with a warning."""
     settings = model.load()
     store = storage.store()
     dates = partition_dates(context)
@@ -169,5 +195,9 @@ def portfolio_risk(
     if holdings is not None:
         meta["portfolios"] = holdings["portfolio"].n_unique()
         meta["predicted_risk_plot"] = risk_plot(store, dates[-1])
+        _warn_missing(context, store, dates)
+    elif not user_returns:
+        meta["holdings"] = MetadataValue.md(NO_HOLDINGS)
+        context.log.info(f"portfolio_risk: {NO_HOLDINGS}")
     on_last_session(context, meta)  # totals and the plot on the range's last session only
     return MaterializeResult()

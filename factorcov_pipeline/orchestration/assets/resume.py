@@ -16,7 +16,9 @@ it the daily run slowed down and the file grew with every run.
 
 Warm-up (`factor_cov_settings.warmup_length` = N): a forecast dated t is published when more
 than N sessions with returns are in the history up to t; the recursions still see every
-return from the first one on.
+return from the first one on. Every published forecast carries `warm` (`warm_flags`): more
+than W sessions with returns up to t, W from `core/warmup.py` (derived from the half-lives, or
+N when `warmup_length` is set, so that with N every published row is warm).
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 
 from factorcov_pipeline.core import calendar
+from factorcov_pipeline.core.warmup import is_warm
 from factorcov_pipeline.orchestration.assets.common import MissingUpstreamError, return_dates
 from factorcov_pipeline.orchestration.catchup import gap_message
 from factorcov_pipeline.storage import Store
@@ -86,6 +90,27 @@ def published(store: Store, days: list[dt.date], F: np.ndarray, warmup: int) -> 
     before = len(store.stored_dates("factor_returns", end=days[0] - dt.timedelta(days=1)))
     observed = ~np.isnan(F).all(axis=1)
     return before + np.cumsum(observed) > warmup
+
+
+def return_counts(store: Store, days: list[dt.date]) -> np.ndarray:
+    """For each of `days` (ascending), the number of sessions with stored factor returns up to
+    and including it (a session in `factor_return_gaps` adds none)."""
+    if not days:
+        return np.zeros(0, dtype=np.int64)
+    stored = np.asarray(store.stored_dates("factor_returns", end=days[-1]), dtype="datetime64[D]")
+    return np.searchsorted(stored, np.asarray(days, dtype="datetime64[D]"), side="right")
+
+
+def warm_flags(store: Store, days: list[dt.date], warmup: int) -> np.ndarray:
+    """`warm` of forecasts dated `days`: more than `warmup` sessions with returns up to each
+    (`core.warmup.is_warm`)."""
+    return is_warm(return_counts(store, days), warmup)
+
+
+def with_warm(frame: pl.DataFrame, days: list[dt.date], flags: np.ndarray) -> pl.DataFrame:
+    """`frame` (rows dated within `days`) with the Boolean column `warm` of its date."""
+    warm_days = pl.Series([d for d, w in zip(days, flags, strict=True) if w], dtype=pl.Date)
+    return frame.with_columns(pl.col("date").is_in(warm_days.implode()).alias("warm"))
 
 
 def state_dates(days: list[dt.date], first: dt.date) -> set[int]:

@@ -2,22 +2,31 @@
 
 Two tables, one row per session t (the realised date) and unit:
 
-- `risk_backtest(date, portfolio, portfolio_kind, realised_return, predicted_risk)`: each
-  standing portfolio (kind `standing`, weights of `portfolio_risk_settings`) and the fully
-  invested minimum-variance portfolio built from the forecasts of the previous session (kind
-  `min_variance`, `core/portfolio.minimum_variance_weights`): the daily return realised at t
-  (sum of weight x asset return; an asset without a return at t counts 0) and the annualised
-  risk forecast made at the previous session. Optimised portfolios are the classic test of
-  under-forecast risk: the optimiser loads on what the model thinks is cheap (USE4 notes,
-  section 6).
-- `specific_risk_bias(date, size_decile, n_assets, bias)`: the cross-sectional bias statistic
-  sqrt(mean z^2) of z = specific_return(t) / (specific_risk(t-1) / sqrt(252)) over the assets of
-  each size decile (1 = smallest, by market cap at t-1).
+- `risk_backtest(date, portfolio, portfolio_kind, realised_return, predicted_risk, warm,
+  reason)`: each standing portfolio (kind `standing`, weights of `portfolio_risk_settings`) and
+  the fully invested minimum-variance portfolio built from the forecasts of the previous
+  session (kind `min_variance`, `core/portfolio.minimum_variance_weights`): the daily return
+  realised at t (sum of weight x asset return; an asset without a return at t counts 0; NULL,
+  missing, when none of the portfolio's holdings has a return at t, e.g. a session in
+  `factor_return_gaps`) and the annualised risk forecast made at the previous session. `warm`:
+  that forecast's factor covariance and specific risk were both warm (`core/warmup.py`).
+  `reason` (NULL when both numbers are there) says why one is missing: `no_returns`,
+  `no_specific_risk` (the model has assets without a specific risk forecast: see
+  `specific_risk.reason`), `singular_covariance` (the minimum-variance solve failed). Optimised
+  portfolios are the classic test of under-forecast risk: the optimiser loads on what the model
+  thinks is cheap (USE4 notes, section 6).
+- `specific_risk_bias(date, size_decile, n_assets, bias, warm)`: the cross-sectional bias
+  statistic sqrt(mean z^2) of z = specific_return(t) / (specific_risk(t-1) / sqrt(252)) over
+  the assets of each size decile (1 = smallest, by market cap at t-1); `warm`: the specific
+  risk forecast of t-1 was warm.
+- `risk_backtest_summary`: the full-sample bias statistic of every backtest portfolio with its
+  95% band and 12-month windows over the whole stored history (`core/backtest.outcome_summary`),
+  sample `warm` (the default reading: warm-up forecasts left out) and `all`, replaced by
+  every run.
 
-Metadata (over the whole stored history, and after its first third, the recursions' warm-up):
-the full-sample bias statistic of every backtest portfolio with its 95% band and 12-month
-windows (`core/backtest.bias_report`), the per-asset specific bias statistic by size decile
-(median over assets; at most the last year), and plots.
+Metadata: that summary (read back from the table), the per-asset specific bias statistic by
+size decile (median over assets; warm forecasts of at most the last year), and the rolling
+bias plot of the warm forecasts.
 """
 
 import bisect
@@ -30,17 +39,22 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from factorcov_pipeline.api.risk_models import load_risk_models
 from factorcov_pipeline.core import calendar
-from factorcov_pipeline.core.backtest import bias_report, rolling_bias
+from factorcov_pipeline.core.backtest import rolling_bias
 from factorcov_pipeline.core.blas import one_blas_thread
 from factorcov_pipeline.core.forecaster import ANNUALISATION_DAYS
 from factorcov_pipeline.core.holdings import align_holdings
 from factorcov_pipeline.core.portfolio import (
+    NO_SPECIFIC_RISK,
     RiskSnapshot,
     decompose,
-    minimum_variance_weights,
-    realised_returns,
+    observed_returns,
+    portfolio_returns,
+    try_minimum_variance_weights,
 )
 from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2
+from factorcov_pipeline.core.warmup import COVARIANCE, SPECIFIC, warmups
+from factorcov_pipeline.orchestration import summaries
+from factorcov_pipeline.orchestration.assets import resume
 from factorcov_pipeline.orchestration.assets.common import PARTITIONED, date_chunks, date_span
 from factorcov_pipeline.orchestration.assets.portfolio_risk import standing_holdings
 from factorcov_pipeline.orchestration.metadata import image, on_last_session
@@ -54,7 +68,9 @@ from factorcov_pipeline.render import plots
 from factorcov_pipeline.storage import Store, TableWrite
 
 ASSET = "risk_backtest"
+SUMMARY = "risk_backtest_summary"
 SPECIFIC_BIAS = "specific_risk_bias"
+NO_RETURNS = "no_returns"
 MIN_VARIANCE = "min_variance"
 N_DECILES = 10
 # Sessions (one year) of the per-asset specific bias summary in the metadata, at most.
@@ -66,8 +82,16 @@ BACKTEST_SCHEMA = {
     "portfolio_kind": pl.String,
     "realised_return": pl.Float64,
     "predicted_risk": pl.Float64,
+    "warm": pl.Boolean,
+    "reason": pl.String,
 }
-SPEC_SCHEMA = {"date": pl.Date, "size_decile": pl.Int32, "n_assets": pl.Int32, "bias": pl.Float64}
+SPEC_SCHEMA = {
+    "date": pl.Date,
+    "size_decile": pl.Int32,
+    "n_assets": pl.Int32,
+    "bias": pl.Float64,
+}
+SPEC_TABLE_SCHEMA = {**SPEC_SCHEMA, "warm": pl.Boolean}
 
 
 def specific_z_sql(
@@ -147,41 +171,52 @@ def specific_bias_rows(zc: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _history_metadata(store: Store, last: dt.date, spec_bias: Callable[[], pl.DataFrame]) -> dict:
-    """Full-history summaries and plots (module docstring); `spec_bias()` gives
-    `specific_bias_by_decile`, asked for last (it may still be being read)."""
-    meta: dict = {}
+def _history_metadata(
+    store: Store,
+    summary: pl.DataFrame,
+    last: dt.date,
+    warm_after: int,
+    spec_bias: Callable[[], pl.DataFrame],
+) -> dict:
+    """The summary table's numbers (module docstring), the rolling bias plot of the warm
+    forecasts, and `specific_bias_by_decile` (``spec_bias()``, asked for last: it may still be
+    being read)."""
+    meta: dict = {
+        **summaries.metadata(summary, "portfolio_bias"),
+        **summaries.headline(summary, MIN_VARIANCE, "min_variance_bias"),
+    }
     hist = store.read(
-        "SELECT * FROM risk_backtest WHERE date <= ? ORDER BY date, portfolio", [last]
+        "SELECT date, portfolio, realised_return, predicted_risk FROM risk_backtest "
+        "WHERE date <= ? AND warm ORDER BY date, portfolio",
+        [last],
     )
+    title = f"Bias statistic, rolling 21 sessions, forecasts after their warm-up ({warm_after} "
+    title += "sessions)"
+    if hist.height == 0:  # nothing after the warm-up yet: the warm-up, saying so
+        hist = store.read(
+            "SELECT date, portfolio, realised_return, predicted_risk FROM risk_backtest "
+            "WHERE date <= ? ORDER BY date, portfolio",
+            [last],
+        )
+        title = f"Bias statistic, rolling 21 sessions: all in the {warm_after}-session warm-up"
     if hist.height:
         wide_r = hist.pivot(on="portfolio", index="date", values="realised_return").sort("date")
         wide_p = hist.pivot(on="portfolio", index="date", values="predicted_risk").sort("date")
         names = [c for c in wide_r.columns if c != "date"]
-        kind_of = dict(zip(hist["portfolio"], hist["portfolio_kind"], strict=False))
-        z = wide_r.select(names).to_numpy() / (wide_p.select(names).to_numpy() / ROOT_DAYS)
-        kinds = [kind_of[n] for n in names]
-        report = bias_report(z, names, kinds)
-        meta["portfolio_bias"] = MetadataValue.md(report.to_pandas().to_markdown(index=False))
-        # the same after the first third of the history: the recursions' warm-up (a few
-        # sessions of data make nearly singular forecasts that an optimiser exploits) left out
-        late = bias_report(z[z.shape[0] // 3 :], names, kinds)
-        meta["portfolio_bias_after_first_third"] = MetadataValue.md(
-            late.to_pandas().to_markdown(index=False)
-        )
-        for label, rep in (("", report), ("_after_first_third", late)):
-            mv = rep.filter(pl.col("portfolio") == MIN_VARIANCE)
-            if mv.height and mv["full_sample_bias"][0] is not None:
-                meta[f"min_variance_bias{label}"] = float(mv["full_sample_bias"][0])
+        r = wide_r.select(names).fill_null(np.nan).to_numpy()
+        p = wide_p.select(names).fill_null(np.nan).to_numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = r / (p / ROOT_DAYS)
         if z.shape[0] >= 21:
             roll, _ = rolling_bias(z, 21)
             dates = wide_r["date"].to_list()[20:]
             png = plots.line_chart(
                 dates,
                 {n: roll[:, i] for i, n in enumerate(names)},
-                "Bias statistic, rolling 21 sessions (realised / predicted risk)",
+                title,
                 "bias",
                 band=(1 - np.sqrt(2 / 21), 1 + np.sqrt(2 / 21)),
+                ylim=plots.data_limits(roll, include=(1 - np.sqrt(2 / 21), 1 + np.sqrt(2 / 21))),
             )
             meta["portfolio_bias_plot"] = image(png, "bias")
     spec = spec_bias()
@@ -196,15 +231,26 @@ def _history_metadata(store: Store, last: dt.date, spec_bias: Callable[[], pl.Da
 
 
 def specific_bias_by_decile(store: Store, last: dt.date) -> pl.DataFrame:
-    """Per-asset specific bias statistic std(z) over the stored history after its first third
-    (the recursion's warm-up) and at most its last `BIAS_WINDOW` sessions, summarised by size
+    """Per-asset specific bias statistic std(z) over the stored warm forecasts (after the
+    specific risk warm-up, `specific_risk.warm`) of at most its last `BIAS_WINDOW` sessions
+    (the outcomes dated after them), summarised by size
     decile (by each asset's median market cap; decile 0 = all assets): assets with at least 20
     outcomes. The cap keeps a daily run's cost independent of the history's length (over 10
     years the whole history is 5 million outcomes to join on every run; benchmark 4)."""
     dates = store.stored_dates("specific_risk", end=last)
     if len(dates) < 30:
         return pl.DataFrame()
-    start = dates[max(len(dates) // 3, len(dates) - BIAS_WINDOW)]
+    has_warm = "warm" in store.read("SELECT * FROM specific_risk LIMIT 0").columns
+    first_warm = (
+        store.read("SELECT min(date) AS d FROM specific_risk WHERE warm AND date <= ?", [last])[
+            "d"
+        ][0]
+        if has_warm  # a file of 0.8 gains the column with specific_risk's next write
+        else None
+    )
+    if first_warm is None or first_warm >= dates[-1]:
+        return pl.DataFrame()  # nothing after the warm-up yet
+    start = max(dates[max(0, len(dates) - BIAS_WINDOW)], first_warm + dt.timedelta(days=1))
     # aggregated in DuckDB: one row per asset comes back, not one per asset and date
     z_sql, z_params = specific_z_sql(store, start, last)
     per = store.read(
@@ -239,11 +285,14 @@ def _backtest_range(
     dates: list[dt.date],
     settings: FactorCovarianceReportSettingsV2,
     holdings: pl.DataFrame | None,
-) -> int:
+) -> tuple[int, dict[str, list[dt.date]]]:
     """Store `risk_backtest` and `specific_risk_bias` for `dates`, a chunk of sessions at a
-    time (chunk k + 1 read while chunk k is computed, storage/read_ahead.py); the rows stored."""
+    time (chunk k + 1 read while chunk k is computed, storage/read_ahead.py); the rows stored
+    and, per reason, the dates with a row that could not be computed."""
     cfg = settings.portfolio_risk_settings
+    warm = warmups(settings)
     rows = 0
+    problems: dict[str, list[dt.date]] = {}
 
     def read_chunk(
         chunk: list[dt.date],
@@ -274,6 +323,7 @@ def _backtest_range(
         ends = np.searchsorted(u_days, np.asarray(chunk, dtype="datetime64[D]"), side="right")
         cols: dict[str, list] = {c: [] for c in BACKTEST_SCHEMA}
         backtested: list[dt.date] = []  # dates with an earlier model
+        model_days: list[dt.date] = []  # the model each was backtested on
         fdays = sorted(models)
         for i, day in enumerate(chunk):  # loop over dates; each vectorised over assets
             at = bisect.bisect_left(fdays, day)
@@ -281,35 +331,83 @@ def _backtest_range(
                 continue
             prev = fdays[at - 1]
             backtested.append(day)
+            model_days.append(prev)
             m = models[prev]
             with one_blas_thread():  # N x K products and a K x K solve (core/blas.py)
-                mv = minimum_variance_weights(m)
-            names, kinds, ws = [MIN_VARIANCE], [MIN_VARIANCE], [mv]
+                mv, why = try_minimum_variance_weights(m)
+            names, kinds = [MIN_VARIANCE], [MIN_VARIANCE]
+            ws = [mv if mv is not None else np.zeros(len(m.asset_ids))]
+            reasons: list[str | None] = [why]
             if holdings is not None:
                 al = align_holdings(m, holdings, prev, str(cfg.holdings), cfg.drop_unknown)
                 names += al.portfolios
                 kinds += ["standing"] * len(al.portfolios)
                 ws += list(al.weights)
+                reasons += [None] * len(al.portfolios)
             w = np.vstack(ws)
-            r = realised_returns(
+            r, seen = observed_returns(
                 m.asset_ids, u_ids[bounds[i] : ends[i]], u_ret[bounds[i] : ends[i]]
             )
+            realised = portfolio_returns(w, r, seen)
+            predicted = decompose(m, w).total
+            for p, name in enumerate(names):  # a loop over the few portfolios of a date
+                if reasons[p] is not None:
+                    realised[p] = predicted[p] = np.nan
+                elif not np.isfinite(predicted[p]):
+                    reasons[p] = NO_SPECIFIC_RISK
+                elif np.isnan(realised[p]):
+                    reasons[p] = NO_RETURNS
+                if reasons[p] is not None:
+                    problems.setdefault(f"{name}: {reasons[p]}", []).append(day)
             cols["date"] += [day] * len(names)
             cols["portfolio"] += names
             cols["portfolio_kind"] += kinds
-            cols["realised_return"].append(w @ r)
-            cols["predicted_risk"].append(decompose(m, w).total)
+            cols["realised_return"].append(realised)
+            cols["predicted_risk"].append(predicted)
+            cols["reason"] += reasons
         for c in ("realised_return", "predicted_risk"):
             cols[c] = np.concatenate(cols[c]) if cols[c] else []
-        bt_all = pl.DataFrame(cols, schema=BACKTEST_SCHEMA)
-        sp_all = specific_bias_rows(zc.filter(pl.col("date").is_in(backtested)))
+        counts = resume.return_counts(store, model_days)
+        model_warm = (counts > warm[COVARIANCE]) & (counts > warm[SPECIFIC])
+        per_date = dict(zip(backtested, model_warm, strict=True))
+        cols["warm"] = [bool(per_date[d]) for d in cols["date"]]
+        bt_all = pl.DataFrame(cols, schema=BACKTEST_SCHEMA).fill_nan(None)
+        sp_all = resume.with_warm(
+            specific_bias_rows(zc.filter(pl.col("date").is_in(backtested))),
+            backtested,
+            counts > warm[SPECIFIC],
+        )
         store.replace(
             [TableWrite(ASSET, bt_all), TableWrite(SPECIFIC_BIAS, sp_all)],
             date_span(chunk),
             settings_json=settings.fingerprint(),
         )
         rows += bt_all.height
-    return rows
+    return rows, problems
+
+
+def _warm_of(store: Store, settings: FactorCovarianceReportSettingsV2) -> Callable:
+    """Warm flags of backtested dates whose stored `warm` is NULL (rows written before 0.9):
+    the model of the previous session was warm."""
+    warm = warmups(settings)
+    after = max(warm[COVARIANCE], warm[SPECIFIC])
+
+    def flags(days: list[dt.date]) -> np.ndarray:
+        prev = [calendar.previous_session(d) for d in days]  # a loop over dates
+        return resume.warm_flags(store, prev, after)
+
+    return flags
+
+
+def _log_problems(context: AssetExecutionContext, problems: dict[str, list[dt.date]]) -> None:
+    """One warning per portfolio and reason naming the first dates that could not be
+    computed (their rows carry the reason)."""
+    for what, days in problems.items():
+        shown = ", ".join(str(d) for d in days[:3]) + (" ..." if len(days) > 3 else "")
+        context.log.warning(
+            f"risk_backtest: {what} on {len(days)} session(s) ({shown}); stored with NULL "
+            "numbers and this reason, left out of the bias statistics"
+        )
 
 
 @asset(
@@ -324,14 +422,16 @@ def risk_backtest(
 ) -> MaterializeResult:
     """Realised vs predicted risk of the standing portfolios and of a minimum-variance
     portfolio built each date, and the specific risk bias statistic by size decile (tables
-    `risk_backtest`, `specific_risk_bias`); metadata: full-sample bias statistics, 12-month
-    windows, per-asset specific bias by size decile, plots."""
+    `risk_backtest`, `specific_risk_bias`, `risk_backtest_summary`); metadata: full-sample bias
+    statistics of the forecasts after their warm-up (and of all), 12-month windows, per-asset
+    specific bias by size decile, plots. A date or portfolio that cannot be computed is a row
+    with NULL numbers and its reason, and a warning in the run's log."""
     settings = model.load()
     store = storage.store()
     dates = partition_dates(context)
     # user-supplied factor returns: no exposures or specific risk, nothing to backtest
     if settings.factor_model_settings.universe.factor_returns:
-        for table, schema in ((ASSET, BACKTEST_SCHEMA), (SPECIFIC_BIAS, SPEC_SCHEMA)):
+        for table, schema in ((ASSET, BACKTEST_SCHEMA), (SPECIFIC_BIAS, SPEC_TABLE_SCHEMA)):
             store.replace(
                 [TableWrite(table, pl.DataFrame(schema=schema))],
                 date_span(dates),
@@ -340,11 +440,26 @@ def risk_backtest(
         on_last_session(context, {"skipped": "factor returns are supplied by the user"})
         return MaterializeResult()
     holdings = standing_holdings(settings.portfolio_risk_settings)
+    warm = warmups(settings)
+    warm_after = max(warm[COVARIANCE], warm[SPECIFIC])
     # the per-asset specific bias summary reads only other steps' tables: it is read while the
     # range is backtested (storage/read_ahead.py)
     with store.read_meanwhile(lambda: specific_bias_by_decile(store, dates[-1])) as spec_bias:
-        rows = _backtest_range(store, dates, settings, holdings)
-        meta = _history_metadata(store, dates[-1], spec_bias)
+        rows, problems = _backtest_range(store, dates, settings, holdings)
+        summary = summaries.replace_summary(
+            store, ASSET, SUMMARY, settings.fingerprint(), _warm_of(store, settings)
+        )
+        meta = _history_metadata(store, summary, dates[-1], warm_after, spec_bias)
+    _log_problems(context, problems)
+    overridden = settings.factor_cov_settings.warmup_length > 0
     # run totals, tables and the plot on the range's last session only (orchestration/metadata)
-    on_last_session(context, {"dagster/row_count": rows, **meta})
+    on_last_session(
+        context,
+        {
+            "dagster/row_count": rows,
+            "rows_not_computed": sum(len(v) for v in problems.values()),
+            "warm_up": summaries.note(warm_after, overridden),
+            **meta,
+        },
+    )
     return MaterializeResult()
