@@ -19,7 +19,27 @@ N_ASSETS = 100
 
 def settings_file(directory: Path) -> Path:
     path = directory / "settings.json"
-    path.write_text(json.dumps({"factor_model_settings": {"universe": {"n_assets": N_ASSETS}}}))
+    # short half-lives and histories: the last sessions are past every warm-up and their
+    # specific risks estimated from the assets' own returns (no warnings there)
+    path.write_text(
+        json.dumps(
+            {
+                "factor_model_settings": {
+                    "universe": {"n_assets": N_ASSETS},
+                    # a ridge on thin sectors: a one-asset sector's specific return is not 0
+                    # by construction, so its specific risk is its own (no `reason`)
+                    "modelconstruction": {"thin_category_shrinkage": 0.1},
+                },
+                "factor_cov_settings": {"halflife_vol": 2, "halflife_cor": 3},
+                "specific_risk_settings": {
+                    "halflife": 2,
+                    "halflife_vra": None,
+                    "min_history": 1,
+                    "full_history": 2,
+                },
+            }
+        )
+    )
     return path
 
 

@@ -169,7 +169,8 @@ def test_volatility_exposures_specific_risk_are_the_stored_rows(m, db):
     assert expo.columns == ["asset_id", *factors] and expo["asset_id"].to_list() == ids
     np.testing.assert_array_equal(expo.drop("asset_id").to_numpy(), x)
     spec = m.specific_risk(DAY)
-    assert spec.columns == ["asset_id", "specific_risk"] and spec["asset_id"].to_list() == ids
+    assert spec.columns == ["asset_id", "specific_risk", "reason", "warm"]
+    assert spec["asset_id"].to_list() == ids
     np.testing.assert_array_equal(spec["specific_risk"].to_numpy(), s)
     # the pandas form is one call away
     assert m.covariance(DAY).to_pandas().set_index("factor").shape == (21, 21)
@@ -410,13 +411,15 @@ def test_a_model_column_selects_one_covariance_model(db, tmp_path):
         for table in ("factor_covariance", "factor_volatility", "factor_correlation"):
             con.execute(f"ALTER TABLE {table} ADD COLUMN model VARCHAR DEFAULT 'default'")
         con.execute(
-            "INSERT INTO factor_covariance SELECT date, factor_1, factor_2, 4 * covariance, "
-            "'eigen' FROM factor_covariance WHERE date = ?",
+            "INSERT INTO factor_covariance BY NAME SELECT date, factor_1, factor_2, "
+            "4 * covariance AS covariance, warm, 'eigen' AS model FROM factor_covariance "
+            "WHERE date = ?",
             [DAY],
         )
         con.execute(
-            "INSERT INTO factor_volatility SELECT date, factor, 2 * volatility, 'eigen' "
-            "FROM factor_volatility WHERE date = ?",
+            "INSERT INTO factor_volatility BY NAME SELECT date, factor, "
+            "2 * volatility AS volatility, warm, 'eigen' AS model FROM factor_volatility "
+            "WHERE date = ?",
             [DAY],
         )
     with RiskModel.open(copy) as base, RiskModel.open(copy, model="eigen") as eigen:
@@ -447,18 +450,16 @@ def test_a_model_column_selects_one_covariance_model(db, tmp_path):
 def test_warnings_from_reason_warm_and_an_exactly_fitted_regression(
     db, tmp_path, monkeypatch, capsys
 ):
-    """The `reason` and `warm` columns (written by the pipeline from 0.9.0) and
-    regression_stats.exactly_fitted, added here to a copy of the store: each problem of a held
-    asset or of the date is one warning, in the report, the JSON and on stderr; a file without
-    the columns gives none (the other tests)."""
+    """The `reason` and `warm` columns the pipeline writes and regression_stats.exactly_fitted,
+    set here on a copy of the store: each problem of a held asset or of the date is one
+    warning, in the report, the JSON and on stderr; a warm date whose specific risks were
+    estimated from the assets' own returns gives none (the other tests)."""
     copy = tmp_path / "warn.duckdb"
     shutil.copy(db, copy)
     ids = _sql(copy, "SELECT asset_id FROM specific_risk WHERE date = ? ORDER BY 1", [DAY])
     ids = ids["asset_id"].tolist()
     with duckdb.connect(str(copy)) as con:
-        con.execute("ALTER TABLE specific_risk ADD COLUMN reason VARCHAR")
-        con.execute("ALTER TABLE specific_risk ADD COLUMN warm BOOLEAN")
-        con.execute("ALTER TABLE factor_covariance ADD COLUMN warm BOOLEAN")
+        con.execute("UPDATE specific_risk SET reason = NULL")
         con.execute("UPDATE factor_covariance SET warm = date > ?", [SESSIONS[4]])
         con.execute("UPDATE specific_risk SET warm = asset_id <> ?", [ids[3]])
         con.execute(

@@ -116,14 +116,13 @@ def test_risk_and_export_commands_read_postgres_when_configured(
 
 
 def test_warnings_from_columns_added_on_postgres(stores, monkeypatch, capsys, tmp_path):
-    """The `reason`/`warm` columns as the pipeline will write them, added here (the last test
-    of the module: it changes the tables)."""
+    """The `reason`/`warm` columns the pipeline writes, set here (the last test of the module:
+    it changes the tables)."""
     _, _, url, reader = stores
     with RiskModel.open(reader) as pg:
         ids = pg.specific_risk(DAY)["asset_id"].to_list()
     with pg_dbapi.connect(url, autocommit=True) as con, con.cursor() as cur:
-        cur.execute("ALTER TABLE specific_risk ADD COLUMN reason TEXT")
-        cur.execute("ALTER TABLE factor_covariance ADD COLUMN warm BOOLEAN")
+        cur.execute("UPDATE specific_risk SET reason = NULL")
         cur.execute("UPDATE factor_covariance SET warm = (date > DATE '2025-04-03')")
         cur.execute(
             f"UPDATE specific_risk SET reason = 'exactly fitted' WHERE asset_id = '{ids[0]}'"
