@@ -406,3 +406,86 @@ def test_the_portable_median_is_duckdbs_median_on_both_stores(pg, tmp_path, n):
     s = np.sort(x, axis=1)
     assert np.array_equal(got[0], (s[:, (n - 1) // 2] + s[:, n // 2]) / 2)
     np.testing.assert_allclose(got[0], np.median(x, axis=1), rtol=1e-15, atol=0)
+
+
+PG_EDITS = {
+    "not JSON": ("UPDATE model_settings SET settings_json = 'not json {'", "is not JSON"),
+    "NULL": ("UPDATE model_settings SET settings_json = NULL", "settings_json is NULL"),
+    "a view": (
+        "ALTER TABLE model_settings RENAME TO kept; "
+        "CREATE VIEW model_settings AS SELECT * FROM kept",
+        "model_settings is a view, not the table",
+    ),
+    "two rows": ("INSERT INTO model_settings SELECT * FROM model_settings", "more than one row"),
+}
+
+
+@pytest.mark.parametrize("edit", list(PG_EDITS))
+def test_a_hand_edited_settings_identity_is_one_line_on_postgres(pg, monkeypatch, capsys, edit):
+    """`model_settings` edited by hand (issue 21.7): `factorcov materialize` says so in one line
+    (exit 2) naming the database, and nothing is written; a write through the store is
+    refused in its transaction too. (DuckDB: tests/test_environment.py.)"""
+    from factorcov_pipeline import cli
+    from factorcov_pipeline.core.settings import load_settings
+
+    sql, needle = PG_EDITS[edit]
+    url = pg.create_database("edit")
+    store = PostgresStore(url)
+    day, fingerprint = dt.date(2025, 4, 1), load_settings(None).fingerprint()
+    vol = pl.DataFrame({"date": [day], "factor": ["Market"], "volatility": [0.2]})
+    store.replace([TableWrite("factor_volatility", vol)], (day, day), settings_json=fingerprint)
+    with store.connect() as con, con.cursor() as cur:
+        for statement in sql.split("; "):
+            cur.execute(statement)
+        con.commit()
+    before = dump(store)
+    for name in ("FACTORCOV_SETTINGS", "DAGSTER_HOME", "FACTORCOV_PARTITIONS_START"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FACTORCOV_DATABASE_URL", url)
+    code = cli.main(["materialize", "--end", "2025-04-02"])
+    out, err = capsys.readouterr()
+    lines = (out + err).strip().splitlines()
+    assert code == 2 and len(lines) == 1, out + err
+    assert lines[0].startswith(f"factorcov: error: {store.location}: model_settings")
+    assert needle in lines[0] and "point FACTORCOV_DATABASE_URL at a new database" in lines[0]
+    with pytest.raises(SettingsMismatchError, match=needle):
+        store.replace([TableWrite("factor_volatility", vol)], (day, day), settings_json=fingerprint)
+    after = dump(store)
+    assert sorted(after) == sorted(before)
+    assert all(after[t].equals(before[t]) for t in before)
+
+
+def test_a_write_analyses_the_tables_it_grew(pg):
+    """PostgresStore.replace ANALYZEs, after its commit, each table the write at least doubled
+    (or that was never analysed): the next step's queries are planned on statistics of the rows
+    just written (risk_backtest's join of specific returns and risk ran 100 s instead of 5 s on
+    the tutorial's year with the planner's guesses for an unanalysed table)."""
+    store = PostgresStore(pg.create_database("stats"))
+
+    def reltuples() -> float:  # the row count of the table's last ANALYZE (-1: none)
+        sql = "SELECT reltuples AS t FROM pg_class WHERE relname = 'factor_volatility'"
+        return float(store.read(sql)["t"][0])
+
+    def write(days: list[dt.date]) -> None:
+        frame = pl.DataFrame(
+            {
+                "date": [d for d in days for _ in range(50)],
+                "factor": [f"f{i}" for _ in days for i in range(50)],
+                "volatility": np.linspace(0.1, 0.3, 50 * len(days)),
+            }
+        )
+        store.replace([TableWrite("factor_volatility", frame)], (days[0], days[-1]))
+
+    days = [dt.date(2025, 1, 1) + dt.timedelta(days=i) for i in range(40)]
+    write(days[:10])  # a new table
+    assert reltuples() == 500
+    with store.connect() as con, con.cursor() as cur:  # only our ANALYZE from now on
+        cur.execute("ALTER TABLE factor_volatility SET (autovacuum_enabled = false)")
+        con.commit()
+    write(days[10:20])  # doubled: 500 rows more on 500
+    assert reltuples() == 1000
+    write(days[20:25])  # a quarter more: left to autovacuum's ANALYZE
+    write(days[25:40])  # 750 more, fewer than the 1000 of the last ANALYZE
+    assert reltuples() == 1000
+    write(days)  # 2000 rows rewritten: at least as many as at the last ANALYZE
+    assert reltuples() == 2000

@@ -221,13 +221,16 @@ def unsafe_powers(con: pg_dbapi.Connection) -> list[str]:
     message; empty for a role that may only read."""
     with con.cursor() as cur:
         cur.execute(
-            "SELECT rolname, rolsuper, rolreplication FROM pg_roles "
-            "WHERE pg_has_role(session_user, oid, 'MEMBER') ORDER BY rolname"
+            "SELECT rolname, rolsuper, rolreplication, rolname = session_user AS own "
+            "FROM pg_roles WHERE pg_has_role(session_user, oid, 'MEMBER') "
+            "ORDER BY rolname = session_user DESC, rolname"
         )
         roles = cur.fetch_arrow_table().to_pylist()
+    if roles and roles[0]["own"] and roles[0]["rolsuper"]:
+        return ["is a superuser"]  # (a superuser is a member of every role)
     powers: list[str] = []
     for r in roles:
-        via = "" if r["rolname"] == _session_user(con) else f" (through role {r['rolname']})"
+        via = "" if r["own"] else f" (through role {r['rolname']})"
         if r["rolsuper"]:
             powers.append(f"is a superuser{via}")
         if r["rolreplication"]:
