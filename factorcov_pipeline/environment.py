@@ -204,13 +204,10 @@ def partitions_start(default: dt.date) -> dt.date:
         day = dt.date.fromisoformat(raw.strip())
     except ValueError:
         raise _refuse(PARTITIONS_START, raw, "is not a date (YYYY-MM-DD)") from None
-    if not calendar.FIRST_SUPPORTED <= day <= calendar.last_supported():
-        raise _refuse(
-            PARTITIONS_START,
-            raw,
-            f"is outside the New York Stock Exchange calendar's range "
-            f"{calendar.FIRST_SUPPORTED} .. {calendar.last_supported()}",
-        )
+    try:
+        calendar.check_supported(day, f"{PARTITIONS_START}={raw!r}")
+    except calendar.CalendarRangeError as err:
+        raise EnvironmentVariableError(str(err)) from None
     if not calendar.is_session(day):
         raise _refuse(PARTITIONS_START, raw, f"is not a New York Stock Exchange session ({day:%A})")
     return day

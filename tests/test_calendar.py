@@ -92,6 +92,17 @@ def test_a_date_outside_the_calendar_is_one_line(call):
     assert str(calendar.FIRST_SUPPORTED) in text and str(calendar.last_supported()) in text
 
 
+def test_dates_past_the_horizon_come_from_the_rules():
+    """A question past the partitions' horizon (`--end 2099-12-31`, refused by the command as
+    in the future) is answered from the rules, as 0.8.0 did."""
+    assert calendar.last_supported() < D(2099, 1, 1)
+    assert calendar.is_session(D(2099, 12, 31))
+    assert calendar.sessions(D(2099, 12, 24), D(2099, 12, 31)) == [
+        D(2099, 12, 24), D(2099, 12, 28), D(2099, 12, 29), D(2099, 12, 30), D(2099, 12, 31)
+    ]  # fmt: skip
+    assert calendar.previous_session(D(2099, 12, 28)) == D(2099, 12, 24)
+
+
 def test_check_supported_bounds():
     calendar.check_supported(calendar.FIRST_SUPPORTED, "x")
     calendar.check_supported(calendar.last_supported(), "x")

@@ -14,8 +14,9 @@ sessions). From 1970 on the two indexes are equal (tests/test_calendar.py). The 
 rules do not model the Saturday sessions the exchange held until 1952, nor closures it does
 not list (1914).
 
-Dates a user gives (the partitions' start, the command's dates) must lie in
-[`FIRST_SUPPORTED`, `last_supported()`]; a date outside raises `CalendarRangeError`, one line.
+A history's first partition must lie in [`FIRST_SUPPORTED`, `last_supported()`]
+(`check_supported`); a question about a date the index cannot answer (before `BUILD_START`,
+after `LAST_POSSIBLE`) raises `CalendarRangeError`, one line.
 The index starts a year before `FIRST_SUPPORTED`, so that the look-backs of the first
 partitions (the previous session, forecast_bias's 21-session windows) stay inside it.
 """
@@ -45,6 +46,10 @@ FIRST_SUPPORTED = dt.date(1885, 1, 1)
 BUILD_START = dt.date(FIRST_SUPPORTED.year - 1, 1, 1)
 # The calendar's own session index is right from this date on (module docstring).
 LIBRARY_SESSIONS_FROM = dt.date(1970, 1, 1)
+# The last date any question may ask about (pandas' timestamps end in April 2262): past the
+# horizon the sessions come from the rules alone (e.g. `--end 2099-12-31`, refused as in the
+# future rather than as outside the calendar).
+LAST_POSSIBLE = dt.date(2261, 12, 31)
 
 
 class CalendarRangeError(InputDataError):
@@ -90,16 +95,20 @@ def _session_index(end: dt.date) -> np.ndarray:
     return days.values.astype("datetime64[D]")
 
 
-def _index() -> np.ndarray:
-    return _session_index(last_supported())
+def _index(last: dt.date) -> np.ndarray:
+    """The session index through `last`: up to the horizon (`last_supported`), or to the end
+    of `last`'s year when a question reaches past it."""
+    _bounds(last)
+    horizon = last_supported()
+    return _session_index(horizon if last <= horizon else dt.date(last.year, 12, 31))
 
 
-def _bounds(day: dt.date, what: str) -> None:
-    """Refuse a date outside the session index (a look-back before `BUILD_START` or a date
-    past the horizon), in one line."""
-    if not BUILD_START <= day <= last_supported():
+def _bounds(day: dt.date) -> None:
+    """Refuse a date outside what the index can answer (a look-back before `BUILD_START`,
+    a date past `LAST_POSSIBLE`), in one line."""
+    if not BUILD_START <= day <= LAST_POSSIBLE:
         raise CalendarRangeError(
-            f"{what} {day} is outside the New York Stock Exchange calendar's range "
+            f"date {day} is outside the New York Stock Exchange calendar's range "
             f"{FIRST_SUPPORTED} .. {last_supported()}"
         )
 
@@ -108,17 +117,16 @@ def sessions(start: dt.date, end: dt.date) -> list[dt.date]:
     """All XNYS sessions in [start, end], as dates."""
     if end < start:
         return []
-    _bounds(start, "date")
-    _bounds(end, "date")
-    idx = _index()
+    _bounds(start)
+    idx = _index(end)
     lo = int(np.searchsorted(idx, np.datetime64(start, "D"), "left"))
     hi = int(np.searchsorted(idx, np.datetime64(end, "D"), "right"))
     return idx[lo:hi].tolist()
 
 
 def is_session(day: dt.date) -> bool:
-    _bounds(day, "date")
-    idx = _index()
+    _bounds(day)
+    idx = _index(day)
     at = int(np.searchsorted(idx, np.datetime64(day, "D"), "left"))
     return at < idx.size and idx[at] == np.datetime64(day, "D")
 
@@ -132,8 +140,8 @@ def weekday_holidays(start: dt.date, end: dt.date) -> list[dt.date]:
 
 def previous_session(day: dt.date) -> dt.date:
     """The last session strictly before `day` (however long the exchange was closed)."""
-    _bounds(day, "date")
-    idx = _index()
+    _bounds(day)
+    idx = _index(day)
     at = int(np.searchsorted(idx, np.datetime64(day, "D"), "left"))
     if at == 0:
         raise CalendarRangeError(
