@@ -14,6 +14,7 @@ and returns a typed value or raises `EnvironmentVariableError` naming the variab
 | FACTORCOV_CHUNK_SESSIONS | sessions per write transaction, 1 .. 10000 | 84 |
 | FACTORCOV_DUCKDB_MEMORY | a DuckDB memory size, e.g. 1536MB, 4GB | 1536MB |
 | FACTORCOV_JIT | 0 (never), 1 (always) or unset (automatic) | automatic |
+| FACTORCOV_DATABASE_URL | postgresql://user[:password]@host[:port]/database | unset (DuckDB) |
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import math
 import os
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 DATABASE = "FACTORCOV_DUCKDB"
 SETTINGS = "FACTORCOV_SETTINGS"
@@ -32,6 +35,7 @@ LOCK_TIMEOUT = "FACTORCOV_LOCK_TIMEOUT"
 CHUNK_SESSIONS = "FACTORCOV_CHUNK_SESSIONS"
 DUCKDB_MEMORY = "FACTORCOV_DUCKDB_MEMORY"
 JIT = "FACTORCOV_JIT"
+DATABASE_URL = "FACTORCOV_DATABASE_URL"
 
 DEFAULT_DATABASE = "data/factorcov.duckdb"
 DEFAULT_LOCK_TIMEOUT = 120.0
@@ -61,8 +65,80 @@ def _refuse(name: str, value: str, should: str) -> EnvironmentVariableError:
     return EnvironmentVariableError(f"{name}={shown!r} {should}")
 
 
+# DuckDB keeps its write-ahead log next to the file, named after it (`<file>.wal`), and spills
+# to `<file>.tmp/`: the file's name must leave room for the longest of these suffixes.
+DUCKDB_SUFFIXES = (".wal", ".tmp")
+# When the file's directory does not exist yet, the usual limits (Linux: NAME_MAX, PATH_MAX).
+NAME_MAX = 255
+PATH_MAX = 4096
+
+
+def _name_max(path: Path) -> int:
+    """The longest file name (bytes) the file system of `path`'s nearest existing directory
+    allows."""
+    for folder in (path.parent, *path.parent.parents):
+        if folder.is_dir():
+            try:
+                return int(os.pathconf(folder, "PC_NAME_MAX"))
+            except (OSError, ValueError):
+                return NAME_MAX
+    return NAME_MAX
+
+
 def database() -> str:
-    return _raw(DATABASE) or DEFAULT_DATABASE
+    """FACTORCOV_DUCKDB: a path whose every part the file system can name, with room for the
+    files DuckDB names after it (`<file>.wal`, `<file>.tmp`): a longer name failed mid-run
+    ('File name too long')."""
+    raw = _raw(DATABASE)
+    if raw is None:
+        return DEFAULT_DATABASE
+    path = Path(raw)
+    limit = _name_max(path)
+    suffix = max(len(x) for x in DUCKDB_SUFFIXES)
+    name = len(os.fsencode(path.name))
+    if name + suffix > limit:
+        raise _refuse(
+            DATABASE,
+            raw,
+            f"has a file name of {name} bytes: at most {limit - suffix} (the file system's "
+            f"{limit}, less DuckDB's '.wal' suffix)",
+        )
+    longest = max((len(os.fsencode(p)) for p in path.parent.parts), default=0)
+    if longest > limit:
+        raise _refuse(DATABASE, raw, f"has a folder name of {longest} bytes: at most {limit}")
+    if len(os.fsencode(str(path.absolute()))) + suffix >= PATH_MAX:
+        raise _refuse(DATABASE, raw, f"is a path longer than the file system's {PATH_MAX} bytes")
+    return raw
+
+
+def hide_password(url: str) -> str:
+    """`url` with the password of its user part replaced by `***` (for messages); works on URLs
+    that do not parse (the user part is what precedes the last '@' before the path)."""
+    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)(.*)$", url, flags=re.DOTALL)
+    if not m or "@" not in m.group(2):
+        return url
+    userinfo, host = m.group(2).rsplit("@", 1)
+    user, has_password, _ = userinfo.partition(":")
+    return f"{m.group(1)}{user}{':***' if has_password else ''}@{host}{m.group(3)}"
+
+
+def database_url() -> str | None:
+    """FACTORCOV_DATABASE_URL: None when unset; otherwise a postgresql:// URL that parses (host,
+    port), refused in one line naming the variable (the password never shown)."""
+    raw = _raw(DATABASE_URL)
+    if raw is None:
+        return None
+    url = raw.strip()
+    shown = hide_password(url)
+    form = "postgresql://user[:password]@host[:port]/database"
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise _refuse(DATABASE_URL, shown, f"is not a PostgreSQL URL ({form})")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parses the port: ValueError when it is not a number)
+    except ValueError as err:
+        raise _refuse(DATABASE_URL, shown, f"is not a valid URL ({err}; {form})") from None
+    return url
 
 
 def settings_file() -> str | None:
@@ -128,6 +204,10 @@ def partitions_start(default: dt.date) -> dt.date:
         day = dt.date.fromisoformat(raw.strip())
     except ValueError:
         raise _refuse(PARTITIONS_START, raw, "is not a date (YYYY-MM-DD)") from None
+    try:
+        calendar.check_supported(day, f"{PARTITIONS_START}={raw!r}")
+    except calendar.CalendarRangeError as err:
+        raise EnvironmentVariableError(str(err)) from None
     if not calendar.is_session(day):
         raise _refuse(PARTITIONS_START, raw, f"is not a New York Stock Exchange session ({day:%A})")
     return day
@@ -145,5 +225,6 @@ def check_all() -> dict[str, Any]:
         CHUNK_SESSIONS: chunk_sessions,
         DUCKDB_MEMORY: duckdb_memory,
         JIT: jit_mode,
+        DATABASE_URL: database_url,
     }
     return {name: parse() for name, parse in parsers.items()}

@@ -59,3 +59,35 @@ def assert_same_stores(
         else:
             assert_same_bits(da[name], db[name], name)
     return {name: frame.height for name, frame in da.items()}
+
+
+def fingerprint(url: str) -> dict[str, object]:
+    """What a statement could change in a PostgreSQL database, over ONE connection (a test
+    that compares it before and after each of many statements would otherwise open a
+    connection per table): per relation of the default schema its row count and an MD5 of its
+    rows' text, sorted (row order ignored); the replication slots, the roles with their
+    superuser and REPLICATION attributes, and the number of large objects."""
+    import adbc_driver_postgresql.dbapi as pg_dbapi
+
+    out: dict[str, object] = {}
+    with pg_dbapi.connect(url) as con, con.cursor() as cur:
+        cur.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema() ORDER BY 1"
+        )
+        names = [r[0] for r in cur.fetchall()]
+        for name in names:
+            cur.execute(
+                "SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) "
+                f"FROM (SELECT md5(t::text) AS h FROM {quote_ident(name)} AS t) AS rows"
+            )
+            out[name] = cur.fetchall()[0]
+        for what, sql in (
+            ("slots", "SELECT slot_name FROM pg_replication_slots ORDER BY 1"),
+            ("roles", "SELECT rolname, rolsuper, rolreplication FROM pg_roles ORDER BY 1"),
+            ("large objects", "SELECT count(*) FROM pg_largeobject_metadata"),
+        ):
+            cur.execute(sql)
+            out[what] = cur.fetchall()
+        con.rollback()
+    return out

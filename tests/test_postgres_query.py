@@ -3,8 +3,10 @@ throwaway server (tests/pg_server.py).
 
 The same run stored in a DuckDB file and in PostgreSQL prints the same text for the README's
 queries (every format) and for `show`; hostile statements are refused in one line with exit
-code 2 and leave every table (hashed) as it was, whether the URL's user is a superuser (the
-query then runs as `pg_read_all_data`) or a user that may only SELECT.
+code 2 and leave every table (hashed) and the server as they were, as a member of
+`pg_read_all_data` and as a user that may only SELECT the pipeline's tables. A URL whose user
+could change the server for good from inside a query (a superuser, REPLICATION, a member of
+pg_signal_backend or of a superuser role) is refused before any query runs.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from factorcov_pipeline.storage import Store
 from factorcov_pipeline.storage.postgres import PostgresStore
 
 sys.path.insert(0, str(Path(__file__).parent))
+from pg_compare import fingerprint
 from pg_server import postgres_server
 from tablehash import store_hashes
 
@@ -62,9 +65,29 @@ def stores(pg, tmp_path_factory) -> tuple[Path, str]:
 Runner = Callable[..., tuple[int, str, str]]
 
 
+def role_url(url: str, role: str) -> str:
+    """`url` (the superuser's) for another login role."""
+    return url.replace("postgresql://postgres@", f"postgresql://{role}@")
+
+
+@pytest.fixture(scope="module")
+def readers(stores) -> dict[str, str]:
+    """Login roles that may only read, as the README says to create them: a member of
+    pg_read_all_data ("postgres", what the tests query as) and one granted SELECT on the
+    pipeline's tables ("select-only")."""
+    _, url = stores
+    with pg_dbapi.connect(url, autocommit=True) as con, con.cursor() as cur:
+        cur.execute("CREATE ROLE fc_read_all LOGIN")
+        cur.execute("GRANT pg_read_all_data TO fc_read_all")
+        cur.execute("CREATE ROLE fc_reader LOGIN")
+        cur.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO fc_reader")
+    return {"postgres": role_url(url, "fc_read_all"), "select-only": role_url(url, "fc_reader")}
+
+
 @pytest.fixture
-def cli_on(stores, monkeypatch, capsys) -> Callable[[str], Runner]:
-    """cli_on("duckdb" | "postgres" | a URL)(argv, columns=100) -> (exit code, stdout, stderr)."""
+def cli_on(stores, readers, monkeypatch, capsys) -> Callable[[str], Runner]:
+    """cli_on("duckdb" | "postgres" | "select-only" | "superuser" | a URL)(argv, columns=100)
+    -> (exit code, stdout, stderr); "postgres" is the pg_read_all_data member."""
     db, url = stores
 
     def backend(which: str) -> Runner:
@@ -74,7 +97,8 @@ def cli_on(stores, monkeypatch, capsys) -> Callable[[str], Runner]:
             if which == "duckdb":
                 monkeypatch.delenv("FACTORCOV_DATABASE_URL", raising=False)
             else:
-                monkeypatch.setenv("FACTORCOV_DATABASE_URL", url if which == "postgres" else which)
+                target = {**readers, "superuser": url}.get(which, which)
+                monkeypatch.setenv("FACTORCOV_DATABASE_URL", target)
             code = cli.main(argv)
             out = capsys.readouterr()
             return code, out.out, out.err
@@ -93,9 +117,9 @@ def readme_query_lines() -> list[str]:
 # ---- the same output from both stores -------------------------------------------------------
 
 
-def test_readme_queries_print_the_same_on_duckdb_and_postgres(cli_on, stores):
-    db_path, url = stores
-    redacted = PostgresStore(url).location
+def test_readme_queries_print_the_same_on_duckdb_and_postgres(cli_on, stores, readers):
+    db_path, _ = stores
+    redacted = PostgresStore(readers["postgres"]).location
     lines = readme_query_lines()
     assert any(ln.startswith("factorcov sql ") for ln in lines)
     assert any(ln.startswith("factorcov show ") for ln in lines)
@@ -130,8 +154,9 @@ def test_every_format_prints_the_same(cli_on, fmt):
     assert "50" in (out_d + err_d)  # the limit cut the rows, and it says so
 
 
-def test_show_prints_the_same_for_a_subset_and_refuses_the_same(cli_on, stores):
-    db_path, url = stores
+def test_show_prints_the_same_for_a_subset_and_refuses_the_same(cli_on, stores, readers):
+    db_path, _ = stores
+    url = readers["postgres"]
     argv = ["show", str(LAST), "--factors", "Market", "Size", "Value"]
     _, out_d, _ = cli_on("duckdb")(argv, columns=60)
     code, out_p, err = cli_on("postgres")(argv, columns=60)
@@ -238,59 +263,124 @@ HOSTILE = {
     "vacuum": "VACUUM factor_returns",
     "grant": "GRANT ALL ON factor_returns TO PUBLIC",
     "comment": "COMMENT ON TABLE factor_returns IS 'x'",
+    "set_config session authorization": "SELECT set_config('session_authorization', "
+    "'postgres', true), query_to_xml('DELETE FROM factor_returns RETURNING 1', true, false, '')",
+    "replication slot": "SELECT pg_create_physical_replication_slot('fc_slot', true)",
+    "set_config role then a replication slot": "SELECT set_config('role', 'postgres', true), "
+    "query_to_xml('SELECT pg_create_physical_replication_slot(''fc_slot'', true)', true, "
+    "true, '')",
+    "reload the configuration": "SELECT pg_reload_conf()",
+    "write a server file": "SELECT lo_export(lo_from_bytea(0, 'x'), '{marker}')",
 }
 
 
-@pytest.fixture(scope="module")
-def reader_url(pg, stores) -> str:
-    """A login role that may only SELECT the pipeline's tables (not a superuser)."""
+def test_the_fingerprint_sees_every_kind_of_change(stores):
+    """The premise of the hostile statements' test: a changed value, a slot, a role attribute
+    and a large object each change `pg_compare.fingerprint`."""
     _, url = stores
+    before = fingerprint(url)
+    changes = [
+        ("UPDATE factor_volatility SET volatility = -volatility WHERE factor = 'Market'",) * 2,
+        ("SELECT pg_create_physical_replication_slot('fc_probe')",
+         "SELECT pg_drop_replication_slot('fc_probe')"),
+        ("ALTER ROLE fc_reader REPLICATION", "ALTER ROLE fc_reader NOREPLICATION"),
+        ("SELECT lo_from_bytea(4242, 'x')", "SELECT lo_unlink(4242)"),
+    ]  # fmt: skip
     with pg_dbapi.connect(url, autocommit=True) as con, con.cursor() as cur:
-        cur.execute("CREATE ROLE fc_reader LOGIN")
-        cur.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO fc_reader")
-    return url.replace("postgresql://postgres@", "postgresql://fc_reader@")
+        for change, undo in changes:
+            cur.execute(change)
+            assert fingerprint(url) != before, change
+            cur.execute(undo)
+            assert fingerprint(url) == before, undo
 
 
-@pytest.mark.parametrize("user", ["superuser", "select-only"])
+@pytest.mark.parametrize("user", ["postgres", "select-only"])
 @pytest.mark.parametrize("name", list(HOSTILE))
-def test_hostile_statement_is_refused_in_one_line_and_no_table_changes(
-    cli_on, stores, reader_url, tmp_path, name, user
+def test_hostile_statement_is_refused_in_one_line_and_nothing_changes(
+    cli_on, stores, tmp_path, name, user
 ):
     _, url = stores
-    store = PostgresStore(url)
-    before = store_hashes(store)
+    before = fingerprint(url)
     marker = tmp_path / "pwned"
     sql = HOSTILE[name].format(marker=marker)
-    code, out, err = cli_on("postgres" if user == "superuser" else reader_url)(["sql", sql])
+    code, out, err = cli_on(user)(["sql", sql])
     assert code == 2, (name, out, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("factorcov: error: SQL: "), err
     assert "Traceback" not in err and out == ""
-    assert store_hashes(store) == before
+    assert fingerprint(url) == before  # every table, slot, role and large object
     assert not marker.exists()
 
 
-LARGE_OBJECT = (
-    "SELECT set_config('role', 'postgres', true) AS r, "
-    "query_to_xml('SELECT lo_from_bytea(0, ''x'')', true, false, '') AS x"
+ATTACK = (
+    "SELECT set_config('role', 'postgres', true), query_to_xml("
+    "'select pg_create_physical_replication_slot(''fc_attack'', true)', true, true, '')"
 )
 
 
-def test_what_a_superuser_query_can_still_do_is_rolled_back(cli_on, stores, reader_url):
-    """The role is a safeguard, not a sandbox (README): a superuser's query can switch back to
-    the superuser and create a large object, which PostgreSQL allows in a read-only
-    transaction; the command's transaction always ends in ROLLBACK, so nothing stays. A user
-    that may only SELECT cannot switch roles at all."""
+@pytest.mark.parametrize("argv", [["sql", ATTACK], ["show", str(LAST)]])
+def test_a_superuser_url_is_refused_before_any_query(cli_on, stores, argv):
+    """A superuser cannot be confined inside its session: PostgreSQL lets its query switch back
+    from SET ROLE and from SET SESSION AUTHORIZATION (set_config('role' |
+    'session_authorization', ...)), and a replication slot created so outlived 0.8.0's
+    read-only transaction (issue 21.7). sql and show refuse the URL in one line saying what to
+    use instead; the query never runs."""
     _, url = stores
-    store = PostgresStore(url)
-    before = store_hashes(store)
-    code, out, _ = cli_on("postgres")(["sql", "--format", "csv", LARGE_OBJECT])
-    assert code == 0 and "lo_from_bytea" in out  # it ran ...
-    kept = store.read("SELECT count(*) AS n FROM pg_largeobject_metadata")["n"][0]
-    assert kept == 0  # ... and left nothing
-    assert store_hashes(store) == before
-    code, out, err = cli_on(reader_url)(["sql", LARGE_OBJECT])
-    assert code == 2 and out == "" and 'permission denied to set role "postgres"' in err, err
+    before = fingerprint(url)
+    code, out, err = cli_on("superuser")(argv)
+    assert (code, out) == (2, ""), err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "as postgres, which is a superuser" in err
+    assert "GRANT pg_read_all_data TO factorcov_reader" in err
+    assert fingerprint(url) == before
+    assert before["slots"] == []
+
+
+def test_a_session_cannot_be_confined_by_session_authorization(stores):
+    """Why the superuser is refused rather than demoted: after SET SESSION AUTHORIZATION to a
+    role that may only read, a query of the same session becomes the superuser again."""
+    _, url = stores
+    with pg_dbapi.connect(url, autocommit=True) as con, con.cursor() as cur:
+        cur.execute("BEGIN TRANSACTION READ ONLY")
+        cur.execute("SET SESSION AUTHORIZATION fc_read_all")
+        cur.execute("SELECT set_config('session_authorization', 'postgres', true) AS s")
+        cur.fetchall()
+        cur.execute("SELECT current_user AS u, (SELECT rolsuper FROM pg_roles "
+                    "WHERE rolname = current_user) AS su")  # fmt: skip
+        assert cur.fetchall() == [("postgres", True)]
+        cur.execute("ROLLBACK")
+
+
+@pytest.mark.parametrize(
+    ("role", "grant", "power"),
+    [
+        ("fc_replicator", "ALTER ROLE {role} REPLICATION", "has REPLICATION: replication slots"),
+        ("fc_signaller", "GRANT pg_signal_backend TO {role}", "is a member of pg_signal_backend"),
+        ("fc_member", "GRANT postgres TO {role}", "is a superuser (through role postgres)"),
+    ],
+)
+def test_a_role_with_powers_a_rollback_does_not_undo_is_refused(cli_on, stores, role, grant, power):
+    _, url = stores
+    with pg_dbapi.connect(url, autocommit=True) as con, con.cursor() as cur:
+        cur.execute(f"CREATE ROLE {role} LOGIN")
+        cur.execute("GRANT pg_read_all_data TO " + role)
+        cur.execute(grant.format(role=role))
+    code, out, err = cli_on(role_url(url, role))(["sql", "SELECT 1 AS one"])
+    assert (code, out) == (2, "") and len(err.strip().splitlines()) == 1, err
+    assert f"as {role}, which {power}" in err, err
+
+
+def test_what_a_reader_can_still_write_is_rolled_back(cli_on, stores):
+    """PostgreSQL lets a read-only transaction create a large object; the command's
+    transaction always ends in ROLLBACK, so nothing stays (README)."""
+    _, url = stores
+    before = fingerprint(url)
+    sql = "SELECT lo_from_bytea(0, 'x') AS o"
+    for user in ("postgres", "select-only"):
+        code, out, err = cli_on(user)(["sql", "--format", "csv", sql])
+        assert code == 0 and out.startswith("o\n") and int(out.split()[1]) > 0, err  # it ran
+        assert fingerprint(url) == before  # ... and left nothing
 
 
 @pytest.mark.parametrize(
@@ -311,9 +401,9 @@ def test_refusals_and_errors_say_why(cli_on, sql, message, refused):
     assert ("(factorcov sql is read-only:" in err) == refused, err
 
 
-def test_queries_work_as_the_select_only_user_and_as_the_superuser(cli_on, reader_url):
+def test_queries_work_as_either_reader(cli_on):
     sql = f"SELECT count(*) AS n FROM exposures WHERE date = DATE '{LAST}'"
-    outs = [cli_on(who)(["sql", "--format", "csv", sql]) for who in ("postgres", reader_url)]
+    outs = [cli_on(who)(["sql", "--format", "csv", sql]) for who in ("postgres", "select-only")]
     duck = cli_on("duckdb")(["sql", "--format", "csv", sql])
     assert outs[0] == outs[1] == duck
     assert int(duck[1].splitlines()[1]) > 0

@@ -32,7 +32,7 @@ def partitions_start() -> dt.date:
 
 
 def build_partitions(start: dt.date) -> TimeWindowPartitionsDefinition:
-    holidays = calendar.weekday_holidays(start, calendar._calendar_end(start))
+    holidays = calendar.weekday_holidays(start, calendar.last_supported())
     return TimeWindowPartitionsDefinition(
         start=dt.datetime.combine(start, dt.time()).strftime(DATE_FORMAT),
         fmt=DATE_FORMAT,

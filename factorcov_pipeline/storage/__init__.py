@@ -39,9 +39,9 @@ def store_from_env(lock_timeout: float = 120.0) -> BaseStore:
     `FACTORCOV_DATABASE_URL` is set (`storage.postgres.PostgresStore`), else the DuckDB file of
     `FACTORCOV_DUCKDB` (`Store`). The Dagster resources make the same choice
     (`orchestration.resources.storage_resource`)."""
-    import os
+    from factorcov_pipeline import environment
 
-    url = os.environ.get("FACTORCOV_DATABASE_URL", "").strip()
+    url = environment.database_url()
     if url:
         from factorcov_pipeline.storage.postgres import PostgresStore
 

@@ -9,6 +9,7 @@ and their views from `ViewDef`s, whose SQL is standard (it runs unchanged on bot
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -220,6 +221,53 @@ class SettingsMismatchError(RuntimeError):
 def quote_ident(name: str) -> str:
     """Quote an SQL identifier (factor names become column names of `covariance_report`)."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def stored_identity(
+    kind: str | None, values: Sequence[Any], location: str, afresh: str
+) -> str | None:
+    """The settings JSON a store was built with, from what its `model_settings` relation holds:
+    `kind` its type ('BASE TABLE', 'VIEW' or None when there is none) and `values` its
+    `settings_json` values (at most two are needed). None when there is no table or no row (a
+    new store, or `_refuse_unidentified`'s case). A relation edited by hand is refused in one
+    line naming it (SettingsMismatchError), before anything is written: a view in its place,
+    more than one row, a NULL, a value that is not a JSON object (the identity check compares
+    the stored text and lists the settings that differ, which needs the stored JSON). `afresh`
+    says how to start afresh (the store's variable)."""
+    if kind is None:
+        return None
+    where = f"{location}: {SETTINGS_TABLE}"
+    restore = f"restore the table from a backup, or {afresh}"
+    if kind != "BASE TABLE":
+        raise SettingsMismatchError(
+            f"{where} is a {kind.lower()}, not the table in which factorcov keeps the settings "
+            f"the data were made with: drop the {kind.lower()} and {restore}"
+        )
+    if not values:
+        return None
+    if len(values) > 1:
+        raise SettingsMismatchError(
+            f"{where} holds more than one row, but one settings row identifies the data: " + restore
+        )
+    value = values[0]
+    if value is None:
+        raise SettingsMismatchError(f"{where}.settings_json is NULL: {restore}")
+    if not isinstance(value, str):
+        raise SettingsMismatchError(
+            f"{where}.settings_json is a {type(value).__name__}, not text: {restore}"
+        )
+    shown = value if len(value) <= 40 else value[:40] + "..."
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        raise SettingsMismatchError(
+            f"{where}.settings_json is not JSON ({shown!r}): {restore}"
+        ) from None
+    if not isinstance(parsed, dict):
+        raise SettingsMismatchError(
+            f"{where}.settings_json is not a JSON object ({shown!r}): {restore}"
+        )
+    return value
 
 
 def _diff_settings(stored: Any, current: Any, prefix: str = "") -> list[str]:

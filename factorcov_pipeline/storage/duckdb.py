@@ -46,6 +46,7 @@ from factorcov_pipeline.storage.contract import (
     distinct_dates_sql,
     quote_ident,
     state_pruning_sql,
+    stored_identity,
 )
 from factorcov_pipeline.storage.query import (
     READ_ONLY_HINT,
@@ -58,6 +59,8 @@ DEFAULT_DATABASE = environment.DEFAULT_DATABASE
 ENV_DATABASE = environment.DATABASE
 ENV_MEMORY = environment.DUCKDB_MEMORY
 DEFAULT_MEMORY_LIMIT = environment.DEFAULT_MEMORY_LIMIT
+# How a refused settings identity says to start afresh.
+_AFRESH = "point FACTORCOV_DUCKDB at a new file"
 
 # Run on a read-only connection before untrusted SQL (`Store.connect_query_only`), in this
 # order: the last statement makes every setting, these included, unchangeable.
@@ -690,20 +693,38 @@ class Store(BaseStore):
 
     # ---- the model's identity ----------------------------------------------------------
 
+    def _identity(self, con: duckdb.DuckDBPyConnection) -> str | None:
+        """The stored settings JSON, None without a `model_settings` table or row; a relation
+        edited by hand is refused in one line (`contract.stored_identity`)."""
+        kind = self.table_type(con, SETTINGS_TABLE)
+        values: list[Any] = []
+        if kind == "BASE TABLE":
+            try:
+                rows = con.execute(f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 2")
+                values = [r[0] for r in rows.fetchall()]
+            except duckdb.Error as err:
+                raise SettingsMismatchError(
+                    f"{self.path}: {SETTINGS_TABLE} cannot be read ("
+                    + str(err).strip().splitlines()[0]
+                    + f"): restore it from a backup, or {_AFRESH}"
+                ) from None
+        return stored_identity(kind, values, str(self.path), _AFRESH)
+
     def _check_settings(self, con: duckdb.DuckDBPyConnection, settings_json: str) -> None:
-        _run(
-            con,
-            f"CREATE TABLE IF NOT EXISTS {SETTINGS_TABLE} (settings_json VARCHAR, created_at TIMESTAMP)",
-        )
-        row = _one(con, f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 1")
-        if row is None:
+        stored = self._identity(con)
+        if stored is None:
+            _run(
+                con,
+                f"CREATE TABLE IF NOT EXISTS {SETTINGS_TABLE} "
+                "(settings_json VARCHAR, created_at TIMESTAMP)",
+            )
             self._refuse_unidentified(con)
             _run(
                 con, f"INSERT INTO {SETTINGS_TABLE} VALUES (?, current_timestamp)", [settings_json]
             )
             return
-        if row[0] != settings_json:
-            raise SettingsMismatchError(self._mismatch(row[0], settings_json))
+        if stored != settings_json:
+            raise SettingsMismatchError(self._mismatch(stored, settings_json))
 
     def _mismatch(self, stored: str, current: str) -> str:
         diffs = _diff_settings(json.loads(stored), json.loads(current))
@@ -745,21 +766,15 @@ class Store(BaseStore):
         if not self.path.exists():
             return
         with self.connect(read_only=True) as con:
-            if not self.table_exists(con, SETTINGS_TABLE):
+            stored = self._identity(con)
+            if stored is None:
                 self._refuse_unidentified(con)
-                return
-            row = _one(con, f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 1")
-            if row is None:
-                self._refuse_unidentified(con)
-            elif row[0] != settings_json:
-                raise SettingsMismatchError(self._mismatch(row[0], settings_json))
+            elif stored != settings_json:
+                raise SettingsMismatchError(self._mismatch(stored, settings_json))
 
     def stored_settings(self) -> str | None:
         with self.connect() as con:
-            if not self.table_exists(con, SETTINGS_TABLE):
-                return None
-            row = _one(con, f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 1")
-        return None if row is None else str(row[0])
+            return self._identity(con)
 
     @property
     def location(self) -> str:

@@ -32,6 +32,7 @@ import adbc_driver_postgresql.dbapi as pg_dbapi
 import polars as pl
 import pyarrow as pa
 
+from factorcov_pipeline import environment
 from factorcov_pipeline.storage.base import BaseStore
 from factorcov_pipeline.storage.contract import (
     DATE_COLUMN,
@@ -48,6 +49,7 @@ from factorcov_pipeline.storage.contract import (
     quote_ident,
     quote_literal,
     state_pruning_sql,
+    stored_identity,
 )
 from factorcov_pipeline.storage.query import (
     READ_ONLY_HINT,
@@ -57,6 +59,8 @@ from factorcov_pipeline.storage.query import (
 )
 
 ENV_DATABASE_URL = "FACTORCOV_DATABASE_URL"
+# How a refused settings identity says to start afresh.
+_AFRESH = f"point {ENV_DATABASE_URL} at a new database"
 
 # The contract's DuckDB type names and their PostgreSQL equivalents.
 PG_TYPES = {
@@ -90,8 +94,12 @@ _DDL_LOCK = 0x66636F76  # "fcov"
 
 
 def redact(url: str) -> str:
-    """The URL without its password (for messages and logs)."""
-    parts = urlsplit(url)
+    """The URL without its password (for messages and logs); also for a URL that does not
+    parse (`environment.hide_password`)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. "Invalid IPv6 URL"
+        return environment.hide_password(url)
     if parts.password is None:
         return url
     netloc = parts.netloc.rsplit("@", 1)
@@ -180,9 +188,63 @@ _COMMANDS = {
     "rollback", "savepoint", "security", "set", "show", "start", "truncate", "unlisten", "update",
     "vacuum",
 }  # fmt: skip
-# The predefined role (PostgreSQL 14+) a superuser's query runs as: it reads every table and
-# nothing more (no server files, no COPY ... PROGRAM, no superuser-only functions).
-READ_ALL_ROLE = "pg_read_all_data"
+# Powers a role used for untrusted queries must not have, directly or through a role it is a
+# member of, because their effects outlive the READ ONLY transaction that is rolled back
+# (`PostgresStore.connect_query_only`): superuser (it can lift every restriction from inside a
+# query, even `SET SESSION AUTHORIZATION`: `set_config('session_authorization', ...)`),
+# REPLICATION (replication slots are not transactional) and the predefined roles that touch
+# the server's files or programs or signal other sessions.
+UNSAFE_ROLES = {
+    "pg_read_server_files": "reads the server's files",
+    "pg_write_server_files": "writes the server's files",
+    "pg_execute_server_program": "runs programs on the server",
+    "pg_signal_backend": "cancels and terminates other sessions",
+    "pg_checkpoint": "runs CHECKPOINT",
+    "pg_create_subscription": "creates subscriptions",
+}
+READER_HINT = (
+    "point FACTORCOV_DATABASE_URL at a role that may only read, e.g. CREATE ROLE "
+    "factorcov_reader LOGIN PASSWORD '...'; GRANT pg_read_all_data TO factorcov_reader "
+    "(or GRANT SELECT ON ALL TABLES IN SCHEMA public TO factorcov_reader)"
+)
+
+
+class UnsafeReaderError(StoreBusyError):
+    """`factorcov sql` / `show` refuse a PostgreSQL user whose query could change the server
+    for good (a superuser, ...); the message says which power and what to use instead. A
+    `StoreBusyError`, so the command prints it in one line (exit 2)."""
+
+
+def unsafe_powers(con: pg_dbapi.Connection) -> list[str]:
+    """What the session's user can do beyond reading that a rollback does not undo: the
+    attributes superuser and REPLICATION and the predefined roles of `UNSAFE_ROLES`, held
+    directly or through membership (which a query could SET ROLE to), as phrases for a
+    message; empty for a role that may only read."""
+    with con.cursor() as cur:
+        cur.execute(
+            "SELECT rolname, rolsuper, rolreplication, rolname = session_user AS own "
+            "FROM pg_roles WHERE pg_has_role(session_user, oid, 'MEMBER') "
+            "ORDER BY rolname = session_user DESC, rolname"
+        )
+        roles = cur.fetch_arrow_table().to_pylist()
+    if roles and roles[0]["own"] and roles[0]["rolsuper"]:
+        return ["is a superuser"]  # (a superuser is a member of every role)
+    powers: list[str] = []
+    for r in roles:
+        via = "" if r["own"] else f" (through role {r['rolname']})"
+        if r["rolsuper"]:
+            powers.append(f"is a superuser{via}")
+        if r["rolreplication"]:
+            powers.append(f"has REPLICATION{via}: replication slots outlive a rollback")
+        if r["rolname"] in UNSAFE_ROLES:
+            powers.append(f"is a member of {r['rolname']} ({UNSAFE_ROLES[r['rolname']]})")
+    return powers
+
+
+def _session_user(con: pg_dbapi.Connection) -> str:
+    with con.cursor() as cur:
+        cur.execute("SELECT session_user AS u")
+        return str(cur.fetch_arrow_table().to_pylist()[0]["u"])
 
 
 def _pg_message(err: BaseException) -> tuple[str, str]:
@@ -406,15 +468,18 @@ class PostgresStore(BaseStore):
     def connect_query_only(self, timeout: float = 0.0) -> Iterator[PostgresQueryConnection]:
         """A connection for untrusted SQL (`factorcov sql`, `factorcov show`): one
         `READ ONLY` transaction (rolled back at the end), a statement timeout of `timeout`
-        seconds (0: none), a lock timeout of the store's `lock_timeout` (a reader waits that
-        long behind a writer's exclusive lock, e.g. a view being re-created), and, when the
-        URL's user is a superuser, the predefined role `pg_read_all_data` (PostgreSQL 14+):
-        a query can read every table, not the server's files. (A safeguard, not a sandbox: the
-        session user is still a superuser, so `set_config('role', ...)` inside a query switches
-        back for the rest of it, e.g. for dynamic SQL through `query_to_xml`; the transaction
-        stays read-only whatever the role. For untrusted users, use a SELECT-only role.) The
-        schema search path of the URL's user is kept. Only single queries run
-        (`PostgresQueryConnection`)."""
+        seconds (0: none) and a lock timeout of the store's `lock_timeout` (a reader waits that
+        long behind a writer's exclusive lock, e.g. a view being re-created). Only single
+        queries run (`PostgresQueryConnection`).
+
+        The URL's user must be a role that may only read (`unsafe_powers`, else
+        `UnsafeReaderError`): a read-only transaction refuses writes to tables, but not what
+        is not transactional (a replication slot, a signal to another session, a server
+        file), and a superuser cannot be confined inside a session at all: PostgreSQL lets it
+        switch back from `SET ROLE` and even from `SET SESSION AUTHORIZATION` within a query
+        (`set_config('role' | 'session_authorization', ...)`, tests/test_postgres_query.py).
+        What such a role could still write (a large object) is rolled back with the
+        transaction. The schema search path of the URL's user is kept."""
         try:
             con = pg_dbapi.connect(self.url, autocommit=True)
         except pg_dbapi.Error as err:
@@ -423,27 +488,16 @@ class PostgresStore(BaseStore):
             ) from err
         try:
             try:
+                powers = unsafe_powers(con)
+                if powers:
+                    raise UnsafeReaderError(
+                        f"factorcov sql and show refuse to query {self.location} as "
+                        f"{_session_user(con)}, which {'; '.join(powers)}: a query could "
+                        f"change the server for good; {READER_HINT}"
+                    )
                 self._exec(con, "BEGIN TRANSACTION READ ONLY")
                 self._exec(con, f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
                 self._exec(con, f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
-                (info,) = self._rows(
-                    con,
-                    "SELECT array_to_string(ARRAY(SELECT quote_ident(s) FROM "
-                    "unnest(current_schemas(false)) AS s), ', ') AS path, "
-                    "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS su, "
-                    "(SELECT count(*) FROM pg_roles WHERE rolname = ?) AS has_role",
-                    [READ_ALL_ROLE],
-                )
-                if info["path"]:
-                    self._exec(con, f"SET LOCAL search_path = {info['path']}")
-                if info["su"]:
-                    if not info["has_role"]:
-                        raise StoreBusyError(
-                            f"{self.location}: the URL's user is a superuser and the server "
-                            f"(before PostgreSQL 14) has no {READ_ALL_ROLE} role to drop its "
-                            "powers for an untrusted query; use a user with SELECT privileges"
-                        )
-                    self._exec(con, f"SET LOCAL ROLE {READ_ALL_ROLE}")
                 (check,) = self._rows(con, "SELECT current_setting('transaction_read_only') AS ro")
                 if check["ro"] != "on":  # never run untrusted SQL in a writable transaction
                     raise StoreBusyError(f"{self.location}: the transaction is not read-only")
@@ -583,10 +637,23 @@ class PostgresStore(BaseStore):
 
     def stored_settings(self) -> str | None:
         with self.connect() as con:
-            if self.table_type(con, SETTINGS_TABLE) is None:
-                return None
-            rows = self._rows(con, f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 1")
-        return None if not rows else str(rows[0]["settings_json"])
+            return self._identity(con)
+
+    def _identity(self, con: pg_dbapi.Connection) -> str | None:
+        """The stored settings JSON, None without a `model_settings` table or row; a relation
+        edited by hand is refused in one line (`contract.stored_identity`)."""
+        kind = self.table_type(con, SETTINGS_TABLE)
+        values: list[Any] = []
+        if kind == "BASE TABLE":
+            try:
+                rows = self._rows(con, f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 2")
+            except pg_dbapi.Error as err:
+                raise SettingsMismatchError(
+                    f"{self.location}: {SETTINGS_TABLE} cannot be read ({_pg_message(err)[1]}): "
+                    f"restore it from a backup, or {_AFRESH}"
+                ) from None
+            values = [r["settings_json"] for r in rows]
+        return stored_identity(kind, values, self.location, _AFRESH)
 
     # ---- writes ------------------------------------------------------------------------
 
@@ -666,6 +733,7 @@ class PostgresStore(BaseStore):
         """Replace the rows of dates in [start, end] of every table in `writes`, atomically:
         one transaction (DELETE, COPY of the Arrow rows, views, state, settings identity)."""
         start, end = dates
+        copied: dict[str, int] = {}
         with self.connect() as con:
             try:
                 self._exec(con, f"SET LOCAL lock_timeout = '{int(self.lock_timeout * 1000)}ms'")
@@ -690,11 +758,13 @@ class PostgresStore(BaseStore):
                         )
                         if incoming.num_rows:
                             cur.adbc_ingest(w.table, incoming, mode="append")
+                            copied[w.table] = copied.get(w.table, 0) + incoming.num_rows
                 for view in views:
                     self._replace_view(con, view)
                 if state:
                     self._write_state(con, state, start, end)
                 con.commit()
+                self._refresh_statistics(con, copied)
             except pg_dbapi.Error as err:
                 con.rollback()
                 if "55P03" in str(err) or "lock timeout" in str(err):
@@ -706,6 +776,32 @@ class PostgresStore(BaseStore):
             except BaseException:
                 con.rollback()
                 raise
+
+    def _refresh_statistics(self, con: pg_dbapi.Connection, copied: Mapping[str, int]) -> None:
+        """ANALYZE, after the commit, each table this write at least doubled (or that was never
+        analysed): the next step queries it at once, long before autovacuum's ANALYZE (a
+        minute's nap at least), and the planner's estimates for a table grown from nothing
+        (one row assumed per page) chose plans that ran `risk_backtest`'s join of specific
+        returns and risk for 100 s instead of 5 s over the tutorial's year. Doubling keeps it
+        to a few ANALYZEs per table in a long backfill (chunks 1, 2, 4, 8, ...). Statistics
+        are an optimisation: a table another session holds (`SKIP_LOCKED`) or an error here
+        leaves the committed write as it is."""
+        if not copied:
+            return
+        try:
+            names = ", ".join(quote_literal(t) for t in sorted(copied))
+            rows = self._rows(
+                con,
+                "SELECT relname AS t, reltuples AS n FROM pg_class WHERE relkind = 'r' "
+                f"AND relnamespace = current_schema()::regnamespace AND relname IN ({names})",
+            )
+            stale = [r["t"] for r in rows if r["n"] <= 0 or copied[r["t"]] >= r["n"]]
+            if stale:
+                tables = ", ".join(quote_ident(t) for t in sorted(stale))
+                self._exec(con, f"ANALYZE (SKIP_LOCKED) {tables}")
+                con.commit()
+        except pg_dbapi.Error:
+            con.rollback()
 
     def _write_state(
         self,
@@ -800,10 +896,7 @@ class PostgresStore(BaseStore):
 
     def check_identity(self, settings_json: str) -> None:
         with self.connect() as con:
-            stored = None
-            if self.table_type(con, SETTINGS_TABLE) is not None:
-                rows = self._rows(con, f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 1")
-                stored = rows[0]["settings_json"] if rows else None
+            stored = self._identity(con)
             if stored is None:
                 self._refuse_unidentified(con)
             elif stored != settings_json:
@@ -844,19 +937,17 @@ class PostgresStore(BaseStore):
         )
 
     def _check_settings(self, con: pg_dbapi.Connection, settings_json: str) -> None:
-        stored = None
-        if self.table_type(con, SETTINGS_TABLE) is not None:
-            rows = self._rows(con, f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 1")
-            stored = rows[0]["settings_json"] if rows else None
+        stored = self._identity(con)
         if stored is None:
-            self._ddl_lock(con)
-            self._exec(
-                con,
-                f"CREATE TABLE IF NOT EXISTS {SETTINGS_TABLE} "
-                "(settings_json VARCHAR, created_at TIMESTAMP)",
-            )
-            rows = self._rows(con, f"SELECT settings_json FROM {SETTINGS_TABLE} LIMIT 1")
-            if not rows:
+            self._ddl_lock(con)  # another writer may create it meanwhile: look again after
+            if self.table_type(con, SETTINGS_TABLE) is None:
+                self._exec(
+                    con,
+                    f"CREATE TABLE IF NOT EXISTS {SETTINGS_TABLE} "
+                    "(settings_json VARCHAR, created_at TIMESTAMP)",
+                )
+            stored = self._identity(con)
+            if stored is None:
                 self._refuse_unidentified(con)
                 self._exec(
                     con,
@@ -864,6 +955,5 @@ class PostgresStore(BaseStore):
                     [settings_json],
                 )
                 return
-            stored = rows[0]["settings_json"]
         if stored != settings_json:
             raise SettingsMismatchError(self._mismatch(stored, settings_json))

@@ -251,17 +251,22 @@ def specific_bias_by_decile(store: Store, last: dt.date) -> pl.DataFrame:
     if first_warm is None or first_warm >= dates[-1]:
         return pl.DataFrame()  # nothing after the warm-up yet
     start = max(dates[max(0, len(dates) - BIAS_WINDOW)], first_warm + dt.timedelta(days=1))
-    # aggregated in DuckDB: one row per asset comes back, not one per asset and date
+    # aggregated in the store: one row per asset comes back, not one per asset and date. The
+    # median cap in standard SQL (PostgreSQL has no median()): the mean of the two middle
+    # values, the lower and upper percentile_disc(0.5), is DuckDB's median(x) bit for bit on
+    # both stores (percentile_cont interpolates differently in the last bit). Rows are sorted
+    # here, in byte order: a store's collation may differ
     z_sql, z_params = specific_z_sql(store, start, last)
     per = store.read(
         f"WITH z AS ({z_sql}), "
         "per AS (SELECT asset_id, stddev_samp(z) AS bias, count(*) AS n FROM z "
         "GROUP BY asset_id HAVING count(*) >= 20), "
-        "caps AS (SELECT asset_id, median(market_cap) AS cap FROM universe "
-        "WHERE date BETWEEN ? AND ? GROUP BY asset_id) "
-        "SELECT per.*, caps.cap FROM per JOIN caps USING (asset_id) ORDER BY asset_id",
+        "caps AS (SELECT asset_id, (percentile_disc(0.5) WITHIN GROUP (ORDER BY market_cap) "
+        "+ percentile_disc(0.5) WITHIN GROUP (ORDER BY market_cap DESC)) / 2 AS cap "
+        "FROM universe WHERE date BETWEEN ? AND ? GROUP BY asset_id) "
+        "SELECT per.*, caps.cap FROM per JOIN caps USING (asset_id)",
         [*z_params, start, last],
-    )
+    ).sort("asset_id")
     if per.height == 0:
         return pl.DataFrame()
     per = per.with_columns(
