@@ -401,7 +401,7 @@ def test_the_portable_median_is_duckdbs_median_on_both_stores(pg, tmp_path, n):
     frame = pl.DataFrame(
         {"date": [d for d in days for _ in range(n)],
          "factor": [f"f{j}" for _ in days for j in range(n)],
-         "volatility": x.ravel()}
+         "volatility": x.ravel(), "warm": [True] * (40 * n)}
     )  # fmt: skip
     sql = (
         "SELECT date, (percentile_disc(0.5) WITHIN GROUP (ORDER BY volatility) "
@@ -447,7 +447,7 @@ def test_a_hand_edited_settings_identity_is_one_line_on_postgres(pg, monkeypatch
     url = pg.create_database("edit")
     store = PostgresStore(url)
     day, fingerprint = dt.date(2025, 4, 1), load_settings(None).fingerprint()
-    vol = pl.DataFrame({"date": [day], "factor": ["Market"], "volatility": [0.2]})
+    vol = pl.DataFrame({"date": [day], "factor": ["Market"], "volatility": [0.2], "warm": [True]})
     store.replace([TableWrite("factor_volatility", vol)], (day, day), settings_json=fingerprint)
     with store.connect() as con, con.cursor() as cur:
         for statement in sql.split("; "):
@@ -487,6 +487,7 @@ def test_a_write_analyses_the_tables_it_grew(pg):
                 "date": [d for d in days for _ in range(50)],
                 "factor": [f"f{i}" for _ in days for i in range(50)],
                 "volatility": np.linspace(0.1, 0.3, 50 * len(days)),
+                "warm": [True] * (50 * len(days)),
             }
         )
         store.replace([TableWrite("factor_volatility", frame)], (days[0], days[-1]))
