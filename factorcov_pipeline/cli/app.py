@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from factorcov_pipeline import environment
+from factorcov_pipeline.cli import process
 from factorcov_pipeline.cli.common import UsageError, parse_date
 from factorcov_pipeline.core.errors import InputDataError
 from factorcov_pipeline.core.settings import SettingsError, load_settings
@@ -163,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ignore", message="Arrow output on a DB-API result", category=UserWarning
     )
     args = build_parser().parse_args(argv)
+    if argv is None:  # this process is the command: its start-up and exit (cli/process.py)
+        process.own_process()
     try:
         environment.check_all()  # every FACTORCOV_* variable, before anything runs
         return int(args.func(args))

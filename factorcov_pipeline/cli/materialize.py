@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from rich.table import Table
 
 from factorcov_pipeline import environment
+from factorcov_pipeline.cli import process
 from factorcov_pipeline.cli.common import UsageError, console, parse_date
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.settings import load_settings
@@ -68,21 +69,25 @@ def resolve_range(
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported here so `factorcov --help` and argument errors stay fast.
-
-    from factorcov_pipeline.orchestration.instance import InstanceConfigError, instance_from_env
-    from factorcov_pipeline.orchestration.interrupts import signals_seen
-    from factorcov_pipeline.orchestration.partitions import SESSIONS_START
-    from factorcov_pipeline.orchestration.resources import storage_resource
-    from factorcov_pipeline.orchestration.runner import (
-        assets_for,
-        check_outcomes,
-        checks_skipped_for,
-        failure_messages,
-        removed_tables,
-        run_range,
-        was_interrupted,
-    )
+    # Imported here so `factorcov --help` and argument errors stay fast; the collector is paused
+    # meanwhile, and what they built is frozen in the command's own process (cli/process.py).
+    with process.imports():
+        from factorcov_pipeline.orchestration.instance import (
+            InstanceConfigError,
+            instance_from_env,
+        )
+        from factorcov_pipeline.orchestration.interrupts import signals_seen
+        from factorcov_pipeline.orchestration.partitions import SESSIONS_START
+        from factorcov_pipeline.orchestration.resources import storage_resource
+        from factorcov_pipeline.orchestration.runner import (
+            assets_for,
+            check_outcomes,
+            checks_skipped_for,
+            failure_messages,
+            removed_tables,
+            run_range,
+            was_interrupted,
+        )
 
     start, end = resolve_range(args.start, args.end, SESSIONS_START)
     settings_file = args.settings or environment.settings_file() or ""
@@ -123,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
                 _ProgressLogger().logger_def(),
                 selection=assets_for(settings),
                 skip_checks=checks_skipped_for(settings),
+                # a throw-away instance's events vanish with the process: no figures to draw
+                figures=not instance.is_ephemeral,
             )
     elapsed = time.perf_counter() - t0
     if not result.success and (seen or was_interrupted(result)):

@@ -3,6 +3,7 @@
 Each function reads the stored history it draws (up to the range's last session) and returns
 `(per_session, last)`: the numbers of each session of the range, and the figures and tables of
 the range's last session (`metadata.per_session` / `metadata.on_last_session` publish them).
+In a run nobody will see, no figure is drawn (`metadata.figures_wanted`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import polars as pl
 
 from factorcov_pipeline.core.factors import FactorSet
 from factorcov_pipeline.core.panel import long_to_matrix, pairs_to_cube
-from factorcov_pipeline.orchestration.metadata import image, table
+from factorcov_pipeline.orchestration.metadata import figures_wanted, image, table
 from factorcov_pipeline.render import plots
 from factorcov_pipeline.storage import Store
 
@@ -48,15 +49,17 @@ def volatility(
         for t, d in enumerate(days)
         if d in in_range
     }
+    last = pl.DataFrame({"factor": list(factors.names), "volatility": vol[-1]}).sort(
+        "volatility", descending=True
+    )
+    if not figures_wanted():
+        return per, {"last_date_volatilities": table(last)}
     main = _main_factors(factors)
     figure = plots.line_chart(
         days,
         {n: vol[:, factors.names.index(n)] for n in main},
         "Annualised volatility forecasts: Market and style factors",
         "volatility",
-    )
-    last = pl.DataFrame({"factor": list(factors.names), "volatility": vol[-1]}).sort(
-        "volatility", descending=True
     )
     return per, {
         "volatility_forecasts": image(figure, "volatility forecasts"),
@@ -100,6 +103,8 @@ def correlation(
     if not sums:
         return {}, {}
     per = {d: {"mean_abs_correlation": float(v) / max(1, k * (k - 1))} for d, v in sums}
+    if not figures_wanted():
+        return per, {}
     last_day = sums[-1][0]
     corr = _last_matrix(store, "factor_correlation", "correlation", factors, last_day)
     figure = plots.heatmap(corr, list(factors.names), f"Factor correlation on {last_day}")
@@ -144,6 +149,8 @@ def regression(store: Store, dates: list[dt.date]) -> tuple[PerSession, dict[str
         for row in stats.iter_rows(named=True)
         if row["date"] in in_range
     }
+    if not figures_wanted():
+        return per, {}
     days = stats["date"].to_list()
     r2 = plots.line_chart(
         days, {"R-squared": stats["r_squared"].to_numpy()}, "Cross-sectional R-squared", "R²"
@@ -179,16 +186,20 @@ def bias(
         .agg((pl.col("bias") - 1.0).abs().mean().alias("dev"))
     )
     per = {d: {"mean_abs_bias_minus_1": float(v)} for d, v in dev.iter_rows()}
-    days = sorted(set(by_day["window_end"].to_list()))
-    series = {}
-    for kind in sorted(set(by_day["portfolio_kind"].to_list())):
-        part = by_day.filter(pl.col("portfolio_kind") == kind)
-        values = dict(zip(part["window_end"].to_list(), part["mean_bias"].to_list(), strict=True))
-        series[f"mean bias ({kind})"] = np.array([values.get(d, np.nan) for d in days])
-    figure = plots.line_chart(
-        days, series, "Bias statistic of the forecasts (21-session windows)", "bias", 1.0
-    )
-    last: dict[str, Any] = {"bias_over_time": image(figure, "bias statistics")}
+    last: dict[str, Any] = {}
+    if figures_wanted():
+        days = sorted(set(by_day["window_end"].to_list()))
+        series = {}
+        for kind in sorted(set(by_day["portfolio_kind"].to_list())):
+            part = by_day.filter(pl.col("portfolio_kind") == kind)
+            values = dict(
+                zip(part["window_end"].to_list(), part["mean_bias"].to_list(), strict=True)
+            )
+            series[f"mean bias ({kind})"] = np.array([values.get(d, np.nan) for d in days])
+        figure = plots.line_chart(
+            days, series, "Bias statistic of the forecasts (21-session windows)", "bias", 1.0
+        )
+        last["bias_over_time"] = image(figure, "bias statistics")
     if summary is not None and summary.height:
         last["summary"] = table(summary)
     return per, last

@@ -13,7 +13,7 @@ from factorcov_pipeline.core.holdings import HoldingsError, align_holdings
 from factorcov_pipeline.core.portfolio import beta, decompose
 from factorcov_pipeline.core.settings import PortfolioRiskSettings
 from factorcov_pipeline.orchestration.assets.common import PARTITIONED, date_chunks, date_span
-from factorcov_pipeline.orchestration.metadata import image, on_last_session
+from factorcov_pipeline.orchestration.metadata import figures_wanted, image, on_last_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import (
     FactorcovSettings,
@@ -168,6 +168,7 @@ def portfolio_risk(
     meta: dict = {"dagster/row_count": rows, "max_weight_dropped": dropped}
     if holdings is not None:
         meta["portfolios"] = holdings["portfolio"].n_unique()
-        meta["predicted_risk_plot"] = risk_plot(store, dates[-1])
+        if figures_wanted():
+            meta["predicted_risk_plot"] = risk_plot(store, dates[-1])
     on_last_session(context, meta)  # totals and the plot on the range's last session only
     return MaterializeResult()

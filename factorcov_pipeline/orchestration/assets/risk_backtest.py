@@ -43,7 +43,7 @@ from factorcov_pipeline.core.portfolio import (
 from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2
 from factorcov_pipeline.orchestration.assets.common import PARTITIONED, date_chunks, date_span
 from factorcov_pipeline.orchestration.assets.portfolio_risk import standing_holdings
-from factorcov_pipeline.orchestration.metadata import image, on_last_session
+from factorcov_pipeline.orchestration.metadata import figures_wanted, image, on_last_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import (
     FactorcovSettings,
@@ -173,7 +173,7 @@ def _history_metadata(store: Store, last: dt.date, spec_bias: Callable[[], pl.Da
             mv = rep.filter(pl.col("portfolio") == MIN_VARIANCE)
             if mv.height and mv["full_sample_bias"][0] is not None:
                 meta[f"min_variance_bias{label}"] = float(mv["full_sample_bias"][0])
-        if z.shape[0] >= 21:
+        if z.shape[0] >= 21 and figures_wanted():
             roll, _ = rolling_bias(z, 21)
             dates = wide_r["date"].to_list()[20:]
             png = plots.line_chart(
