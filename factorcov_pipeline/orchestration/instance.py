@@ -183,6 +183,12 @@ def _config_message(message: str) -> str:
     message = message.split("Stack Trace:")[0]
     message = message.replace("dagster._config.errors.PostProcessingError: ", "")
     message = message.replace(" You must provide this value in your run config.", "")
+    message = re.sub(
+        r"Post processing at path (\S+) of original value .*? failed:\s*", r"\1: ", message
+    )
+    message = message.replace(
+        " In order for this execution to succeed it must be set in this environment.", ""
+    )
     return re.sub(r'\s*Expected: ".*', "", message, flags=re.DOTALL)
 
 
