@@ -273,14 +273,16 @@ def test_throwaway_event_log_answers_asset_questions_as_sqlite_would(reference, 
     sql = InMemoryEventLogStorage
     assert storage.get_asset_records(keys) == sql.get_asset_records(storage, keys) == []
     earlier = EventLogCursor.from_storage_id(7).to_string()
-    for limit, cursor in ((1, None), (5, earlier), (0, None)):
-        fast = storage.fetch_observations(keys[0], limit, cursor)
-        slow = sql.fetch_observations(storage, keys[0], limit, cursor)
-        assert (fast.records, fast.cursor, fast.has_more) == (
-            slow.records,
-            slow.cursor,
-            slow.has_more,
-        )
+    ranged = dg.AssetRecordsFilter(asset_key=keys[0], asset_partitions=[str(d) for d in days])
+    for name in ("fetch_observations", "fetch_materializations"):
+        for target, limit, cursor in ((keys[0], 1, None), (ranged, 5, earlier), (keys[1], 0, None)):
+            fast = getattr(storage, name)(target, limit, cursor)
+            slow = getattr(sql, name)(storage, target, limit, cursor)
+            assert (fast.records, fast.cursor, fast.has_more) == (
+                slow.records,
+                slow.cursor,
+                slow.has_more,
+            )
     # an asset event stored (e.g. by a recorded run's kind of event): SQLite is asked again
     storage.store_event(
         dg.EventLogEntry(
@@ -302,6 +304,7 @@ def test_throwaway_event_log_answers_asset_questions_as_sqlite_would(reference, 
     records = storage.get_asset_records(keys)
     assert [r.asset_entry.asset_key for r in records] == [keys[0]]
     assert len(storage.fetch_observations(keys[0], 1).records) == 1
+    assert storage.fetch_materializations(keys[0], 1).records == []  # SQLite's answer
 
 
 def test_a_recorded_run_shows_every_session_materialised(reference, tmp_path):

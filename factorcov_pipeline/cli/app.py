@@ -8,7 +8,8 @@
                                                                            (cli/risk.py)
 
 Each command's module is imported when the command runs, so `factorcov --help` and argument
-errors stay fast.
+errors stay fast; so are the settings and storage layers the errors below come from, after the
+command line is parsed (with the collector paused, cli/process.py).
 """
 
 from __future__ import annotations
@@ -24,20 +25,15 @@ from factorcov_pipeline import environment
 from factorcov_pipeline.cli import process
 from factorcov_pipeline.cli.common import UsageError, parse_date
 from factorcov_pipeline.core.errors import InputDataError
-from factorcov_pipeline.core.settings import SettingsError, load_settings
 from factorcov_pipeline.environment import EnvironmentVariableError
-from factorcov_pipeline.storage import (
-    SettingsMismatchError,
-    StoreBusyError,
-    StoreFileError,
-)
 
 # `factorcov sql` / `show`: a query still running after this many seconds is stopped.
 DEFAULT_QUERY_TIMEOUT = 600.0
 
 
 def _materialize(args: argparse.Namespace) -> int:
-    from factorcov_pipeline.cli import materialize
+    with process.imports():
+        from factorcov_pipeline.cli import materialize
 
     return materialize.run(args)
 
@@ -55,6 +51,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> int:
+    from factorcov_pipeline.core.settings import load_settings
+
     settings = load_settings(args.settings or environment.settings_file())
     print(settings.model_dump_json(indent=2))
     return 0
@@ -157,6 +155,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The errors that are the user's to fix: one line on stderr, exit code 2."""
+    from factorcov_pipeline.core.settings import SettingsError
+    from factorcov_pipeline.storage import SettingsMismatchError, StoreBusyError, StoreFileError
+
+    return (
+        UsageError,
+        SettingsError,
+        SettingsMismatchError,
+        EnvironmentVariableError,
+        InputDataError,
+        StoreBusyError,
+        StoreFileError,
+        FileNotFoundError,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Dagster's beta/preview notices and duckdb's copy notice are for developers, not users.
     warnings.filterwarnings("ignore", message=".*(beta|preview|deprecated).*", category=Warning)
@@ -166,19 +181,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if argv is None:  # this process is the command: its start-up and exit (cli/process.py)
         process.own_process()
+    with process.imports():
+        user_errors = _user_errors()
     try:
-        environment.check_all()  # every FACTORCOV_* variable, before anything runs
+        with process.imports():  # its session check imports pandas and the exchange calendar
+            environment.check_all()  # every FACTORCOV_* variable, before anything runs
         return int(args.func(args))
-    except (
-        UsageError,
-        SettingsError,
-        SettingsMismatchError,
-        EnvironmentVariableError,
-        InputDataError,
-        StoreBusyError,
-        StoreFileError,
-        FileNotFoundError,
-    ) as err:
+    except user_errors as err:
         print(f"factorcov: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # SIGINT before or after the run (nothing was being written)

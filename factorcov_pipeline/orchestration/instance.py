@@ -21,7 +21,8 @@ per-partition asset events (materialisations, planned materialisations, check ev
 planned check evaluations); every other event is stored as usual. So its asset tables stay
 empty, and the questions each step asks them (the data versions of its upstream assets: asset
 records and the latest observation of each, two SQL queries per upstream asset, 0.13 s of a
-daily run) are answered "none" without a query, as long as no event of an asset was stored. The run itself is unchanged: every step
+daily run; each check's latest materialisations of its asset) are answered "none" without a
+query, as long as no event of an asset was stored. The run itself is unchanged: every step
 still emits every per-partition event, and the run's result (`ExecuteInProcessResult`) holds
 all of them (tested equal to a run in Dagster's own ephemeral instance). A run recorded in
 `DAGSTER_HOME` (what `dagster dev` shows) uses the real instance and stores every event, so
@@ -94,15 +95,31 @@ class _ThrowawayEventLogStorage(InMemoryEventLogStorage):
         cursor: str | None = None,
         ascending: bool = False,
     ) -> EventRecordsResult:
-        """No observation is stored until one is: an empty result, as SQLite's would be
-        (`SqlEventLogStorage._get_event_records_result`), without a query."""
+        """No observation is stored until one is: none, without a query."""
         if not self.observations:
-            return EventRecordsResult(
-                [],
-                cursor=cursor or EventLogCursor.from_storage_id(-1).to_string(),
-                has_more=limit == 0,
-            )
+            return _no_records(limit, cursor)
         return super().fetch_observations(records_filter, limit, cursor, ascending)
+
+    def fetch_materializations(
+        self,
+        records_filter: AssetKey | AssetRecordsFilter,
+        limit: int,
+        cursor: str | None = None,
+        ascending: bool = False,
+    ) -> EventRecordsResult:
+        """Materialisations are not stored (`UNINDEXED`): none until an asset event is (a check
+        asks for its asset's latest materialisations, `check_results`), without a query."""
+        if not self.asset_events:
+            return _no_records(limit, cursor)
+        return super().fetch_materializations(records_filter, limit, cursor, ascending)
+
+
+def _no_records(limit: int, cursor: str | None) -> EventRecordsResult:
+    """What SQLite's event log returns when no record matches
+    (`SqlEventLogStorage._get_event_records_result`)."""
+    return EventRecordsResult(
+        [], cursor=cursor or EventLogCursor.from_storage_id(-1).to_string(), has_more=limit == 0
+    )
 
 
 def throwaway_instance() -> DagsterInstance:
