@@ -186,20 +186,18 @@ def bias(
         .agg((pl.col("bias") - 1.0).abs().mean().alias("dev"))
     )
     per = {d: {"mean_abs_bias_minus_1": float(v)} for d, v in dev.iter_rows()}
-    last: dict[str, Any] = {}
-    if figures_wanted():
-        days = sorted(set(by_day["window_end"].to_list()))
-        series = {}
-        for kind in sorted(set(by_day["portfolio_kind"].to_list())):
-            part = by_day.filter(pl.col("portfolio_kind") == kind)
-            values = dict(
-                zip(part["window_end"].to_list(), part["mean_bias"].to_list(), strict=True)
-            )
-            series[f"mean bias ({kind})"] = np.array([values.get(d, np.nan) for d in days])
-        figure = plots.line_chart(
-            days, series, "Bias statistic of the forecasts (21-session windows)", "bias", 1.0
-        )
-        last["bias_over_time"] = image(figure, "bias statistics")
+    if not figures_wanted():
+        return per, {"summary": table(summary)} if summary is not None and summary.height else {}
+    days = sorted(set(by_day["window_end"].to_list()))
+    series = {}
+    for kind in sorted(set(by_day["portfolio_kind"].to_list())):
+        part = by_day.filter(pl.col("portfolio_kind") == kind)
+        values = dict(zip(part["window_end"].to_list(), part["mean_bias"].to_list(), strict=True))
+        series[f"mean bias ({kind})"] = np.array([values.get(d, np.nan) for d in days])
+    figure = plots.line_chart(
+        days, series, "Bias statistic of the forecasts (21-session windows)", "bias", 1.0
+    )
+    last: dict[str, Any] = {"bias_over_time": image(figure, "bias statistics")}
     if summary is not None and summary.height:
         last["summary"] = table(summary)
     return per, last
