@@ -65,3 +65,38 @@ def test_cli_errors_exit_2_with_message(tmp_path, monkeypatch, capsys):
     assert "before the first partition" in capsys.readouterr().err
     assert main(["sql", "SELECT 1"]) == 2
     assert "does not exist yet" in capsys.readouterr().err
+
+
+def test_the_command_process_freezes_its_imports_and_a_caller_keeps_its_collector(tmp_path):
+    """`main()` run as the process's command (its own command line) pauses the collector while
+    `materialize` imports Dagster and the pipeline and freezes what the imports built
+    (cli/process.py), and freezes again at exit; `main([...])` called by a program (this test
+    process) leaves the caller's collector as it was, enabled and nothing frozen."""
+    import gc
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import atexit, gc, sys\n"
+        "from factorcov_pipeline.cli import main, process\n"
+        "def collectable(obj):\n"
+        "    return any(o is obj for g in (0, 1, 2) for o in gc.get_objects(generation=g))\n"
+        # registered first, so run last: after the command's own exit handler
+        "atexit.register(lambda: print(collectable(alive)))\n"
+        "sys.argv = ['factorcov', 'materialize', '--start', '2025-01-02']\n"
+        "rc = main()\n"
+        "print(rc, gc.isenabled(), gc.get_freeze_count() > 100_000, process._OWNED)\n"
+        "alive = [[] for _ in range(10)]\n"
+        "print(collectable(alive))\n"
+    )
+    env = {**os.environ, "FACTORCOV_DUCKDB": str(tmp_path / "x.duckdb")}
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    # exit code 2 (a refused --start, after the imports), the collector on, the imports frozen;
+    # a list made after `main` is collectable, and frozen at exit
+    assert out.stdout.split() == ["2", "True", "True", "True", "True", "False"], out.stderr
+    frozen = gc.get_freeze_count()
+    assert main(["materialize", "--start", "2025-01-02"]) == 2
+    assert gc.isenabled() and gc.get_freeze_count() == frozen == 0

@@ -254,6 +254,59 @@ def test_throwaway_instance_equals_dagsters_ephemeral_instance(reference, tmp_pa
     assert len(summary(fast)[0]) == 6 * len(days)
 
 
+def test_throwaway_event_log_answers_asset_questions_as_sqlite_would(reference, tmp_path):
+    """The throw-away event log answers a step's data-version questions (asset records, latest
+    observation) without SQLite while it holds no asset event: the same answers as SQLite,
+    which it asks again once it holds one."""
+    from dagster._core.event_api import EventLogCursor
+    from dagster._core.events import AssetObservationData
+    from dagster._core.storage.event_log import InMemoryEventLogStorage
+
+    from factorcov_pipeline.orchestration.instance import throwaway_instance
+
+    _, settings, days, _, _ = reference
+    instance = throwaway_instance()
+    assert _run(tmp_path / "t.duckdb", settings, days[0], days[3], instance).success
+    storage = instance.event_log_storage
+    assert not storage.asset_events and not storage.observations
+    keys = [dg.AssetKey(k) for k in ("factor_returns", "factor_volatility", "nowhere")]
+    sql = InMemoryEventLogStorage
+    assert storage.get_asset_records(keys) == sql.get_asset_records(storage, keys) == []
+    earlier = EventLogCursor.from_storage_id(7).to_string()
+    ranged = dg.AssetRecordsFilter(asset_key=keys[0], asset_partitions=[str(d) for d in days])
+    for name in ("fetch_observations", "fetch_materializations"):
+        for target, limit, cursor in ((keys[0], 1, None), (ranged, 5, earlier), (keys[1], 0, None)):
+            fast = getattr(storage, name)(target, limit, cursor)
+            slow = getattr(sql, name)(storage, target, limit, cursor)
+            assert (fast.records, fast.cursor, fast.has_more) == (
+                slow.records,
+                slow.cursor,
+                slow.has_more,
+            )
+    # an asset event stored (e.g. by a recorded run's kind of event): SQLite is asked again
+    storage.store_event(
+        dg.EventLogEntry(
+            error_info=None,
+            level="INFO",
+            user_message="",
+            run_id="r",
+            timestamp=0.0,
+            dagster_event=dg.DagsterEvent(
+                event_type_value="ASSET_OBSERVATION",
+                job_name="j",
+                event_specific_data=AssetObservationData(
+                    dg.AssetObservation(asset_key="factor_returns")
+                ),
+            ),
+        )
+    )
+    assert storage.asset_events and storage.observations
+    records = storage.get_asset_records(keys)
+    assert [r.asset_entry.asset_key for r in records] == [keys[0]]
+    assert len(storage.fetch_observations(keys[0], 1).records) == 1
+    assert storage.fetch_materializations(keys[0], 1).records == []  # SQLite's answer
+
+
 def test_a_recorded_run_shows_every_session_materialised(reference, tmp_path):
     _, settings, days, _, _ = reference
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:

@@ -24,9 +24,25 @@ START = dt.date(2025, 3, 31)
 SESSIONS = calendar.sessions(START, dt.date(2025, 6, 30))[:25]
 
 
-def _settings(tmp: Path) -> str:
+def _settings(tmp: Path, holdings: bool = False) -> str:
+    """200 synthetic assets; with `holdings`, two standing portfolios (portfolio_risk's plot)."""
+    settings: dict = {"factor_model_settings": {"universe": {"n_assets": 200}}}
+    if holdings:
+        ids = [f"A{i + 1:06d}" for i in range(40)]
+        held = pl.DataFrame(
+            {
+                "portfolio": ["first"] * 20 + ["second"] * 20,
+                "asset_id": ids,
+                "weight": [0.05] * 40,
+            }
+        )
+        held.write_csv(tmp / "holdings.csv")
+        settings["portfolio_risk_settings"] = {
+            "holdings": str(tmp / "holdings.csv"),
+            "drop_unknown": True,
+        }
     path = tmp / "settings.json"
-    path.write_text(json.dumps({"factor_model_settings": {"universe": {"n_assets": 200}}}))
+    path.write_text(json.dumps(settings))
     return str(path)
 
 
@@ -54,6 +70,64 @@ def test_unusable_dagster_home_is_one_line(tmp_path, monkeypatch, capsys, make, 
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and "DAGSTER_HOME=" in err and message in err, err
+    assert not (tmp_path / "fc.duckdb").exists()  # nothing written
+
+
+SHIPPED_STORAGE = "module: factorcov_pipeline.orchestration.event_log"
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("storage: [unclosed\n", "not valid YAML: expected ',' or ']'"),
+        ("\tstorage: {}\n", "not valid YAML: found character '\\t'"),
+        ("- a list\n", "to parse to dictionary"),
+        ("bogus_key: 1\n", 'unexpected config entry "bogus_key" at the root.'),
+        ("telemetry:\n  enabled: maybe\n", 'root:telemetry:enabled. Value "maybe"'),
+        (
+            "storage:\n  custom:\n    module: no_such_module\n    class: Storage\n",
+            "Couldn't import module no_such_module",
+        ),
+        (
+            "run_launcher:\n  module: no_such_launcher\n  class: Launcher\n",
+            "Couldn't import module no_such_launcher",
+        ),
+        (
+            "run_launcher:\n  module: dagster\n  class: NoSuchLauncher\n",
+            "Couldn't find class NoSuchLauncher",
+        ),
+        ("storage:\n  custom:\n    module: json\n    class: JSONDecoder\n", "not a Configurable"),
+        (
+            "run_coordinator:\n  module: dagster.core.run_coordinator\n"
+            "  class: QueuedRunCoordinator\n  config:\n    max_concurrent_runs: one\n",
+            'root:max_concurrent_runs. Value "one"',
+        ),
+        (
+            f"storage:\n  custom:\n    {SHIPPED_STORAGE}\n    class: FactorcovSqliteStorage\n"
+            "    config:\n      base_dir:\n        env: FACTORCOV_TEST_UNSET_VARIABLE\n",
+            '"FACTORCOV_TEST_UNSET_VARIABLE" which is not set',
+        ),
+    ],
+)
+def test_invalid_dagster_yaml_is_one_line_naming_the_file(
+    tmp_path, monkeypatch, capsys, config, message
+):
+    """A dagster.yaml Dagster cannot build an instance from (issue 21.7): one line on stderr
+    naming the file and the problem, exit 2, nothing written (Dagster raised a multi-line
+    traceback, its expected schema hundreds of characters long)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(config)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.delenv("FACTORCOV_TEST_UNSET_VARIABLE", raising=False)
+    monkeypatch.setenv("FACTORCOV_DUCKDB", str(tmp_path / "fc.duckdb"))
+    code = main(["materialize", "--start", "2025-03-31", "--end", "2025-04-01"])
+    captured = capsys.readouterr()
+    assert code == 2, captured
+    err = captured.err
+    assert err.count("\n") == 1 and len(err) < 600, err
+    assert f"{home / 'dagster.yaml'} (DAGSTER_HOME)" in err and message in err, err
+    assert "Expected:" not in err and "Traceback" not in err and captured.out == ""
     assert not (tmp_path / "fc.duckdb").exists()  # nothing written
 
 
@@ -96,7 +170,7 @@ def test_cli_run_with_the_shipped_home_is_recorded_per_session(tmp_path, monkeyp
 def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ui")
     db = tmp / "fc.duckdb"
-    settings = _settings(tmp)
+    settings = _settings(tmp, holdings=True)
     result = run_range(
         START, SESSIONS[-1], FactorcovStorage(database=str(db)), settings, logger=quiet_logger()
     )
@@ -163,6 +237,7 @@ def test_figures_and_tables_on_the_last_session_only(built):
         "forecast_bias": ["bias_over_time"],
         "risk_backtest": ["portfolio_bias_plot"],
         "specific_risk": ["specific_risk_by_size_decile"],
+        "portfolio_risk": ["predicted_risk_plot"],
     }
     for asset, names in figures.items():
         for name in names:
@@ -193,13 +268,79 @@ def test_figures_and_tables_on_the_last_session_only(built):
     assert isinstance(cov_table, dg.TableMetadataValue) and len(cov_table.records) == 21
     # issue 23.5: the report shows the latest covariance, specific risk its size deciles, and
     # portfolio_risk without holdings says how to set them
-    report = events["covariance_report"][last].metadata[f"covariance_{last}"]
+    report = events["covariance_report"][last].metadata["latest_covariance"]
     assert isinstance(report, dg.TableMetadataValue) and len(report.records) == 21
     assert [c.name for c in report.schema.columns][:2] == ["factor", "volatility"]
-    deciles = events["specific_risk"][last].metadata[f"specific_risk_by_size_decile_{last}"]
+    deciles = events["specific_risk"][last].metadata["specific_risk_deciles"]
     assert [r.data["size_decile"] for r in deciles.records] == list(range(1, 11))
+    assert {r.data["date"] for r in deciles.records} == {str(last)}
     hint = events["portfolio_risk"][last].metadata["holdings"].value
     assert "portfolio_risk_settings.holdings" in hint
+
+
+def _is_figure(value: object) -> bool:
+    return isinstance(value, dg.MarkdownMetadataValue) and "data:image/png" in (value.value or "")
+
+
+def test_a_run_nobody_sees_draws_no_figure_and_stores_the_same(built, tmp_path):
+    """`run_range(figures=False)` (what `factorcov materialize` does without DAGSTER_HOME,
+    whose throw-away instance vanishes with the process): the same tables bit for bit and the
+    same metadata, numbers and tables, as a run with figures; only the figures are left out."""
+    from tablehash import table_hashes
+
+    db_built, settings, _ = built
+    runs = {}
+    for figures in (True, False):
+        db = tmp_path / f"figures_{figures}.duckdb"
+        shutil.copy(db_built, db)
+        result = run_range(
+            SESSIONS[-3],
+            SESSIONS[-1],
+            FactorcovStorage(database=str(db)),
+            settings,
+            logger=quiet_logger(),
+            figures=figures,
+        )
+        assert result.success, failure_messages(result)
+        runs[figures] = (table_hashes(db), _events(result))
+    (hashes, drawn), (hashes_none, undrawn) = runs[True], runs[False]
+    assert hashes_none == hashes
+    assert sorted(undrawn) == sorted(drawn) and len(drawn) == 11
+    figures = 0
+    for asset, by_session in drawn.items():
+        assert sorted(undrawn[asset]) == sorted(by_session) == [str(d) for d in SESSIONS[-3:]]
+        for key, mat in by_session.items():
+            kept = {k: v for k, v in mat.metadata.items() if not _is_figure(v)}
+            figures += len(mat.metadata) - len(kept)
+            assert dict(undrawn[asset][key].metadata) == kept, (asset, key)
+    assert figures == 7  # volatility, correlation, R-squared, assets, bias, backtest, risk
+
+
+def test_the_command_draws_figures_only_for_a_recorded_run(tmp_path, monkeypatch, capsys):
+    """`factorcov materialize` asks for figures exactly when DAGSTER_HOME records the run."""
+    from factorcov_pipeline.orchestration import runner
+
+    asked = []
+    real = runner.run_range
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs["figures"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_range", spy)
+    argv = ["materialize", "--end", str(SESSIONS[1]), "--settings", _settings(tmp_path)]
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.setenv("FACTORCOV_DUCKDB", str(tmp_path / "unrecorded.duckdb"))
+    assert main(argv) == 0, capsys.readouterr()
+    monkeypatch.setenv("DAGSTER_HOME", str(_home(tmp_path)))
+    monkeypatch.setenv("FACTORCOV_DUCKDB", str(tmp_path / "recorded.duckdb"))
+    assert main(argv) == 0, capsys.readouterr()
+    assert asked == [False, True]
+    event = dg.DagsterInstance.get().get_latest_materialization_event(
+        dg.AssetKey("factor_volatility")
+    )
+    assert event is not None and event.asset_materialization is not None
+    assert _is_figure(event.asset_materialization.metadata["volatility_forecasts"])
 
 
 def test_a_check_failing_on_one_session_fails_there_only(built, tmp_path):

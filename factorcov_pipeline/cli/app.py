@@ -9,7 +9,8 @@
     factorcov export --date D --out DIR [--force]                          (cli/export.py)
 
 Each command's module is imported when the command runs, so `factorcov --help` and argument
-errors stay fast.
+errors stay fast; so are the settings and storage layers the errors below come from, after the
+command line is parsed (with the collector paused, cli/process.py).
 """
 
 from __future__ import annotations
@@ -23,22 +24,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from factorcov_pipeline import environment
+from factorcov_pipeline.cli import process
 from factorcov_pipeline.cli.common import UsageError, parse_date
 from factorcov_pipeline.core.errors import InputDataError
-from factorcov_pipeline.core.settings import SettingsError, load_settings
 from factorcov_pipeline.environment import EnvironmentVariableError
-from factorcov_pipeline.storage import (
-    SettingsMismatchError,
-    StoreBusyError,
-    StoreFileError,
-)
 
 # `factorcov sql` / `show`: a query still running after this many seconds is stopped.
 DEFAULT_QUERY_TIMEOUT = 600.0
 
 
 def _materialize(args: argparse.Namespace) -> int:
-    from factorcov_pipeline.cli import materialize
+    with process.imports():
+        from factorcov_pipeline.cli import materialize
 
     return materialize.run(args)
 
@@ -56,6 +53,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> int:
+    from factorcov_pipeline.core.settings import load_settings
+
     settings = load_settings(args.settings or environment.settings_file())
     print(settings.model_dump_json(indent=2))
     return 0
@@ -186,21 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    # Dagster's beta/preview notices and duckdb's copy notice are for developers, not users.
-    warnings.filterwarnings("ignore", message=".*(beta|preview|deprecated).*", category=Warning)
-    warnings.filterwarnings(
-        "ignore", message="Arrow output on a DB-API result", category=UserWarning
-    )
-    args = build_parser().parse_args(argv)
-    try:
-        environment.check_all()  # every FACTORCOV_* variable, before anything runs
-        code = int(args.func(args))
-        sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
-        return code
-    except BrokenPipeError:
-        return _output_closed()
-    except (
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The errors that are the user's to fix: one line on stderr, exit code 2."""
+    from factorcov_pipeline.core.settings import SettingsError
+    from factorcov_pipeline.storage import SettingsMismatchError, StoreBusyError, StoreFileError
+
+    return (
         UsageError,
         SettingsError,
         SettingsMismatchError,
@@ -209,7 +199,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         StoreBusyError,
         StoreFileError,
         FileNotFoundError,
-    ) as err:
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Dagster's beta/preview notices and duckdb's copy notice are for developers, not users.
+    warnings.filterwarnings("ignore", message=".*(beta|preview|deprecated).*", category=Warning)
+    warnings.filterwarnings(
+        "ignore", message="Arrow output on a DB-API result", category=UserWarning
+    )
+    args = build_parser().parse_args(argv)
+    if argv is None:  # this process is the command: its start-up and exit (cli/process.py)
+        process.own_process()
+    with process.imports():
+        user_errors = _user_errors()
+    try:
+        with process.imports():  # its session check imports pandas and the exchange calendar
+            environment.check_all()  # every FACTORCOV_* variable, before anything runs
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+        return code
+    except BrokenPipeError:
+        return _output_closed()
+    except user_errors as err:
         print(f"factorcov: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # SIGINT before or after the run (nothing was being written)

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from rich.table import Table
 
 from factorcov_pipeline import environment
+from factorcov_pipeline.cli import process
 from factorcov_pipeline.cli.common import UsageError, console, parse_date
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.settings import load_settings
@@ -68,20 +69,24 @@ def resolve_range(
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported here so `factorcov --help` and argument errors stay fast.
-
-    from factorcov_pipeline.orchestration.instance import InstanceConfigError, instance_from_env
-    from factorcov_pipeline.orchestration.interrupts import deferred, pending, signals_seen
-    from factorcov_pipeline.orchestration.partitions import SESSIONS_START
-    from factorcov_pipeline.orchestration.resources import storage_resource
-    from factorcov_pipeline.orchestration.runner import (
-        assets_for,
-        checks_skipped_for,
-        interrupt_signal,
-        planned_checks,
-        run_range,
-        was_interrupted,
-    )
+    # Imported here so `factorcov --help` and argument errors stay fast; the collector is paused
+    # meanwhile, and what they built is frozen in the command's own process (cli/process.py).
+    with process.imports():
+        from factorcov_pipeline.orchestration.instance import (
+            InstanceConfigError,
+            instance_from_env,
+        )
+        from factorcov_pipeline.orchestration.interrupts import deferred, pending, signals_seen
+        from factorcov_pipeline.orchestration.partitions import SESSIONS_START
+        from factorcov_pipeline.orchestration.resources import storage_resource
+        from factorcov_pipeline.orchestration.runner import (
+            assets_for,
+            checks_skipped_for,
+            interrupt_signal,
+            planned_checks,
+            run_range,
+            was_interrupted,
+        )
 
     start, end = resolve_range(args.start, args.end, SESSIONS_START)
     settings_file = args.settings or environment.settings_file() or ""
@@ -142,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
                 progress.logger_def(),
                 selection=assets_for(settings),
                 skip_checks=checks_skipped_for(settings),
+                # a throw-away instance's events vanish with the process: no figures to draw
+                figures=not instance.is_ephemeral,
             )
             return _report(
                 result, interrupt_signal(result), planned, progress, store, start, end, t0
@@ -223,7 +230,12 @@ def _report(
         )
         return 1
     table = Table(title="factorcov summary", show_header=False)
-    table.add_row("DuckDB file", str(store.path))
+    # names are never shortened: a long path or URL folds onto the next line
+    table.add_column(overflow="fold")
+    table.add_column(overflow="fold")
+    from factorcov_pipeline.storage import Store
+
+    table.add_row("DuckDB file" if isinstance(store, Store) else "PostgreSQL", store.location)
     table.add_row("sessions materialised", f"{n_sessions} ({start} .. {end})")
     row = summary.row(0, named=True)
     table.add_row("forecast dates stored", f"{row['dates']} ({row['first']} .. {row['last']})")

@@ -3,6 +3,7 @@
 Each function reads the stored history it draws (up to the range's last session) and returns
 `(per_session, last)`: the numbers of each session of the range, and the figures and tables of
 the range's last session (`metadata.per_session` / `metadata.on_last_session` publish them).
+In a run nobody will see, no figure is drawn (`metadata.figures_wanted`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import polars as pl
 
 from factorcov_pipeline.core.factors import FactorSet
 from factorcov_pipeline.core.panel import long_to_matrix, pairs_to_cube
-from factorcov_pipeline.orchestration.metadata import image, table
+from factorcov_pipeline.orchestration.metadata import figures_wanted, image, table
 from factorcov_pipeline.render import plots
 from factorcov_pipeline.storage import Store
 
@@ -51,6 +52,11 @@ def volatility(
         for t, d in enumerate(days)
         if d in in_range
     }
+    last = pl.DataFrame({"factor": list(factors.names), "volatility": vol[-1]}).sort(
+        "volatility", descending=True
+    )
+    if not figures_wanted():
+        return per, {"last_date_volatilities": table(last)}
     main = _main_factors(factors)
     shown = [t for t, d in enumerate(days) if d in warm_days]
     title = f"Annualised volatility forecasts after the {warm_after}-session warm-up"
@@ -62,9 +68,6 @@ def volatility(
         {n: vol[shown, factors.names.index(n)] for n in main},
         f"{title}: Market and style factors",
         "volatility",
-    )
-    last = pl.DataFrame({"factor": list(factors.names), "volatility": vol[-1]}).sort(
-        "volatility", descending=True
     )
     return per, {
         "volatility_forecasts": image(figure, "volatility forecasts"),
@@ -110,6 +113,8 @@ def correlation(
     if not sums:
         return {}, {}
     per = {d: {"mean_abs_correlation": float(v) / max(1, k * (k - 1))} for d, v in sums}
+    if not figures_wanted():
+        return per, {}
     last_day = sums[-1][0]
     corr, warm = _last_matrix(store, "factor_correlation", "correlation", factors, last_day)
     title = f"Factor correlation on {last_day}" + ("" if warm else " (in its warm-up)")
@@ -165,7 +170,8 @@ def report(store: Store, dates: list[dt.date]) -> dict[str, Any]:
     return {
         "latest_date": str(day),
         "latest_date_warm": warm,
-        f"covariance_{day}": table(rows, float_digits=4),
+        # one key whatever the date (a key per date would be a new metadata entry every session)
+        "latest_covariance": table(rows, float_digits=4),
     }
 
 
@@ -181,6 +187,8 @@ def regression(store: Store, dates: list[dt.date]) -> tuple[PerSession, dict[str
         for row in stats.iter_rows(named=True)
         if row["date"] in in_range
     }
+    if not figures_wanted():
+        return per, {}
     days = stats["date"].to_list()
     r2 = plots.line_chart(
         days, {"R-squared": stats["r_squared"].to_numpy()}, "Cross-sectional R-squared", "R²"
@@ -211,6 +219,8 @@ def bias(store: Store, dates: list[dt.date], warm_after: int) -> tuple[PerSessio
         )
     )
     per = {d: {"mean_abs_bias_minus_1": float(v), "warm": int(w)} for d, v, w in dev.iter_rows()}
+    if not figures_wanted():
+        return per, {}
     warm = history.filter(pl.col("warm").fill_null(False))
     title = f"Bias statistic of the forecasts (21-session windows after the {warm_after}-session "
     title += "warm-up)"
@@ -281,6 +291,11 @@ def specific_risk(store: Store, last: dt.date) -> dict[str, Any]:
         )
         .sort("size_decile")
     )
+    # one key whatever the date (a key per date would be a new metadata entry every session)
+    tables = {"specific_risk_deciles": table(deciles.with_columns(pl.lit(day).alias("date")),
+                                             float_digits=4)}  # fmt: skip
+    if not figures_wanted():
+        return tables
     figure = plots.boxes(
         [str(d) for d in deciles["size_decile"].to_list()],
         deciles.select("p10", "p25", "median", "p75", "p90").to_numpy(),
@@ -288,7 +303,4 @@ def specific_risk(store: Store, last: dt.date) -> dict[str, Any]:
         "size decile",
         "specific risk (box 25-75%, whiskers 10-90%)",
     )
-    return {
-        "specific_risk_by_size_decile": image(figure, "specific risk by size decile"),
-        f"specific_risk_by_size_decile_{day}": table(deciles, float_digits=4),
-    }
+    return {"specific_risk_by_size_decile": image(figure, "specific risk by size decile"), **tables}

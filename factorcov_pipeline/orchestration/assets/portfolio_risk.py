@@ -13,7 +13,7 @@ from factorcov_pipeline.core.holdings import HoldingsError, align_holdings
 from factorcov_pipeline.core.portfolio import beta, decompose
 from factorcov_pipeline.core.settings import PortfolioRiskSettings
 from factorcov_pipeline.orchestration.assets.common import PARTITIONED, date_chunks, date_span
-from factorcov_pipeline.orchestration.metadata import image, on_last_session
+from factorcov_pipeline.orchestration.metadata import figures_wanted, image, on_last_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import (
     FactorcovSettings,
@@ -194,7 +194,8 @@ def portfolio_risk(
     meta: dict = {"dagster/row_count": rows, "max_weight_dropped": dropped}
     if holdings is not None:
         meta["portfolios"] = holdings["portfolio"].n_unique()
-        meta["predicted_risk_plot"] = risk_plot(store, dates[-1])
+        if figures_wanted():
+            meta["predicted_risk_plot"] = risk_plot(store, dates[-1])
         _warn_missing(context, store, dates)
     elif not user_returns:
         meta["holdings"] = MetadataValue.md(NO_HOLDINGS)

@@ -57,7 +57,7 @@ from factorcov_pipeline.orchestration import summaries
 from factorcov_pipeline.orchestration.assets import resume
 from factorcov_pipeline.orchestration.assets.common import PARTITIONED, date_chunks, date_span
 from factorcov_pipeline.orchestration.assets.portfolio_risk import standing_holdings
-from factorcov_pipeline.orchestration.metadata import image, on_last_session
+from factorcov_pipeline.orchestration.metadata import figures_wanted, image, on_last_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import (
     FactorcovSettings,
@@ -207,7 +207,7 @@ def _history_metadata(
         p = wide_p.select(names).fill_null(np.nan).to_numpy()
         with np.errstate(invalid="ignore", divide="ignore"):
             z = r / (p / ROOT_DAYS)
-        if z.shape[0] >= 21:
+        if z.shape[0] >= 21 and figures_wanted():
             roll, _ = rolling_bias(z, 21)
             dates = wide_r["date"].to_list()[20:]
             png = plots.line_chart(
