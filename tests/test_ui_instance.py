@@ -274,8 +274,44 @@ def test_figures_and_tables_on_the_last_session_only(built):
     deciles = events["specific_risk"][last].metadata["specific_risk_deciles"]
     assert [r.data["size_decile"] for r in deciles.records] == list(range(1, 11))
     assert {r.data["date"] for r in deciles.records} == {str(last)}
-    hint = events["portfolio_risk"][last].metadata["holdings"].value
+    assert "holdings" not in events["portfolio_risk"][last].metadata  # it has holdings
+
+
+def test_portfolio_risk_without_holdings_says_how_to_set_them(tmp_path):
+    """Issue 23.5: with no standing portfolios, `portfolio_risk` stores nothing and says, in
+    its metadata and the run's log, which setting gives it something to do."""
+    import logging
+
+    class Lines(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lines: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(record.getMessage())
+
+    lines = Lines()
+
+    @dg.logger
+    def capture(_init_context: object) -> logging.Logger:
+        log = logging.getLogger("test.no_holdings")
+        log.setLevel(logging.INFO)
+        log.propagate = False
+        log.handlers = [lines]
+        return log
+
+    result = run_range(
+        START,
+        SESSIONS[2],
+        FactorcovStorage(database=str(tmp_path / "fc.duckdb")),
+        _settings(tmp_path, holdings=False),
+        logger=capture,
+    )
+    assert result.success, failure_messages(result)
+    hint = _events(result)["portfolio_risk"][str(SESSIONS[2])].metadata["holdings"].value
     assert "portfolio_risk_settings.holdings" in hint
+    assert any("portfolio_risk" in line and "portfolio_risk_settings.holdings" in line
+               for line in lines.lines)  # fmt: skip
 
 
 def _is_figure(value: object) -> bool:
@@ -313,7 +349,8 @@ def test_a_run_nobody_sees_draws_no_figure_and_stores_the_same(built, tmp_path):
             kept = {k: v for k, v in mat.metadata.items() if not _is_figure(v)}
             figures += len(mat.metadata) - len(kept)
             assert dict(undrawn[asset][key].metadata) == kept, (asset, key)
-    assert figures == 7  # volatility, correlation, R-squared, assets, bias, backtest, risk
+    # volatility, correlation, R-squared, assets, bias, specific risk deciles, backtest, risk
+    assert figures == 8
 
 
 def test_the_command_draws_figures_only_for_a_recorded_run(tmp_path, monkeypatch, capsys):

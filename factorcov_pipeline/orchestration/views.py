@@ -56,7 +56,7 @@ def volatility(
         "volatility", descending=True
     )
     if not figures_wanted():
-        return per, {"last_date_volatilities": table(last)}
+        return per, {"last_date_volatilities": table(last), "last_date_warm": days[-1] in warm_days}
     main = _main_factors(factors)
     shown = [t for t, d in enumerate(days) if d in warm_days]
     title = f"Annualised volatility forecasts after the {warm_after}-session warm-up"
@@ -113,10 +113,10 @@ def correlation(
     if not sums:
         return {}, {}
     per = {d: {"mean_abs_correlation": float(v) / max(1, k * (k - 1))} for d, v in sums}
-    if not figures_wanted():
-        return per, {}
     last_day = sums[-1][0]
     corr, warm = _last_matrix(store, "factor_correlation", "correlation", factors, last_day)
+    if not figures_wanted():
+        return per, {"last_date_warm": warm}
     title = f"Factor correlation on {last_day}" + ("" if warm else " (in its warm-up)")
     figure = plots.heatmap(corr, list(factors.names), title)
     return per, {
