@@ -1,4 +1,11 @@
-"""A factor-ETF-shaped file of daily factor returns: 2,263 sessions x 5 factors.
+"""Factor-ETF files of daily factor returns: real (`--real`) or simulated, 5 factors.
+
+`--real`: the daily returns of the five iShares MSCI USA factor ETFs (MTUM, QUAL, SIZE, USMV,
+VLUE), 2014-01-03 .. 2022-12-28 (2,263 sessions), from the adjusted closes shipped in
+`examples/data/factor_etf_prices.csv.gz` (skfolio's factors dataset, BSD 3-Clause; see
+examples/data/README.md). Simple returns r_t = p_t / p_(t-1) - 1 of consecutive rows.
+
+Without `--real`, a simulated file of the same shape:
 
 Stands in for nine years of the MSCI factor ETFs' daily total returns (MTUM, QUAL, SIZE, USMV,
 VLUE), which cannot be downloaded here. Same shape and realistic properties: long-only factor
@@ -8,6 +15,7 @@ about 1% with clustering (GARCH(1,1), Bollerslev 1986, persistence 0.98) and fat
 fund (USMV) has the lowest beta. Deterministic for a seed.
 
     python -m factorcov_pipeline.examples.factor_etfs out.parquet [--start 2016-04-01]
+    python -m factorcov_pipeline.examples.factor_etfs --real out.parquet
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -69,20 +78,40 @@ def factor_etf_returns(
     )
 
 
+REAL_PRICES = Path(__file__).resolve().parent / "data" / "factor_etf_prices.csv.gz"
+
+
+def real_factor_etf_returns(path: Path = REAL_PRICES) -> pl.DataFrame:
+    """Long `date, factor, factor_return` of the shipped real factor-ETF closes: the simple
+    return of each fund between consecutive rows (the first row has no return)."""
+    prices = pl.read_csv(path, try_parse_dates=True).sort("Date")
+    names = [c for c in prices.columns if c != "Date"]
+    returns = prices.select(
+        pl.col("Date").alias("date"), *[(pl.col(n) / pl.col(n).shift(1) - 1.0) for n in names]
+    ).slice(1)
+    return returns.unpivot(
+        index="date", on=names, variable_name="factor", value_name="factor_return"
+    ).sort("date", "factor")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="Parquet or CSV path")
     parser.add_argument("--start", default=str(DEFAULT_START))
     parser.add_argument("--sessions", type=int, default=N_SESSIONS)
+    parser.add_argument("--real", action="store_true", help="the shipped real ETF returns")
     args = parser.parse_args(argv)
-    frame = factor_etf_returns(dt.date.fromisoformat(args.start), args.sessions)
+    if args.real:
+        frame = real_factor_etf_returns()
+    else:
+        frame = factor_etf_returns(dt.date.fromisoformat(args.start), args.sessions)
     if args.out.endswith(".csv"):
         frame.write_csv(args.out)
     else:
         frame.write_parquet(args.out)
     print(
         f"{args.out}: {frame['date'].n_unique()} sessions {frame['date'].min()} .. "
-        f"{frame['date'].max()} x {len(TICKERS)} factors"
+        f"{frame['date'].max()} x {frame['factor'].n_unique()} factors"
     )
     return 0
 
