@@ -245,10 +245,11 @@ def _checkout(key: tuple[int, int, int, int, float, float]) -> _Sums:
     return sums if sums is not None else _Sums(key)
 
 
-def _checkin(sums: _Sums) -> None:
-    """Keep ``sums`` for the next call, evicting the least recently used beyond CACHE_BYTES."""
+def _checkin(sums: _Sums, keep: bool = True) -> None:
+    """Keep ``sums`` for the next call, evicting the least recently used beyond CACHE_BYTES
+    (``keep`` False: a call whose batches would not all fit, which would only evict them)."""
     sums.trim()
-    if sums.nbytes > CACHE_BYTES:
+    if not keep or sums.nbytes > CACHE_BYTES:
         return
     with _CACHE_LOCK:
         _CACHE[sums.key] = sums
@@ -405,19 +406,17 @@ class EigenAdjustment:
             n_sim = np.minimum(n_obs, self.horizon)
             sums = np.zeros((t, k))
             days = np.flatnonzero(active)
+            # what stays cached per simulation: two running sums and W(H), both weightings
+            keep = 4 * self.n_simulations * k * k * 8 <= CACHE_BYTES
             for batch in range(math.ceil(self.n_simulations / SIM_BATCH)):
                 size = min(SIM_BATCH, self.n_simulations - batch * SIM_BATCH)
                 key = (self.seed, batch, size, k, self.halflife_vol, self.halflife_cor)
-                simulated = _checkout(key)
+                simulated = _checkout(key)  # kept back only when complete (not on an error)
                 work = (np.empty((size, k, k)), np.empty((size, k, k)))
-                try:
-                    for i in days:  # the recursion over dates: the running sums over ages
-                        w_v, w_c = simulated.mean(int(n_sim[i]))
-                        sums[i] = sums[i] + self._ratio_sums(
-                            d0[i], u0[i], positive[i], w_v, w_c, work
-                        )
-                finally:
-                    _checkin(simulated)
+                for i in days:  # the recursion over dates: the running sums over ages
+                    w_v, w_c = simulated.mean(int(n_sim[i]))
+                    sums[i] = sums[i] + self._ratio_sums(d0[i], u0[i], positive[i], w_v, w_c, work)
+                _checkin(simulated, keep)
         with np.errstate(invalid="ignore"):
             v[active] = np.where(positive[active], np.sqrt(sums[active] / self.n_simulations), 1.0)
         return v, d0, u0
