@@ -78,15 +78,30 @@ at every date, in the order of the EWMA's ages (age 0 is the date itself), so th
 varies smoothly from date to date instead of jittering with fresh draws. Simulation
 ``m = SIM_BATCH * beta + i`` at ages ``AGE_BLOCK * g .. AGE_BLOCK * (g + 1) - 1`` is row i of
 ``np.random.default_rng([seed, beta, g]).standard_normal((SIM_BATCH, AGE_BLOCK, K))`` (so
-simulation m is the same for every M > m). The weighted sums over ages are accumulated per
-block of AGE_BLOCK ages (batched matrix products, in block order, then the partial block), so
-the sum for n_t observations does not depend on which n was computed before. Products run on
-one BLAS thread (`core/blas.py`), so the bits do not depend on the number of cores.
+simulation m is the same for every M > m; a partial batch of ``size`` simulations draws only
+its ``size`` rows, the same numbers since numpy fills the array in order). The weighted sums
+over ages are accumulated per block of AGE_BLOCK ages (batched matrix products, in block
+order, then the partial block), so the sum for n_t observations does not depend on which n
+was computed before. Products run on one BLAS thread (`core/blas.py`), so the bits do not
+depend on the number of cores.
 
-Cost per date: M eigendecompositions of K x K (``np.linalg.eigh`` over (batch, K, K)) and
-four batched K x K products per simulation, ``O(M K^3)``, vectorised over the simulations
-in batches of SIM_BATCH (bounded memory); the dates are a loop. The draws and the weighted
-sums cost ``O(M H K^2)`` once per call for the dates with ``n_t >= H`` (benchmarks/eigen.py).
+Kept in the process. The simulated sums ``W_v(n), W_c(n)`` depend on (seed, batch, K, the
+half-lives) and n only, not on the date's matrix, so `_Sums` keeps them across dates and
+calls (a bounded least-recently-used cache, CACHE_BYTES): per batch the running sums over the
+full age blocks and ``W(H)``, the sums of every date with a full history. A daily run then
+draws its simulations once per process (the asset and its tie-out check share them), a
+history in chunks continues the running sums from chunk to chunk, and a date with
+``n_t >= H`` costs only its own ``O(M K^3)``. The kept sums are the very arrays a cold
+start computes (the same operations in the same order), so the cache changes no bit; a call
+that fails keeps nothing, and one whose batches would not all fit keeps none of them.
+
+Cost per date: M eigendecompositions of K x K (``np.linalg.eigh`` over (batch, K, K), about
+three quarters of the time; LAPACK's dsyevd, faster here than dsyevr or dsyev at K = 72, and
+several BLAS threads are slower than one at these sizes) and four batched K x K products per
+simulation, ``O(M K^3)``, vectorised over the simulations in batches of SIM_BATCH (bounded
+memory, in-place products); the dates are a loop. A date with ``n_t < H`` adds the products
+over its partial age block, ``O(M AGE_BLOCK K^2)``. The draws and the weighted sums over the
+H ages, ``O(M H K^2)``, are paid once per process (benchmarks/eigen.py).
 """
 
 from __future__ import annotations
