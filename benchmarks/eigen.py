@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,14 @@ def _forecast(k: int, t: int, seed: int) -> np.ndarray:
     return covariance_from(vol.vol, cor.corr)
 
 
+def _cold(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` with the process's simulated sums forgotten first (a fresh process)."""
+    from factorcov_pipeline.core.eigen import clear_simulation_cache
+
+    clear_simulation_cache()
+    return fn(*args)
+
+
 def bench_eigen(
     quick: bool,
     repeats: int,
@@ -59,6 +68,9 @@ def bench_eigen(
     fmt_s: Callable[[float], str],
 ) -> None:
     from factorcov_pipeline.core.eigen import DEFAULT_SIMULATIONS, EigenAdjustment
+
+    def n_ramp(k: int) -> np.ndarray:
+        return np.arange(2 * k, 2 * k + block)
 
     seeds = 4 if quick else 10
     m_grid = M_GRID[:4] if quick else M_GRID
@@ -73,16 +85,23 @@ def bench_eigen(
         n_steady = np.arange(h + 1, h + block + 1)
         first = cov[2 * k - 1 : 2 * k]
         n_first = np.array([2 * k])
-        one, _, _ = timed(partial(eig.adjust, steady[:1], n_steady[:1]), repeats)
-        first_t, _, _ = timed(partial(eig.adjust, first, n_first), repeats)
-        many, _, _ = timed(partial(eig.adjust, steady, n_steady), max(1, repeats // 2))
+        one, _, _ = timed(partial(_cold, eig.adjust, steady[:1], n_steady[:1]), repeats)
+        kept, _, _ = timed(partial(eig.adjust, steady[:1], n_steady[:1]), repeats)
+        first_t, _, _ = timed(partial(_cold, eig.adjust, first, n_first), repeats)
+        many, _, _ = timed(partial(_cold, eig.adjust, steady, n_steady), max(1, repeats // 2))
+        ramp, _, _ = timed(
+            partial(_cold, eig.adjust, cov[2 * k - 1 : 2 * k - 1 + block], n_ramp(k)),
+            max(1, repeats // 2),
+        )
         timing_rows.append(
             [
                 f"K = {k}, M = {DEFAULT_SIMULATIONS}",
                 fmt_s(one),
+                fmt_s(kept),
                 fmt_s(first_t),
                 fmt_s(many / block),
-                fmt_s(many / block * 252),
+                fmt_s(ramp / block),
+                fmt_s(ramp / block * 252),
             ]
         )
         for m in m_grid:
@@ -95,7 +114,7 @@ def bench_eigen(
                 ]
             )
             adjust_m = EigenAdjustment(1.2, m, 0, 60.0, 120.0).adjust
-            t_m, _, _ = timed(partial(adjust_m, steady[:8], n_steady[:8]), 1)
+            t_m, _, _ = timed(partial(_cold, adjust_m, steady[:8], n_steady[:8]), 1)
             sd = vs.std(axis=0, ddof=1)
             gamma = 1.2 * (vs.mean(axis=0) - 1.0) + 1.0
             rel_var = 2.0 * 1.2 * sd / gamma  # relative sd of gamma^2 D0 (delta method)
@@ -114,17 +133,21 @@ def bench_eigen(
         "9. Eigenfactor risk adjustment per date (issue 22.5)",
         [
             "size",
-            "one date alone, n_t >= H (a daily run)",
-            "one date alone, n_t = 2K",
-            "per date in a block of " + str(block),
-            "x 252 dates",
+            "one date alone, n_t >= H, first in the process (a daily run)",
+            "the same, simulation kept (the run's next call)",
+            "one date alone, n_t = 2K, first in the process",
+            f"per date in a block of {block}, n_t >= H",
+            f"per date in a block of {block} from n_t = 2K",
+            "x 252 dates (the tutorial's year)",
         ],
         timing_rows,
         [
             "core/eigen.py `EigenAdjustment.adjust` on the default model's forecasts (half-lives "
             f"60/120, H = {EigenAdjustment(1.2, 10, 0, 60.0, 120.0).horizon} simulated sessions "
-            f"in the steady state); median of {repeats} runs; one BLAS thread. 'One date alone' "
-            "includes the draws and weighted sums over the simulated ages, built once per call."
+            f"in the steady state); median of {repeats} runs; one BLAS thread. 'First in the "
+            "process': the simulation cache emptied before each run, so the draws and weighted "
+            "sums over the simulated ages are included (built once per process and kept); 'kept': "
+            "a second call at the same n_t (the run's tie-out check, the next daily date)."
         ],
     )
     print_table(
@@ -146,6 +169,127 @@ def bench_eigen(
             "the adjustment over time, not day-to-day noise."
         ],
     )
+
+
+# ---- this version against another, alternated in one run ------------------------------------
+
+_CHILD = """
+import importlib.util, json, sys, time
+import numpy as np
+path, cov_file, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+spec = importlib.util.spec_from_file_location("eigen_under_test", path)
+mod = importlib.util.module_from_spec(spec)
+sys.modules["eigen_under_test"] = mod
+spec.loader.exec_module(mod)
+cov = np.load(cov_file)
+eig = mod.EigenAdjustment(1.2, mod.DEFAULT_SIMULATIONS, 0, 60.0, 120.0)
+times = []
+for _ in range(2):  # the first call of the process, then the same date again
+    t0 = time.perf_counter()
+    out = eig.adjust(cov, [n])
+    times.append(time.perf_counter() - t0)
+np.save(cov_file + ".out.npy", out)
+print(json.dumps(times))
+"""
+
+
+def _module(path: Path, name: str) -> Any:
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def compare_versions(rev: str, rounds: int = 5, block: int = 63) -> None:
+    """core/eigen.py of this checkout against the one of git revision ``rev``, alternated in
+    one run: per date in a block of ``block`` dates (from n_t = 2K, the ramp of a first year,
+    and with n_t >= H, the steady state), and one date with n_t >= H in a fresh process (its
+    first call, then the same date again: a run's tie-out check). Medians of ``rounds``; the
+    load average before and after. Every output is checked equal bit for bit."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    here = Path(__file__).resolve().parent.parent
+    tmp = Path(tempfile.mkdtemp(prefix="eigen-compare-"))
+    old_path = tmp / "eigen_old.py"
+    old_path.write_text(
+        subprocess.run(
+            ["git", "show", f"{rev}:factorcov_pipeline/core/eigen.py"],
+            cwd=here,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    new_path = here / "factorcov_pipeline" / "core" / "eigen.py"
+    old, new = _module(old_path, "eigen_old"), _module(new_path, "eigen_new")
+    load_before = os.getloadavg()
+    rows: list[list[str]] = []
+    for k in SIZES:
+        eig_old = old.EigenAdjustment(1.2, old.DEFAULT_SIMULATIONS, 0, 60.0, 120.0)
+        eig_new = new.EigenAdjustment(1.2, new.DEFAULT_SIMULATIONS, 0, 60.0, 120.0)
+        h = eig_new.horizon
+        cov = _forecast(k, h + block, seed=k)
+        blocks = {
+            "ramp": (cov[2 * k - 1 : 2 * k - 1 + block], np.arange(2 * k, 2 * k + block)),
+            "steady": (cov[h : h + block], np.arange(h + 1, h + block + 1)),
+        }
+        one_file = str(tmp / f"cov{k}.npy")
+        np.save(one_file, cov[h : h + 1])
+        t: dict[str, list[float]] = {}
+        for _ in range(rounds):
+            for name, (c, n_obs) in blocks.items():
+                t0 = time.perf_counter()
+                ref = eig_old.adjust(c, n_obs)
+                t.setdefault(f"old {name}", []).append(time.perf_counter() - t0)
+                new.clear_simulation_cache()
+                t0 = time.perf_counter()
+                out = eig_new.adjust(c, n_obs)
+                t.setdefault(f"new {name} cold", []).append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                again = eig_new.adjust(c, n_obs)
+                t.setdefault(f"new {name} kept", []).append(time.perf_counter() - t0)
+                assert np.array_equal(out, ref) and np.array_equal(again, ref), (k, name)
+            outs = []
+            for label, path in (("old", old_path), ("new", new_path)):
+                cmd = [sys.executable, "-c", _CHILD, str(path), one_file, str(h + 1)]
+                times = json.loads(subprocess.run(cmd, check=True, capture_output=True).stdout)
+                t.setdefault(f"{label} fresh", []).append(times[0])
+                t.setdefault(f"{label} fresh again", []).append(times[1])
+                outs.append(np.load(one_file + ".out.npy"))
+            assert np.array_equal(outs[0], outs[1]), (k, "fresh process")
+        med = {key: float(np.median(v)) for key, v in t.items()}
+        for what, old_key, new_keys in (
+            (f"per date, block of {block} from n_t = 2K", "old ramp", ["new ramp cold", "new ramp kept"]),
+            (f"per date, block of {block}, n_t >= H", "old steady", ["new steady cold", "new steady kept"]),
+            ("one date, n_t >= H, fresh process: first call", "old fresh", ["new fresh"]),
+            ("the same date again in that process", "old fresh again", ["new fresh again"]),
+        ):  # fmt: skip
+            per = block if "block" in what else 1
+            after = " / ".join(_ms(med[key] / per) for key in new_keys)
+            speedup = f"{med[old_key] / med[new_keys[-1]]:.1f}x"
+            rows.append([f"K = {k}", what, _ms(med[old_key] / per), after, speedup])
+    load_after = os.getloadavg()
+    print(f"core/eigen.py: {rev} against this checkout, M = 128, half-lives 60 / 120 (H = 1,200), "
+          f"{rounds} alternated rounds, medians; outputs equal bit for bit; load average "
+          f"{load_before[0]:.1f} / {load_before[1]:.1f} before, {load_after[0]:.1f} / "
+          f"{load_after[1]:.1f} after (1 / 5 min), {os.cpu_count()} cores\n")  # fmt: skip
+    print("| K | measure | before | after (simulation built / kept) | speed-up (kept) |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
+def _ms(sec: float) -> str:
+    return f"{sec * 1e3:.1f} ms" if sec < 1.0 else f"{sec:.2f} s"
 
 
 # ---- the bias study of docs/eigen-adjustment.md ----------------------------------------------
@@ -296,10 +440,12 @@ def oracle_check(names: tuple[str, ...], truth: np.ndarray, n: int = 173, sims: 
 
 if __name__ == "__main__":
     import sys
-    from pathlib import Path
 
     if sys.argv[1:2] == ["--bias"]:
         bias_study(*sys.argv[2:])
+        sys.exit(0)
+    if sys.argv[1:2] == ["--against"]:
+        compare_versions(sys.argv[2], *(int(a) for a in sys.argv[3:5]))
         sys.exit(0)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import run

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 
 import numpy as np
 import pytest
 
 from factorcov_pipeline.core import calendar
+from factorcov_pipeline.core import eigen as eigen_module
 from factorcov_pipeline.core.backtest import bias_report
 from factorcov_pipeline.core.correlation import CorrelationForecaster
 from factorcov_pipeline.core.covariance import covariance_from
@@ -32,6 +34,7 @@ from factorcov_pipeline.core.eigen import (
     DEFAULT_SIMULATIONS,
     SIM_BATCH,
     EigenAdjustment,
+    clear_simulation_cache,
 )
 from factorcov_pipeline.core.factors import factor_set_for
 from factorcov_pipeline.core.panel import long_to_matrix
@@ -331,6 +334,164 @@ def test_shapes_are_checked():
         eig.adjust(np.eye(3), [10])
     with pytest.raises(ValueError, match="n_obs"):
         eig.adjust(np.eye(3)[None], [10, 11])
+
+
+# ---- the simulated sums kept in the process --------------------------------------------------
+
+
+def test_a_partial_batch_draws_the_first_rows_of_the_stream():
+    """core/eigen.py draws only the `size` simulations of a partial batch: numpy fills an array
+    in order, so they are the first rows of the documented (SIM_BATCH, AGE_BLOCK, K) draw."""
+    for size in (1, 22, SIM_BATCH):
+        fewer = np.random.default_rng([3, 1, 2]).standard_normal((size, AGE_BLOCK, 7))
+        every = np.random.default_rng([3, 1, 2]).standard_normal((SIM_BATCH, AGE_BLOCK, 7))
+        assert np.array_equal(fewer, every[:size])
+
+
+@pytest.fixture
+def draws(monkeypatch) -> list[object]:
+    """The seeds of every `np.random.default_rng` made while the test runs."""
+    made: list[object] = []
+    real = np.random.default_rng
+
+    def counting(seed=None):
+        made.append(seed)
+        return real(seed)
+
+    monkeypatch.setattr(np.random, "default_rng", counting)
+    return made
+
+
+def test_a_full_history_draws_once_per_process_with_the_same_bits(planted, draws):
+    """A daily run's date with a full history (n_t >= H) draws the simulation once per process:
+    the next call (the run's tie-out check, the next session) draws nothing, and both give the
+    bits of one block over the history and of a cold start. Half-lives 4 / 7: H = 70, two age
+    blocks; M = 150: two batches (128 and 22)."""
+    _, cov = planted
+    eig = EigenAdjustment(1.2, 150, 4, 4.0, 7.0)
+    days = np.arange(40, 100)
+    clear_simulation_cache()
+    block = eig.adjust(cov[days], days + 1)
+    clear_simulation_cache()
+    draws.clear()
+    first = eig.adjust(cov[80:81], [81])
+    assert len(draws) == 2 * 2  # two age blocks of two batches
+    second = eig.adjust(cov[85:86], [86])
+    again = eig.adjust(cov[80:81], [81])
+    assert len(draws) == 4  # nothing drawn again
+    assert np.array_equal(first[0], block[40]) and np.array_equal(again, first)
+    assert np.array_equal(second[0], block[45])
+    # a date of the ramp (n_t < H) after them rebuilds its sums from age 0: the same bits
+    assert np.array_equal(eig.adjust(cov[50:51], [51])[0], block[10])
+
+
+def test_any_order_of_calls_and_a_full_cache_give_the_same_bits(planted, monkeypatch):
+    """Several models (seeds, half-lives, simulation counts, sizes K) interleaved in one process,
+    dates forward, backward and repeated, with a cache that holds about one model's sums (so
+    they are evicted and rebuilt): every date gets the bits of a cold start, and the kept
+    bytes stay within the bound."""
+    _, cov = planted
+    models = [
+        EigenAdjustment(1.2, 40, 9, 4.0, 7.0),
+        EigenAdjustment(1.5, 40, 10, 4.0, 7.0),
+        EigenAdjustment(1.2, 150, 9, 5.0, 3.0),
+        EigenAdjustment(1.2, 64, 9, 60.0, 120.0),
+    ]
+    sub = cov[:, :8, :8]  # another K shares nothing with K = 21
+    calls = [(m, c, d) for m in models for c in (cov, sub) for d in (45, 90, 46, 80, 150, 45)]
+    cold = []
+    for model, c, d in calls:
+        clear_simulation_cache()
+        cold.append(model.adjust(c[d : d + 1], [d + 1]))
+    one_model = 4 * 40 * 21 * 21 * 8
+    monkeypatch.setattr(eigen_module, "CACHE_BYTES", one_model + 1)
+    clear_simulation_cache()
+    rng = np.random.default_rng(0)
+    for i in rng.permutation(len(calls)):
+        model, c, d = calls[i]
+        assert np.array_equal(model.adjust(c[d : d + 1], [d + 1]), cold[i]), calls[i]
+        assert sum(s.nbytes for s in eigen_module._CACHE.values()) <= one_model + 1
+    assert eigen_module._CACHE  # something was kept
+
+
+def test_what_is_kept_per_simulation_is_bounded(planted, monkeypatch):
+    """After a call over many dates the process keeps, per batch, the two running sums and the
+    means of n = H (not every date's means, not the draws); a model whose batches would not
+    all fit in CACHE_BYTES keeps nothing (it would only evict the others)."""
+    _, cov = planted
+    eig = EigenAdjustment(1.2, 40, 9, 4.0, 7.0)  # H = 70
+    clear_simulation_cache()
+    real = eigen_module._Sums.mean
+    held: list[int] = []
+
+    def mean(self, n):
+        out = real(self, n)
+        held.append(len(self.means))
+        return out
+
+    monkeypatch.setattr(eigen_module._Sums, "mean", mean)
+    eig.adjust(cov[40:200], np.arange(41, 201))
+    assert max(held) <= 2  # during the call too: the last n's means and those of n = H
+    (kept,) = eigen_module._CACHE.values()
+    assert kept.nbytes == 4 * 40 * 21 * 21 * 8 and set(kept.means) == {70}
+    monkeypatch.setattr(eigen_module, "CACHE_BYTES", 4 * 150 * 21 * 21 * 8 - 1)
+    EigenAdjustment(1.2, 150, 9, 4.0, 7.0).adjust(cov[100:101], [101])  # 128 would fit, not 150
+    assert list(eigen_module._CACHE.values()) == [kept]
+
+
+class _FailingProduct(np.ndarray):
+    """An array whose matrix product fails (a MemoryError in the middle of a sum)."""
+
+    def __matmul__(self, other):
+        raise MemoryError("simulated")
+
+
+def test_an_error_during_a_call_keeps_no_half_built_sums(planted, monkeypatch):
+    """A call that fails midway (here between the two weightings' sums of the first full age block,
+    one already added) puts nothing back in the cache: the next call builds its sums afresh
+    and gets the right bits."""
+    _, cov = planted
+    eig = EigenAdjustment(1.2, 40, 9, 4.0, 7.0)
+    days = np.arange(42, 160, 7)
+    clear_simulation_cache()
+    expected = eig.adjust(cov[days], days + 1)
+    clear_simulation_cache()
+    real = eigen_module._Sums.weighted_draws
+
+    def failing(self, g):
+        z, zw_v, zw_c = real(self, g)
+        return (z, zw_v, zw_c.view(_FailingProduct)) if g == 0 else (z, zw_v, zw_c)
+
+    monkeypatch.setattr(eigen_module._Sums, "weighted_draws", failing)
+    with pytest.raises(MemoryError):
+        eig.adjust(cov[days], days + 1)
+    monkeypatch.setattr(eigen_module._Sums, "weighted_draws", real)
+    assert not eigen_module._CACHE
+    assert np.array_equal(eig.adjust(cov[days], days + 1), expected)
+
+
+def test_concurrent_calls_give_the_bits_of_one_thread(planted):
+    """Two threads adjusting dates of the same model at once (each takes the kept sums out of
+    the cache while it uses them): the bits of one thread."""
+    _, cov = planted
+    eig = EigenAdjustment(1.2, 40, 9, 4.0, 7.0)
+    parts = [np.arange(42, 120, 3), np.arange(121, 200, 3)]
+    clear_simulation_cache()
+    expected = [eig.adjust(cov[d], d + 1) for d in parts]
+    clear_simulation_cache()
+    got: dict[int, np.ndarray] = {}
+
+    def run(j: int) -> None:
+        for _ in range(3):
+            got[j] = eig.adjust(cov[parts[j]], parts[j] + 1)
+
+    threads = [threading.Thread(target=run, args=(j,)) for j in (0, 1)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for j in (0, 1):
+        assert np.array_equal(got[j], expected[j])
 
 
 # ---- settings --------------------------------------------------------------------------------

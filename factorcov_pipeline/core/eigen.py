@@ -78,22 +78,40 @@ at every date, in the order of the EWMA's ages (age 0 is the date itself), so th
 varies smoothly from date to date instead of jittering with fresh draws. Simulation
 ``m = SIM_BATCH * beta + i`` at ages ``AGE_BLOCK * g .. AGE_BLOCK * (g + 1) - 1`` is row i of
 ``np.random.default_rng([seed, beta, g]).standard_normal((SIM_BATCH, AGE_BLOCK, K))`` (so
-simulation m is the same for every M > m). The weighted sums over ages are accumulated per
-block of AGE_BLOCK ages (batched matrix products, in block order, then the partial block), so
-the sum for n_t observations does not depend on which n was computed before. Products run on
-one BLAS thread (`core/blas.py`), so the bits do not depend on the number of cores.
+simulation m is the same for every M > m; a partial batch of ``size`` simulations draws only
+its ``size`` rows, the same numbers since numpy fills the array in order). The weighted sums
+over ages are accumulated per block of AGE_BLOCK ages (batched matrix products, in block
+order, then the partial block), so the sum for n_t observations does not depend on which n
+was computed before. Products run on one BLAS thread (`core/blas.py`), so the bits do not
+depend on the number of cores.
 
-Cost per date: M eigendecompositions of K x K (``np.linalg.eigh`` over (batch, K, K)) and
-four batched K x K products per simulation, ``O(M K^3)``, vectorised over the simulations
-in batches of SIM_BATCH (bounded memory); the dates are a loop. The draws and the weighted
-sums cost ``O(M H K^2)`` once per call for the dates with ``n_t >= H`` (benchmarks/eigen.py).
+Kept in the process. The simulated sums ``W_v(n), W_c(n)`` depend on (seed, batch, K, the
+half-lives) and n only, not on the date's matrix, so `_Sums` keeps them across dates and
+calls (a bounded least-recently-used cache, CACHE_BYTES): per batch the running sums over the
+full age blocks and ``W(H)``, the sums of every date with a full history. A daily run then
+draws its simulations once per process (the asset and its tie-out check share them), a
+history in chunks continues the running sums from chunk to chunk, and a date with
+``n_t >= H`` costs only its own ``O(M K^3)``. The kept sums are the very arrays a cold
+start computes (the same operations in the same order), so the cache changes no bit; a call
+that fails keeps nothing, and one whose batches would not all fit keeps none of them.
+
+Cost per date: M eigendecompositions of K x K (``np.linalg.eigh`` over (batch, K, K), about
+three quarters of the time; LAPACK's dsyevd, faster here than dsyevr or dsyev at K = 72, and
+several BLAS threads are slower than one at these sizes) and four batched K x K products per
+simulation, ``O(M K^3)``, vectorised over the simulations in batches of SIM_BATCH (bounded
+memory, in-place products); the dates are a loop. A date with ``n_t < H`` adds the products
+over its partial age block, ``O(M AGE_BLOCK K^2)``. The draws and the weighted sums over the
+H ages, ``O(M H K^2)``, are paid once per process (benchmarks/eigen.py).
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -113,6 +131,9 @@ AGE_BLOCK = 64
 # Eigenvalues of F0 at or below this multiple of the largest are zero up to rounding (a
 # rank-deficient forecast): they are not simulated and keep gamma = 1.
 RANK_RTOL = 1e-10
+# The simulated sums kept in the process across dates and calls (`_Sums`), at most this many
+# bytes (about 21 MB per model at K = 72 and M = 128, 1.8 MB at K = 21).
+CACHE_BYTES = 256 * 2**20
 # Bounds of the settings (also validated in `FactorCovarianceSettings`).
 MAX_SCALE = 3.0
 MIN_SIMULATIONS, MAX_SIMULATIONS = 10, 100_000
@@ -130,17 +151,133 @@ def horizon(halflife_vol: float, halflife_cor: float) -> int:
     return int(min(MAX_HORIZON, math.ceil(HORIZON_HALFLIVES * longest)))
 
 
-@dataclass
-class _Gram:
-    """The weighted sums over ages of one batch of simulations, ``sum_j w_j z_j z_j'``, built
-    block by block: ``acc`` holds the sum over the first ``blocks`` full age blocks."""
+# ---- the simulated sums: a function of (seed, batch, size, K, half-lives) only -----------------
 
-    blocks: int
-    acc_v: np.ndarray
-    acc_c: np.ndarray
-    last_n: int = -1
-    last: tuple[np.ndarray, np.ndarray] | None = None
-    draws: dict[int, np.ndarray] = field(default_factory=dict)
+
+@functools.lru_cache(maxsize=16)
+def _weights(halflife_vol: float, halflife_cor: float) -> tuple[np.ndarray, ...]:
+    """EWMA weights of ages 0 .. H - 1 (``decay^j``, pandas' decay) and their running sums,
+    read-only (shared by every caller)."""
+    ages = np.arange(horizon(halflife_vol, halflife_cor), dtype=np.float64)
+    w_v = ewma_decay(halflife_vol) ** ages
+    w_c = ewma_decay(halflife_cor) ** ages
+    out = (w_v, w_c, np.cumsum(w_v), np.cumsum(w_c))
+    for a in out:
+        a.setflags(write=False)
+    return out
+
+
+class _Sums:
+    """The simulated weighted means of one batch of simulations for any number of observations
+    n <= H: ``W(n) = sum_{j < n} w_j z_j z_j' / sum_{j < n} w_j`` (size, K, K), both weightings.
+
+    Built block by block: ``acc`` holds the sum over the first ``blocks`` full age blocks (each
+    a batched product over AGE_BLOCK ages, added in block order), W(n) adds the product over the
+    partial block's first ``n mod AGE_BLOCK`` ages. So W(n) is the same bits whichever n were
+    asked before, and the whole state depends on (seed, batch, size, K, half-lives) only: it is
+    kept across dates and calls in the process (`_checkout`), with W(H), the steady state of a
+    daily run, so that a date with a full history costs no draw after the first.
+    """
+
+    def __init__(self, key: tuple[int, int, int, int, float, float]) -> None:
+        self.key = key
+        seed, batch, size, k, halflife_vol, halflife_cor = key
+        self.seed, self.batch, self.size, self.k = seed, batch, size, k
+        self.w_v, self.w_c, self.sum_v, self.sum_c = _weights(halflife_vol, halflife_cor)
+        self.horizon = len(self.w_v)
+        self.blocks = 0
+        self.acc_v = np.zeros((size, k, k))
+        self.acc_c = np.zeros((size, k, k))
+        # the draws of one age block and their products with the weights (the partial block
+        # of consecutive dates), and the means of the last n and of n = H
+        self.block: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.means: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def weighted_draws(self, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The draws ``z`` (size, AGE_BLOCK, K) of age block g and ``z' w`` (size, K, ages)
+        for both weightings, the ages cut at H."""
+        if self.block is None or self.block[0] != g:
+            rng = np.random.default_rng([self.seed, self.batch, g])
+            # the first `size` rows of the (SIM_BATCH, AGE_BLOCK, K) stream: numpy fills it in
+            # order, so drawing fewer rows gives the same numbers without the unused ones
+            z = rng.standard_normal((self.size, AGE_BLOCK, self.k))
+            ages = slice(g * AGE_BLOCK, (g + 1) * AGE_BLOCK)
+            zt = z[:, : len(self.w_v[ages])].transpose(0, 2, 1)
+            self.block = (g, z, zt * self.w_v[ages], zt * self.w_c[ages])
+        return self.block[1:]
+
+    def mean(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``W_v(n), W_c(n)`` (size, K, K), the weighted means over ages 0 .. n - 1 (n <= H)."""
+        done = self.means.get(n)
+        if done is not None:
+            return done
+        full, rest = divmod(n, AGE_BLOCK)
+        if full < self.blocks:  # dates out of order: start the running sum afresh
+            self.blocks = 0
+            self.acc_v = np.zeros_like(self.acc_v)
+            self.acc_c = np.zeros_like(self.acc_c)
+        while self.blocks < full:
+            z, zw_v, zw_c = self.weighted_draws(self.blocks)
+            self.acc_v += zw_v @ z
+            self.acc_c += zw_c @ z
+            self.blocks += 1
+        if rest:
+            z, zw_v, zw_c = self.weighted_draws(full)
+            mean_v = np.matmul(zw_v[:, :, :rest], z[:, :rest])
+            mean_c = np.matmul(zw_c[:, :, :rest], z[:, :rest])
+            mean_v += self.acc_v  # acc + partial, the same bits as partial + acc
+            mean_c += self.acc_c
+            mean_v /= self.sum_v[n - 1]
+            mean_c /= self.sum_c[n - 1]
+        else:
+            mean_v, mean_c = self.acc_v / self.sum_v[n - 1], self.acc_c / self.sum_c[n - 1]
+        self.means = {m: w for m, w in self.means.items() if m == self.horizon}
+        self.means[n] = (mean_v, mean_c)
+        return mean_v, mean_c
+
+    def trim(self) -> None:
+        """Drop what only consecutive dates of one call reuse (the draws, the last n's means)."""
+        self.block = None
+        self.means = {m: w for m, w in self.means.items() if m == self.horizon}
+
+    @property
+    def nbytes(self) -> int:
+        arrays = [self.acc_v, self.acc_c, *(a for w in self.means.values() for a in w)]
+        if self.block is not None:
+            arrays += self.block[1:]
+        return sum(a.nbytes for a in arrays)
+
+
+# The states of the simulations kept in the process, least recently used first, and their bound.
+_CACHE: OrderedDict[tuple[int, int, int, int, float, float], _Sums] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def _checkout(key: tuple[int, int, int, int, float, float]) -> _Sums:
+    """The kept state of ``key`` (taken out of the cache while one caller uses it), or a new one."""
+    with _CACHE_LOCK:
+        sums = _CACHE.pop(key, None)
+    return sums if sums is not None else _Sums(key)
+
+
+def _checkin(sums: _Sums, keep: bool = True) -> None:
+    """Keep ``sums`` for the next call, evicting the least recently used beyond CACHE_BYTES
+    (``keep`` False: a call whose batches would not all fit, which would only evict them)."""
+    sums.trim()
+    if not keep or sums.nbytes > CACHE_BYTES:
+        return
+    with _CACHE_LOCK:
+        _CACHE[sums.key] = sums
+        total = sum(s.nbytes for s in _CACHE.values())
+        while total > CACHE_BYTES:
+            _, old = _CACHE.popitem(last=False)
+            total -= old.nbytes
+
+
+def clear_simulation_cache() -> None:
+    """Forget the simulated sums kept in the process (memory; tests of a cold start)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
 
 
 @dataclass(frozen=True)
@@ -212,59 +349,6 @@ class EigenAdjustment:
 
     # ---- the simulation --------------------------------------------------------------------
 
-    def _weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """EWMA weights of ages 0 .. H - 1 (``decay^j``, pandas' decay) and their running sums."""
-        ages = np.arange(self.horizon, dtype=np.float64)
-        w_v = ewma_decay(self.halflife_vol) ** ages
-        w_c = ewma_decay(self.halflife_cor) ** ages
-        return w_v, w_c, np.cumsum(w_v), np.cumsum(w_c)
-
-    def _draws(self, gram: _Gram, batch: int, block: int, size: int, k: int) -> np.ndarray:
-        z = gram.draws.get(block)
-        if z is None:
-            rng = np.random.default_rng([self.seed, batch, block])
-            z = rng.standard_normal((SIM_BATCH, AGE_BLOCK, k))[:size]
-            gram.draws = {block: z}  # keep one block (the partial one is re-read per date)
-        return z
-
-    def _block_sums(
-        self, z: np.ndarray, w_v: np.ndarray, w_c: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``sum_j w_j z_j z_j'`` over the ages of ``z`` (size, ages, K), for both weightings."""
-        zt = z.transpose(0, 2, 1)
-        return (zt * w_v) @ z, (zt * w_c) @ z
-
-    def _gram(
-        self,
-        gram: _Gram,
-        batch: int,
-        size: int,
-        n: int,
-        k: int,
-        weights: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The weighted means ``W_v, W_c`` (size, K, K) of ``z z'`` over ages 0 .. n - 1."""
-        if n == gram.last_n and gram.last is not None:
-            return gram.last
-        w_v, w_c, sum_v, sum_c = weights
-        full, rest = divmod(n, AGE_BLOCK)
-        if full < gram.blocks:  # dates out of order: start the running sum afresh
-            gram.blocks = 0
-            gram.acc_v, gram.acc_c = np.zeros_like(gram.acc_v), np.zeros_like(gram.acc_c)
-        while gram.blocks < full:
-            g = gram.blocks
-            ages = slice(g * AGE_BLOCK, (g + 1) * AGE_BLOCK)
-            gv, gc = self._block_sums(self._draws(gram, batch, g, size, k), w_v[ages], w_c[ages])
-            gram.acc_v, gram.acc_c, gram.blocks = gram.acc_v + gv, gram.acc_c + gc, g + 1
-        p_v, p_c = gram.acc_v, gram.acc_c
-        if rest:
-            ages = slice(full * AGE_BLOCK, full * AGE_BLOCK + rest)
-            z = self._draws(gram, batch, full, size, k)[:, :rest]
-            gv, gc = self._block_sums(z, w_v[ages], w_c[ages])
-            p_v, p_c = p_v + gv, p_c + gc
-        gram.last_n, gram.last = n, (p_v / sum_v[n - 1], p_c / sum_c[n - 1])
-        return gram.last
-
     def _ratio_sums(
         self,
         d0: np.ndarray,
@@ -272,21 +356,33 @@ class EigenAdjustment:
         positive: np.ndarray,
         w_v: np.ndarray,
         w_c: np.ndarray,
+        work: tuple[np.ndarray, np.ndarray],
     ) -> np.ndarray:
-        """``sum_m [U_m' F0 U_m]_kk / D_m(k)`` over one batch of simulations, (K,)."""
+        """``sum_m [U_m' F0 U_m]_kk / D_m(k)`` over one batch of simulations, (K,). ``work``: two
+        (size, K, K) buffers (in-place products: the same operations as new arrays, fewer
+        allocations)."""
+        one, two = work
         root = np.sqrt(np.where(positive, d0, 0.0))
         scale = root[:, None] * root[None, :]
-        s_v = w_v * scale  # the simulated sums in the eigenbasis: sqrt(D0) W sqrt(D0)
-        s_c = w_c * scale
-        c_c = u0 @ s_c @ u0.T  # EWMA of r r' with halflife_cor, r = U0 b
-        var_v = ((u0 @ s_v) * u0).sum(axis=-1)  # its diagonal with halflife_vol
+        # the simulated sums in the eigenbasis, sqrt(D0) W sqrt(D0); the diagonal with
+        # halflife_vol of U0 (.) U0' ...
+        s_v = np.multiply(w_v, scale, out=one)
+        prod = np.matmul(u0, s_v, out=two)
+        prod *= u0
+        var_v = prod.sum(axis=-1)
+        # ... and the whole EWMA of r r' with halflife_cor, r = U0 b
+        s_c = np.multiply(w_c, scale, out=one)
+        c_c = np.matmul(np.matmul(u0, s_c, out=two), u0.T, out=one)
         c_diag = np.diagonal(c_c, axis1=-2, axis2=-1)
         with np.errstate(invalid="ignore", divide="ignore"):  # a factor without variance: 0
             s = np.where(c_diag > 0, np.sqrt(var_v / np.where(c_diag > 0, c_diag, 1.0)), 0.0)
-        f_m = s[:, :, None] * c_c * s[:, None, :]  # vol_i vol_j corr_ij, the model's estimate
+        f_m = c_c  # vol_i vol_j corr_ij, the model's estimate: s_i c_ij s_j
+        f_m *= s[:, :, None]
+        f_m *= s[:, None, :]
         d_m, u_m = np.linalg.eigh(f_m)
-        a = u0.T @ u_m
-        true_var = np.einsum("j,mjk->mk", np.where(positive, d0, 0.0), a * a)
+        a = np.matmul(u0.T, u_m, out=two)
+        a *= a
+        true_var = np.einsum("j,mjk->mk", np.where(positive, d0, 0.0), a)
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = np.where(positive, true_var / d_m, 0.0)
         return ratio.sum(axis=0)
@@ -323,15 +419,19 @@ class EigenAdjustment:
             top = d0.max(axis=1, initial=0.0, where=np.isfinite(d0))
             positive = d0 > RANK_RTOL * top[:, None]
             n_sim = np.minimum(n_obs, self.horizon)
-            weights = self._weights()
             sums = np.zeros((t, k))
             days = np.flatnonzero(active)
+            # what stays cached per simulation: two running sums and W(H), both weightings
+            keep = 4 * self.n_simulations * k * k * 8 <= CACHE_BYTES
             for batch in range(math.ceil(self.n_simulations / SIM_BATCH)):
                 size = min(SIM_BATCH, self.n_simulations - batch * SIM_BATCH)
-                gram = _Gram(0, np.zeros((size, k, k)), np.zeros((size, k, k)))
+                key = (self.seed, batch, size, k, self.halflife_vol, self.halflife_cor)
+                simulated = _checkout(key)  # kept back only when complete (not on an error)
+                work = (np.empty((size, k, k)), np.empty((size, k, k)))
                 for i in days:  # the recursion over dates: the running sums over ages
-                    w_v, w_c = self._gram(gram, batch, size, int(n_sim[i]), k, weights)
-                    sums[i] = sums[i] + self._ratio_sums(d0[i], u0[i], positive[i], w_v, w_c)
+                    w_v, w_c = simulated.mean(int(n_sim[i]))
+                    sums[i] = sums[i] + self._ratio_sums(d0[i], u0[i], positive[i], w_v, w_c, work)
+                _checkin(simulated, keep)
         with np.errstate(invalid="ignore"):
             v[active] = np.where(positive[active], np.sqrt(sums[active] / self.n_simulations), 1.0)
         return v, d0, u0
