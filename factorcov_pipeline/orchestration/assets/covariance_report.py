@@ -6,7 +6,6 @@ from factorcov_pipeline.core.covariance import covariance_report as report_layou
 from factorcov_pipeline.orchestration import views
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
-    date_chunks,
     date_span,
     matrix_chunk_sessions,
     model_factors,
@@ -14,8 +13,9 @@ from factorcov_pipeline.orchestration.assets.common import (
 )
 from factorcov_pipeline.orchestration.assets.factor_covariance import factor_covariance
 from factorcov_pipeline.orchestration.assets.models import (
-    dates_for,
-    first_return,
+    chunks,
+    extension,
+    history_start,
     identity,
     run_models,
 )
@@ -45,15 +45,14 @@ def covariance_report(
     dates = partition_dates(context)
     factors = model_factors(settings)
     ident = identity(settings)
-    first = first_return(store)
+    first = history_start(store)
     n_dates, rows = 0, 0
     # chunk k is stored while chunk k + 1 is computed (storage/write_behind.py)
     with store.write_behind() as writer:
         for m in run_models(settings):
-            m_dates = dates_for(store, "covariance_report", m.name, dates, first)
-            for chunk in date_chunks(
-                m_dates, size=matrix_chunk_sessions(factors.k)
-            ):  # bounded memory: one chunk of K x K matrices at a time
+            before = extension(store, "covariance_report", m.name, dates, first)
+            # bounded memory: one chunk of K x K matrices at a time
+            for chunk in chunks(before, dates, matrix_chunk_sessions(factors.k)):
                 fc_dates, cov = read_panel(
                     store,
                     "factor_covariance",

@@ -25,7 +25,7 @@ from factorcov_pipeline.orchestration.assets.common import (
 from factorcov_pipeline.orchestration.assets.models import (
     Model,
     extension,
-    first_return,
+    history_start,
     identity,
     run_models,
 )
@@ -107,7 +107,7 @@ def factor_correlation(
     factors = model_factors(settings)
     meta = settings_metadata(settings)
     ident = identity(settings)
-    first = first_return(store)
+    first = history_start(store)
     run_returns = return_dates(store, dates, ASSET)
     plans: list[tuple[Model, list[dt.date], resume.ResumePoint]] = []
     for m in run_models(settings):

@@ -14,7 +14,6 @@ from factorcov_pipeline.orchestration import views
 from factorcov_pipeline.orchestration.assets import resume
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
-    date_chunks,
     date_span,
     matrix_chunk_sessions,
     model_factors,
@@ -23,8 +22,9 @@ from factorcov_pipeline.orchestration.assets.common import (
     settings_metadata,
 )
 from factorcov_pipeline.orchestration.assets.models import (
-    dates_for,
-    first_return,
+    chunks,
+    extension,
+    history_start,
     identity,
     run_models,
 )
@@ -57,17 +57,16 @@ def factor_covariance(
     dates = partition_dates(context)
     factors = model_factors(settings)
     ident = identity(settings)
-    first = first_return(store)
+    first = history_start(store)
     n_dates = 0
     # chunk k is stored while chunk k + 1 is computed (storage/write_behind.py)
     with store.write_behind() as writer:
         for m in run_models(settings):
             eigen = EigenAdjustment.from_settings(m.settings.factor_cov_settings)
             warm_after = warmups(m.settings)[COVARIANCE]
-            m_dates = dates_for(store, ASSET, m.name, dates, first)
-            for chunk in date_chunks(
-                m_dates, size=matrix_chunk_sessions(factors.k)
-            ):  # bounded memory: one chunk of K x K matrices at a time
+            before = extension(store, ASSET, m.name, dates, first)
+            # bounded memory: one chunk of K x K matrices at a time
+            for chunk in chunks(before, dates, matrix_chunk_sessions(factors.k)):
                 fc_dates, vol = read_panel(
                     store,
                     "factor_volatility",

@@ -29,7 +29,6 @@ from factorcov_pipeline.orchestration import summaries, views
 from factorcov_pipeline.orchestration.assets import resume
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
-    date_chunks,
     date_span,
     matrix_chunk_sessions,
     model_factors,
@@ -37,8 +36,9 @@ from factorcov_pipeline.orchestration.assets.common import (
     settings_metadata,
 )
 from factorcov_pipeline.orchestration.assets.models import (
-    dates_for,
-    first_return,
+    chunks,
+    extension,
+    history_start,
     identity,
     run_models,
 )
@@ -173,15 +173,15 @@ def forecast_bias(
     dates = partition_dates(context)
     factors = model_factors(settings)
     ident = identity(settings)
-    first = first_return(store)
+    first = history_start(store)
     n_rows = 0
     # bounded memory: a chunk (+ its lookback) at a time
     # chunk k is stored while chunk k + 1 is computed (storage/write_behind.py)
     with store.write_behind() as writer:
         for m in run_models(settings):
             warm_after = warmups(m.settings)[COVARIANCE]
-            m_dates = dates_for(store, OUTCOMES, m.name, dates, first)
-            for chunk in date_chunks(m_dates, size=matrix_chunk_sessions(factors.k)):
+            before = extension(store, OUTCOMES, m.name, dates, first)
+            for chunk in chunks(before, dates, matrix_chunk_sessions(factors.k)):
                 out, outcomes = _bias_of_windows_ending_in(
                     store, factors, chunk, warm_after, m.name
                 )

@@ -55,6 +55,9 @@ from factorcov_pipeline.storage import BaseStore, TableWrite
 from factorcov_pipeline.storage.contract import WHOLE_TABLE_SPAN
 
 ASSET = "model_leaderboard"
+# The plot's rolling window when fewer than ROLLING_WINDOW dates are scored (forecast_bias'
+# window).
+SHORT_WINDOW = 21
 TABLE_SCHEMA = {**LEADERBOARD_SCHEMA, "as_of": pl.Date()}
 
 
@@ -107,42 +110,49 @@ def stored_inputs(
 
 
 def stored_leaderboard(
-    store: BaseStore, factors: FactorSet, settings: FactorCovarianceReportSettingsV2
+    store: BaseStore,
+    factors: FactorSet,
+    settings: FactorCovarianceReportSettingsV2,
+    rolling_window: int = ROLLING_WINDOW,
 ) -> tuple[Leaderboard, dt.date] | None:
     """The leaderboard of the stored history and its last forecast date (None: nothing
-    stored yet)."""
+    stored yet); `rolling_window` sessions for its rolling bias series."""
     days, returns, forecasts = stored_inputs(store, factors, settings)
     if not days:
         return None
     weights = random_portfolio_weights(factors.names, N_PORTFOLIOS)
-    return leaderboard(days, factors.names, returns, forecasts, weights), days[-1]
+    board = leaderboard(
+        days, factors.names, returns, forecasts, weights, rolling_window=rolling_window
+    )
+    return board, days[-1]
 
 
-def _plots(board: Leaderboard) -> dict[str, object]:
-    """Each model's rolling bias statistics (`core.leaderboard.ROLLING_SCHEMA`): of the
-    minimum-variance portfolio, and the mean over the factor portfolios, one line per model."""
+def _plots(board: Leaderboard, window: int) -> dict[str, object]:
+    """Each model's rolling bias statistics over `window` sessions
+    (`core.leaderboard.ROLLING_SCHEMA`): of the minimum-variance portfolio, and the mean over
+    the factor portfolios, one line per model."""
     rolling = board.rolling
     if rolling.height == 0:
         return {}
     days = sorted(set(rolling["date"].to_list()))
-    band = float(np.sqrt(2.0 / ROLLING_WINDOW))
+    band = float(np.sqrt(2.0 / window))
     out: dict[str, object] = {}
     for column, key, what in (
         ("min_variance_bias", "rolling_min_variance_bias", "the minimum-variance portfolio"),
         ("factor_mean_bias", "rolling_factor_bias", "the factor portfolios (mean)"),
     ):
         series = {}
-        for m in board.table["model"].to_list():  # ranked order
+        for m, rank in board.table.select("model", "rank").iter_rows():  # ranked order
             part = rolling.filter(pl.col("model") == m)
             values = dict(zip(part["date"].to_list(), part[column].to_list(), strict=True))
-            series[m] = np.array(
+            series[f"{m} (rank {rank})"] = np.array(
                 [np.nan if values.get(d) is None else values[d] for d in days], dtype=float
             )
         stacked = np.concatenate(list(series.values()))
         png = plots.line_chart(
             days,
             series,
-            f"Bias statistic of {what}, rolling {ROLLING_WINDOW} sessions, per model",
+            f"Bias statistic of {what}, rolling {window} sessions, per model",
             "bias",
             1.0,
             band=(1.0 - band, 1.0 + band),
@@ -189,7 +199,14 @@ def model_leaderboard(
         "leaderboard": table(frame),
     }
     if figures_wanted():
-        meta.update(_plots(board))
+        window = ROLLING_WINDOW
+        scored = int(best["n_obs"])
+        if board.rolling.height == 0 and SHORT_WINDOW <= scored < ROLLING_WINDOW:
+            # a history shorter than a quarter after the warm-up: 21-session windows
+            window = SHORT_WINDOW
+            again = stored_leaderboard(store, factors, settings, window)
+            board = again[0] if again is not None else board
+        meta.update(_plots(board, window))
     if dates[-1] < as_of:
         context.log.info(
             f"{ASSET}: scored over the whole stored history, through {as_of} (after this "

@@ -10,8 +10,8 @@ the rows of its own model only (`TableWrite.keys`), so a model removed from the 
 its rows.
 
 A model added to a file that already holds a history has no rows before the run's range: the
-run then computes it over the whole stored history, from the first session with factor returns
-(`dates_for`), its recursions from their start; from the next run on it continues like the
+run then computes it over the whole stored history, from the first session of the file
+(`extension`), its recursions from the first factor return on; from the next run on it continues like the
 others. Recursion states are per model: `factor_volatility` for `default` (as before) and
 `factor_volatility@<model>` for the others (`Model.state_key`).
 """
@@ -26,6 +26,7 @@ import polars as pl
 
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.settings import DEFAULT_MODEL, FactorCovarianceReportSettingsV2
+from factorcov_pipeline.orchestration.assets.common import date_chunks
 from factorcov_pipeline.storage import BaseStore, TableWrite
 from factorcov_pipeline.storage.contract import MODEL_COLUMN
 
@@ -67,26 +68,34 @@ def identity(settings: FactorCovarianceReportSettingsV2) -> dict[str, Any]:
     return {"settings_json": settings.fingerprint(), "models": settings.models_json()}
 
 
-def first_return(store: BaseStore) -> dt.date | None:
-    """The first session with stored factor returns (None: none yet)."""
-    frame = store.read("SELECT min(date) AS d FROM factor_returns")
-    return frame["d"][0] if frame.height else None
+def history_start(store: BaseStore) -> dt.date | None:
+    """The first session of the stored history: the first session of the universe (the base
+    date, which has no returns) or, for user factor returns, the first factor return; None
+    on a new file."""
+    days = []
+    for table in ("universe", "factor_returns"):
+        if store.has_table(table):
+            found = store.read(f"SELECT min(date) AS d FROM {table}")["d"][0]
+            if found is not None:
+                days.append(found)
+    return min(days) if days else None
 
 
 def extension(
-    store: BaseStore, table: str, model: str, dates: list[dt.date], first: dt.date | None
+    store: BaseStore, table: str, model: str, dates: list[dt.date], start: dt.date | None
 ) -> list[dt.date]:
-    """The sessions before the run's range that `model` must be computed for: from `first`
-    (the first session with factor returns) when `table` holds none of the model's rows
-    before the range (a model added to a file with a history); else none."""
-    if first is None or first >= dates[0] or store.has_rows_before(table, dates[0], model):
+    """The sessions before the run's range that `model` must be computed for: the stored
+    history from `start` (`history_start`) when `table` holds none of the model's rows
+    before the range (a model added to a file with a history); else none. Computed in chunks
+    of its own (`chunks`), as the run that first built the file computed the others."""
+    if start is None or start >= dates[0] or store.has_rows_before(table, dates[0], model):
         return []
-    return calendar.sessions(first, calendar.previous_session(dates[0]))
+    return calendar.sessions(start, calendar.previous_session(dates[0]))
 
 
-def dates_for(
-    store: BaseStore, table: str, model: str, dates: list[dt.date], first: dt.date | None
-) -> list[dt.date]:
-    """The sessions `model` is computed for in this run: the run's range, preceded by the
-    whole stored history when the model is new to the file (`extension`)."""
-    return extension(store, table, model, dates, first) + list(dates)
+def chunks(before: list[dt.date], dates: list[dt.date], size: int = 0) -> list[list[dt.date]]:
+    """`common.date_chunks` of a model's sessions: those of its `extension` and the run's
+    range, chunked apart (a chunk never spans both), so a model added later is computed in
+    the chunks a file built with it from the start would have (forecast_bias' rolling sums
+    depend on where a chunk starts in their last bits)."""
+    return [*date_chunks(before, size), *date_chunks(dates, size)]

@@ -15,7 +15,7 @@ from factorcov_pipeline.core.settings import DEFAULT_MODEL, PortfolioRiskSetting
 from factorcov_pipeline.orchestration.assets.common import PARTITIONED, date_chunks, date_span
 from factorcov_pipeline.orchestration.assets.models import (
     extension,
-    first_return,
+    history_start,
     identity,
     run_models,
 )
@@ -199,7 +199,7 @@ def portfolio_risk(
     ident = identity(settings)
     # a model new to the file is reported over the stored history (assets/models.py); without
     # holdings there is nothing to report
-    first = first_return(store) if holdings is not None else None
+    first = history_start(store) if holdings is not None else None
     before = {m.name: extension(store, ASSET, m.name, dates, first) for m in models}
     history = max(before.values(), key=len)
     chunks = [(c, False) for c in date_chunks(history)] + [(c, True) for c in date_chunks(dates)]

@@ -63,7 +63,7 @@ from factorcov_pipeline.orchestration.assets import resume
 from factorcov_pipeline.orchestration.assets.common import PARTITIONED, date_chunks, date_span
 from factorcov_pipeline.orchestration.assets.models import (
     extension,
-    first_return,
+    history_start,
     identity,
     run_models,
 )
@@ -398,7 +398,7 @@ def _backtest_range(
     cfg = settings.portfolio_risk_settings
     ident = identity(settings)
     models = run_models(settings)
-    first = first_return(store)
+    first = history_start(store)
     before = {m.name: extension(store, ASSET, m.name, dates, first) for m in models}
     history = max(before.values(), key=len)  # every extension is this list or empty
     chunks = [(c, False) for c in date_chunks(history)] + [(c, True) for c in date_chunks(dates)]
