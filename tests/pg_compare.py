@@ -12,12 +12,13 @@ from factorcov_pipeline.storage import BaseStore, quote_ident
 def dump(store: BaseStore) -> dict[str, pl.DataFrame]:
     """Every table and view of a store, rows sorted by every column (order-free comparison).
 
-    `model_settings.created_at` is the wall-clock time of the first write: only its
-    `settings_json` is compared.
+    `model_settings.created_at` and `covariance_models.created_at` are the wall-clock time of
+    a write: they are left out.
     """
     out = {}
     for name in store.table_names():
-        cols = "settings_json" if name == "model_settings" else "*"
+        cols = {"model_settings": "settings_json", "covariance_models": "model, settings_json"}
+        cols = cols.get(name, "*")
         frame = store.read(f"SELECT {cols} FROM {quote_ident(name)}")
         out[name] = frame.sort(frame.columns) if frame.height else frame
     return out

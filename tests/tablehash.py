@@ -1,7 +1,7 @@
 """A fingerprint of every table of a DuckDB file, to assert that a refused run changed nothing.
 
 `table_hashes(db)` maps each relation of the main schema (tables, views and the internal
-`_forecast_state`/`model_settings`) to the SHA-256 of its rows sorted by every column, so two
+`_forecast_state`/`model_settings`/`covariance_models`) to the SHA-256 of its rows sorted by every column, so two
 calls compare equal exactly when no row was added, removed or changed (row order ignored).
 `store_hashes(store)` does the same through a store (DuckDB or PostgreSQL) from the values
 only, so the hashes of two stores holding the same rows are equal.
@@ -16,6 +16,9 @@ import duckdb
 import polars as pl
 
 from factorcov_pipeline.storage import BaseStore, quote_ident
+
+# Tables whose `created_at` is the wall-clock time of a write, left out of the comparison.
+TIMESTAMPED = ("model_settings", "covariance_models")
 
 
 def table_hashes(db: str | Path) -> dict[str, str]:
@@ -33,7 +36,7 @@ def table_hashes(db: str | Path) -> dict[str, str]:
         for name in names:
             frame = pl.from_arrow(con.sql(f'SELECT * FROM "{name}"').to_arrow_table())
             assert isinstance(frame, pl.DataFrame)
-            if name == "model_settings":
+            if name in TIMESTAMPED:
                 frame = frame.drop("created_at")
             out[name] = _frame_hash(frame)
         return out
@@ -51,14 +54,14 @@ def assert_tables_unchanged(before: dict[str, str], db: str | Path) -> None:
 def store_hashes(store: BaseStore, skip: frozenset[str] = frozenset()) -> dict[str, str]:
     """{table or view: SHA-256 of its column names and types and of polars' hash of each row,
     rows sorted by every column} for every relation of `store` but those in `skip`
-    (model_settings without its creation time). From the values, not from Arrow's buffers: a
+    (model_settings and covariance_models without their creation times). From the values, not from Arrow's buffers: a
     string column read from PostgreSQL is laid out otherwise than the same read from DuckDB."""
     out = {}
     for name in store.table_names():
         if name in skip:
             continue
         frame = store.read(f"SELECT * FROM {quote_ident(name)}")
-        if name == "model_settings":
+        if name in TIMESTAMPED:
             frame = frame.drop("created_at")
         out[name] = _frame_hash(frame)
     return out

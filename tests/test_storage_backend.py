@@ -44,7 +44,8 @@ def _tables(db: Path) -> dict[str, pl.DataFrame]:
         ]
         out = {}
         for name in names:
-            cols = "settings_json" if name == "model_settings" else "*"
+            cols = {"model_settings": "settings_json", "covariance_models": "model, settings_json"}
+            cols = cols.get(name, "*")
             out[name] = pl.from_arrow(
                 con.execute(f'SELECT {cols} FROM "{name}" ORDER BY ALL').to_arrow_table()
             )

@@ -43,13 +43,13 @@ from factorcov_pipeline.api.risk_models import load_risk_models, no_forecast, re
 from factorcov_pipeline.api.risk_warnings import risk_warnings
 from factorcov_pipeline.core.holdings import align_holdings, brief, printable, validate_holdings
 from factorcov_pipeline.core.portfolio import RiskSnapshot
+from factorcov_pipeline.core.settings import DEFAULT_MODEL
 from factorcov_pipeline.storage import BaseStore
+from factorcov_pipeline.storage.contract import MODEL_COLUMN, MODEL_TABLES, MODELS_TABLE
 from factorcov_pipeline.storage.query import QueryConnection
 
-DEFAULT_MODEL = "default"
 DEFAULT_WAIT = 10.0
-# Tables whose rows belong to one covariance model when the store keeps several (issue 22).
-MODEL_TABLES = ("factor_covariance", "factor_volatility", "factor_correlation")
+LEADERBOARD_TABLE = "model_leaderboard"
 
 DateLike = dt.date | str
 
@@ -127,7 +127,8 @@ class RiskModel:
     location : str
         Where the data is: the file's path, or the URL without its password.
     model : str
-        The covariance model read (``"default"``).
+        The covariance model read (``"default"``: the one of ``factor_cov_settings``; the
+        settings file's ``models`` add others, `models` lists them).
     """
 
     def __init__(self, store: BaseStore, model: str = DEFAULT_MODEL, timeout: float = 0.0) -> None:
@@ -165,8 +166,9 @@ class RiskModel:
             ``FACTORCOV_DUCKDB``, default ``data/factorcov.duckdb``), as the ``factorcov``
             command reads it.
         model : str, default "default"
-            The covariance model to read. A file keeps one model, ``default`` (issue 22 will
-            allow several); another name is refused listing the stored ones.
+            The covariance model to read: ``default`` (the one of ``factor_cov_settings``) or
+            a name of the settings' ``models``; a name the store does not hold is refused
+            listing the stored ones (`models`).
         wait : float, default 10
             Seconds to wait while a run holds the DuckDB file (PostgreSQL: a lock), as
             ``factorcov sql --wait`` does.
@@ -259,29 +261,45 @@ class RiskModel:
             self._columns[table] = self.reader.columns(table)
         return self._columns[table]
 
+    def _stored_models(self) -> list[str]:
+        """The covariance models the store holds: the ``covariance_models`` table (one row per
+        model, a few rows), or for a file written before it existed the distinct ``model``s of
+        ``factor_covariance`` (``default`` when it has no such column)."""
+        if self.reader.has_table(MODELS_TABLE):
+            rows = self.reader.rows(f"SELECT model FROM {MODELS_TABLE} ORDER BY created_at, model")
+            return [str(r[0]) for r in rows]
+        columns = self._table_columns("factor_covariance")
+        if MODEL_COLUMN in columns:
+            rows = self.reader.rows("SELECT DISTINCT model FROM factor_covariance ORDER BY model")
+            return [str(r[0]) for r in rows]
+        return [DEFAULT_MODEL] if columns else []
+
     def _check_model(self, model: str) -> bool:
         """Whether the covariance tables carry a ``model`` column; refuses an unknown model."""
         columns = self._table_columns("factor_covariance")
-        if "model" in columns:
-            stored = [
-                str(r[0])
-                for r in self.reader.rows(
-                    "SELECT DISTINCT model FROM factor_covariance ORDER BY model"
-                )
-            ]
-        else:
-            stored = [DEFAULT_MODEL] if columns else []
+        stored = self._stored_models()
         if model not in stored and (columns or model != DEFAULT_MODEL):
             listed = ", ".join(printable(m) for m in stored) or "none (no forecasts yet)"
             raise UnknownModelError(
                 f"model {printable(model)!r} is not stored in {self.location}; stored models: "
                 f"{listed}"
             )
-        return "model" in columns
+        return MODEL_COLUMN in columns
+
+    def models(self) -> list[str]:
+        """The covariance models the store holds, in the order they were added (``default``
+        first): each can be opened with ``model=``.
+
+        Returns
+        -------
+        list of str
+            Empty before the first forecast.
+        """
+        return self._stored_models()
 
     def model_clause(self, table: str) -> tuple[str, list[Any]]:
         """``AND model = ?`` for a covariance table of a store with several models."""
-        if table in MODEL_TABLES and "model" in self._table_columns(table):
+        if table in MODEL_TABLES and MODEL_COLUMN in self._table_columns(table):
             return " AND model = ?", [self.model]
         return "", []
 
@@ -656,6 +674,34 @@ class RiskModel:
             self.model_clause("factor_covariance"),
         )
         return report(snap, day, weights, source, bench_weights, bench_source, warnings)
+
+    # ---- the leaderboard --------------------------------------------------------------------
+
+    def compare(self) -> pl.DataFrame:
+        """The leaderboard of the stored covariance models (the ``model_leaderboard`` table,
+        written by every run), best first: which model's forecasts held up out of sample over
+        the stored history, after their warm-up.
+
+        Returns
+        -------
+        polars.DataFrame
+            One row per model: ``model``, ``rank`` (1 is best), ``score`` (the mean of the
+            model's ranks on three criteria: the bias of every test portfolio, the realised
+            volatility of the minimum-variance portfolio and the Gaussian negative
+            log-likelihood), ``n_obs`` and the statistics (README, "The leaderboard";
+            `core.leaderboard.LEADERBOARD_SCHEMA`), then ``as_of``, the last forecast date.
+            Independent of the ``model`` the `RiskModel` was opened with.
+
+        Raises
+        ------
+        NoForecastError
+            The store holds no leaderboard yet (run ``factorcov materialize``).
+        """
+        if not self.reader.has_table(LEADERBOARD_TABLE):
+            raise NoForecastError(
+                f"{self.location} holds no model leaderboard yet: run `factorcov materialize`"
+            )
+        return self.reader.frame(f"SELECT * FROM {LEADERBOARD_TABLE} ORDER BY rank, model")
 
     # ---- export and SQL ---------------------------------------------------------------------
 

@@ -23,7 +23,14 @@ from factorcov_pipeline.storage import quote_ident
 
 Reader = Callable[[str, Sequence[Any]], pl.DataFrame]
 
-__all__ = ["NoForecastError", "Reader", "forecast_dates", "load_risk_models", "require_forecast"]
+__all__ = [
+    "NoForecastError",
+    "Reader",
+    "forecast_dates",
+    "load_risk_models",
+    "load_risk_models_of",
+    "require_forecast",
+]
 
 
 def nearest_text(dates: Sequence[dt.date], day: dt.date) -> str:
@@ -89,21 +96,44 @@ def load_risk_models(
     forecast at it. Assets: those with both an exposure and a specific risk on the date.
     ``model`` selects one covariance model of a store that keeps several (a ``model`` column
     on factor_covariance); None reads the only one."""
-    clause, params = _model_clause(model)
-    cov = read(
-        "SELECT date, factor_1, factor_2, covariance FROM factor_covariance "
-        f"WHERE date BETWEEN ? AND ?{clause} ORDER BY date",
-        [start, end, *params],
-    )
-    if cov.height == 0:
-        return {}
+    return load_risk_models_of(read, start, end, [model])[model]
+
+
+ModelClause = Callable[[str | None], tuple[str, list[Any]]]
+
+
+def load_risk_models_of(
+    read: Reader,
+    start: dt.date,
+    end: dt.date,
+    models: Sequence[str | None],
+    clause: ModelClause = _model_clause,
+) -> dict[str | None, dict[dt.date, RiskSnapshot]]:
+    """`load_risk_models` of several covariance models at once: the exposures and specific
+    risks, which the models share, are read and laid out once, and each model's snapshots
+    hold the same exposure and specific risk arrays (read-only) with the model's covariance.
+    ``clause(model)``: the condition selecting a model's rows of factor_covariance (default
+    ``AND model = ?``; the pipeline passes `BaseStore.model_clause`, which knows a file
+    written before the column existed)."""
+    covs = {}
+    for m in models:
+        where, params = clause(m)
+        covs[m] = read(
+            "SELECT date, factor_1, factor_2, covariance FROM factor_covariance "
+            f"WHERE date BETWEEN ? AND ?{where} ORDER BY date",
+            [start, end, *params],
+        )
+    out: dict[str | None, dict[dt.date, RiskSnapshot]] = {m: {} for m in models}
+    present = [c for c in covs.values() if c.height]
+    if not present:
+        return out
     groups = read(
         "SELECT factor, min(factor_group) AS factor_group FROM factor_returns "
         "WHERE date = (SELECT max(date) FROM factor_returns WHERE date <= ?) GROUP BY factor",
         [end],
     )
     group_of = dict(zip(groups["factor"].to_list(), groups["factor_group"].to_list(), strict=True))
-    factors = sorted(set(cov["factor_1"].to_list()))
+    factors = sorted(set(present[0]["factor_1"].to_list()))
     k = len(factors)
     # The stored wide exposures (the `exposures` view is their long form: Market 1, own
     # category 1, styles), ten times fewer rows to read than the view, joined to the assets
@@ -122,21 +152,10 @@ def load_risk_models(
         [start, end, start, end],
     )
     if spec.height == 0 or not spec["_has"].any():
-        return {}
+        return out
     fpos = pl.DataFrame({"factor": factors, "_k": np.arange(k)})
-    cc = cov.join(fpos, left_on="factor_1", right_on="factor", maintain_order="left").join(
-        fpos.rename({"_k": "_l"}), left_on="factor_2", right_on="factor", maintain_order="left"
-    )
     style_k = np.array([factors.index(c) for c in styles], dtype=np.int64)
     groups_k = [str(group_of.get(f_, "")) for f_ in factors]
-    # Every column as one array, each date a slice of it (the frames come in date order):
-    # the loop below only slices and scatters (a chunk of 84 sessions x 3,000 assets).
-    c_days, c_k, c_l = (
-        cc["date"].to_numpy(),
-        cc["_k"].to_numpy(),
-        cc["_l"].to_numpy(),
-    )
-    c_val = cc["covariance"].to_numpy()
     s_days, s_ids = spec["date"].to_numpy(), spec["asset_id"].to_numpy().astype(np.str_)
     s_risk, s_has = spec["specific_risk"].to_numpy(), spec["_has"].to_numpy()
     s_cat = (
@@ -151,29 +170,52 @@ def load_risk_models(
             int(np.searchsorted(days, day, "left")), int(np.searchsorted(days, day, "right"))
         )
 
-    out: dict[dt.date, RiskSnapshot] = {}
-    for day in cc["date"].unique(maintain_order=True).to_list():  # dates; each vectorised
-        d64 = np.datetime64(day, "D")
-        cs, ss = bounds(c_days, d64), bounds(s_days, d64)
-        has = s_has[ss]
-        if not has.any():
+    # each date's assets, exposures and specific risks, built once for every model
+    shared: dict[dt.date, tuple[np.ndarray, np.ndarray, np.ndarray] | None] = {}
+
+    def assets_of(day: dt.date) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        if day not in shared:
+            ss = bounds(s_days, np.datetime64(day, "D"))
+            has = s_has[ss]
+            if not has.any():
+                shared[day] = None
+                return None
+            n = int(has.sum())
+            x = np.zeros((n, k))
+            x[:, markets] = 1.0
+            cat = s_cat[ss][has]
+            known = ~np.isnan(cat)
+            x[np.flatnonzero(known), cat[known].astype(np.int64)] = 1.0
+            if styles:
+                x[:, style_k] = s_styles[ss][has]
+            shared[day] = (s_ids[ss][has], x, s_risk[ss][has])
+        return shared[day]
+
+    for m, cov in covs.items():
+        if cov.height == 0:
             continue
-        n = int(has.sum())
-        x = np.zeros((n, k))
-        x[:, markets] = 1.0
-        cat = s_cat[ss][has]
-        known = ~np.isnan(cat)
-        x[np.flatnonzero(known), cat[known].astype(np.int64)] = 1.0
-        if styles:
-            x[:, style_k] = s_styles[ss][has]
-        f = np.full((k, k), np.nan)
-        f[c_k[cs], c_l[cs]] = c_val[cs]
-        out[day] = RiskSnapshot(
-            asset_ids=s_ids[ss][has],
-            factors=factors,
-            factor_groups=groups_k,
-            exposures=x,
-            covariance=f,
-            specific_risk=s_risk[ss][has],
+        cc = cov.join(fpos, left_on="factor_1", right_on="factor", maintain_order="left").join(
+            fpos.rename({"_k": "_l"}), left_on="factor_2", right_on="factor", maintain_order="left"
         )
+        # Every column as one array, each date a slice of it (the frames come in date
+        # order): the loop below only slices and scatters (a chunk of 84 sessions x 3,000
+        # assets).
+        c_days, c_k, c_l = cc["date"].to_numpy(), cc["_k"].to_numpy(), cc["_l"].to_numpy()
+        c_val = cc["covariance"].to_numpy()
+        for day in cc["date"].unique(maintain_order=True).to_list():  # dates; each vectorised
+            found = assets_of(day)
+            if found is None:
+                continue
+            ids, x, risk = found
+            cs = bounds(c_days, np.datetime64(day, "D"))
+            f = np.full((k, k), np.nan)
+            f[c_k[cs], c_l[cs]] = c_val[cs]
+            out[m][day] = RiskSnapshot(
+                asset_ids=ids,
+                factors=factors,
+                factor_groups=groups_k,
+                exposures=x,
+                covariance=f,
+                specific_risk=risk,
+            )
     return out

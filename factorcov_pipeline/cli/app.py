@@ -7,6 +7,9 @@
     factorcov risk --portfolio FILE --date D [--benchmark FILE] [--format table|json|csv]
                                                                            (cli/risk.py)
     factorcov export --date D --out DIR [--force]                          (cli/export.py)
+    factorcov compare [--format table|csv|json|markdown]                   (cli/compare.py)
+
+`risk`, `show` and `export` read one covariance model, `--model NAME` (default `default`).
 
 Each command's module is imported when the command runs, so `factorcov --help` and argument
 errors stay fast; so are the settings and storage layers the errors below come from, after the
@@ -82,6 +85,21 @@ def _export(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from factorcov_pipeline.cli import compare
+
+    return compare.run(args)
+
+
+def _add_model_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        default="default",
+        help="the covariance model to read (default: default, the one of factor_cov_settings; "
+        "`factorcov compare` lists the stored ones)",
+    )
+
+
 def _add_risk_parser(sub: Any) -> None:
     risk = sub.add_parser("risk", help="risk report of a portfolio at a date")
     risk.add_argument("--portfolio", required=True, help="CSV/Parquet file: asset_id, weight")
@@ -99,6 +117,7 @@ def _add_risk_parser(sub: Any) -> None:
         help="list every factor in the table, also those with zero exposure",
     )
     risk.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the file")
+    _add_model_option(risk)
     risk.set_defaults(func=_risk)
 
 
@@ -111,6 +130,7 @@ def _add_export_parser(sub: Any) -> None:
     export.add_argument("--out", required=True, help="the directory to write the files to")
     export.add_argument("--force", action="store_true", help="replace files of an earlier export")
     export.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the file")
+    _add_model_option(export)
     export.set_defaults(func=_export)
 
 
@@ -175,8 +195,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("date", help="the session (YYYY-MM-DD)")
     show.add_argument("--factors", nargs="+", help="only these factors (names as stored)")
+    _add_model_option(show)
     _add_reader_options(show)
     show.set_defaults(func=_show)
+    compare = sub.add_parser(
+        "compare", help="the leaderboard of the stored covariance models, best first"
+    )
+    compare.add_argument(
+        "--format",
+        choices=("table", "csv", "json", "markdown"),
+        default="table",
+        help="table (default, for reading), or csv / json (a list of objects) / markdown",
+    )
+    _add_reader_options(compare)
+    compare.set_defaults(func=_compare)
     st = sub.add_parser("settings", help="print the settings in force as JSON")
     st.add_argument("--settings")
     st.set_defaults(func=_settings)

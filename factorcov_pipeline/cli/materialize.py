@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     storage = storage_resource()
     store = storage.store()
     # Before anything is written: a DuckDB file (or a new one), built with these settings.
-    store.check_identity(settings.fingerprint())
+    store.check_identity(settings.fingerprint(), settings.models_json())
     n_sessions = len(calendar.sessions(start, end))
     console.print(
         f"factorcov: materialising {n_sessions} session(s) {start} .. {end} "

@@ -16,12 +16,17 @@ if TYPE_CHECKING:
 def _open_model(args: argparse.Namespace) -> RiskModel:
     """The configured store (PostgreSQL when FACTORCOV_DATABASE_URL is set, else the DuckDB
     file) opened read-only, its queries stopped after ``--timeout`` seconds."""
+    from factorcov_pipeline.api.errors import UnknownModelError
     from factorcov_pipeline.api.model import RiskModel
     from factorcov_pipeline.cli.risk import configured_store
 
     if args.timeout < 0:
         raise UsageError(f"--timeout {args.timeout:g} is negative (0: no limit)")
-    return RiskModel.from_store(configured_store(args.wait), timeout=args.timeout)
+    model = getattr(args, "model", None) or "default"
+    try:
+        return RiskModel.from_store(configured_store(args.wait), model=model, timeout=args.timeout)
+    except UnknownModelError as err:
+        raise UsageError(str(err)) from None
 
 
 def sql(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """`factorcov risk`: the risk report of one portfolio (optionally against a benchmark) at a date.
 
     factorcov risk --portfolio FILE --date D [--benchmark FILE] [--format table|json|csv]
-                   [--drop-unknown] [--all-factors] [--wait S]
+                   [--drop-unknown] [--all-factors] [--wait S] [--model NAME]
 
 A thin layer over the Python API: `RiskModel.risk` on the configured store (the DuckDB file, or
 PostgreSQL when FACTORCOV_DATABASE_URL is set) computes the report, `render/risk_report.py`
@@ -35,7 +35,7 @@ def configured_store(wait: float) -> BaseStore:
 def run(args: argparse.Namespace, day: dt.date) -> int:
     """The body of `factorcov risk` (cli/app.py parses the arguments)."""
     store = configured_store(args.wait)
-    with RiskModel.from_store(store) as model:
+    with RiskModel.from_store(store, model=args.model) as model:
         report = model.risk(
             args.portfolio, day, args.benchmark, drop_unknown=args.drop_unknown
         ).to_dict()

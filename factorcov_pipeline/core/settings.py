@@ -28,6 +28,7 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     StrictFloat,
     ValidationError,
+    create_model,
     field_validator,
     model_serializer,
     model_validator,
@@ -441,22 +442,157 @@ class PortfolioRiskSettings(_Settings):
     drop_unknown: bool = False
 
 
+# The covariance model of `factor_cov_settings` itself (issue 22: a file holds several).
+DEFAULT_MODEL = "default"
+# A model's name: a column value in every per-model table, a suffix of its recursion states'
+# keys (`factor_volatility@<name>`) and a command-line argument (`--model NAME`), so a short
+# identifier: letters, digits, `_` and `-`, at most MAX_MODEL_NAME characters.
+MAX_MODEL_NAME = 40
+MODEL_NAME = re.compile(rf"^[A-Za-z0-9_-]{{1,{MAX_MODEL_NAME}}}$")
+
+
+def _override_field(name: str) -> tuple[Any, Any]:
+    """The field `name` of FactorCovarianceSettings as an override: the same type and bounds
+    (strict), but optional: a key left out keeps the file's own `factor_cov_settings` value,
+    while an explicit null is a value (`halflife_vra: null` turns the regime adjustment off)."""
+    info = FactorCovarianceSettings.model_fields[name]
+    annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+    return annotation, None
+
+
+class _Overrides(_Settings):
+    """Base of `CovarianceModelOverrides`: a partial `factor_cov_settings` whose defaults are
+    not validated (an unset key is not a value) and which prints only the keys it was given."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=False, strict=True, allow_inf_nan=False
+    )
+
+    @model_serializer(mode="wrap")
+    def _only_given(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if k in self.model_fields_set}
+        return data
+
+    def given(self) -> dict[str, Any]:
+        """The keys the settings file gave, with their validated values."""
+        return {k: getattr(self, k) for k in self.model_fields_set}
+
+
+# One model's entry of `models`: any of the keys of `factor_cov_settings`, each with its type
+# and bounds (an unknown key or a wrong type is refused as `models.<name>.<key>`).
+CovarianceModelOverrides = create_model(  # type: ignore[call-overload]
+    "CovarianceModelOverrides",
+    __base__=_Overrides,
+    **{name: _override_field(name) for name in FactorCovarianceSettings.model_fields},
+)
+
+
 class FactorCovarianceReportSettingsV2(_Settings):
-    """The whole report: the risk model and the covariance settings (the tutorial's shape)."""
+    """The whole report: the risk model and the covariance settings (the tutorial's shape).
+
+    `models` (issue 22; optional, default none): more covariance models of the same factor
+    model, computed beside the one of `factor_cov_settings` (named `default`) in every
+    covariance table (their `model` column). Each is a name and a partial
+    `factor_cov_settings` merged over the file's own, e.g. `{"eigen":
+    {"eigen_adjustment_scale": 1.2}, "fast": {"halflife_vol": 42, "halflife_cor": 84}}`, and
+    validated as a whole (`covariance_models`). Not part of `fingerprint`: a model can be added
+    to a file; each model's own settings are the file's `covariance_models` table.
+    """
 
     factor_model_settings: FactorRiskModelSettings = Field(default_factory=FactorRiskModelSettings)
     factor_cov_settings: FactorCovarianceSettings = Field(default_factory=FactorCovarianceSettings)
     specific_risk_settings: SpecificRiskSettings = Field(default_factory=SpecificRiskSettings)
     portfolio_risk_settings: PortfolioRiskSettings = Field(default_factory=PortfolioRiskSettings)
+    models: dict[str, CovarianceModelOverrides] = Field(default_factory=dict)  # type: ignore[valid-type]
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _model_names(cls, value: Any) -> Any:
+        """Names first (before their settings): short identifiers, never `default`."""
+        if not isinstance(value, dict):
+            return value
+        for name in value:
+            if name == DEFAULT_MODEL:
+                raise ValueError(
+                    f"'{DEFAULT_MODEL}' is the model of factor_cov_settings and cannot be "
+                    "redefined: change factor_cov_settings, or give this model another name"
+                )
+            if not isinstance(name, str) or not MODEL_NAME.match(name):
+                raise ValueError(
+                    f"model name {_excerpt(name)} is not a name: use letters, digits, '_' and "
+                    f"'-' (at most {MAX_MODEL_NAME} characters)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _models_valid_as_a_whole(self) -> FactorCovarianceReportSettingsV2:
+        """Each model's settings merged over `factor_cov_settings` pass its own validators
+        (`shrink_cor_length` needs a method, ...); refused naming `models.<name>`."""
+        self.covariance_models()
+        return self
+
+    @model_serializer(mode="wrap")
+    def _models_when_given(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """`models` is printed only when the file has some: without it the settings print
+        (and are stored) exactly as before."""
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("models"):
+            data.pop("models", None)
+        return data
+
+    def covariance_models(self) -> dict[str, FactorCovarianceSettings]:
+        """Every covariance model, name -> its whole settings, `default` (the
+        `factor_cov_settings`) first, then `models` in the file's order."""
+        base = {
+            k: getattr(self.factor_cov_settings, k) for k in FactorCovarianceSettings.model_fields
+        }
+        out = {DEFAULT_MODEL: self.factor_cov_settings}
+        for name, overrides in self.models.items():
+            try:
+                out[name] = FactorCovarianceSettings.model_validate({**base, **overrides.given()})
+            except ValidationError as err:
+                first = err.errors()[0]
+                message = str(first.get("ctx", {}).get("error", first["msg"]))
+                raise ValueError(f"models.{name}: {message}") from None
+        return out
+
+    def model_names(self) -> list[str]:
+        """The covariance models' names, `default` first."""
+        return [DEFAULT_MODEL, *self.models]
+
+    def for_model(self, name: str) -> FactorCovarianceReportSettingsV2:
+        """These settings as the one model `name`: its covariance settings as
+        `factor_cov_settings` and no other models (what the per-model assets compute with)."""
+        if name == DEFAULT_MODEL and not self.models:
+            return self
+        return self.model_copy(
+            update={"factor_cov_settings": self.covariance_models()[name], "models": {}}
+        )
+
+    def model_json(self, name: str) -> str:
+        """The canonical JSON of model `name`'s whole covariance settings: its identity in the
+        file's `covariance_models` table."""
+        return json.dumps(self.covariance_models()[name].model_dump(mode="json"), sort_keys=True)
+
+    def models_json(self) -> dict[str, str]:
+        """`model_json` of every model, `default` first."""
+        return {
+            name: json.dumps(cov.model_dump(mode="json"), sort_keys=True)
+            for name, cov in self.covariance_models().items()
+        }
 
     def fingerprint(self) -> str:
         """A canonical JSON of the settings that change stored numbers (the model's identity).
 
         The blocks added in 0.3 (`specific_risk_settings`, `portfolio_risk_settings`) count only
         when they differ from their defaults, so a file built by 0.2 with the tutorial's settings
-        keeps its identity; any non-default value in them is part of it.
+        keeps its identity; any non-default value in them is part of it. `models` is not part of
+        it (a model may be added to a file; `covariance_models` keeps each model's settings).
         """
         dumped = self.model_dump(mode="json")
+        dumped.pop("models", None)
         for block in ("specific_risk_settings", "portfolio_risk_settings"):
             if dumped[block] == type(getattr(self, block))().model_dump(mode="json"):
                 del dumped[block]
@@ -486,6 +622,9 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
         if e["type"] == "extra_forbidden":
             msg = "unknown key (not a setting)"
         got = f" (got {_excerpt(e.get('input'))})" if e["type"] != "missing" else ""
+        if not loc and e["type"] == "value_error":  # a check of the whole (models.<name>: ...)
+            problems.append(str(e.get("ctx", {}).get("error", msg)))
+            continue
         problems.append(f"{loc or '<root>'}: {msg}{got}")
     more = f"; and {err.error_count() - 5} more" if err.error_count() > 5 else ""
     return f"invalid settings in {source}: " + "; ".join(problems) + more

@@ -36,8 +36,8 @@ class UserFactorReturns:
 
 
 # The wide report (`covariance_report`, the tutorial's `df_vcov`) has a column per factor
-# beside these two.
-REPORT_COLUMNS = ("date", "factor")
+# beside these (`model`, the covariance model, since issue 22).
+REPORT_COLUMNS = ("date", "factor", "model")
 # PostgreSQL truncates identifiers to NAMEDATALEN - 1 = 63 bytes (two long names that share
 # their first 63 bytes would become one column).
 MAX_NAME_BYTES = 63
@@ -58,7 +58,7 @@ def check_factor_names(source: str, names: list[str]) -> None:
       panicked on `"a\x00b"` after four tables had been written;
     - names equal up to case (`Mkt`, `MKT`): DuckDB compares column names case-insensitively
       and renamed the second `Mkt_1`, which failed the tie-out at the run's end;
-    - the report's own columns `date` and `factor` (in any case), refused only at
+    - the report's own columns `date`, `factor` and `model` (in any case), refused only at
       `covariance_report` before;
     - longer than 63 bytes of UTF-8: PostgreSQL truncates identifiers to 63 bytes;
     - `^`: the tutorial's `df_vcov` statement (`core/tieout.vcov_from_report`) cuts column

@@ -26,7 +26,7 @@ from factorcov_pipeline.core.eigen import EigenAdjustment
 from factorcov_pipeline.core.exposures import BOUND_FACTOR, descriptor_column
 from factorcov_pipeline.core.factors import FactorSet
 from factorcov_pipeline.core.panel import long_to_matrix, pairs_to_cube
-from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2
+from factorcov_pipeline.core.settings import DEFAULT_MODEL, FactorCovarianceReportSettingsV2
 from factorcov_pipeline.core.volatility import VolatilityForecaster
 from factorcov_pipeline.orchestration.assets import (
     covariance_report,
@@ -58,6 +58,7 @@ from factorcov_pipeline.orchestration.resources import (
     one_connection,
 )
 from factorcov_pipeline.storage import EXPOSURES_TABLE, Store, quote_ident
+from factorcov_pipeline.storage.contract import MODEL_COLUMN
 
 ZERO_SUM_TOL = 1e-10
 CONSISTENCY_TOL = 1e-12
@@ -104,7 +105,8 @@ def _df_vcov(store: Store, first: dt.date, last: dt.date) -> pd.DataFrame:
     The vendor's report arrives as float32 (the tutorial's tie-outs compare float32 frames):
     the tie-out checks cast it the same way to run the tutorial's assertions as written.
     """
-    rep = store.read_dates("covariance_report", first, last).to_pandas()
+    rep = store.read_dates("covariance_report", first, last, model=DEFAULT_MODEL)
+    rep = rep.drop(MODEL_COLUMN, strict=False).to_pandas()
     rep["date"] = pd.DatetimeIndex(pd.to_datetime(rep["date"])).as_unit("ns")
     return rep.set_index(["date", "factor"])
 
@@ -139,12 +141,18 @@ def _tieout_inputs(
 
 
 def _stored_chunks(
-    store: Store, table: str, dates: list[dt.date], names: tuple[str, ...], value: str
+    store: Store,
+    table: str,
+    dates: list[dt.date],
+    names: tuple[str, ...],
+    value: str,
+    model: str | None = None,
 ) -> Iterator[tuple[list[dt.date], np.ndarray]]:
-    """`read_panel` a chunk of sessions at a time: a K x K table over 10 years at 72 factors is
-    13 million rows, several GiB as one frame (benchmark 5's memory peak)."""
+    """`read_panel` a chunk of sessions at a time (of covariance model `model`): a K x K table
+    over 10 years at 72 factors is 13 million rows, several GiB as one frame (benchmark 5's
+    memory peak)."""
     for chunk in date_chunks(dates, size=matrix_chunk_sessions(len(names))):
-        days, values = read_panel(store, table, chunk[0], chunk[-1], names, value)
+        days, values = read_panel(store, table, chunk[0], chunk[-1], names, value, model)
         if days:
             yield days, values
 
@@ -178,6 +186,30 @@ def _forecast_verdicts(
             out[day] = _no_history(day)
         else:
             out[day] = Verdict(False, {}, f"no {what} stored for this session")
+    return out
+
+
+def _every_model(
+    per_model: dict[str, dict[dt.date, Verdict]],
+) -> dict[dt.date, Verdict]:
+    """One verdict per session from each covariance model's (issue 22): passed when every
+    model's passed; the metadata and description of `default`, and, when a model failed, its
+    name and what failed (`failed_models` counts them). With one model, its verdicts."""
+    if list(per_model) == [DEFAULT_MODEL]:
+        return per_model[DEFAULT_MODEL]
+    out = {}
+    for day, base in per_model[DEFAULT_MODEL].items():
+        failed = {name: v[day] for name, v in per_model.items() if not v[day].passed}
+        if not failed:
+            out[day] = base
+            continue
+        said = []
+        for name, verdict in failed.items():
+            numbers = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                                for k, v in verdict.metadata.items())  # fmt: skip
+            what = verdict.description or "failed"
+            said.append(f"model {name}: {what}" + (f" ({numbers})" if numbers else ""))
+        out[day] = Verdict(False, {**base.metadata, "failed_models": len(failed)}, "; ".join(said))
     return out
 
 
@@ -454,12 +486,18 @@ def factor_volatility_valid(
 ) -> Iterator[AssetCheckEvaluation | Output]:
     """Volatilities are finite and non-negative for every factor and date."""
     settings, store, dates, factors = _scope(context, storage, model)
-    per_date = {}
-    for days, V in _stored_chunks(store, "factor_volatility", dates, factors.names, "volatility"):
-        invalid = (~np.isfinite(V)).sum(axis=1) + (V < 0).sum(axis=1)
-        for day, n in zip(days, invalid, strict=True):
-            per_date[day] = Verdict(bool(n == 0), {"invalid": int(n)})
-    verdicts = _forecast_verdicts(dates, _first_forecast(store, settings), per_date, "volatilities")
+    per_model = {}
+    for name in settings.model_names():
+        per_date = {}
+        for days, V in _stored_chunks(
+            store, "factor_volatility", dates, factors.names, "volatility", name
+        ):
+            invalid = (~np.isfinite(V)).sum(axis=1) + (V < 0).sum(axis=1)
+            for day, n in zip(days, invalid, strict=True):
+                per_date[day] = Verdict(bool(n == 0), {"invalid": int(n)})
+        first = _first_forecast(store, settings.for_model(name))
+        per_model[name] = _forecast_verdicts(dates, first, per_date, "volatilities")
+    verdicts = _every_model(per_model)
     yield from session_evaluations(context, verdicts, "finite, non-negative volatilities")
 
 
@@ -470,8 +508,24 @@ def factor_correlation_valid(
 ) -> Iterator[AssetCheckEvaluation | Output]:
     """Correlations are finite, symmetric, with unit diagonal and entries in [-1, 1]."""
     settings, store, dates, factors = _scope(context, storage, model)
+    per_model = {}
+    for name in settings.model_names():
+        per_date = _correlation_verdicts(store, dates, factors, name)
+        first = _first_forecast(store, settings.for_model(name))
+        per_model[name] = _forecast_verdicts(dates, first, per_date, "correlations")
+    yield from session_evaluations(
+        context, _every_model(per_model), "finite, symmetric, unit diagonal, |rho| <= 1"
+    )
+
+
+def _correlation_verdicts(
+    store: Store, dates: list[dt.date], factors: FactorSet, model: str
+) -> dict[dt.date, Verdict]:
+    """`factor_correlation_valid`'s verdict of each stored date of covariance model `model`."""
     per_date = {}
-    for days, C in _stored_chunks(store, "factor_correlation", dates, factors.names, "correlation"):
+    for days, C in _stored_chunks(
+        store, "factor_correlation", dates, factors.names, "correlation", model
+    ):
         finite = np.isfinite(C).all(axis=(1, 2))
         asym = np.abs(C - C.transpose(0, 2, 1)).max(axis=(1, 2))
         diag = np.abs(np.diagonal(C, axis1=1, axis2=2) - 1).max(axis=1)
@@ -486,10 +540,7 @@ def factor_correlation_valid(
                     "finite": bool(finite[i]),
                 },
             )
-    verdicts = _forecast_verdicts(dates, _first_forecast(store, settings), per_date, "correlations")
-    yield from session_evaluations(
-        context, verdicts, "finite, symmetric, unit diagonal, |rho| <= 1"
-    )
+    return per_date
 
 
 @asset_check(asset=factor_covariance, partitions_def=trading_sessions, blocking=True)
@@ -500,8 +551,24 @@ def factor_covariance_symmetric_psd(
     """Every covariance matrix is finite, symmetric and positive semi-definite (smallest
     eigenvalue >= -1e-12 x the largest variance; asymmetry <= 1e-12 x the largest variance)."""
     settings, store, dates, factors = _scope(context, storage, model)
+    per_model = {}
+    for name in settings.model_names():
+        per_date = _covariance_verdicts(store, dates, factors, name)
+        first = _first_forecast(store, settings.for_model(name))
+        per_model[name] = _forecast_verdicts(dates, first, per_date, "covariances")
+    yield from session_evaluations(
+        context, _every_model(per_model), "symmetric and positive semi-definite"
+    )
+
+
+def _covariance_verdicts(
+    store: Store, dates: list[dt.date], factors: FactorSet, model: str
+) -> dict[dt.date, Verdict]:
+    """`factor_covariance_symmetric_psd`'s verdict of each stored date of model `model`."""
     per_date = {}
-    for days, S in _stored_chunks(store, "factor_covariance", dates, factors.names, "covariance"):
+    for days, S in _stored_chunks(
+        store, "factor_covariance", dates, factors.names, "covariance", model
+    ):
         non_finite = (~np.isfinite(S)).sum(axis=(1, 2))
         clean = np.where(np.isfinite(S), S, 0.0)
         asym = np.abs(clean - clean.transpose(0, 2, 1)).max(axis=(1, 2))
@@ -519,8 +586,7 @@ def factor_covariance_symmetric_psd(
                 bool(ok),
                 {"max_asymmetry": float(asym[i]), "min_relative_eigenvalue": float(rel[i])},
             )
-    verdicts = _forecast_verdicts(dates, _first_forecast(store, settings), per_date, "covariances")
-    yield from session_evaluations(context, verdicts, "symmetric and positive semi-definite")
+    return per_date
 
 
 def _vol_is_tutorial(settings: object) -> bool:

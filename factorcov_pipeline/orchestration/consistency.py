@@ -42,6 +42,7 @@ ASSET_TABLES: dict[str, tuple[str, ...]] = {
     "specific_risk": ("specific_risk",),
     "portfolio_risk": ("portfolio_risk", "portfolio_risk_contributions"),
     "risk_backtest": ("risk_backtest", "specific_risk_bias"),
+    "model_leaderboard": ("model_leaderboard",),
 }
 STATE_ASSETS = ("factor_volatility", "factor_correlation", "specific_risk")
 

@@ -12,7 +12,7 @@ before the next starts:
 | 3 | `factor_volatility`, `factor_correlation`, `specific_risk` (recursions) | one, the whole range |
 | 4 | `factor_covariance`, `covariance_report` | one per chunk, concurrent |
 | 5 | `forecast_bias` (its windows read the previous chunk's covariances), `portfolio_risk` | one per chunk, concurrent |
-| 6 | `risk_backtest` | one, the whole range |
+| 6 | `risk_backtest`, `model_leaderboard` | one, the whole range |
 
 Every run executes its assets' checks. The result equals one sequential run bit for bit
 (tests/test_parallel.py): every asset computes a date from the same stored inputs either way.
@@ -45,7 +45,7 @@ STAGES: tuple[tuple[tuple[str, ...], bool], ...] = (
     (("factor_volatility", "factor_correlation", "specific_risk"), False),
     (("factor_covariance", "covariance_report"), True),
     (("forecast_bias", "portfolio_risk"), True),
-    (("risk_backtest",), False),
+    (("risk_backtest", "model_leaderboard"), False),
 )
 # Assets that `run_parallel` runs per chunk (stages of concurrent runs; a stage starts when the
 # previous one has ended, so factor_returns and forecast_bias may read the previous chunk's rows).
@@ -80,6 +80,7 @@ IN_DATE_ORDER = frozenset(
         "specific_risk",
         "forecast_bias",
         "risk_backtest",
+        "model_leaderboard",
     }
 )
 

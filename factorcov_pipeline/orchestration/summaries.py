@@ -13,7 +13,7 @@ before it).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -21,9 +21,10 @@ import polars as pl
 from dagster import MetadataValue
 
 from factorcov_pipeline.core.backtest import SAMPLE_ALL, SAMPLE_WARM, outcome_summary
+from factorcov_pipeline.core.settings import DEFAULT_MODEL
 from factorcov_pipeline.orchestration.metadata import table
 from factorcov_pipeline.storage import Store, TableWrite, quote_ident
-from factorcov_pipeline.storage.contract import WHOLE_TABLE_SPAN
+from factorcov_pipeline.storage.contract import MODEL_COLUMN, WHOLE_TABLE_SPAN
 
 OUTCOME_COLUMNS = "date, portfolio, portfolio_kind, realised_return, predicted_risk, warm"
 MAX_ROUNDS = 5
@@ -48,9 +49,12 @@ LABELS = {
 }
 
 
-def _fingerprint(store: Store, outcomes: str) -> tuple[Any, ...]:
+def _fingerprint(store: Store, outcomes: str, model: str) -> tuple[Any, ...]:
+    clause, params = store.model_clause(outcomes, model)
     row = store.read(
-        f"SELECT count(*) AS n, min(date) AS a, max(date) AS b FROM {quote_ident(outcomes)}"
+        f"SELECT count(*) AS n, min(date) AS a, max(date) AS b FROM {quote_ident(outcomes)} "
+        f"WHERE 1 = 1{clause}",
+        params,
     )
     return tuple(row.row(0))
 
@@ -59,17 +63,23 @@ def replace_summary(
     store: Store,
     outcomes: str,
     summary: str,
-    settings_json: str,
+    identity: Mapping[str, Any],
     warm_of: Callable[[list[dt.date]], np.ndarray] | None = None,
+    model: str = DEFAULT_MODEL,
 ) -> pl.DataFrame:
-    """Replace `summary` with `core.backtest.outcome_summary` of every row of `outcomes`
-    (module docstring) and return it as stored. ``warm_of`` gives the warm flags of dates whose
-    stored `warm` is NULL (rows written before the column existed)."""
+    """Replace covariance model `model`'s rows of `summary` with `core.backtest.outcome_summary`
+    of its every row of `outcomes` (module docstring) and return them as stored (with the
+    `model` column). ``identity``: the write's identity arguments (`assets.models.identity`).
+    ``warm_of`` gives the warm flags of dates whose stored `warm` is NULL (rows written before
+    the column existed)."""
     frame = pl.DataFrame()
+    clause, params = store.model_clause(outcomes, model)
     for _ in range(MAX_ROUNDS):
-        before = _fingerprint(store, outcomes)
+        before = _fingerprint(store, outcomes, model)
         rows = store.read(
-            f"SELECT {OUTCOME_COLUMNS} FROM {quote_ident(outcomes)} ORDER BY date, portfolio"
+            f"SELECT {OUTCOME_COLUMNS} FROM {quote_ident(outcomes)} WHERE 1 = 1{clause} "
+            "ORDER BY date, portfolio",
+            params,
         )
         if warm_of is not None and rows.height and rows["warm"].null_count():
             unknown = rows.filter(pl.col("warm").is_null())["date"].unique().sort().to_list()
@@ -82,9 +92,12 @@ def replace_summary(
                 .with_columns(pl.col("warm").fill_null(pl.col("_w")))
                 .drop("_w")
             )
-        frame = outcome_summary(rows)
-        store.replace([TableWrite(summary, frame)], WHOLE_TABLE_SPAN, settings_json=settings_json)
-        if _fingerprint(store, outcomes) == before:
+        frame = outcome_summary(rows).with_columns(
+            pl.lit(model, dtype=pl.String).alias(MODEL_COLUMN)
+        )
+        write = TableWrite(summary, frame, keys={MODEL_COLUMN: [model]})
+        store.replace([write], WHOLE_TABLE_SPAN, **identity)
+        if _fingerprint(store, outcomes, model) == before:
             break
     return frame
 

@@ -1,6 +1,7 @@
 """What each asset page of the UI shows: per-session numbers and last-session figures/tables.
 
-Each function reads the stored history it draws (up to the range's last session) and returns
+Each function reads the stored history it draws (up to the range's last session; of the
+`default` covariance model, issue 22) and returns
 `(per_session, last)`: the numbers of each session of the range, and the figures and tables of
 the range's last session (`metadata.per_session` / `metadata.on_last_session` publish them).
 In a run nobody will see, no figure is drawn (`metadata.figures_wanted`).
@@ -16,9 +17,11 @@ import polars as pl
 
 from factorcov_pipeline.core.factors import FactorSet
 from factorcov_pipeline.core.panel import long_to_matrix, pairs_to_cube
+from factorcov_pipeline.core.settings import DEFAULT_MODEL
 from factorcov_pipeline.orchestration.metadata import figures_wanted, image, table
 from factorcov_pipeline.render import plots
 from factorcov_pipeline.storage import Store
+from factorcov_pipeline.storage.contract import MODEL_COLUMN
 
 PerSession = dict[dt.date, dict[str, float | int]]
 EARLIEST = dt.date(1900, 1, 1)
@@ -35,7 +38,7 @@ def volatility(
     """Per session: the market's and the mean factor volatility (and `warm`); last session: the
     forecasts of the main factors over the stored history after their warm-up (plot; the
     warm-up alone while nothing is warm yet, saying so) and the last date's volatilities."""
-    history = store.read_dates("factor_volatility", EARLIEST, dates[-1])
+    history = store.read_dates("factor_volatility", EARLIEST, dates[-1], model=DEFAULT_MODEL)
     if history.height == 0:
         return {}, {}
     days = sorted(set(history["date"].to_list()))
@@ -82,10 +85,11 @@ def _per_date(
     """(date, SUM(value_sql)) of each stored date of the range, aggregated in the database: a
     range of 2,520 sessions x 72 factors is 13 million pairs, which must not come back as a
     frame (benchmark 5's memory)."""
+    clause, params = store.model_clause(table, DEFAULT_MODEL)
     frame = store.read(
-        f"SELECT date, SUM({value_sql}) AS v FROM {table} WHERE date BETWEEN ? AND ? "
+        f"SELECT date, SUM({value_sql}) AS v FROM {table} WHERE date BETWEEN ? AND ?{clause} "
         "GROUP BY date ORDER BY date",
-        [dates[0], dates[-1]],
+        [dates[0], dates[-1], *params],
     )
     return list(zip(frame["date"].to_list(), frame["v"].to_list(), strict=True))
 
@@ -94,7 +98,7 @@ def _last_matrix(
     store: Store, table: str, value: str, factors: FactorSet, day: dt.date
 ) -> tuple[np.ndarray, bool]:
     """The K x K matrix of `table` on `day`, and whether it is warm (`warm` on every row)."""
-    frame = store.read_dates(table, day, day)
+    frame = store.read_dates(table, day, day, model=DEFAULT_MODEL)
     warm = bool(frame["warm"].fill_null(False).all()) if "warm" in frame.columns else False
     return pairs_to_cube(frame, [day], factors.names, value)[0], warm
 
@@ -155,17 +159,19 @@ def report(store: Store, dates: list[dt.date]) -> dict[str, Any]:
     """Last session of the range with a report: its rows as stored (the tutorial's `df_vcov`
     layout: one row per factor, a column per factor, alphabetical; annualised covariances)
     with each factor's volatility, and whether the forecast is warm (`factor_covariance`)."""
+    clause, params = store.model_clause("covariance_report", DEFAULT_MODEL)
     day = store.read(
-        "SELECT max(date) AS d FROM covariance_report WHERE date BETWEEN ? AND ?",
-        [dates[0], dates[-1]],
+        f"SELECT max(date) AS d FROM covariance_report WHERE date BETWEEN ? AND ?{clause}",
+        [dates[0], dates[-1], *params],
     )["d"][0]
     if day is None:
         return {}
-    rows = store.read_dates("covariance_report", day, day).sort("factor").drop("date")
+    rows = store.read_dates("covariance_report", day, day, model=DEFAULT_MODEL)
+    rows = rows.sort("factor").drop("date", MODEL_COLUMN, strict=False)
     names = rows["factor"].to_list()
     values = rows.select(names).to_numpy()
     rows = rows.select("factor", pl.Series("volatility", np.sqrt(np.diagonal(values))), *names)
-    cov = store.read_dates("factor_covariance", day, day)
+    cov = store.read_dates("factor_covariance", day, day, model=DEFAULT_MODEL)
     warm = "warm" in cov.columns and bool(cov["warm"].fill_null(False).all())
     return {
         "latest_date": str(day),
@@ -206,7 +212,7 @@ def bias(store: Store, dates: list[dt.date], warm_after: int) -> tuple[PerSessio
     """Per session: mean |b - 1| of the windows ending then (and whether they are warm);
     last session: the mean bias statistic over time for factors and random portfolios (plot,
     ideal 1) of the windows whose forecasts are all warm, the axis clipped to them."""
-    history = store.read_dates("forecast_bias", EARLIEST, dates[-1])
+    history = store.read_dates("forecast_bias", EARLIEST, dates[-1], model=DEFAULT_MODEL)
     if history.height == 0:
         return {}, {}
     in_range = set(dates)

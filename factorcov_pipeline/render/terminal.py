@@ -260,6 +260,34 @@ def print_query(
     return None
 
 
+# polars dtypes as the query kinds of `storage.query` (DuckDB's type ids), for `frame_text`
+_POLARS_KINDS = {
+    "String": "varchar",
+    "Date": "date",
+    "Datetime": "timestamp",
+    "Boolean": "boolean",
+    "Float64": "double",
+    "Float32": "float",
+    "Int64": "bigint",
+    "Int32": "integer",
+    "Int16": "smallint",
+    "Int8": "tinyint",
+    "UInt64": "ubigint",
+    "UInt32": "uinteger",
+}
+
+
+def frame_text(frame: Any, fmt: str, width: int) -> str:
+    """A polars frame as `factorcov sql` prints a query's result in `fmt` (`FORMATS`): the
+    same table (every row), CSV, JSON or markdown (`factorcov compare`)."""
+    kinds = [_POLARS_KINDS.get(type(t).__name__, "varchar") for t in frame.dtypes]
+    rows = list(frame.iter_rows())
+    if fmt == "table":
+        return as_table(QueryResult(list(frame.columns), kinds, rows, len(rows)), width, None)
+    out = _Writer(fmt, list(frame.columns), [k in NUMERIC_KINDS for k in kinds])
+    return out.head() + (out.rows(rows, 0) if rows else "") + out.tail(len(rows))
+
+
 def write_stdout(text: str) -> None:
     """Write to stdout; a reader that closed the pipe early (`| head`) is not an error
     (Python's documented handling of SIGPIPE: point stdout at devnull so exit does not fail)."""

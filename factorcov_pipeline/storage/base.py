@@ -18,7 +18,14 @@ from typing import Any
 
 import polars as pl
 
-from factorcov_pipeline.storage.contract import TableWrite, ViewDef
+from factorcov_pipeline.core.settings import DEFAULT_MODEL
+from factorcov_pipeline.storage.contract import (
+    DATE_COLUMN,
+    MODEL_COLUMN,
+    TableWrite,
+    ViewDef,
+    quote_ident,
+)
 from factorcov_pipeline.storage.query import QueryConnection
 from factorcov_pipeline.storage.read_ahead import Chunk, Data, read_ahead, read_meanwhile
 from factorcov_pipeline.storage.write_behind import write_behind
@@ -52,15 +59,71 @@ class BaseStore(ABC):
 
     @abstractmethod
     def read_dates(
-        self, table: str, start: dt.date, end: dt.date, columns: str = "*", order: str = ""
+        self,
+        table: str,
+        start: dt.date,
+        end: dt.date,
+        columns: str = "*",
+        order: str = "",
+        model: str | None = None,
     ) -> pl.DataFrame:
-        """Rows of `table` with date in [start, end] (empty frame if the table is missing)."""
+        """Rows of `table` with date in [start, end] (empty frame if the table is missing),
+        only covariance model `model`'s when given (`model_clause`)."""
 
     @abstractmethod
     def stored_dates(
-        self, table: str, start: dt.date | None = None, end: dt.date | None = None
+        self,
+        table: str,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        model: str | None = None,
     ) -> list[dt.date]:
-        """The distinct dates stored in `table`, optionally only those in [start, end]."""
+        """The distinct dates stored in `table`, optionally only those in [start, end] and only
+        covariance model `model`'s (`model_clause`)."""
+
+    @abstractmethod
+    def has_table(self, name: str) -> bool:
+        """Whether a table or view `name` exists in the store's schema."""
+
+    def has_rows_before(self, table: str, day: dt.date, model: str | None = None) -> bool:
+        """Whether `table` holds rows dated before `day` (of covariance model `model` when
+        given); one row is looked up, not the history."""
+        if not self.has_table(table):
+            return False
+        clause, params = self.model_clause(table, model)
+        date_col = DATE_COLUMN.get(table, "date")
+        frame = self.read(
+            f"SELECT 1 AS one FROM {quote_ident(table)} WHERE {date_col} < ?{clause} LIMIT 1",
+            [day, *params],
+        )
+        return frame.height > 0
+
+    @abstractmethod
+    def _column_exists(self, table: str, column: str) -> bool:
+        """Whether `table` exists and has `column` (one catalog lookup)."""
+
+    def has_column(self, table: str, column: str) -> bool:
+        """Whether `table` has `column`; a column once found is remembered (columns are only
+        ever added), one not found is looked up again (a write may add it)."""
+        known: set[tuple[str, str]] = self.__dict__.setdefault("_known_columns", set())
+        if (table, column) in known:
+            return True
+        if self._column_exists(table, column):
+            known.add((table, column))
+            return True
+        return False
+
+    def model_clause(self, table: str, model: str | None, alias: str = "") -> tuple[str, list[Any]]:
+        """` AND model = ?` and its parameter, restricting a query of `table` to covariance
+        model `model` (nothing when `model` is None). A table written before several models
+        existed has no `model` column until its next write: its rows are all the `default`
+        model's (` AND 1 = 0` for any other model)."""
+        if model is None:
+            return "", []
+        prefix = f"{alias}." if alias else ""
+        if self.has_column(table, MODEL_COLUMN):
+            return f" AND {prefix}{MODEL_COLUMN} = ?", [model]
+        return ("", []) if model == DEFAULT_MODEL else (" AND 1 = 0", [])
 
     @abstractmethod
     def read_state(self, asset: str, day: dt.date) -> bytes | None:
@@ -78,9 +141,13 @@ class BaseStore(ABC):
         state: Mapping[str, Mapping[dt.date, bytes]] | None = None,
         settings_json: str | None = None,
         views: Sequence[ViewDef] = (),
+        models: Mapping[str, str] | None = None,
     ) -> None:
-        """Replace the rows of dates in [start, end] of every table in `writes`, the state and
-        the views, checking the settings identity, all in ONE transaction."""
+        """Replace the rows of dates in [start, end] of every table in `writes` (only those of
+        each write's `keys`), the state and the views, checking the settings identity, all in
+        ONE transaction. `models` (name -> settings JSON of each covariance model in force)
+        are checked against `covariance_models`; those the writes' `model` keys name and the
+        table does not list yet are added to it in the same transaction."""
 
     # Whether `write_behind` stores chunks on a background thread (the DuckDB store: DuckDB
     # inserts without holding Python's lock). PostgreSQL keeps writing in the step's thread.
@@ -131,9 +198,15 @@ class BaseStore(ABC):
         returns the tables that had rows there."""
 
     @abstractmethod
-    def check_identity(self, settings_json: str) -> None:
+    def check_identity(self, settings_json: str, models: Mapping[str, str] | None = None) -> None:
         """Before a run writes anything: refuse a store made with other settings, or holding
-        data but no settings row (`SettingsMismatchError`). Read-only."""
+        data but no settings row, or a covariance model of `models` (name -> settings JSON)
+        that it holds with other settings (`SettingsMismatchError`). Read-only."""
+
+    @abstractmethod
+    def stored_models(self) -> dict[str, str]:
+        """The covariance models the store holds (`covariance_models`): name -> settings
+        JSON, in the order they were added; empty before the table exists."""
 
     @abstractmethod
     def stored_settings(self) -> str | None:

@@ -10,11 +10,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
+
+from factorcov_pipeline.core.leaderboard import LEADERBOARD_SCHEMA
+from factorcov_pipeline.core.settings import DEFAULT_MODEL
+
+# The column that says which covariance model a row belongs to (issue 22). Part of the key of
+# every table whose rows depend on the covariance settings (`MODEL_TABLES`); appended last, so
+# that a file written before it existed (which gains it on its next write, `'default'` on its
+# old rows) and a new file have the same columns in the same order.
+MODEL_COLUMN = "model"
 
 # The bias summaries of forecast_bias and risk_backtest (`core/backtest.bias_report`): one row
 # per sample (`warm`: outcomes whose forecast was warm, the default reading; `all`: every
@@ -35,6 +44,16 @@ SUMMARY_COLUMNS: dict[str, str] = {
     "first_date": "DATE",
     "last_date": "DATE",
     "as_of": "DATE",
+}
+
+# DuckDB type names of the polars types of frames defined in the core.
+POLARS_TO_SQL: dict[type, str] = {
+    pl.String: "VARCHAR",
+    pl.Int64: "BIGINT",
+    pl.Int32: "INTEGER",
+    pl.Float64: "DOUBLE",
+    pl.Date: "DATE",
+    pl.Boolean: "BOOLEAN",
 }
 
 # The SQL contract: tables and columns users query (documented in the README). Tables whose
@@ -83,12 +102,14 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "factor": "VARCHAR",
         "volatility": "DOUBLE",
         "warm": "BOOLEAN",
+        "model": "VARCHAR",
     },
     "volatility_regime": {
         "date": "DATE",
         "bias_statistic": "DOUBLE",
         "vra_multiplier": "DOUBLE",
         "warm": "BOOLEAN",
+        "model": "VARCHAR",
     },
     "factor_correlation": {
         "date": "DATE",
@@ -96,6 +117,7 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "factor_2": "VARCHAR",
         "correlation": "DOUBLE",
         "warm": "BOOLEAN",
+        "model": "VARCHAR",
     },
     "factor_covariance": {
         "date": "DATE",
@@ -103,8 +125,10 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "factor_2": "VARCHAR",
         "covariance": "DOUBLE",
         "warm": "BOOLEAN",
+        "model": "VARCHAR",
     },
-    "covariance_report": {"date": "DATE", "factor": "VARCHAR"},
+    # the factors' columns come from the first write; `model` after them (APPENDED_COLUMNS)
+    "covariance_report": {"date": "DATE", "factor": "VARCHAR", "model": "VARCHAR"},
     "forecast_bias": {
         "window_end": "DATE",
         "portfolio": "VARCHAR",
@@ -112,6 +136,7 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "n_obs": "INTEGER",
         "bias": "DOUBLE",
         "warm": "BOOLEAN",
+        "model": "VARCHAR",
     },
     # One row per session t with a forecast at the previous forecast date and per test
     # portfolio of forecast_bias: the return realised at t and the risk forecast before it
@@ -123,8 +148,9 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "realised_return": "DOUBLE",
         "predicted_risk": "DOUBLE",
         "warm": "BOOLEAN",
+        "model": "VARCHAR",
     },
-    "forecast_bias_summary": SUMMARY_COLUMNS,
+    "forecast_bias_summary": {**SUMMARY_COLUMNS, "model": "VARCHAR"},
     "specific_risk": {
         "date": "DATE",
         "asset_id": "VARCHAR",
@@ -140,6 +166,7 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "specific_risk": "DOUBLE",
         "active_risk": "DOUBLE",
         "beta": "DOUBLE",
+        "model": "VARCHAR",
     },
     "portfolio_risk_contributions": {
         "date": "DATE",
@@ -147,6 +174,7 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "factor": "VARCHAR",
         "exposure": "DOUBLE",
         "contribution": "DOUBLE",
+        "model": "VARCHAR",
     },
     "risk_backtest": {
         "date": "DATE",
@@ -156,8 +184,9 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "predicted_risk": "DOUBLE",
         "warm": "BOOLEAN",
         "reason": "VARCHAR",
+        "model": "VARCHAR",
     },
-    "risk_backtest_summary": SUMMARY_COLUMNS,
+    "risk_backtest_summary": {**SUMMARY_COLUMNS, "model": "VARCHAR"},
     "specific_risk_bias": {
         "date": "DATE",
         "size_decile": "INTEGER",
@@ -165,11 +194,46 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "bias": "DOUBLE",
         "warm": "BOOLEAN",
     },
+    # One row per covariance model (`core/leaderboard.LEADERBOARD_SCHEMA`, ranked) over the
+    # stored history up to `as_of`, replaced as a whole by every run.
+    "model_leaderboard": {
+        **{c: POLARS_TO_SQL[type(t)] for c, t in LEADERBOARD_SCHEMA.items()},
+        "as_of": "DATE",
+    },
 }
+
+# Tables whose rows belong to one covariance model (`MODEL_COLUMN` in their key): a write
+# replaces the rows of the models it names (`TableWrite.keys`), never another model's.
+MODEL_TABLES = (
+    "factor_volatility",
+    "volatility_regime",
+    "factor_correlation",
+    "factor_covariance",
+    "covariance_report",
+    "forecast_bias",
+    "forecast_outcomes",
+    "forecast_bias_summary",
+    "portfolio_risk",
+    "portfolio_risk_contributions",
+    "risk_backtest",
+    "risk_backtest_summary",
+)
+# Contract columns created after the columns a first write brings (the wide report's factors):
+# where a column added to an existing table lands (ALTER TABLE ... ADD COLUMN appends).
+APPENDED_COLUMNS = (MODEL_COLUMN,)
+# The value the old rows of a table take when a later release adds a contract column to it
+# (SQL literals; a column not listed is NULL on them): rows written before several models
+# existed are the `default` model's.
+ADDED_COLUMN_VALUES = {MODEL_COLUMN: "'" + DEFAULT_MODEL + "'"}
+
+# Every covariance model the store holds: its name, its whole covariance settings (canonical
+# JSON, `FactorCovarianceReportSettingsV2.model_json`) and when its first rows were written.
+MODELS_TABLE = "covariance_models"
+MODELS_COLUMNS = {"model": "VARCHAR", "settings_json": "VARCHAR", "created_at": "TIMESTAMP"}
 
 # Tables that hold one summary of the whole stored history, replaced as a whole by every
 # write (`WHOLE_TABLE_SPAN` as the write's dates; their rows are keyed by `as_of`).
-SUMMARY_TABLES = ("forecast_bias_summary", "risk_backtest_summary")
+SUMMARY_TABLES = ("forecast_bias_summary", "risk_backtest_summary", "model_leaderboard")
 WHOLE_TABLE_SPAN = (dt.date(1, 1, 1), dt.date(9999, 12, 31))
 
 # Views of the SQL contract (created by the asset that writes their table, see `ViewDef`).
@@ -196,6 +260,20 @@ STATE_KEEP_RECENT_DAYS = 31
 SETTINGS_TABLE = "model_settings"
 
 
+# The recursion states of an asset, its per-model states (`<asset>@<model>`) included, of a
+# range of dates (`state_removal_params`); the same SQL in both stores.
+STATE_REMOVAL_SQL = (
+    f"DELETE FROM {STATE_TABLE} WHERE (asset = ? OR substr(asset, 1, length(?)) = ?) "
+    "AND date BETWEEN ? AND ?"
+)
+
+
+def state_removal_params(asset: str, start: dt.date, end: dt.date) -> list[Any]:
+    """The parameters of STATE_REMOVAL_SQL."""
+    prefix = f"{asset}@"
+    return [asset, prefix, prefix, start, end]
+
+
 def state_pruning_sql() -> str:
     """DELETE of one asset's states (parameters: asset, asset) older than the recent window
     that are not the last of their span; the same statement in DuckDB and PostgreSQL (date -
@@ -216,6 +294,30 @@ class StoreBusyError(RuntimeError):
 
 class SettingsMismatchError(RuntimeError):
     """The DuckDB file holds forecasts made with other settings than the ones in force."""
+
+
+def models_mismatch(
+    location: str, stored: Mapping[str, str], current: Mapping[str, str]
+) -> str | None:
+    """The refusal of models whose settings differ from those the store holds them with (one
+    line naming each model and the keys that differ), or None when every model of `current`
+    is new or the same. `stored`, `current`: name -> canonical settings JSON."""
+    differing = []
+    for name, now in current.items():
+        before = stored.get(name)
+        if before is not None and before != now:
+            diffs = _diff_settings(json.loads(before), json.loads(now))
+            differing.append(f"model {name!r}: " + "; ".join(diffs))
+    if not differing:
+        return None
+    return (
+        f"{location} holds covariance models made with other settings; "
+        + " | ".join(differing)
+        + ". Use the settings each model was built with (SELECT model, settings_json FROM "
+        "covariance_models), give the changed settings a new model name (computed over the "
+        "stored history by the next run), or delete the model's rows first (README, Several "
+        "covariance models)."
+    )
 
 
 def quote_ident(name: str) -> str:
@@ -283,19 +385,84 @@ def _diff_settings(stored: Any, current: Any, prefix: str = "") -> list[str]:
 
 @dataclass(frozen=True)
 class TableWrite:
-    """Rows of one table replacing the rows of `dates` in that table."""
+    """Rows of one table replacing the rows of `dates` in that table.
+
+    `keys`: replace only the stored rows whose columns hold these values, e.g.
+    `{"model": ["eigen"]}` replaces one model's rows of the dates and leaves the other
+    models'. A frame without `model` written to a table of `MODEL_TABLES` is the `default`
+    model's (`with_model_key`)."""
 
     table: str
     frame: pl.DataFrame
+    keys: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+    def with_model_key(self) -> TableWrite:
+        """This write with its `model` column and key made explicit: a frame of a per-model
+        table written without them (code and files of before 0.9) is the `default` model's."""
+        if self.table not in MODEL_TABLES or MODEL_COLUMN in self.frame.columns:
+            return self
+        frame = self.frame.with_columns(pl.lit(DEFAULT_MODEL, dtype=pl.String).alias(MODEL_COLUMN))
+        keys = {MODEL_COLUMN: [DEFAULT_MODEL], **self.keys}
+        return TableWrite(self.table, frame, keys)
+
+
+def delete_sql(table: str, keys: Mapping[str, Sequence[str]]) -> tuple[str, int]:
+    """The standard-SQL DELETE of a write's dates (`?` placeholders: start, end, then the
+    keys' values in order) restricted to `keys`, and the number of key values."""
+    date_col = DATE_COLUMN.get(table, "date")
+    sql = f"DELETE FROM {quote_ident(table)} WHERE {date_col} BETWEEN ? AND ?"
+    n = 0
+    for column, values in keys.items():
+        if not values:
+            sql += " AND 1 = 0"  # no value: nothing to replace
+            continue
+        sql += f" AND {quote_ident(column)} IN ({', '.join('?' * len(values))})"
+        n += len(values)
+    return sql, n
+
+
+def key_values(keys: Mapping[str, Sequence[str]]) -> list[str]:
+    """The keys' values in the order of `delete_sql`'s placeholders."""
+    return [str(v) for values in keys.values() for v in values]
+
+
+def table_columns_in_order(
+    table: str, frame_columns: Sequence[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The columns of a new `table`: the contract's fixed columns, then the columns of the
+    first write (`frame_columns`: name and type) that the contract does not fix, then the
+    contract's `APPENDED_COLUMNS` (so a new table's columns are those an old one has after
+    ALTER TABLE appended them)."""
+    contract = TABLE_COLUMNS.get(table, {})
+    appended = APPENDED_COLUMNS if table in MODEL_TABLES else ()
+    cols = {c: t for c, t in contract.items() if c not in appended}
+    for name, dtype in frame_columns:
+        if name not in appended:
+            cols.setdefault(name, dtype)
+    for name in appended:
+        if name in contract:
+            cols[name] = contract[name]
+        else:
+            found = dict(frame_columns).get(name)
+            if found is not None:
+                cols[name] = found
+    return list(cols.items())
 
 
 def distinct_dates_sql(
-    table: str, start: dt.date | None = None, end: dt.date | None = None
-) -> tuple[str, list[dt.date]]:
+    table: str,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    clause: tuple[str, list[Any]] = ("", []),
+) -> tuple[str, list[Any]]:
     """The standard-SQL query (column `d`, ascending) of the distinct dates stored in `table`,
-    optionally only those in [start, end], and its parameters; every Store runs it."""
+    optionally only those in [start, end] and matching `clause` (an ` AND ...` condition and
+    its parameters, `BaseStore.model_clause`), and its parameters; every Store runs it."""
     date_col = DATE_COLUMN.get(table, "date")
     where, params = [], []
+    if clause[0]:
+        where.append(clause[0].removeprefix(" AND "))
+        params.extend(clause[1])
     if start is not None:
         where.append(f"{date_col} >= ?")
         params.append(start)

@@ -34,8 +34,13 @@ import polars as pl
 from factorcov_pipeline import environment
 from factorcov_pipeline.storage.base import BaseStore
 from factorcov_pipeline.storage.contract import (
+    ADDED_COLUMN_VALUES,
     DATE_COLUMN,
+    MODEL_COLUMN,
+    MODELS_COLUMNS,
+    MODELS_TABLE,
     SETTINGS_TABLE,
+    STATE_REMOVAL_SQL,
     STATE_TABLE,
     TABLE_COLUMNS,
     SettingsMismatchError,
@@ -43,10 +48,15 @@ from factorcov_pipeline.storage.contract import (
     TableWrite,
     ViewDef,
     _diff_settings,
+    delete_sql,
     distinct_dates_sql,
+    key_values,
+    models_mismatch,
     quote_ident,
     state_pruning_sql,
+    state_removal_params,
     stored_identity,
+    table_columns_in_order,
 )
 from factorcov_pipeline.storage.query import (
     READ_ONLY_HINT,
@@ -270,6 +280,11 @@ def _absent_table(table: str) -> Iterator[None]:
             raise
 
 
+def _written_models(writes: Sequence[TableWrite]) -> set[str]:
+    """The covariance models whose rows `writes` replace (their `model` keys)."""
+    return {str(m) for w in writes for m in w.keys.get(MODEL_COLUMN, ())}
+
+
 def _is_lock_error(err: Exception) -> bool:
     text = str(err)
     return "Could not set lock" in text or "Conflicting lock" in text
@@ -484,30 +499,60 @@ class Store(BaseStore):
                     timer.cancel()
 
     def read_dates(
-        self, table: str, start: dt.date, end: dt.date, columns: str = "*", order: str = ""
+        self,
+        table: str,
+        start: dt.date,
+        end: dt.date,
+        columns: str = "*",
+        order: str = "",
+        model: str | None = None,
     ) -> pl.DataFrame:
-        """Rows of `table` with date in [start, end] (empty frame if the table is missing)."""
+        """Rows of `table` with date in [start, end] (empty frame if the table is missing),
+        only covariance model `model`'s when given."""
         date_col = DATE_COLUMN.get(table, "date")
+        clause, params = self.model_clause(table, model)
         sql = f"SELECT {columns} FROM {quote_ident(table)} WHERE {date_col} BETWEEN ? AND ?"
+        sql += clause
         if order:
             sql += f" ORDER BY {order}"
         with self.connect() as con, _absent_table(table):
-            return query_polars(con, sql, [start, end])
+            return query_polars(con, sql, [start, end, *params])
         return pl.DataFrame()
 
     def stored_dates(
-        self, table: str, start: dt.date | None = None, end: dt.date | None = None
+        self,
+        table: str,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        model: str | None = None,
     ) -> list[dt.date]:
-        """The distinct dates stored in `table`, optionally only those in [start, end].
+        """The distinct dates stored in `table`, optionally only those in [start, end] and of
+        covariance model `model`.
 
         Pass the range whenever the caller needs only some dates: DuckDB then skips the row
         groups outside it (min/max zone maps on the date column, which is written in date
         order), so a daily run's lookups do not scan the whole history (benchmark 4).
         """
-        sql, params = distinct_dates_sql(table, start, end)
+        sql, params = distinct_dates_sql(table, start, end, self.model_clause(table, model))
         with self.connect() as con, _absent_table(table):
             return [r[0] for r in con.execute(sql, params).fetchall()]
         return []
+
+    def has_table(self, name: str) -> bool:
+        with self.connect() as con:
+            return self.table_exists(con, name)
+
+    def _column_exists(self, table: str, column: str) -> bool:
+        with self.connect() as con:
+            return (
+                _one(
+                    con,
+                    "SELECT 1 FROM duckdb_columns() WHERE database_name = current_database() "
+                    "AND schema_name = 'main' AND table_name = ? AND column_name = ?",
+                    [table, column],
+                )
+                is not None
+            )
 
     def read_state(self, asset: str, day: dt.date) -> bytes | None:
         row = None
@@ -554,22 +599,27 @@ class Store(BaseStore):
             ).fetchall()
         }
         if not existing:
-            cols = dict(contract)
-            for name, dtype in frame_cols:
-                cols.setdefault(name, dtype)
-            ddl = ", ".join(f"{quote_ident(c)} {t}" for c, t in cols.items())
+            ddl = ", ".join(
+                f"{quote_ident(c)} {t}" for c, t in table_columns_in_order(table, frame_cols)
+            )
             _run(con, f"CREATE TABLE {quote_ident(table)} ({ddl})")
             return
         incoming_names = {n for n, _ in frame_cols}
         added = [c for c in contract if c in incoming_names and c not in existing]
         if added and existing <= incoming_names:
             # A contract column added by a later release (e.g. regression_stats'
-            # degenerate-case columns in 0.3): older files gain it, NULL for their old rows.
+            # degenerate-case columns in 0.3): older files gain it, NULL for their old rows,
+            # or the value of ADDED_COLUMN_VALUES (`model`: 'default').
             for c in added:
+                name = quote_ident(c)
+                value = ADDED_COLUMN_VALUES.get(c)
+                default = f" DEFAULT {value}" if value is not None else ""
                 _run(
                     con,
-                    f"ALTER TABLE {quote_ident(table)} ADD COLUMN {quote_ident(c)} {contract[c]}",
+                    f"ALTER TABLE {quote_ident(table)} ADD COLUMN {name} {contract[c]}{default}",
                 )
+                if value is not None:  # the old rows have it; new rows name their own
+                    _run(con, f"ALTER TABLE {quote_ident(table)} ALTER COLUMN {name} DROP DEFAULT")
             existing |= set(added)
         if incoming_names != existing:
             missing = sorted(existing - incoming_names)
@@ -587,31 +637,33 @@ class Store(BaseStore):
         state: Mapping[str, Mapping[dt.date, bytes]] | None = None,
         settings_json: str | None = None,
         views: Sequence[ViewDef] = (),
+        models: Mapping[str, str] | None = None,
     ) -> None:
         """Replace the rows of dates in [start, end] of every table in `writes`, atomically.
 
-        All tables, the forecaster state, the settings identity and the `views` over the
-        written tables are written in ONE transaction: either all of it lands or none of it (a
-        killed process leaves the old rows). `state={asset: {}}` deletes that asset's states of
-        the range without writing new ones (the empty path: the forecasts of the range are
-        deleted in the same transaction, so no state outlives its forecast).
+        All tables, the forecaster state, the settings identity (and the covariance models'
+        in `covariance_models`) and the `views` over the written tables are written in ONE
+        transaction: either all of it lands or none of it (a killed process leaves the old
+        rows). A write with `keys` replaces only the rows with those values (one covariance
+        model's). `state={asset: {}}` deletes that asset's states of the range without writing
+        new ones (the empty path: the forecasts of the range are deleted in the same
+        transaction, so no state outlives its forecast).
         """
         start, end = dates
+        writes = [w.with_model_key() for w in writes]
         with self.connect() as con:
             _run(con, "BEGIN TRANSACTION")
             try:
                 if settings_json is not None:
                     self._check_settings(con, settings_json)
+                if models:
+                    self._check_models(con, models, _written_models(writes))
                 for i, w in enumerate(writes):
                     name = f"_incoming_{i}"
                     con.register(name, w.frame.to_arrow())
                     self._ensure_table(con, w.table, name)
-                    date_col = DATE_COLUMN.get(w.table, "date")
-                    _run(
-                        con,
-                        f"DELETE FROM {quote_ident(w.table)} WHERE {date_col} BETWEEN ? AND ?",
-                        [start, end],
-                    )
+                    sql, _ = delete_sql(w.table, w.keys)
+                    _run(con, sql, [start, end, *key_values(w.keys)])
                     if w.frame.height:
                         _run(
                             con, f"INSERT INTO {quote_ident(w.table)} BY NAME SELECT * FROM {name}"
@@ -667,11 +719,7 @@ class Store(BaseStore):
                         removed.append(table)
                 if state_assets and self.table_exists(con, STATE_TABLE):
                     for asset in state_assets:
-                        _run(
-                            con,
-                            f"DELETE FROM {STATE_TABLE} WHERE asset = ? AND date BETWEEN ? AND ?",
-                            [asset, start, end],
-                        )
+                        _run(con, STATE_REMOVAL_SQL, state_removal_params(asset, start, end))
                 _commit(con)
             except BaseException:
                 _rollback(con)
@@ -709,6 +757,40 @@ class Store(BaseStore):
                     + f"): restore it from a backup, or {_AFRESH}"
                 ) from None
         return stored_identity(kind, values, str(self.path), _AFRESH)
+
+    def _models(self, con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+        """`covariance_models` as name -> settings JSON (empty without the table)."""
+        if self.table_type(con, MODELS_TABLE) != "BASE TABLE":
+            return {}
+        rows = con.execute(
+            f"SELECT model, settings_json FROM {MODELS_TABLE} ORDER BY created_at, model"
+        ).fetchall()
+        return {str(m): str(j) for m, j in rows}
+
+    def _check_models(
+        self, con: duckdb.DuckDBPyConnection, models: Mapping[str, str], written: set[str]
+    ) -> None:
+        """Refuse a model of `models` stored with other settings; add those of `written` the
+        table does not list yet (in the caller's transaction: with their first rows)."""
+        stored = self._models(con)
+        refused = models_mismatch(str(self.path), stored, models)
+        if refused:
+            raise SettingsMismatchError(refused)
+        new = [m for m in models if m in written and m not in stored]
+        if not new:
+            return
+        ddl = ", ".join(f"{c} {t}" for c, t in MODELS_COLUMNS.items())
+        _run(con, f"CREATE TABLE IF NOT EXISTS {MODELS_TABLE} ({ddl})")
+        for name in new:
+            _run(
+                con,
+                f"INSERT INTO {MODELS_TABLE} VALUES (?, ?, current_timestamp)",
+                [name, models[name]],
+            )
+
+    def stored_models(self) -> dict[str, str]:
+        with self.connect() as con:
+            return self._models(con)
 
     def _check_settings(self, con: duckdb.DuckDBPyConnection, settings_json: str) -> None:
         stored = self._identity(con)
@@ -758,10 +840,11 @@ class Store(BaseStore):
                 "point FACTORCOV_DUCKDB at a new file"
             )
 
-    def check_identity(self, settings_json: str) -> None:
+    def check_identity(self, settings_json: str, models: Mapping[str, str] | None = None) -> None:
         """Before a run writes anything: refuse a path that is not a DuckDB file, a file made
-        with other settings, and a file with data but no settings row. Read-only; a file that
-        does not exist yet passes."""
+        with other settings, a file with data but no settings row, and a covariance model of
+        `models` the file holds with other settings. Read-only; a file that does not exist
+        yet passes."""
         check_database_file(self.path)
         if not self.path.exists():
             return
@@ -771,6 +854,10 @@ class Store(BaseStore):
                 self._refuse_unidentified(con)
             elif stored != settings_json:
                 raise SettingsMismatchError(self._mismatch(stored, settings_json))
+            if models:
+                refused = models_mismatch(str(self.path), self._models(con), models)
+                if refused:
+                    raise SettingsMismatchError(refused)
 
     def stored_settings(self) -> str | None:
         with self.connect() as con:

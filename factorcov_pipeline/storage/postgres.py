@@ -35,8 +35,13 @@ import pyarrow as pa
 from factorcov_pipeline import environment
 from factorcov_pipeline.storage.base import BaseStore
 from factorcov_pipeline.storage.contract import (
+    ADDED_COLUMN_VALUES,
     DATE_COLUMN,
+    MODEL_COLUMN,
+    MODELS_COLUMNS,
+    MODELS_TABLE,
     SETTINGS_TABLE,
+    STATE_REMOVAL_SQL,
     STATE_TABLE,
     SUMMARY_TABLES,
     TABLE_COLUMNS,
@@ -45,11 +50,16 @@ from factorcov_pipeline.storage.contract import (
     TableWrite,
     ViewDef,
     _diff_settings,
+    delete_sql,
     distinct_dates_sql,
+    key_values,
+    models_mismatch,
     quote_ident,
     quote_literal,
     state_pruning_sql,
+    state_removal_params,
     stored_identity,
+    table_columns_in_order,
 )
 from factorcov_pipeline.storage.query import (
     READ_ONLY_HINT,
@@ -575,7 +585,13 @@ class PostgresStore(BaseStore):
         return frame
 
     def read_dates(
-        self, table: str, start: dt.date, end: dt.date, columns: str = "*", order: str = ""
+        self,
+        table: str,
+        start: dt.date,
+        end: dt.date,
+        columns: str = "*",
+        order: str = "",
+        model: str | None = None,
     ) -> pl.DataFrame:
         """Rows of `table` with date in [start, end] (empty frame if the table is missing).
 
@@ -591,26 +607,50 @@ class PostgresStore(BaseStore):
             existing = self._columns(con, table)
             if not existing:
                 return pl.DataFrame()
+            if MODEL_COLUMN in existing:
+                self._note_model_column(con, table)
+            clause, params = self.model_clause(table, model)
             if not order:
                 keys = [c for c in SORT_KEYS if c in existing]
                 order = ", ".join(
                     [quote_ident(date_col)] + [f'{quote_ident(k)} COLLATE "C"' for k in keys]
                 )
             sql = f"SELECT {columns} FROM {quote_ident(table)} WHERE {date_col} BETWEEN ? AND ?"
-            sql += f" ORDER BY {order}"
-            frame = pl.from_arrow(self._query(con, sql, [start, end]))
+            sql += clause + f" ORDER BY {order}"
+            frame = pl.from_arrow(self._query(con, sql, [start, end, *params]))
         assert isinstance(frame, pl.DataFrame)
         return frame
 
     def stored_dates(
-        self, table: str, start: dt.date | None = None, end: dt.date | None = None
+        self,
+        table: str,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        model: str | None = None,
     ) -> list[dt.date]:
-        sql, params = distinct_dates_sql(table, start, end)
         with self.connect() as con:
             if self.table_type(con, table) is None:
                 return []
+            if model is not None:
+                self._note_model_column(con, table)
+            sql, params = distinct_dates_sql(table, start, end, self.model_clause(table, model))
             rows = self._rows(con, sql, params)
         return [r["d"] for r in rows]
+
+    def _note_model_column(self, con: pg_dbapi.Connection, table: str) -> None:
+        """Look up on this connection whether `table` has the `model` column (`has_column`
+        would open another connection)."""
+        known: set[tuple[str, str]] = self.__dict__.setdefault("_known_columns", set())
+        if (table, MODEL_COLUMN) not in known and MODEL_COLUMN in self._columns(con, table):
+            known.add((table, MODEL_COLUMN))
+
+    def has_table(self, name: str) -> bool:
+        with self.connect() as con:
+            return self.table_type(con, name) is not None
+
+    def _column_exists(self, table: str, column: str) -> bool:
+        with self.connect() as con:
+            return column in self._columns(con, table)
 
     def read_state(self, asset: str, day: dt.date) -> bytes | None:
         with self.connect() as con:
@@ -680,10 +720,10 @@ class PostgresStore(BaseStore):
             self._ddl_lock(con)
             existing = self._columns(con, table)
         if not existing:
-            cols = {c: PG_TYPES[t] for c, t in TABLE_COLUMNS.get(table, {}).items()}
-            for field in incoming.schema:
-                cols.setdefault(field.name, _pg_type(field.type))
-            ddl = ", ".join(f"{quote_ident(c)} {t}" for c, t in cols.items())
+            cols = table_columns_in_order(
+                table, [(f.name, _pg_type(f.type)) for f in incoming.schema]
+            )
+            ddl = ", ".join(f"{quote_ident(c)} {PG_TYPES.get(t, t)}" for c, t in cols)
             date_col = DATE_COLUMN.get(table, "date")
             self._exec(con, f"CREATE TABLE {quote_ident(table)} ({ddl})")
             self._exec(
@@ -702,11 +742,21 @@ class PostgresStore(BaseStore):
             self._ddl_lock(con)
             existing = self._columns(con, table)
             for c in [c for c in added if c not in existing]:
+                # the old rows take ADDED_COLUMN_VALUES' value (`model`: 'default'; a constant
+                # default is stored once, not written into every row), new rows their own
+                value = ADDED_COLUMN_VALUES.get(c)
+                default = f" DEFAULT {value}" if value is not None else ""
                 self._exec(
                     con,
                     f"ALTER TABLE {quote_ident(table)} ADD COLUMN {quote_ident(c)} "
-                    f"{PG_TYPES[contract[c]]}",
+                    f"{PG_TYPES[contract[c]]}{default}",
                 )
+                if value is not None:
+                    self._exec(
+                        con,
+                        f"ALTER TABLE {quote_ident(table)} ALTER COLUMN {quote_ident(c)} "
+                        "DROP DEFAULT",
+                    )
             existing = self._columns(con, table)
         if incoming_names != set(existing):
             missing = sorted(set(existing) - incoming_names)
@@ -717,6 +767,7 @@ class PostgresStore(BaseStore):
                 f"use a new database ({ENV_DATABASE_URL}) or drop its tables"
             )
         types = self._column_types(con, table)
+        incoming = incoming.select([c for c in types if c in incoming_names])  # table order
         schema = pa.schema(
             [pa.field(f.name, ARROW_TYPES.get(types[f.name], f.type)) for f in incoming.schema]
         )
@@ -729,16 +780,22 @@ class PostgresStore(BaseStore):
         state: Mapping[str, Mapping[dt.date, bytes]] | None = None,
         settings_json: str | None = None,
         views: Sequence[ViewDef] = (),
+        models: Mapping[str, str] | None = None,
     ) -> None:
-        """Replace the rows of dates in [start, end] of every table in `writes`, atomically:
-        one transaction (DELETE, COPY of the Arrow rows, views, state, settings identity)."""
+        """Replace the rows of dates in [start, end] of every table in `writes` (only those
+        of each write's `keys`), atomically: one transaction (DELETE, COPY of the Arrow rows,
+        views, state, settings identity and covariance models)."""
         start, end = dates
+        writes = [w.with_model_key() for w in writes]
         copied: dict[str, int] = {}
         with self.connect() as con:
             try:
                 self._exec(con, f"SET LOCAL lock_timeout = '{int(self.lock_timeout * 1000)}ms'")
                 if settings_json is not None:
                     self._check_settings(con, settings_json)
+                if models:
+                    written = {str(m) for w in writes for m in w.keys.get(MODEL_COLUMN, ())}
+                    self._check_models(con, models, written)
                 with con.cursor() as cur:
                     for w in writes:
                         incoming = self._ensure_table(con, w.table, _to_arrow(w.frame))
@@ -750,12 +807,8 @@ class PostgresStore(BaseStore):
                                 con,
                                 f"LOCK TABLE {quote_ident(w.table)} IN SHARE ROW EXCLUSIVE MODE",
                             )
-                        date_col = DATE_COLUMN.get(w.table, "date")
-                        self._exec(
-                            con,
-                            f"DELETE FROM {quote_ident(w.table)} WHERE {date_col} BETWEEN ? AND ?",
-                            [start, end],
-                        )
+                        sql, _ = delete_sql(w.table, w.keys)
+                        self._exec(con, sql, [start, end, *key_values(w.keys)])
                         if incoming.num_rows:
                             cur.adbc_ingest(w.table, incoming, mode="append")
                             copied[w.table] = copied.get(w.table, 0) + incoming.num_rows
@@ -881,11 +934,7 @@ class PostgresStore(BaseStore):
                         removed.append(table)
                 if state_assets and self.table_type(con, STATE_TABLE) is not None:
                     for asset in state_assets:
-                        self._exec(
-                            con,
-                            f"DELETE FROM {STATE_TABLE} WHERE asset = ? AND date BETWEEN ? AND ?",
-                            [asset, start, end],
-                        )
+                        self._exec(con, STATE_REMOVAL_SQL, state_removal_params(asset, start, end))
                 con.commit()
             except BaseException:
                 con.rollback()
@@ -894,13 +943,57 @@ class PostgresStore(BaseStore):
 
     # ---- the model's identity ----------------------------------------------------------
 
-    def check_identity(self, settings_json: str) -> None:
+    def check_identity(self, settings_json: str, models: Mapping[str, str] | None = None) -> None:
         with self.connect() as con:
             stored = self._identity(con)
             if stored is None:
                 self._refuse_unidentified(con)
             elif stored != settings_json:
                 raise SettingsMismatchError(self._mismatch(stored, settings_json))
+            if models:
+                refused = models_mismatch(self.location, self._models(con), models)
+                if refused:
+                    raise SettingsMismatchError(refused)
+
+    def _models(self, con: pg_dbapi.Connection) -> dict[str, str]:
+        """`covariance_models` as name -> settings JSON (empty without the table)."""
+        if self.table_type(con, MODELS_TABLE) != "BASE TABLE":
+            return {}
+        rows = self._rows(
+            con,
+            f'SELECT model, settings_json FROM {MODELS_TABLE} ORDER BY created_at, model COLLATE "C"',
+        )
+        return {str(r["model"]): str(r["settings_json"]) for r in rows}
+
+    def stored_models(self) -> dict[str, str]:
+        with self.connect() as con:
+            return self._models(con)
+
+    def _check_models(
+        self, con: pg_dbapi.Connection, models: Mapping[str, str], written: set[str]
+    ) -> None:
+        """Refuse a model of `models` stored with other settings; add those of `written` the
+        table does not list yet, under the DDL lock (concurrent chunked runs add a model
+        once), in the caller's transaction."""
+        stored = self._models(con)
+        refused = models_mismatch(self.location, stored, models)
+        if refused:
+            raise SettingsMismatchError(refused)
+        if not [m for m in models if m in written and m not in stored]:
+            return
+        self._ddl_lock(con)
+        ddl = ", ".join(f"{c} {PG_TYPES[t]}" for c, t in MODELS_COLUMNS.items())
+        self._exec(con, f"CREATE TABLE IF NOT EXISTS {MODELS_TABLE} ({ddl})")
+        stored = self._models(con)  # another writer may have added some meanwhile
+        refused = models_mismatch(self.location, stored, models)
+        if refused:
+            raise SettingsMismatchError(refused)
+        for name in [m for m in models if m in written and m not in stored]:
+            self._exec(
+                con,
+                f"INSERT INTO {MODELS_TABLE} VALUES (?, ?, localtimestamp)",
+                [name, models[name]],
+            )
 
     def _refuse_unidentified(self, con: pg_dbapi.Connection) -> None:
         """A database with data but no settings row cannot take ANY settings as its identity

@@ -7,6 +7,7 @@ from factorcov_pipeline.orchestration.assets.factor_covariance import factor_cov
 from factorcov_pipeline.orchestration.assets.factor_returns import factor_returns
 from factorcov_pipeline.orchestration.assets.factor_volatility import factor_volatility
 from factorcov_pipeline.orchestration.assets.forecast_bias import forecast_bias
+from factorcov_pipeline.orchestration.assets.model_leaderboard import model_leaderboard
 from factorcov_pipeline.orchestration.assets.portfolio_risk import portfolio_risk
 from factorcov_pipeline.orchestration.assets.risk_backtest import risk_backtest
 from factorcov_pipeline.orchestration.assets.specific_risk import specific_risk
@@ -21,6 +22,7 @@ ALL_ASSETS = [
     factor_covariance,
     covariance_report,
     forecast_bias,
+    model_leaderboard,
     specific_risk,
     portfolio_risk,
     risk_backtest,

@@ -97,12 +97,13 @@ def require_dates(
     needed_by: str,
     asset: str | None = None,
     end: dt.date | None = None,
+    model: str | None = None,
 ) -> None:
-    """Raise if any of `dates` has no rows in `table` (an upstream partition is missing),
-    naming the first session of the whole gap and the command that fills it; `asset` names
-    the asset that writes `table` when the two names differ; `end` is the end of the range
-    asked for (default: the last of `dates`)."""
-    stored = set(store.stored_dates(table, min(dates), max(dates))) if dates else set()
+    """Raise if any of `dates` has no rows in `table` (of covariance model `model` when given:
+    an upstream partition is missing), naming the first session of the whole gap and the
+    command that fills it; `asset` names the asset that writes `table` when the two names
+    differ; `end` is the end of the range asked for (default: the last of `dates`)."""
+    stored = set(store.stored_dates(table, min(dates), max(dates), model=model)) if dates else set()
     missing = [d for d in dates if d not in stored]
     if missing:
         raise MissingUpstreamError(
@@ -173,13 +174,19 @@ def matrix_chunk_sessions(k: int) -> int:
 
 
 def read_panel(
-    store: Store, table: str, start: dt.date, end: dt.date, names: tuple[str, ...], value: str
+    store: Store,
+    table: str,
+    start: dt.date,
+    end: dt.date,
+    names: tuple[str, ...],
+    value: str,
+    model: str | None = None,
 ) -> tuple[list[dt.date], np.ndarray]:
     """The dates stored in `table` in [start, end], ascending, and their `value` on the factor
     axis `names`: (T, K) for a table keyed by `factor`, (T, K, K) for one keyed by
-    `factor_1, factor_2` in the SQL contract (`core.panel`; a missing factor is NaN). A table
-    not created yet has no dates."""
-    frame = store.read_dates(table, start, end)
+    `factor_1, factor_2` in the SQL contract (`core.panel`; a missing factor is NaN), of
+    covariance model `model` when given. A table not created yet has no dates."""
+    frame = store.read_dates(table, start, end, model=model)
     days = sorted(set(frame["date"].to_list())) if frame.height else []
     if "factor_1" in TABLE_COLUMNS.get(table, frame.columns):
         return days, pairs_to_cube(frame, days, names, value)

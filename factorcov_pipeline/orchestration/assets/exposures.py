@@ -17,6 +17,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     rows_per_session,
     user_model,
 )
+from factorcov_pipeline.orchestration.assets.models import identity
 from factorcov_pipeline.orchestration.assets.universe import universe
 from factorcov_pipeline.orchestration.metadata import on_last_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
@@ -68,7 +69,7 @@ def exposures(
             writer.replace(
                 [TableWrite(EXPOSURES_TABLE, table)],
                 date_span(chunk),
-                settings_json=settings.fingerprint(),
+                **identity(settings),
                 views=[view],
             )
             rows += table.height

@@ -1,12 +1,15 @@
 """`factor_correlation`: EWMA correlation forecasts, continued from the stored recursion state."""
 
+import datetime as dt
+from typing import Any
+
 import numpy as np
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, asset
 
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.correlation import CorrelationForecaster, CorrelationState
 from factorcov_pipeline.core.panel import cube_to_pairs, long_to_matrix
-from factorcov_pipeline.core.settings import FactorCovarianceSettings
+from factorcov_pipeline.core.settings import DEFAULT_MODEL, FactorCovarianceSettings
 from factorcov_pipeline.core.volatility import VolatilityForecaster
 from factorcov_pipeline.core.warmup import CORRELATION, warmups
 from factorcov_pipeline.orchestration import views
@@ -19,6 +22,13 @@ from factorcov_pipeline.orchestration.assets.common import (
     settings_metadata,
     stale_later_dates,
 )
+from factorcov_pipeline.orchestration.assets.models import (
+    Model,
+    extension,
+    history_start,
+    identity,
+    run_models,
+)
 from factorcov_pipeline.orchestration.metadata import on_last_session, per_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import (
@@ -26,23 +36,27 @@ from factorcov_pipeline.orchestration.resources import (
     FactorcovStorage,
     one_connection,
 )
-from factorcov_pipeline.storage import Store, TableWrite
+from factorcov_pipeline.storage import Store
 
 ASSET = "factor_correlation"
 ANNUALISATION = 252.0
 
 
 def prior_daily_vol(
-    store: Store, days: list, names: tuple[str, ...], settings: FactorCovarianceSettings
+    store: Store,
+    days: list,
+    names: tuple[str, ...],
+    settings: FactorCovarianceSettings,
+    model: str = DEFAULT_MODEL,
 ) -> np.ndarray:
     """Row t: the daily volatility forecast dated the session before days[t] (the input of
-    `combine_standardized`). Read from `factor_volatility`; sessions in the warm-up have no
-    published volatility, so the volatility recursion is recomputed from the first return
-    for them (the warm-up is at the start of the history: at most `warmup_length` sessions
-    plus no-return days)."""
+    `combine_standardized`), of covariance model `model`. Read from `factor_volatility`;
+    sessions in the warm-up have no published volatility, so the volatility recursion is
+    recomputed from the first return for them (the warm-up is at the start of the history: at
+    most `warmup_length` sessions plus no-return days)."""
     prev = calendar.previous_session(days[0])
     before = [prev, *days[:-1]]
-    vol = store.read_dates("factor_volatility", prev, days[-1])
+    vol = store.read_dates("factor_volatility", prev, days[-1], model=model)
     daily = long_to_matrix(vol, before, names, "volatility") / np.sqrt(ANNUALISATION)
     missing = np.isnan(daily).all(axis=1)
     if settings.warmup_length > 0 and missing.any():
@@ -83,82 +97,124 @@ def factor_correlation(
 
     The tutorial's `ewm(halflife=120)` on f f' divided by sqrt(diag x diag'); with Newey-West
     lags, `combine_standardized` and shrinkage when set (`core.correlation`). Every row
-    carries `warm` (`core/warmup.py`: one `halflife_cor` of returns by default).
+    carries `warm` (`core/warmup.py`: one `halflife_cor` of returns by default). Every
+    covariance model is computed from the same factor returns, read once; a model new to the
+    file over the whole stored history (`assets/models.py`).
     """
     settings = model.load()
     store = storage.store()
     dates = partition_dates(context)
     factors = model_factors(settings)
-    ret_dates = return_dates(store, dates, ASSET)
     meta = settings_metadata(settings)
-    if not ret_dates:
-        empty = resume.with_warm(
-            cube_to_pairs([], factors.names, np.empty((0, factors.k, factors.k)), "correlation"),
-            [],
-            [],
+    ident = identity(settings)
+    first = history_start(store)
+    run_returns = return_dates(store, dates, ASSET)
+    plans: list[tuple[Model, list[dt.date], resume.ResumePoint]] = []
+    for m in run_models(settings):
+        before = extension(store, ASSET, m.name, dates, first)
+        ret = return_dates(store, before + dates, ASSET) if before else run_returns
+        if not ret:
+            empty = resume.with_warm(
+                cube_to_pairs(
+                    [], factors.names, np.empty((0, factors.k, factors.k)), "correlation"
+                ),
+                [],
+                [],
+            )
+            store.replace(
+                [m.write(ASSET, empty)],
+                (before[0] if before else dates[0], dates[-1]),
+                state={m.state_key(ASSET): {}},  # forecasts and states of the range go together
+                **ident,
+            )
+            continue
+        warmup = m.settings.factor_cov_settings.warmup_length
+        point = resume.resume_point(
+            store, ASSET, ret[0], warmup, dates[-1], m.name, m.state_key(ASSET)
         )
-        store.replace(
-            [TableWrite(ASSET, empty)],
-            (dates[0], dates[-1]),
-            state={ASSET: {}},  # forecasts and states of the range go together
-            settings_json=settings.fingerprint(),
-        )
+        plans.append((m, ret, point))
+    if not plans:
         on_last_session(context, {"dates": 0, **meta})
         return MaterializeResult()
-    cov_settings = settings.factor_cov_settings
-    point = resume.resume_point(store, ASSET, ret_dates[0], cov_settings.warmup_length, dates[-1])
-    state = CorrelationState.from_bytes(point.state) if point.state is not None else None
-    days = point.replay + ret_dates
-    fr = store.read_dates("factor_returns", days[0], days[-1])
-    F = long_to_matrix(fr, days, factors.names, "factor_return")
-    prior = (
-        prior_daily_vol(store, days, factors.names, cov_settings)
-        if cov_settings.combine_standardized
-        else None
-    )
-    show = resume.published(store, days, F, cov_settings.warmup_length)
-    warm_after = warmups(settings)[CORRELATION]
-    forecaster = CorrelationForecaster(cov_settings)
-    n_replay = len(point.replay)
-    for i in range(0, n_replay, resume.STATE_EVERY):  # recomputed, not re-published
-        j = min(i + resume.STATE_EVERY, n_replay)
-        _, state = forecaster.run(state, F[i:j], None if prior is None else prior[i:j])
-    # A block of sessions at a time: one recursion call, one transaction, one stored state
-    # at its end (the long K x K table of a 10-year range does not sit in memory at once).
-    size, n_published = matrix_block(factors.k), 0
+    # the factor returns every model steps through, read once
+    union = sorted({d for _, ret, point in plans for d in [*point.replay, *ret]})
+    fr = store.read_dates("factor_returns", union[0], union[-1])
+    F_all = long_to_matrix(fr, union, factors.names, "factor_return")
+    row = {d: t for t, d in enumerate(union)}
+    summary: dict[str, object] = {}
     # chunk k is stored while chunk k + 1 is computed (storage/write_behind.py)
     with store.write_behind() as writer:
-        for i in range(n_replay, len(days), size):
-            j = min(i + size, len(days))
-            fc, state = forecaster.run(state, F[i:j], None if prior is None else prior[i:j])
-            keep = np.flatnonzero(show[i:j])
-            block_days = [days[i + t] for t in keep]
-            pairs = cube_to_pairs(block_days, factors.names, fc.corr[keep], "correlation")
-            warm = resume.warm_flags(store, block_days, warm_after)
-            span = (
-                dates[0] if i == n_replay else days[i],
-                dates[-1] if j == len(days) else days[j - 1],
+        for m, ret, point in plans:
+            days = point.replay + ret
+            F = F_all[[row[d] for d in days]]
+            n_published = _recursion(
+                store, writer, m, factors.names, F, days, ret, point, dates, ident
             )
-            writer.replace(
-                [TableWrite(ASSET, resume.with_warm(pairs, block_days, warm))],
-                span,
-                state={ASSET: {days[j - 1]: state.to_bytes()}},
-                settings_json=settings.fingerprint(),
-            )
-            n_published += len(block_days)
+            if m.is_default:
+                summary = {
+                    "dates": len([d for d in ret if d >= dates[0]]),
+                    "continued_from_state": point.state is not None,
+                    "replayed_sessions": len(point.replay),
+                    "published_dates": n_published,
+                }
     stale = stale_later_dates(store, ASSET, dates[-1], context.log)
     per, figures = views.correlation(store, factors, dates)
     per_session(context, per)
     on_last_session(
         context,
-        {
-            "dates": len(ret_dates),
-            "continued_from_state": point.state is not None,
-            "replayed_sessions": len(point.replay),
-            "published_dates": n_published,
-            "later_dates_now_stale": stale,
-            **figures,
-            **meta,
-        },
+        {**summary, "models": len(plans), "later_dates_now_stale": stale, **figures, **meta},
     )
     return MaterializeResult()
+
+
+def _recursion(
+    store: Store,
+    writer: Any,
+    m: Model,
+    names: tuple[str, ...],
+    F: np.ndarray,
+    days: list[dt.date],
+    ret: list[dt.date],
+    point: resume.ResumePoint,
+    dates: list[dt.date],
+    ident: dict[str, Any],
+) -> int:
+    """Model `m`'s correlation recursion over `days` (the replayed sessions, then `ret`) from
+    its stored state, a block of sessions at a time: one recursion call, one write (through
+    `writer`), one stored state at its end (the long K x K table of a 10-year range does not
+    sit in memory at once). Returns the number of dates published."""
+    cov_settings = m.settings.factor_cov_settings
+    state = CorrelationState.from_bytes(point.state) if point.state is not None else None
+    prior = (
+        prior_daily_vol(store, days, names, cov_settings, m.name)
+        if cov_settings.combine_standardized
+        else None
+    )
+    show = resume.published(store, days, F, cov_settings.warmup_length)
+    warm_after = warmups(m.settings)[CORRELATION]
+    forecaster = CorrelationForecaster(cov_settings)
+    n_replay = len(point.replay)
+    for i in range(0, n_replay, resume.STATE_EVERY):  # recomputed, not re-published
+        j = min(i + resume.STATE_EVERY, n_replay)
+        _, state = forecaster.run(state, F[i:j], None if prior is None else prior[i:j])
+    size, n_published = matrix_block(len(names)), 0
+    first = min(ret[0], dates[0])  # before the range: a model new to the file
+    for i in range(n_replay, len(days), size):
+        j = min(i + size, len(days))
+        fc, state = forecaster.run(state, F[i:j], None if prior is None else prior[i:j])
+        keep = np.flatnonzero(show[i:j])
+        block_days = [days[i + t] for t in keep]
+        pairs = cube_to_pairs(block_days, names, fc.corr[keep], "correlation")
+        warm = resume.warm_flags(store, block_days, warm_after)
+        span = (
+            first if i == n_replay else days[i],
+            dates[-1] if j == len(days) else days[j - 1],
+        )
+        writer.replace(
+            [m.write(ASSET, resume.with_warm(pairs, block_days, warm))],
+            span,
+            state={m.state_key(ASSET): {days[j - 1]: state.to_bytes()}},
+            **ident,
+        )
+        n_published += len(block_days)
+    return n_published

@@ -14,13 +14,19 @@ from factorcov_pipeline.orchestration import views
 from factorcov_pipeline.orchestration.assets import resume
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
-    date_chunks,
     date_span,
     matrix_chunk_sessions,
     model_factors,
     read_panel,
     require_dates,
     settings_metadata,
+)
+from factorcov_pipeline.orchestration.assets.models import (
+    chunks,
+    extension,
+    history_start,
+    identity,
+    run_models,
 )
 from factorcov_pipeline.orchestration.metadata import on_last_session, per_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
@@ -29,7 +35,7 @@ from factorcov_pipeline.orchestration.resources import (
     FactorcovStorage,
     one_connection,
 )
-from factorcov_pipeline.storage import BaseStore, TableWrite
+from factorcov_pipeline.storage import BaseStore
 
 ASSET = "factor_covariance"
 
@@ -50,31 +56,43 @@ def factor_covariance(
     store = storage.store()
     dates = partition_dates(context)
     factors = model_factors(settings)
-    eigen = EigenAdjustment.from_settings(settings.factor_cov_settings)
+    ident = identity(settings)
+    first = history_start(store)
     n_dates = 0
-    warm_after = warmups(settings)[COVARIANCE]
     # chunk k is stored while chunk k + 1 is computed (storage/write_behind.py)
     with store.write_behind() as writer:
-        for chunk in date_chunks(
-            dates, size=matrix_chunk_sessions(factors.k)
-        ):  # bounded memory: one chunk of K x K matrices at a time
-            fc_dates, vol = read_panel(
-                store, "factor_volatility", chunk[0], chunk[-1], factors.names, "volatility"
-            )
-            require_dates(store, "factor_correlation", fc_dates, ASSET)
-            corr_long = store.read_dates("factor_correlation", chunk[0], chunk[-1])
-            corr = pairs_to_cube(corr_long, fc_dates, factors.names, "correlation")
-            cov = covariance_from(vol, corr)
-            if eigen is not None:
-                cov = eigen_adjusted(store, eigen, fc_dates, cov)
-            pairs = cube_to_pairs(fc_dates, factors.names, cov, "covariance")
-            warm = resume.warm_flags(store, fc_dates, warm_after)
-            writer.replace(
-                [TableWrite(ASSET, resume.with_warm(pairs, fc_dates, warm))],
-                date_span(chunk),
-                settings_json=settings.fingerprint(),
-            )
-            n_dates += len(fc_dates)
+        for m in run_models(settings):
+            eigen = EigenAdjustment.from_settings(m.settings.factor_cov_settings)
+            warm_after = warmups(m.settings)[COVARIANCE]
+            before = extension(store, ASSET, m.name, dates, first)
+            # bounded memory: one chunk of K x K matrices at a time
+            for chunk in chunks(before, dates, matrix_chunk_sessions(factors.k)):
+                fc_dates, vol = read_panel(
+                    store,
+                    "factor_volatility",
+                    chunk[0],
+                    chunk[-1],
+                    factors.names,
+                    "volatility",
+                    model=m.name,
+                )
+                require_dates(store, "factor_correlation", fc_dates, ASSET, model=m.name)
+                corr_long = store.read_dates(
+                    "factor_correlation", chunk[0], chunk[-1], model=m.name
+                )
+                corr = pairs_to_cube(corr_long, fc_dates, factors.names, "correlation")
+                cov = covariance_from(vol, corr)
+                if eigen is not None:
+                    cov = eigen_adjusted(store, eigen, fc_dates, cov)
+                pairs = cube_to_pairs(fc_dates, factors.names, cov, "covariance")
+                warm = resume.warm_flags(store, fc_dates, warm_after)
+                writer.replace(
+                    [m.write(ASSET, resume.with_warm(pairs, fc_dates, warm))],
+                    date_span(chunk),
+                    **ident,
+                )
+                if m.is_default:
+                    n_dates += len(fc_dates)
     per, tables = views.covariance(store, factors, dates)
     per_session(context, per)
     on_last_session(context, {"dates": n_dates, **tables, **settings_metadata(settings)})

@@ -22,6 +22,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     rows_per_session,
     user_model,
 )
+from factorcov_pipeline.orchestration.assets.models import identity
 from factorcov_pipeline.orchestration.metadata import on_last_session, per_session
 from factorcov_pipeline.orchestration.partitions import (
     SESSIONS_START,
@@ -193,7 +194,7 @@ def _store_user_factor_returns(
             TableWrite(GAP_TABLE, gap_frame(gaps, "no row in the factor-return file")),
         ],
         date_span(dates),
-        settings_json=settings.fingerprint(),
+        **identity(settings),
     )
     on_last_session(
         context,
@@ -284,7 +285,7 @@ def factor_returns(
                 n_dates += result.stats.height
                 degenerate.append(result.stats)
                 min_assets.append(int(result.stats["n_assets"].min() or 0))
-            writer.replace(writes, date_span(chunk), settings_json=settings.fingerprint())
+            writer.replace(writes, date_span(chunk), **identity(settings))
     lost_reasons = pl.concat(reasons)["reason"].to_list() if reasons else []
     unmatched = sum(1 for r in lost_reasons if r.startswith("returns of"))
     why = [

@@ -1,5 +1,8 @@
 """`factor_volatility`: EWMA volatility forecasts, continued from the stored recursion state."""
 
+import datetime as dt
+from dataclasses import dataclass
+
 import numpy as np
 import polars as pl
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, asset
@@ -16,6 +19,13 @@ from factorcov_pipeline.orchestration.assets.common import (
     settings_metadata,
     stale_later_dates,
 )
+from factorcov_pipeline.orchestration.assets.models import (
+    Model,
+    extension,
+    history_start,
+    identity,
+    run_models,
+)
 from factorcov_pipeline.orchestration.metadata import on_last_session, per_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import (
@@ -23,7 +33,7 @@ from factorcov_pipeline.orchestration.resources import (
     FactorcovStorage,
     one_connection,
 )
-from factorcov_pipeline.storage import TableWrite
+from factorcov_pipeline.storage import Store
 
 ASSET = "factor_volatility"
 REGIME_SCHEMA = {
@@ -56,40 +66,110 @@ def factor_volatility(
     `ewm(halflife=60).mean()`), with Newey-West lags and the volatility regime adjustment when
     set. A daily run reads only the previous session's stored state (cost independent of the
     history's length); a missing predecessor is an error. Every row carries `warm`
-    (`core/warmup.py`: one `halflife_vol` of returns by default).
+    (`core/warmup.py`: one `halflife_vol` of returns by default). Every covariance model of the
+    settings (`models`) is computed from the same factor returns, read once; a model new to the
+    file is computed over the whole stored history (`assets/models.py`).
     """
     settings = model.load()
     store = storage.store()
     dates = partition_dates(context)
     factors = model_factors(settings)
-    ret_dates = return_dates(store, dates, ASSET)
     meta = settings_metadata(settings)
-    if not ret_dates:
-        # Nothing to forecast: the range's forecasts, regime rows AND recursion states go
-        # together (a state without its forecast would be picked up by a later run).
-        empty_vol = resume.with_warm(
-            matrix_to_long([], factors.names, np.empty((0, factors.k)), "volatility"), [], []
+    ident = identity(settings)
+    first = history_start(store)
+    run_returns = return_dates(store, dates, ASSET)
+    plans: list[tuple[Model, list[dt.date], resume.ResumePoint]] = []
+    for m in run_models(settings):
+        before = extension(store, ASSET, m.name, dates, first)
+        ret = return_dates(store, before + dates, ASSET) if before else run_returns
+        span = (before[0] if before else dates[0], dates[-1])
+        if not ret:
+            # Nothing to forecast: the range's forecasts, regime rows AND recursion states go
+            # together (a state without its forecast would be picked up by a later run).
+            empty_vol = resume.with_warm(
+                matrix_to_long([], factors.names, np.empty((0, factors.k)), "volatility"), [], []
+            )
+            store.replace(
+                [m.write(ASSET, empty_vol), m.write("volatility_regime", EMPTY_REGIME)],
+                span,
+                state={m.state_key(ASSET): {}},
+                **ident,
+            )
+            continue
+        warmup = m.settings.factor_cov_settings.warmup_length
+        point = resume.resume_point(
+            store, ASSET, ret[0], warmup, dates[-1], m.name, m.state_key(ASSET)
         )
-        store.replace(
-            [TableWrite(ASSET, empty_vol), TableWrite("volatility_regime", EMPTY_REGIME)],
-            (dates[0], dates[-1]),
-            state={ASSET: {}},
-            settings_json=settings.fingerprint(),
-        )
+        plans.append((m, ret, point))
+    if not plans:
         on_last_session(context, {"dates": 0, **meta})
         return MaterializeResult()
-    warmup = settings.factor_cov_settings.warmup_length
-    point = resume.resume_point(store, ASSET, ret_dates[0], warmup, dates[-1])
+    # the factor returns every model steps through, read once
+    union = sorted({d for _, ret, point in plans for d in [*point.replay, *ret]})
+    fr = store.read_dates("factor_returns", union[0], union[-1])
+    F_all = long_to_matrix(fr, union, factors.names, "factor_return")
+    row = {d: t for t, d in enumerate(union)}
+    summary: dict[str, object] = {}
+    for m, ret, point in plans:
+        days = point.replay + ret
+        F = F_all[[row[d] for d in days]]
+        out = _forecast(store, m, factors.names, F, days, ret, point)
+        store.replace(
+            [m.write(ASSET, out.volatility), m.write("volatility_regime", out.regime)],
+            (min(ret[0], dates[0]), dates[-1]),
+            state={m.state_key(ASSET): out.states},
+            **ident,
+        )
+        if m.is_default:
+            summary = {
+                "dates": len([d for d in ret if d >= dates[0]]),
+                "continued_from_state": point.state is not None,
+                "replayed_sessions": len(point.replay),
+                "published_dates": out.published,
+                "warm_dates": out.warm_dates,
+                "last_date_mean_vol": out.last_mean,
+            }
+    stale = stale_later_dates(store, ASSET, dates[-1], context.log)
+    per, figures = views.volatility(store, factors, dates, warmups(settings)[VOLATILITY])
+    per_session(context, per)
+    on_last_session(
+        context,
+        {**summary, "models": len(plans), "later_dates_now_stale": stale, **figures, **meta},
+    )
+    return MaterializeResult()
+
+
+@dataclass(frozen=True)
+class _Forecasts:
+    """One model's rows of the range: volatilities and regime rows (with `warm`), the states
+    to store, and numbers for the metadata."""
+
+    volatility: pl.DataFrame
+    regime: pl.DataFrame
+    states: dict[dt.date, bytes]
+    published: int
+    warm_dates: int
+    last_mean: float
+
+
+def _forecast(
+    store: Store,
+    m: Model,
+    names: tuple[str, ...],
+    F: np.ndarray,
+    days: list[dt.date],
+    ret: list[dt.date],
+    point: resume.ResumePoint,
+) -> _Forecasts:
+    """Model `m`'s volatility recursion over `days` (the replayed sessions, then `ret`) from
+    its stored state, in blocks of STATE_EVERY sessions (one call each: equal to stepping day
+    by day, bit for bit)."""
     state = VolatilityState.from_bytes(point.state) if point.state is not None else None
-    days = point.replay + ret_dates
-    fr = store.read_dates("factor_returns", days[0], days[-1])
-    F = long_to_matrix(fr, days, factors.names, "factor_return")
-    forecaster = VolatilityForecaster(settings.factor_cov_settings)
+    forecaster = VolatilityForecaster(m.settings.factor_cov_settings)
+    warmup = m.settings.factor_cov_settings.warmup_length
     blocks, states = [], {}
-    ends = resume.state_dates(days, ret_dates[0])
-    for i in range(
-        0, len(days), resume.STATE_EVERY
-    ):  # blocks: one call each (= day by day, bitwise)
+    ends = resume.state_dates(days, ret[0])
+    for i in range(0, len(days), resume.STATE_EVERY):
         fc, state = forecaster.run(state, F[i : i + resume.STATE_EVERY])
         blocks.append(fc)
         end = min(i + resume.STATE_EVERY, len(days)) - 1
@@ -99,7 +179,7 @@ def factor_volatility(
     keep = keep[resume.published(store, days, F, warmup)[keep]]
     pub_dates = [days[t] for t in keep]
     vol = np.concatenate([b.vol for b in blocks])[keep]
-    warm = resume.warm_flags(store, pub_dates, warmups(settings)[VOLATILITY])
+    warm = resume.warm_flags(store, pub_dates, warmups(m.settings)[VOLATILITY])
     regime = pl.DataFrame(
         {
             "date": pub_dates,
@@ -109,31 +189,12 @@ def factor_volatility(
         },
         schema=REGIME_SCHEMA,
     )
-    long = matrix_to_long(pub_dates, factors.names, vol, "volatility")
-    store.replace(
-        [
-            TableWrite(ASSET, resume.with_warm(long, pub_dates, warm)),
-            TableWrite("volatility_regime", regime),
-        ],
-        (dates[0], dates[-1]),
-        state={ASSET: states},
-        settings_json=settings.fingerprint(),
+    long = matrix_to_long(pub_dates, names, vol, "volatility")
+    return _Forecasts(
+        resume.with_warm(long, pub_dates, warm),
+        regime,
+        states,
+        len(pub_dates),
+        int(warm.sum()),
+        float(vol[-1].mean()) if len(vol) else float("nan"),
     )
-    stale = stale_later_dates(store, ASSET, dates[-1], context.log)
-    per, figures = views.volatility(store, factors, dates, warmups(settings)[VOLATILITY])
-    per_session(context, per)
-    on_last_session(
-        context,
-        {
-            "dates": len(ret_dates),
-            "continued_from_state": point.state is not None,
-            "replayed_sessions": len(point.replay),
-            "published_dates": len(pub_dates),
-            "warm_dates": int(warm.sum()),
-            "last_date_mean_vol": float(vol[-1].mean()) if len(vol) else float("nan"),
-            "later_dates_now_stale": stale,
-            **figures,
-            **meta,
-        },
-    )
-    return MaterializeResult()

@@ -23,17 +23,24 @@ from factorcov_pipeline.core.backtest import (
 from factorcov_pipeline.core.backtest import forecast_bias as bias_table
 from factorcov_pipeline.core.factors import FactorSet
 from factorcov_pipeline.core.panel import long_to_matrix
+from factorcov_pipeline.core.settings import DEFAULT_MODEL
 from factorcov_pipeline.core.warmup import COVARIANCE, warmups
 from factorcov_pipeline.orchestration import summaries, views
 from factorcov_pipeline.orchestration.assets import resume
 from factorcov_pipeline.orchestration.assets.common import (
     PARTITIONED,
-    date_chunks,
     date_span,
     matrix_chunk_sessions,
     model_factors,
     read_panel,
     settings_metadata,
+)
+from factorcov_pipeline.orchestration.assets.models import (
+    chunks,
+    extension,
+    history_start,
+    identity,
+    run_models,
 )
 from factorcov_pipeline.orchestration.metadata import on_last_session, per_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
@@ -42,7 +49,7 @@ from factorcov_pipeline.orchestration.resources import (
     FactorcovStorage,
     one_connection,
 )
-from factorcov_pipeline.storage import Store, TableWrite
+from factorcov_pipeline.storage import Store
 
 ASSET = "forecast_bias"
 OUTCOMES = "forecast_outcomes"
@@ -90,17 +97,22 @@ def portfolio_outcomes(
 
 
 def _bias_of_windows_ending_in(
-    store: Store, factors: FactorSet, chunk: list[dt.date], warm_after: int
+    store: Store,
+    factors: FactorSet,
+    chunk: list[dt.date],
+    warm_after: int,
+    model: str = DEFAULT_MODEL,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Rows of `forecast_bias` for the windows ending on the sessions of `chunk`, and of
-    `forecast_outcomes` for its sessions with a forecast before them."""
+    `forecast_outcomes` for its sessions with a forecast before them, of covariance model
+    `model`."""
     lookback = calendar.sessions(chunk[0] - dt.timedelta(days=3 * WINDOW + 10), chunk[0])
     start = lookback[-(WINDOW + 1)] if len(lookback) > WINDOW else lookback[0]
     fr = store.read_dates("factor_returns", start, chunk[-1])
     # Forecast dates include no-return sessions (gaps): their return row is NaN (left out of the
     # windows) and their forecast is the prior of the next session.
     days, cov = read_panel(
-        store, "factor_covariance", start, chunk[-1], factors.names, "covariance"
+        store, "factor_covariance", start, chunk[-1], factors.names, "covariance", model=model
     )
     if len(days) < 2:
         return EMPTY, pl.DataFrame(schema=OUTCOME_SCHEMA)
@@ -160,23 +172,35 @@ def forecast_bias(
     store = storage.store()
     dates = partition_dates(context)
     factors = model_factors(settings)
-    warm_after = warmups(settings)[COVARIANCE]
+    ident = identity(settings)
+    first = history_start(store)
     n_rows = 0
     # bounded memory: a chunk (+ its lookback) at a time
     # chunk k is stored while chunk k + 1 is computed (storage/write_behind.py)
     with store.write_behind() as writer:
-        for chunk in date_chunks(dates, size=matrix_chunk_sessions(factors.k)):
-            out, outcomes = _bias_of_windows_ending_in(store, factors, chunk, warm_after)
-            writer.replace(
-                [TableWrite(ASSET, out), TableWrite(OUTCOMES, outcomes)],
-                date_span(chunk),
-                settings_json=settings.fingerprint(),
-            )
-            n_rows += out.height
+        for m in run_models(settings):
+            warm_after = warmups(m.settings)[COVARIANCE]
+            before = extension(store, OUTCOMES, m.name, dates, first)
+            for chunk in chunks(before, dates, matrix_chunk_sessions(factors.k)):
+                out, outcomes = _bias_of_windows_ending_in(
+                    store, factors, chunk, warm_after, m.name
+                )
+                writer.replace(
+                    [m.write(ASSET, out), m.write(OUTCOMES, outcomes)],
+                    date_span(chunk),
+                    **ident,
+                )
+                if m.is_default:
+                    n_rows += out.height
     # The summary reads the full-sample statistic std(r(t+1) / sigma(t)) over the stored
     # history and its 12-month windows (core/backtest.bias_report), not the mean of the
-    # 21-session statistics, which reads low for fat-tailed returns (issue 13).
-    summary = summaries.replace_summary(store, OUTCOMES, SUMMARY, settings.fingerprint())
+    # 21-session statistics, which reads low for fat-tailed returns (issue 13). One per model.
+    summary = pl.DataFrame()
+    for m in run_models(settings):
+        frame = summaries.replace_summary(store, OUTCOMES, SUMMARY, ident, model=m.name)
+        if m.is_default:
+            summary = frame
+    warm_after = warmups(settings)[COVARIANCE]
     last: dict[str, object] = {
         "rows": n_rows,
         "warm_up": summaries.note(warm_after, settings.factor_cov_settings.warmup_length > 0),

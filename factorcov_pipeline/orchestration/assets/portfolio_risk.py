@@ -8,11 +8,17 @@ import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from factorcov_pipeline.api.holdings import load_standing_holdings
-from factorcov_pipeline.api.risk_models import load_risk_models
+from factorcov_pipeline.api.risk_models import load_risk_models, load_risk_models_of
 from factorcov_pipeline.core.holdings import HoldingsError, align_holdings
-from factorcov_pipeline.core.portfolio import beta, decompose
-from factorcov_pipeline.core.settings import PortfolioRiskSettings
+from factorcov_pipeline.core.portfolio import RiskSnapshot, beta, decompose
+from factorcov_pipeline.core.settings import DEFAULT_MODEL, PortfolioRiskSettings
 from factorcov_pipeline.orchestration.assets.common import PARTITIONED, date_chunks, date_span
+from factorcov_pipeline.orchestration.assets.models import (
+    extension,
+    history_start,
+    identity,
+    run_models,
+)
 from factorcov_pipeline.orchestration.metadata import figures_wanted, image, on_last_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import (
@@ -21,7 +27,7 @@ from factorcov_pipeline.orchestration.resources import (
     one_connection,
 )
 from factorcov_pipeline.render import plots
-from factorcov_pipeline.storage import Store, TableWrite
+from factorcov_pipeline.storage import Store
 
 ASSET = "portfolio_risk"
 CONTRIBUTIONS = "portfolio_risk_contributions"
@@ -60,11 +66,17 @@ def standing_holdings(cfg: PortfolioRiskSettings) -> pl.DataFrame | None:
 
 
 def risk_rows(
-    store: Store, cfg: PortfolioRiskSettings, holdings: pl.DataFrame, chunk: list[dt.date]
+    store: Store,
+    cfg: PortfolioRiskSettings,
+    holdings: pl.DataFrame,
+    chunk: list[dt.date],
+    models: dict[dt.date, RiskSnapshot] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, float]:
-    """`portfolio_risk` and contribution rows of the dates of ``chunk``, and the largest
-    weight dropped (unknown assets, with ``drop_unknown``)."""
-    models = load_risk_models(store.read, chunk[0], chunk[-1])
+    """`portfolio_risk` and contribution rows of the dates of ``chunk`` (the risk models
+    ``models`` of its dates, read from the store when not given), and the largest weight
+    dropped (unknown assets, with ``drop_unknown``)."""
+    if models is None:
+        models = load_risk_models(store.read, chunk[0], chunk[-1])
     risks, contribs, dropped = [], [], 0.0
     for day, model in sorted(models.items()):  # loop over dates; portfolios vectorised
         source = str(cfg.holdings)
@@ -126,10 +138,12 @@ NO_HOLDINGS = (
 def _warn_missing(context: AssetExecutionContext, store: Store, dates: list[dt.date]) -> None:
     """A warning naming the portfolios and first dates whose risk could not be computed (an
     asset without a specific risk forecast: NULL risks)."""
+    clause, params = store.model_clause(ASSET, DEFAULT_MODEL)
     bad = store.read(
         "SELECT portfolio, min(date) AS first, count(*) AS n FROM portfolio_risk "
-        "WHERE date BETWEEN ? AND ? AND total_risk IS NULL GROUP BY portfolio ORDER BY portfolio",
-        [dates[0], dates[-1]],
+        f"WHERE date BETWEEN ? AND ? AND total_risk IS NULL{clause} GROUP BY portfolio "
+        "ORDER BY portfolio",
+        [dates[0], dates[-1], *params],
     )
     for name, first, n in bad.iter_rows():
         context.log.warning(
@@ -139,11 +153,13 @@ def _warn_missing(context: AssetExecutionContext, store: Store, dates: list[dt.d
 
 
 def risk_plot(store: Store, last: dt.date) -> MetadataValue:
-    """Markdown with a plot of each portfolio's predicted total risk over the last year."""
+    """Markdown with a plot of each portfolio's predicted total risk over the last year (the
+    `default` covariance model's)."""
+    clause, params = store.model_clause(ASSET, DEFAULT_MODEL)
     hist = store.read(
-        "SELECT date, portfolio, total_risk FROM portfolio_risk WHERE date BETWEEN ? AND ? "
-        "ORDER BY date",
-        [last - dt.timedelta(days=366), last],
+        "SELECT date, portfolio, total_risk FROM portfolio_risk WHERE date BETWEEN ? AND ?"
+        f"{clause} ORDER BY date",
+        [last - dt.timedelta(days=366), last, *params],
     )
     if hist.height == 0:
         return MetadataValue.md("no standing portfolio risk stored yet")
@@ -179,18 +195,40 @@ def portfolio_risk(
     user_returns = bool(settings.factor_model_settings.universe.factor_returns)
     holdings = None if user_returns else standing_holdings(cfg)
     rows, dropped = 0, 0.0
-    for chunk in date_chunks(dates):
-        if holdings is None:
-            risk, contrib = pl.DataFrame(schema=RISK_SCHEMA), pl.DataFrame(schema=CONTRIB_SCHEMA)
-        else:
-            risk, contrib, d = risk_rows(store, cfg, holdings, chunk)
-            dropped = max(dropped, d)
-        store.replace(
-            [TableWrite(ASSET, risk), TableWrite(CONTRIBUTIONS, contrib)],
-            date_span(chunk),
-            settings_json=settings.fingerprint(),
+    models = run_models(settings)
+    ident = identity(settings)
+    # a model new to the file is reported over the stored history (assets/models.py); without
+    # holdings there is nothing to report
+    first = history_start(store) if holdings is not None else None
+    before = {m.name: extension(store, ASSET, m.name, dates, first) for m in models}
+    history = max(before.values(), key=len)
+    chunks = [(c, False) for c in date_chunks(history)] + [(c, True) for c in date_chunks(dates)]
+    clauses = {m.name: store.model_clause("factor_covariance", m.name) for m in models}
+    for chunk, in_range in chunks:
+        chunk_models = [m for m in models if in_range or before[m.name]]
+        snapshots = (
+            load_risk_models_of(
+                store.read,
+                chunk[0],
+                chunk[-1],
+                [m.name for m in chunk_models],
+                clause=lambda name: clauses[str(name)],
+            )
+            if holdings is not None
+            else {}
         )
-        rows += risk.height
+        writes = []
+        for m in chunk_models:
+            if holdings is None:
+                risk = pl.DataFrame(schema=RISK_SCHEMA)
+                contrib = pl.DataFrame(schema=CONTRIB_SCHEMA)
+            else:
+                risk, contrib, d = risk_rows(store, cfg, holdings, chunk, snapshots[m.name])
+                dropped = max(dropped, d)
+            writes += [m.write(ASSET, risk), m.write(CONTRIBUTIONS, contrib)]
+            if m.is_default:
+                rows += risk.height
+        store.replace(writes, date_span(chunk), **ident)
     meta: dict = {"dagster/row_count": rows, "max_weight_dropped": dropped}
     if holdings is not None:
         meta["portfolios"] = holdings["portfolio"].n_unique()

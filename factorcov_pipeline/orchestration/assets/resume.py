@@ -51,9 +51,17 @@ class ResumePoint:
 
 
 def resume_point(
-    store: Store, asset: str, first: dt.date, warmup: int, end: dt.date | None = None
+    store: Store,
+    asset: str,
+    first: dt.date,
+    warmup: int,
+    end: dt.date | None = None,
+    model: str | None = None,
+    state_key: str | None = None,
 ) -> ResumePoint:
-    """Where `asset`'s recursion continues from to produce the forecast of `first`.
+    """Where `asset`'s recursion continues from to produce the forecast of `first`: of
+    covariance model `model` (its rows of the table `asset`), whose states are kept as
+    `state_key` (default: `asset`; `models.Model.state_key`).
 
     The previous session's forecast must have been materialised (the asset depends on itself
     at t-1), unless it lies in the warm-up (not published by design); a recursion starts
@@ -64,12 +72,12 @@ def resume_point(
     earlier = store.stored_dates("factor_returns", end=prev)
     if not earlier:
         return ResumePoint(None, [])
-    if not store.stored_dates(asset, prev, prev) and len(earlier) > warmup:
+    if not store.stored_dates(asset, prev, prev, model=model) and len(earlier) > warmup:
         raise MissingUpstreamError(
             gap_message(store, asset, asset, prev, end or first, f"{asset} for {first}")
             + " (the EWMA recursion continues from the previous session's stored state)"
         )
-    found = store.latest_state(asset, prev)
+    found = store.latest_state(state_key or asset, prev)
     if found is None:
         replay_from, blob = earlier[0], None
     else:

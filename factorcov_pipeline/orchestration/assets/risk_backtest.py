@@ -32,12 +32,13 @@ bias plot of the warm forecasts.
 import bisect
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from factorcov_pipeline.api.risk_models import load_risk_models
+from factorcov_pipeline.api.risk_models import load_risk_models_of
 from factorcov_pipeline.core import calendar
 from factorcov_pipeline.core.backtest import rolling_bias
 from factorcov_pipeline.core.blas import one_blas_thread
@@ -51,11 +52,21 @@ from factorcov_pipeline.core.portfolio import (
     portfolio_returns,
     try_minimum_variance_weights,
 )
-from factorcov_pipeline.core.settings import FactorCovarianceReportSettingsV2
+from factorcov_pipeline.core.settings import (
+    DEFAULT_MODEL,
+    FactorCovarianceReportSettingsV2,
+    PortfolioRiskSettings,
+)
 from factorcov_pipeline.core.warmup import COVARIANCE, SPECIFIC, warmups
 from factorcov_pipeline.orchestration import summaries
 from factorcov_pipeline.orchestration.assets import resume
 from factorcov_pipeline.orchestration.assets.common import PARTITIONED, date_chunks, date_span
+from factorcov_pipeline.orchestration.assets.models import (
+    extension,
+    history_start,
+    identity,
+    run_models,
+)
 from factorcov_pipeline.orchestration.assets.portfolio_risk import standing_holdings
 from factorcov_pipeline.orchestration.metadata import figures_wanted, image, on_last_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
@@ -185,18 +196,19 @@ def _history_metadata(
         **summaries.metadata(summary, "portfolio_bias"),
         **summaries.headline(summary, MIN_VARIANCE, "min_variance_bias"),
     }
+    clause, params = store.model_clause(ASSET, DEFAULT_MODEL)
     hist = store.read(
         "SELECT date, portfolio, realised_return, predicted_risk FROM risk_backtest "
-        "WHERE date <= ? AND warm ORDER BY date, portfolio",
-        [last],
+        f"WHERE date <= ? AND warm{clause} ORDER BY date, portfolio",
+        [last, *params],
     )
     title = f"Bias statistic, rolling 21 sessions, forecasts after their warm-up ({warm_after} "
     title += "sessions)"
     if hist.height == 0:  # nothing after the warm-up yet: the warm-up, saying so
         hist = store.read(
             "SELECT date, portfolio, realised_return, predicted_risk FROM risk_backtest "
-            "WHERE date <= ? ORDER BY date, portfolio",
-            [last],
+            f"WHERE date <= ?{clause} ORDER BY date, portfolio",
+            [last, *params],
         )
         title = f"Bias statistic, rolling 21 sessions: all in the {warm_after}-session warm-up"
     if hist.height:
@@ -285,109 +297,171 @@ def specific_bias_by_decile(store: Store, last: dt.date) -> pl.DataFrame:
     return pl.concat([total.select(by.columns), by])
 
 
+@dataclass(frozen=True)
+class _Universe:
+    """A chunk's universe returns as arrays, each date a slice (the rows come in date order)."""
+
+    ids: np.ndarray
+    returns: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+
+    @classmethod
+    def of(cls, uni: pl.DataFrame, chunk: list[dt.date]) -> "_Universe":
+        days = uni["date"].to_numpy()
+        at = np.asarray(chunk, dtype="datetime64[D]")
+        return cls(
+            uni["asset_id"].to_numpy().astype(np.str_),
+            uni["asset_return"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
+            np.searchsorted(days, at, side="left"),
+            np.searchsorted(days, at, side="right"),
+        )
+
+
+def _backtest_rows(
+    snapshots: dict[dt.date, RiskSnapshot],
+    chunk: list[dt.date],
+    uni: _Universe,
+    holdings: pl.DataFrame | None,
+    cfg: PortfolioRiskSettings,
+    problems: dict[str, list[dt.date]],
+    label: str = "",
+) -> tuple[dict[str, list], list[dt.date], list[dt.date]]:
+    """One covariance model's `risk_backtest` columns for the sessions of `chunk` (those with
+    an earlier risk model in `snapshots`), the sessions backtested and the risk model dates
+    they were backtested on; the rows that could not be computed are added to `problems`
+    (keyed by portfolio, `label`, reason)."""
+    cols: dict[str, list] = {c: [] for c in BACKTEST_SCHEMA}
+    backtested: list[dt.date] = []  # dates with an earlier model
+    model_days: list[dt.date] = []  # the model each was backtested on
+    fdays = sorted(snapshots)
+    for i, day in enumerate(chunk):  # loop over dates; each vectorised over assets
+        at = bisect.bisect_left(fdays, day)
+        if at == 0:
+            continue
+        prev = fdays[at - 1]
+        backtested.append(day)
+        model_days.append(prev)
+        m = snapshots[prev]
+        with one_blas_thread():  # N x K products and a K x K solve (core/blas.py)
+            mv, why = try_minimum_variance_weights(m)
+        names, kinds = [MIN_VARIANCE], [MIN_VARIANCE]
+        ws = [mv if mv is not None else np.zeros(len(m.asset_ids))]
+        reasons: list[str | None] = [why]
+        if holdings is not None:
+            al = align_holdings(m, holdings, prev, str(cfg.holdings), cfg.drop_unknown)
+            names += al.portfolios
+            kinds += ["standing"] * len(al.portfolios)
+            ws += list(al.weights)
+            reasons += [None] * len(al.portfolios)
+        w = np.vstack(ws)
+        r, seen = observed_returns(
+            m.asset_ids,
+            uni.ids[uni.starts[i] : uni.ends[i]],
+            uni.returns[uni.starts[i] : uni.ends[i]],
+        )
+        realised = portfolio_returns(w, r, seen)
+        predicted = decompose(m, w).total
+        for p, name in enumerate(names):  # a loop over the few portfolios of a date
+            if reasons[p] is not None:
+                realised[p] = predicted[p] = np.nan
+            elif not np.isfinite(predicted[p]):
+                reasons[p] = NO_SPECIFIC_RISK
+            elif np.isnan(realised[p]):
+                reasons[p] = NO_RETURNS
+            if reasons[p] is not None:
+                problems.setdefault(f"{name}{label}: {reasons[p]}", []).append(day)
+        cols["date"] += [day] * len(names)
+        cols["portfolio"] += names
+        cols["portfolio_kind"] += kinds
+        cols["realised_return"].append(realised)
+        cols["predicted_risk"].append(predicted)
+        cols["reason"] += reasons
+    for c in ("realised_return", "predicted_risk"):
+        cols[c] = np.concatenate(cols[c]) if cols[c] else []
+    return cols, backtested, model_days
+
+
 def _backtest_range(
     store: Store,
     dates: list[dt.date],
     settings: FactorCovarianceReportSettingsV2,
     holdings: pl.DataFrame | None,
 ) -> tuple[int, dict[str, list[dt.date]]]:
-    """Store `risk_backtest` and `specific_risk_bias` for `dates`, a chunk of sessions at a
-    time (chunk k + 1 read while chunk k is computed, storage/read_ahead.py); the rows stored
-    and, per reason, the dates with a row that could not be computed."""
+    """Store `risk_backtest` (every covariance model) and `specific_risk_bias` (shared) for
+    `dates`, a chunk of sessions at a time (chunk k + 1 read while chunk k is computed,
+    storage/read_ahead.py): the exposures, specific risks, returns and specific outcomes of a
+    chunk are read once for every model, and each model adds its covariance. A model new to
+    the file is backtested over the whole stored history first (`assets/models.py`). Returns
+    the rows stored (of `default`) and, per reason, the dates with a row that could not be
+    computed."""
     cfg = settings.portfolio_risk_settings
+    ident = identity(settings)
+    models = run_models(settings)
+    first = history_start(store)
+    before = {m.name: extension(store, ASSET, m.name, dates, first) for m in models}
+    history = max(before.values(), key=len)  # every extension is this list or empty
+    chunks = [(c, False) for c in date_chunks(history)] + [(c, True) for c in date_chunks(dates)]
+    clauses = {m.name: store.model_clause("factor_covariance", m.name) for m in models}
     warm = warmups(settings)
     rows = 0
     problems: dict[str, list[dt.date]] = {}
 
     def read_chunk(
-        chunk: list[dt.date],
-    ) -> tuple[dict[dt.date, RiskSnapshot], pl.DataFrame, pl.DataFrame]:
+        item: tuple[list[dt.date], bool],
+    ) -> tuple[dict[str | None, dict[dt.date, RiskSnapshot]], pl.DataFrame, pl.DataFrame | None]:
         """The risk models a date of the chunk is backtested on (each session's before it;
         the chunk's last model is first used by the next chunk: a daily run reads one model,
-        not two), the universe's returns (in date order) and the standardised specific
-        outcomes with caps."""
-        models = load_risk_models(
+        not two), of every model the chunk is computed for, the universe's returns (in date
+        order) and, in the run's range, the standardised specific outcomes with caps."""
+        chunk, in_range = item
+        names = [m.name for m in models if in_range or before[m.name]]
+        snapshots = load_risk_models_of(
             store.read,
             calendar.previous_session(chunk[0]),
             calendar.previous_session(chunk[-1]),
+            names,
+            clause=lambda name: clauses[str(name)],
         )
         uni = store.read(
             "SELECT date, asset_id, asset_return FROM universe "
             "WHERE date BETWEEN ? AND ? ORDER BY date",
             [chunk[0], chunk[-1]],
         )
-        zc = store.read(*specific_z_sql(store, chunk[0], chunk[-1], with_caps=True))
-        return models, uni, zc
+        zc = (
+            store.read(*specific_z_sql(store, chunk[0], chunk[-1], with_caps=True))
+            if in_range
+            else None
+        )
+        return snapshots, uni, zc
 
-    for chunk, (models, uni, zc) in store.read_ahead(date_chunks(dates), read_chunk):
-        # each date's universe rows as arrays, split once (in date order)
-        u_days = uni["date"].to_numpy()
-        u_ids = uni["asset_id"].to_numpy().astype(np.str_)
-        u_ret = uni["asset_return"].cast(pl.Float64).fill_null(np.nan).to_numpy()
-        bounds = np.searchsorted(u_days, np.asarray(chunk, dtype="datetime64[D]"), side="left")
-        ends = np.searchsorted(u_days, np.asarray(chunk, dtype="datetime64[D]"), side="right")
-        cols: dict[str, list] = {c: [] for c in BACKTEST_SCHEMA}
-        backtested: list[dt.date] = []  # dates with an earlier model
-        model_days: list[dt.date] = []  # the model each was backtested on
-        fdays = sorted(models)
-        for i, day in enumerate(chunk):  # loop over dates; each vectorised over assets
-            at = bisect.bisect_left(fdays, day)
-            if at == 0:
+    for (chunk, _), (snapshots, uni_frame, zc) in store.read_ahead(chunks, read_chunk):
+        uni = _Universe.of(uni_frame, chunk)
+        writes = []
+        for m in models:
+            if m.name not in snapshots:
                 continue
-            prev = fdays[at - 1]
-            backtested.append(day)
-            model_days.append(prev)
-            m = models[prev]
-            with one_blas_thread():  # N x K products and a K x K solve (core/blas.py)
-                mv, why = try_minimum_variance_weights(m)
-            names, kinds = [MIN_VARIANCE], [MIN_VARIANCE]
-            ws = [mv if mv is not None else np.zeros(len(m.asset_ids))]
-            reasons: list[str | None] = [why]
-            if holdings is not None:
-                al = align_holdings(m, holdings, prev, str(cfg.holdings), cfg.drop_unknown)
-                names += al.portfolios
-                kinds += ["standing"] * len(al.portfolios)
-                ws += list(al.weights)
-                reasons += [None] * len(al.portfolios)
-            w = np.vstack(ws)
-            r, seen = observed_returns(
-                m.asset_ids, u_ids[bounds[i] : ends[i]], u_ret[bounds[i] : ends[i]]
+            label = "" if m.is_default else f" (model {m.name})"
+            cols, backtested, model_days = _backtest_rows(
+                snapshots[m.name], chunk, uni, holdings, cfg, problems, label
             )
-            realised = portfolio_returns(w, r, seen)
-            predicted = decompose(m, w).total
-            for p, name in enumerate(names):  # a loop over the few portfolios of a date
-                if reasons[p] is not None:
-                    realised[p] = predicted[p] = np.nan
-                elif not np.isfinite(predicted[p]):
-                    reasons[p] = NO_SPECIFIC_RISK
-                elif np.isnan(realised[p]):
-                    reasons[p] = NO_RETURNS
-                if reasons[p] is not None:
-                    problems.setdefault(f"{name}: {reasons[p]}", []).append(day)
-            cols["date"] += [day] * len(names)
-            cols["portfolio"] += names
-            cols["portfolio_kind"] += kinds
-            cols["realised_return"].append(realised)
-            cols["predicted_risk"].append(predicted)
-            cols["reason"] += reasons
-        for c in ("realised_return", "predicted_risk"):
-            cols[c] = np.concatenate(cols[c]) if cols[c] else []
-        counts = resume.return_counts(store, model_days)
-        model_warm = (counts > warm[COVARIANCE]) & (counts > warm[SPECIFIC])
-        per_date = dict(zip(backtested, model_warm, strict=True))
-        cols["warm"] = [bool(per_date[d]) for d in cols["date"]]
-        bt_all = pl.DataFrame(cols, schema=BACKTEST_SCHEMA).fill_nan(None)
-        sp_all = resume.with_warm(
-            specific_bias_rows(zc.filter(pl.col("date").is_in(backtested))),
-            backtested,
-            counts > warm[SPECIFIC],
-        )
-        store.replace(
-            [TableWrite(ASSET, bt_all), TableWrite(SPECIFIC_BIAS, sp_all)],
-            date_span(chunk),
-            settings_json=settings.fingerprint(),
-        )
-        rows += bt_all.height
+            counts = resume.return_counts(store, model_days)
+            warm_m = warmups(m.settings)
+            model_warm = (counts > warm_m[COVARIANCE]) & (counts > warm_m[SPECIFIC])
+            per_date = dict(zip(backtested, model_warm, strict=True))
+            cols["warm"] = [bool(per_date[d]) for d in cols["date"]]
+            bt = pl.DataFrame(cols, schema=BACKTEST_SCHEMA).fill_nan(None)
+            writes.append(m.write(ASSET, bt))
+            if m.is_default:
+                rows += bt.height
+                if zc is not None:  # the shared specific bias, of the run's range only
+                    sp = resume.with_warm(
+                        specific_bias_rows(zc.filter(pl.col("date").is_in(backtested))),
+                        backtested,
+                        resume.return_counts(store, model_days) > warm[SPECIFIC],
+                    )
+                    writes.append(TableWrite(SPECIFIC_BIAS, sp))
+        store.replace(writes, date_span(chunk), **ident)
     return rows, problems
 
 
@@ -436,24 +510,34 @@ def risk_backtest(
     dates = partition_dates(context)
     # user-supplied factor returns: no exposures or specific risk, nothing to backtest
     if settings.factor_model_settings.universe.factor_returns:
-        for table, schema in ((ASSET, BACKTEST_SCHEMA), (SPECIFIC_BIAS, SPEC_TABLE_SCHEMA)):
+        for m in run_models(settings):
             store.replace(
-                [TableWrite(table, pl.DataFrame(schema=schema))],
+                [m.write(ASSET, pl.DataFrame(schema=BACKTEST_SCHEMA))],
                 date_span(dates),
-                settings_json=settings.fingerprint(),
+                **identity(settings),
             )
+        store.replace(
+            [TableWrite(SPECIFIC_BIAS, pl.DataFrame(schema=SPEC_TABLE_SCHEMA))],
+            date_span(dates),
+            **identity(settings),
+        )
         on_last_session(context, {"skipped": "factor returns are supplied by the user"})
         return MaterializeResult()
     holdings = standing_holdings(settings.portfolio_risk_settings)
     warm = warmups(settings)
     warm_after = max(warm[COVARIANCE], warm[SPECIFIC])
+    ident = identity(settings)
     # the per-asset specific bias summary reads only other steps' tables: it is read while the
     # range is backtested (storage/read_ahead.py)
     with store.read_meanwhile(lambda: specific_bias_by_decile(store, dates[-1])) as spec_bias:
         rows, problems = _backtest_range(store, dates, settings, holdings)
-        summary = summaries.replace_summary(
-            store, ASSET, SUMMARY, settings.fingerprint(), _warm_of(store, settings)
-        )
+        summary = pl.DataFrame()
+        for m in run_models(settings):
+            frame = summaries.replace_summary(
+                store, ASSET, SUMMARY, ident, _warm_of(store, m.settings), model=m.name
+            )
+            if m.is_default:
+                summary = frame
         meta = _history_metadata(store, summary, dates[-1], warm_after, spec_bias)
     _log_problems(context, problems)
     overridden = settings.factor_cov_settings.warmup_length > 0

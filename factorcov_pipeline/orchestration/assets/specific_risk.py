@@ -28,6 +28,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     return_dates,
     stale_later_dates,
 )
+from factorcov_pipeline.orchestration.assets.models import identity
 from factorcov_pipeline.orchestration.metadata import on_last_session, per_session
 from factorcov_pipeline.orchestration.partitions import partition_dates
 from factorcov_pipeline.orchestration.resources import (
@@ -178,7 +179,7 @@ def specific_risk(
             [TableWrite(ASSET, EMPTY)],
             (dates[0], dates[-1]),
             state={ASSET: {}},  # forecasts and recursion states of the range go together
-            settings_json=settings.fingerprint(),
+            **identity(settings),
         )
         on_last_session(context, {"dates": 0, "dagster/row_count": 0, **meta})
         return MaterializeResult()
@@ -254,7 +255,7 @@ def specific_risk(
                 [TableWrite(ASSET, out)],
                 (chunk[keep[0]], chunk[-1]),
                 state={ASSET: {chunk[-1]: state.to_bytes()}},
-                settings_json=settings.fingerprint(),
+                **identity(settings),
             )
             rows += out.height
             last = out.filter(pl.col("date") == chunk[-1])

@@ -17,6 +17,7 @@ from factorcov_pipeline.orchestration.assets.common import (
     rows_per_session,
     user_model,
 )
+from factorcov_pipeline.orchestration.assets.models import identity
 from factorcov_pipeline.orchestration.metadata import on_last_session
 from factorcov_pipeline.orchestration.partitions import SESSIONS_START, partition_dates
 from factorcov_pipeline.orchestration.resources import (
@@ -113,7 +114,7 @@ def universe(
                 assert user_frame is not None
                 frame = user_frame.filter(pl.col("date").is_between(*date_span(chunk)))
                 writes = [TableWrite("universe", frame)]
-            writer.replace(writes, date_span(chunk), settings_json=settings.fingerprint())
+            writer.replace(writes, date_span(chunk), **identity(settings))
             per_date = frame.group_by("date").agg(pl.len().alias("n"))
             rows += frame.height
             if per_date.height:
