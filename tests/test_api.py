@@ -408,8 +408,9 @@ def test_a_model_column_selects_one_covariance_model(db, tmp_path):
     copy = tmp_path / "models.duckdb"
     shutil.copy(db, copy)
     with duckdb.connect(str(copy)) as con:
-        for table in ("factor_covariance", "factor_volatility", "factor_correlation"):
-            con.execute(f"ALTER TABLE {table} ADD COLUMN model VARCHAR DEFAULT 'default'")
+        # the pipeline's own `model` column (issue 22.1); a second model's rows made by hand,
+        # registered as the pipeline registers a model
+        con.execute("INSERT INTO covariance_models VALUES ('eigen', '{}', now()::TIMESTAMP)")
         con.execute(
             "INSERT INTO factor_covariance BY NAME SELECT date, factor_1, factor_2, "
             "4 * covariance AS covariance, warm, 'eigen' AS model FROM factor_covariance "

@@ -96,12 +96,14 @@ def test_sql_contract_tables_and_row_counts(built):
     assert set(fr["factor_group"].unique()) == {"market", "trbc", "style"}
     assert set(fr["factor"].unique()) == set(DEFAULT_FACTORS.names)
     cov = _table(db, "factor_covariance", "date, factor_1, factor_2")
-    assert cov.columns == ["date", "factor_1", "factor_2", "covariance", "warm"]
+    assert cov.columns == ["date", "factor_1", "factor_2", "covariance", "warm", "model"]
+    assert set(cov["model"]) == {"default"}  # no `models`: the one model of the file
     assert cov.height == len(forecast_dates) * k * k
     rep = _table(db, "covariance_report", "date, factor")
     assert rep.height == len(forecast_dates) * k
     assert rep.columns[:2] == ["date", "factor"]
-    assert rep.columns[2:] == sorted(DEFAULT_FACTORS.names)
+    assert rep.columns[2:-1] == sorted(DEFAULT_FACTORS.names)
+    assert rep.columns[-1] == "model" and set(rep["model"]) == {"default"}
     assert rep["factor"].to_list()[:k] == sorted(DEFAULT_FACTORS.names)
     for table, cols in {
         "universe": ["date", "asset_id", "sector", "market_cap", "asset_return"],
@@ -123,7 +125,7 @@ def test_covariance_ties_out_with_tutorial_pandas_code_in_float64(built):
         list(DEFAULT_FACTORS.names)
     ]
     df_fr.index = pd.DatetimeIndex(pd.to_datetime(df_fr.index), name="date")
-    report = _table(db, "covariance_report", "date, factor").to_pandas()
+    report = _table(db, "covariance_report", "date, factor").drop("model").to_pandas()
     report["date"] = pd.to_datetime(report["date"])
     df_vcov = report.set_index(["date", "factor"])
     df_vol = tieout.vol_from_vcov(df_vcov)

@@ -405,7 +405,7 @@ def test_setting_through_the_pipeline(case, tmp_path, default_db):
 
     # the regime table: the VRA multiplier (and B_t) per date
     regime = Store(db).read("SELECT * FROM volatility_regime ORDER BY date")
-    assert regime.columns == ["date", "bias_statistic", "vra_multiplier", "warm"]
+    assert regime.columns == ["date", "bias_statistic", "vra_multiplier", "warm", "model"]
     assert regime["date"].to_list() == days
     np.testing.assert_allclose(
         regime["vra_multiplier"].to_numpy(), direct["multiplier"], rtol=1e-12, atol=0
@@ -522,6 +522,7 @@ def test_forecast_bias_table_against_a_direct_loop(default_db):
         "n_obs": "INTEGER",
         "bias": "DOUBLE",
         "warm": "BOOLEAN",
+        "model": "VARCHAR",
     }
     fb = store.read("SELECT * FROM forecast_bias ORDER BY window_end, portfolio")
     assert fb.select(["window_end", "portfolio"]).is_unique().all()

@@ -164,6 +164,7 @@ def test_a_write_is_one_transaction(pg):
         {"date": [day, day], "factor": ["a", "b"], "volatility": [1.0, 2.0], "warm": [True] * 2}
     )
     store.replace([TableWrite("factor_volatility", old)], (day, day), settings_json='{"x": 1}')
+    old = old.with_columns(model=pl.lit("default"))  # a write without `model` is the default's
     new = old.with_columns(pl.col("volatility") * 10)
     bad = pl.DataFrame({"date": [day], "factor": ["a"], "not_a_column": [1.0]})
     with pytest.raises(ValueError, match="other columns"):

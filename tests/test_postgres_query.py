@@ -337,7 +337,7 @@ def test_a_superuser_url_is_refused_before_any_query(cli_on, stores, argv):
     assert before["slots"] == []
 
 
-def test_a_session_cannot_be_confined_by_session_authorization(stores):
+def test_a_session_cannot_be_confined_by_session_authorization(stores, readers):
     """Why the superuser is refused rather than demoted: after SET SESSION AUTHORIZATION to a
     role that may only read, a query of the same session becomes the superuser again."""
     _, url = stores

@@ -95,8 +95,9 @@ def test_readme_vol_query_shows_all_21_rows_with_full_names(sh, year_db):
     body = lines[2:-1]
     assert len(body) == 21 and all(len(ln) <= 100 for ln in lines)
     for line, row in zip(body, stored.iter_rows(named=True), strict=True):
-        date, factor, vol, warm = re.split(r"\s{2,}", line)
+        date, factor, vol, warm, model = re.split(r"\s{2,}", line)
         assert date == str(row["date"]) and factor == row["factor"] and warm == "true"
+        assert model == "default"
         assert abs(float(vol) - row["volatility"]) <= 5e-7
 
 
@@ -118,7 +119,9 @@ def test_table_states_its_limit(sh):
 
 @pytest.mark.parametrize("columns", [60, 100, 160])
 def test_wide_kxk_result_fits_the_terminal_in_blocks_and_keeps_every_number(sh, year_db, columns):
-    sql = f"SELECT * FROM covariance_report WHERE date = DATE '{LAST}' ORDER BY factor"
+    sql = (  # the K x K numbers (the `model` column, a name, is another test's)
+        f"SELECT * EXCLUDE (model) FROM covariance_report WHERE date = DATE '{LAST}' ORDER BY factor"
+    )
     code, out, _ = sh(["sql", sql], columns=columns)
     assert code == 0
     lines = out.splitlines()
@@ -197,7 +200,7 @@ def test_json_is_a_list_of_objects_with_iso_dates(sh, year_db):
     assert code == 0
     got = json.loads(out)
     stored = _stored(year_db, sql).to_dicts()
-    assert [set(o) for o in got] == [{"date", "factor", "volatility", "warm"}] * 21
+    assert [set(o) for o in got] == [{"date", "factor", "volatility", "warm", "model"}] * 21
     assert got == [{**r, "date": r["date"].isoformat()} for r in stored]
     code, out, _ = sh(["sql", "--format", "json", "SELECT 'nan'::DOUBLE AS a, 2 AS a"])
     assert json.loads(out) == [{"a": None, "a_2": 2}]

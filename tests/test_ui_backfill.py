@@ -182,7 +182,7 @@ def test_a_ui_backfill_fans_out_into_concurrent_chunked_runs_equal_to_sequential
             launched = result.data["launchPartitionBackfill"]
             assert launched["__typename"] == "LaunchBackfillSuccess", launched
             backfill_id = launched["backfillId"]
-            _run_backfill(backfill_id, context, time.monotonic() + 300)
+            _run_backfill(backfill_id, context, time.monotonic() + 600)
         backfill = instance.get_backfill(backfill_id)
         records = instance.get_run_records(RunsFilter(tags={"dagster/backfill": backfill_id}))
         failed = [

@@ -125,7 +125,7 @@ def test_hostile_names_equal_plain_pandas_ewm(hostile):
     store = Store(db)
     # the report's columns are the user's names, alphabetical; the SQL-looking name did nothing
     report = store.read("SELECT * FROM covariance_report")
-    assert report.columns == ["date", "factor", *names]
+    assert report.columns == ["date", "factor", *names, "model"]
     assert report.height == len(days) * len(names)
     assert store.read("SELECT count(*) AS n FROM factor_returns")["n"][0] == len(days) * 5
     groups = store.read("SELECT DISTINCT factor_group FROM factor_returns")["factor_group"]
@@ -183,7 +183,9 @@ def test_three_hundred_factors(tmp_path):
     vol, corr = stored_forecasts(db, sorted_names, days)
     np.testing.assert_allclose(vol, vol_pd.to_numpy(), rtol=1e-12, atol=0)
     np.testing.assert_allclose(corr, np.clip(corr_pd, -1, 1), rtol=0, atol=1e-12)
-    assert len(Store(db).read("SELECT * FROM covariance_report LIMIT 1").columns) == 302
+    assert (
+        len(Store(db).read("SELECT * FROM covariance_report LIMIT 1").columns) == 303
+    )  # date, factor, 300, model
 
 
 # ---- range errors: refused before any work, naming the file's span and the request ----------
