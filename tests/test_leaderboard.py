@@ -377,6 +377,62 @@ def test_ties_are_broken_deterministically_and_missing_values_rank_last():
         rank_models(frame.drop("gaussian_nll"))
 
 
+def test_values_equal_up_to_rounding_tie():
+    """A model with the volatility regime adjustment multiplies the default's covariance by a
+    scalar: the same minimum-variance portfolio, whose realised volatility differs from the
+    default's only by rounding (seen on the real S&P 500 sample, docs/choosing-a-model.md:
+    0.005117227095132523 and ...534). Those are a tie (average rank), not a win decided by the
+    17th digit; values 1e-8 apart are not."""
+    frame = pl.DataFrame(
+        {
+            "model": ["default", "vra", "eigen", "eigen_vra"],
+            "mean_abs_bias_minus_1": [0.119, 0.103, 0.044, 0.061],
+            "min_variance_volatility": [
+                0.005117227095132523,
+                0.005117227095132534,
+                0.005083712611257492,
+                0.005083712611257383,
+            ],
+            "gaussian_nll": [-57.19, -57.22, -57.53, -57.42],
+        }
+    )
+    out = rank_models(frame)
+    score = dict(zip(out["model"], out["score"], strict=True))
+    # ranks (bias, volatility, likelihood): default (4, 3.5, 4), vra (3, 3.5, 3),
+    # eigen (1, 1.5, 1), eigen_vra (2, 1.5, 2)
+    expected = {"default": 11.5 / 3, "vra": 9.5 / 3, "eigen": 3.5 / 3, "eigen_vra": 5.5 / 3}
+    assert score == pytest.approx(expected, rel=1e-15)
+    assert out["model"].to_list() == ["eigen", "eigen_vra", "vra", "default"]
+    # a real difference, however small next to the noise, still ranks
+    apart = frame.with_columns(
+        pl.Series("min_variance_volatility", [0.0051172271, 0.0051172272, 0.0050837126, 0.005])
+    )
+    score = dict(zip(*rank_models(apart).select("model", "score"), strict=True))
+    assert score == pytest.approx(
+        {"default": 11 / 3, "vra": 10 / 3, "eigen": 4 / 3, "eigen_vra": 5 / 3}, rel=1e-15
+    )
+    # missing values tie with each other, never with a present one
+    missing = frame.with_columns(pl.Series("gaussian_nll", [None, None, -57.53, math.nan]))
+    ranked = rank_models(missing)
+    assert ranked["model"].to_list()[:2] == ["eigen", "eigen_vra"]
+    score = dict(zip(*ranked.select("model", "score"), strict=True))
+    assert score["default"] == pytest.approx((4 + 3.5 + 3) / 3, rel=1e-15)
+
+
+def test_a_scalar_multiple_ties_on_the_minimum_variance_volatility(known):
+    """The same through `leaderboard`: truth x 1.21 (the regime adjustment's lambda^2 = 1.1^2)
+    builds truth's minimum-variance portfolio; its realised volatility ties with truth's."""
+    dates, names, r, truth, w_rand = known
+    warm = np.arange(len(dates)) >= 1
+    models = {"truth": (truth, warm), "scaled": (truth * 1.21, warm)}
+    table = leaderboard(dates, names, r, models, w_rand).table
+    vol = dict(zip(table["model"], table["min_variance_volatility"], strict=True))
+    assert vol["scaled"] == pytest.approx(vol["truth"], rel=1e-13)
+    # truth wins the other two criteria: score (1 + 1.5 + 1) / 3, the scaled model (2 + 1.5 + 2) / 3
+    score = dict(zip(table["model"], table["score"], strict=True))
+    assert score == pytest.approx({"truth": 3.5 / 3, "scaled": 5.5 / 3}, rel=1e-15)
+
+
 def test_common_sample_scores_every_model_on_the_same_dates(known):
     dates, names, r, truth, w_rand = known
     t = len(dates)

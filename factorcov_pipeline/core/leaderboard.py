@@ -65,12 +65,14 @@ y / sqrt(d), r' F^-1 r = sum y^2 / d, log det F = sum log d, F^-1 1 = U (U'1 / d
 is symmetrised, (F + F') / 2, which leaves a symmetric one unchanged bit for bit.
 
 **Ranking** (`rank_models`): each model is ranked on three criteria, lower is better, ties
-sharing the average rank and a missing value ranking last: the bias of all test portfolios
+sharing the average rank (values within 1e-10 of each other, relative, are a tie: a model
+scaled by the regime adjustment builds the same minimum-variance portfolio up to rounding) and
+a missing value ranking last: the bias of all test portfolios
 (``mean_abs_bias_minus_1``, the mean of the four groups' mean |b - 1|, each group weighing the
 same so that twenty random portfolios do not outvote the one optimised portfolio), the
 minimum-variance realised volatility and the Gaussian negative log-likelihood. ``score`` is the
-mean of the three ranks and ``rank`` orders the models by score, ties broken by the likelihood,
-then the minimum-variance volatility, then the bias, then the model name. Calibration, the
+mean of the three ranks and ``rank`` orders the models by score, ties broken by the rank on the
+likelihood, then on the minimum-variance volatility, then on the bias, then the model name. Calibration, the
 usefulness of the inverse for portfolio construction and the probabilistic fit of the whole
 matrix each get one vote: no single statistic says which covariance is best (a forecast scaled
 up wins on bias of optimised portfolios, one shrunk towards a constant on the minimum-variance
@@ -117,6 +119,8 @@ REASON_NOT_POSITIVE_DEFINITE = "forecast not positive definite (no inverse)"
 
 # The ranking's criteria, lower is better, in the order of the tie-break after the score.
 RANK_CRITERIA = ("gaussian_nll", "min_variance_volatility", "mean_abs_bias_minus_1")
+# Values of a criterion this close (relative) are a tie: equal up to rounding (`_tie_groups`).
+TIE_RTOL = 1e-10
 
 LEADERBOARD_SCHEMA: dict[str, pl.DataType] = {
     "model": pl.String(),
@@ -563,10 +567,11 @@ def rank_models(stats: pl.DataFrame | Sequence[ModelEvaluation]) -> pl.DataFrame
     (`LEADERBOARD_SCHEMA`), ordered by rank.
 
     Rule (module docstring, "Ranking"): per criterion of `RANK_CRITERIA` (lower is better) the
-    models' ranks, ties sharing the average rank (`polars.Expr.rank` "average") and a missing
-    value ranking after every present one; ``score`` is the mean of the three ranks; ``rank``
-    orders by score, then gaussian_nll, min_variance_volatility, mean_abs_bias_minus_1 (missing
-    last), then the model name, so that it is a permutation of 1..M whatever the ties.
+    models' ranks, ties sharing the average rank (`polars.Expr.rank` "average"; values within
+    a relative `TIE_RTOL` of each other are a tie, `_tie_groups`) and a missing value ranking
+    after every present one; ``score`` is the mean of the three ranks; ``rank`` orders by score,
+    then the ranks on gaussian_nll, min_variance_volatility, mean_abs_bias_minus_1, then the
+    model name, so that it is a permutation of 1..M whatever the ties.
 
     ``stats`` is `ModelEvaluation`s or a frame of their summaries (at least ``model`` and the
     criteria; other columns of `LEADERBOARD_SCHEMA` missing from it are null).
@@ -591,11 +596,39 @@ def rank_models(stats: pl.DataFrame | Sequence[ModelEvaluation]) -> pl.DataFrame
             if c not in frame.columns and c not in ("rank", "score")
         ]
     )
-    ranks = [pl.col(c).fill_null(math.inf).rank("average").cast(pl.Float64) for c in RANK_CRITERIA]
-    scored = frame.with_columns(pl.mean_horizontal(ranks).alias("score"))
-    ordered = scored.sort(["score", *RANK_CRITERIA, "model"], nulls_last=True)
+    ranks = [f"_rank_{c}" for c in RANK_CRITERIA]
+    scored = frame.with_columns(
+        [
+            pl.Series(r, _tie_groups(frame[c].to_numpy())).rank("average").cast(pl.Float64)
+            for r, c in zip(ranks, RANK_CRITERIA, strict=True)
+        ]
+    ).with_columns(pl.mean_horizontal(ranks).alias("score"))
+    ordered = scored.sort(["score", *ranks, "model"])
     out = ordered.with_columns(pl.int_range(1, ordered.height + 1, dtype=pl.Int64).alias("rank"))
     return out.select(list(LEADERBOARD_SCHEMA)).cast(LEADERBOARD_SCHEMA)  # type: ignore[arg-type]
+
+
+def _tie_groups(values: np.ndarray) -> np.ndarray:
+    """An ordered group key per value, equal for values equal up to rounding: sorted, a value
+    within `TIE_RTOL` (relative) of the one before it joins its group; a missing value (None,
+    NaN) ranks after every present one and ties only with other missing values.
+
+    Why: two models can compute one quantity by different roundings. The volatility regime
+    adjustment multiplies a model's covariance by a scalar, so its minimum-variance portfolio
+    is the model's own and the realised volatilities agree to ~1e-16 relative but not bit for
+    bit (0.005117227095132523 and ...534 on the S&P 500 sample): ranked as they stand, the
+    17th digit would decide a criterion."""
+    x = np.asarray(values, dtype=np.float64)
+    x = np.where(np.isfinite(x), x, np.inf)
+    order = np.argsort(x, kind="stable")
+    s = x[order]
+    with np.errstate(invalid="ignore"):  # inf - inf between missing values: NaN, not a tie
+        gap = np.diff(s)
+    scale = np.maximum(np.abs(s[1:]), np.abs(s[:-1]))
+    same = (s[1:] == s[:-1]) | (np.isfinite(gap) & (gap <= TIE_RTOL * scale))
+    keys = np.empty(x.size, dtype=np.int64)
+    keys[order] = np.concatenate([[0], np.cumsum(~same)]) if x.size else []
+    return keys
 
 
 def leaderboard(
