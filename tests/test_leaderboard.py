@@ -527,3 +527,23 @@ def test_bad_input_is_refused_in_one_line(change, message):
                 {"x": (args["cov"], args["warm"])},
                 args["w"],
             )
+
+
+def test_a_model_never_scored_is_not_ranked():
+    """A model whose every forecast is within its warm-up has no statistic: a null rank and
+    score, after the ranked models (ranking it by name made an untested `default` the best
+    model of the S&P 500 sample with warmup_length 0)."""
+    frame = pl.DataFrame(
+        {
+            "model": ["slow", "default", "fast"],
+            "mean_abs_bias_minus_1": [None, 0.10, 0.05],
+            "min_variance_volatility": [None, 0.011, 0.012],
+            "gaussian_nll": [None, -50.0, -51.0],
+        }
+    )
+    out = rank_models(frame)
+    assert out["model"].to_list() == ["fast", "default", "slow"]
+    assert out["rank"].to_list() == [1, 2, None]
+    assert out["score"][2] is None and out["score"][0] == pytest.approx(4 / 3, rel=1e-15)
+    nothing = rank_models(frame.filter(pl.col("model") == "slow"))
+    assert nothing["rank"].to_list() == [None] and nothing["model"].to_list() == ["slow"]

@@ -571,7 +571,9 @@ def rank_models(stats: pl.DataFrame | Sequence[ModelEvaluation]) -> pl.DataFrame
     a relative `TIE_RTOL` of each other are a tie, `_tie_groups`) and a missing value ranking
     after every present one; ``score`` is the mean of the three ranks; ``rank`` orders by score,
     then the ranks on gaussian_nll, min_variance_volatility, mean_abs_bias_minus_1, then the
-    model name, so that it is a permutation of 1..M whatever the ties.
+    model name, so that it is a permutation of 1..M whatever the ties. A model without any
+    statistic (nothing scored after its warm-up) has a null rank and score and comes last:
+    ranking it by name would crown a model that was never tested.
 
     ``stats`` is `ModelEvaluation`s or a frame of their summaries (at least ``model`` and the
     criteria; other columns of `LEADERBOARD_SCHEMA` missing from it are null).
@@ -596,6 +598,11 @@ def rank_models(stats: pl.DataFrame | Sequence[ModelEvaluation]) -> pl.DataFrame
             if c not in frame.columns and c not in ("rank", "score")
         ]
     )
+    # A model with no statistic at all (no date scored yet: its history is within the
+    # warm-up) is not ranked: rank and score null, listed after the ranked ones by name.
+    unscored = pl.all_horizontal([pl.col(c).is_null() for c in RANK_CRITERIA])
+    waiting = frame.filter(unscored).sort("model")
+    frame = frame.filter(~unscored)
     ranks = [f"_rank_{c}" for c in RANK_CRITERIA]
     scored = frame.with_columns(
         [
@@ -605,7 +612,11 @@ def rank_models(stats: pl.DataFrame | Sequence[ModelEvaluation]) -> pl.DataFrame
     ).with_columns(pl.mean_horizontal(ranks).alias("score"))
     ordered = scored.sort(["score", *ranks, "model"])
     out = ordered.with_columns(pl.int_range(1, ordered.height + 1, dtype=pl.Int64).alias("rank"))
-    return out.select(list(LEADERBOARD_SCHEMA)).cast(LEADERBOARD_SCHEMA)  # type: ignore[arg-type]
+    waiting = waiting.with_columns(
+        pl.lit(None, dtype=pl.Int64).alias("rank"), pl.lit(None, dtype=pl.Float64).alias("score")
+    )
+    columns = list(LEADERBOARD_SCHEMA)
+    return pl.concat([out.select(columns), waiting.select(columns)]).cast(LEADERBOARD_SCHEMA)  # type: ignore[arg-type]
 
 
 def _tie_groups(values: np.ndarray) -> np.ndarray:

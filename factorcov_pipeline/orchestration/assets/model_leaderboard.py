@@ -191,9 +191,14 @@ def model_leaderboard(
     frame = board.table.with_columns(pl.lit(as_of, dtype=pl.Date).alias("as_of"))
     store.replace([TableWrite(ASSET, frame)], WHOLE_TABLE_SPAN, **identity(settings))
     best = frame.row(0, named=True)
+    if best["rank"] is None:  # no model has a scored date yet
+        context.log.info(
+            f"{ASSET}: no date scored yet (every forecast through {as_of} is within its "
+            "warm-up): no model is ranked"
+        )
     meta: dict[str, object] = {
         "models": frame.height,
-        "best_model": str(best["model"]),
+        "best_model": "none yet (within warm-up)" if best["rank"] is None else str(best["model"]),
         "as_of": str(as_of),
         "scored_dates": int(best["n_obs"]),
         "leaderboard": table(frame),
