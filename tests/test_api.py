@@ -464,11 +464,10 @@ def test_warnings_from_reason_warm_and_an_exactly_fitted_regression(
         con.execute("UPDATE factor_covariance SET warm = date > ?", [SESSIONS[4]])
         con.execute("UPDATE specific_risk SET warm = asset_id <> ?", [ids[3]])
         con.execute(
-            "UPDATE specific_risk SET reason = 'only asset of its category' "
-            "WHERE asset_id IN (?, ?)",
+            "UPDATE specific_risk SET reason = 'single_asset_category' WHERE asset_id IN (?, ?)",
             [ids[0], ids[50]],  # ids[50] is not held
         )
-        con.execute("UPDATE specific_risk SET reason = 'too little history' WHERE asset_id = ?",
+        con.execute("UPDATE specific_risk SET reason = 'short_history' WHERE asset_id = ?",
                     [ids[1]])  # fmt: skip
         con.execute(
             "UPDATE specific_risk SET specific_risk = 2.4e-17 WHERE asset_id = ? AND date = ?",
@@ -482,9 +481,11 @@ def test_warnings_from_reason_warm_and_an_exactly_fitted_regression(
         early = m.risk(port, SESSIONS[4]).warnings
     assert late == [
         f"specific risk on {DAY} not estimated from the asset's own returns "
-        f"(only asset of its category) for 1 held asset(s): {ids[0]}",
+        f"(short_history: too few returns of its own: the structural forecast alone) for 1 "
+        f"held asset(s): {ids[1]}",
         f"specific risk on {DAY} not estimated from the asset's own returns "
-        f"(too little history) for 1 held asset(s): {ids[1]}",
+        f"(single_asset_category: it is the only asset of its category (its specific return "
+        f"is absorbed by the category's factor)) for 1 held asset(s): {ids[0]}",
         f"specific risk on {DAY} is within its warm-up (specific_risk.warm is false) for 1 "
         f"held asset(s): {ids[3]}",
     ]

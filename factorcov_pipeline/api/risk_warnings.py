@@ -27,6 +27,7 @@ import polars as pl
 
 from factorcov_pipeline.api.reader import StoreReader
 from factorcov_pipeline.core.holdings import brief, printable
+from factorcov_pipeline.core.specific_risk import REASON_WORDS
 
 # An annualised specific volatility below this is not an estimate (1e-4 % a year; real assets
 # have 10-60 %, the exactly fitted case ~1e-17).
@@ -78,9 +79,11 @@ def risk_warnings(
         for reason, ids in (
             why.group_by("reason", maintain_order=True).agg("asset_id").sort("reason").iter_rows()
         ):
+            words = REASON_WORDS.get(reason)
             out.append(
                 f"specific risk on {day} not estimated from the asset's own returns "
-                f"({printable(reason)}) for {len(ids)} held asset(s): {brief(ids)}"
+                f"({printable(reason)}{': ' + words if words else ''}) for {len(ids)} held "
+                f"asset(s): {brief(ids)}"
             )
     tiny = spec.filter(pl.col("specific_risk") < NEAR_ZERO_SPECIFIC)
     if tiny.height:

@@ -116,6 +116,16 @@ REASONS: dict[int, str] = {
     4: "partial_history",
 }
 SHORT_HISTORY, PARTIAL_HISTORY = 3, 4
+# The same, in words a portfolio manager reads (the warnings of `factorcov risk`).
+REASON_WORDS: dict[str, str] = {
+    "exactly_fitted": "its latest return was exactly fitted by the factors (specific return 0)",
+    "single_asset_category": (
+        "it is the only asset of its category (its specific return is absorbed by the "
+        "category's factor)"
+    ),
+    "short_history": "too few returns of its own: the structural forecast alone",
+    "partial_history": "a short history: blended with the structural forecast",
+}
 
 
 @dataclass
