@@ -95,8 +95,9 @@ def test_readme_vol_query_shows_all_21_rows_with_full_names(sh, year_db):
     body = lines[2:-1]
     assert len(body) == 21 and all(len(ln) <= 100 for ln in lines)
     for line, row in zip(body, stored.iter_rows(named=True), strict=True):
-        date, factor, vol, warm = re.split(r"\s{2,}", line)
+        date, factor, vol, warm, model = re.split(r"\s{2,}", line)
         assert date == str(row["date"]) and factor == row["factor"] and warm == "true"
+        assert model == row["model"] == "default"  # one covariance model: `default` (issue 22)
         assert abs(float(vol) - row["volatility"]) <= 5e-7
 
 
