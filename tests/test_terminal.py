@@ -127,6 +127,7 @@ def test_wide_kxk_result_fits_the_terminal_in_blocks_and_keeps_every_number(sh, 
     assert lines[-1] == "21 rows"
     stored = _stored(year_db, sql)
     factors = stored["factor"].to_list()
+    columns_all = [*factors, "model"]  # the factor columns, then `model` (issue 22), last
     # Rebuild the matrix from the blocks: every block lists the 21 rows in order; a long name
     # folds onto continuation lines (which start blank), its values are on the first line.
     blocks = out.split("\n\n")
@@ -142,7 +143,7 @@ def test_wide_kxk_result_fits_the_terminal_in_blocks_and_keeps_every_number(sh, 
         rule = next(i for i, ln in enumerate(block_lines) if ln.startswith("----------  "))
         dashes = block_lines[rule].split()
         key_width, n_cols = len(dashes[1]), len(dashes) - 2
-        cols = factors[len(seen_columns) : len(seen_columns) + n_cols]
+        cols = columns_all[len(seen_columns) : len(seen_columns) + n_cols]
         seen_columns += cols
         groups: list[list[str]] = []
         for line in block_lines[rule + 1 :]:
@@ -154,10 +155,13 @@ def test_wide_kxk_result_fits_the_terminal_in_blocks_and_keeps_every_number(sh, 
         for group, factor in zip(groups, factors, strict=True):
             name = " ".join(ln[12 : 12 + key_width].strip() for ln in group)
             assert name == factor  # the full name, in every block
-            numbers = [float(x) for x in group[0][12 + key_width :].split()]
-            for col, x in zip(cols, numbers, strict=True):
-                values[factor, col] = x
-    assert seen_columns == factors
+            cells = group[0][12 + key_width :].split()
+            for col, x in zip(cols, cells, strict=True):
+                if col == "model":
+                    assert x == "default"
+                else:
+                    values[factor, col] = float(x)
+    assert seen_columns == columns_all
     for row in stored.iter_rows(named=True):
         for col in factors:
             assert abs(values[row["factor"], col] - row[col]) <= 5e-7
@@ -198,7 +202,7 @@ def test_json_is_a_list_of_objects_with_iso_dates(sh, year_db):
     assert code == 0
     got = json.loads(out)
     stored = _stored(year_db, sql).to_dicts()
-    assert [set(o) for o in got] == [{"date", "factor", "volatility", "warm"}] * 21
+    assert [set(o) for o in got] == [{"date", "factor", "volatility", "warm", "model"}] * 21
     assert got == [{**r, "date": r["date"].isoformat()} for r in stored]
     code, out, _ = sh(["sql", "--format", "json", "SELECT 'nan'::DOUBLE AS a, 2 AS a"])
     assert json.loads(out) == [{"a": None, "a_2": 2}]
