@@ -1,9 +1,9 @@
 """A throwaway PostgreSQL server for the tests: `initdb` into a temporary directory, `pg_ctl
 start` on a free local port, one fresh database per test module, `pg_ctl stop` afterwards.
 
-Never a mock: the binaries are Debian's `postgresql` package (`.ci/run` installs it when
-`initdb` is missing). As root (CI), the server runs as the `postgres` system user, because
-`initdb` refuses to run as root.
+Never a mock: the binaries are Debian's `postgresql` package (`.ci/run`, run as root, installs
+it when `initdb` is missing). As root (CI), the server runs as the `postgres` system user,
+because `initdb` refuses to run as root.
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ def test_readme_vol_query_shows_all_21_rows_with_full_names(sh, year_db):
     for line, row in zip(body, stored.iter_rows(named=True), strict=True):
         date, factor, vol, warm, model = re.split(r"\s{2,}", line)
         assert date == str(row["date"]) and factor == row["factor"] and warm == "true"
-        assert model == "default"
+        assert model == row["model"] == "default"  # one covariance model: `default` (issue 22)
         assert abs(float(vol) - row["volatility"]) <= 5e-7
 
 
@@ -119,9 +119,7 @@ def test_table_states_its_limit(sh):
 
 @pytest.mark.parametrize("columns", [60, 100, 160])
 def test_wide_kxk_result_fits_the_terminal_in_blocks_and_keeps_every_number(sh, year_db, columns):
-    sql = (  # the K x K numbers (the `model` column, a name, is another test's)
-        f"SELECT * EXCLUDE (model) FROM covariance_report WHERE date = DATE '{LAST}' ORDER BY factor"
-    )
+    sql = f"SELECT * FROM covariance_report WHERE date = DATE '{LAST}' ORDER BY factor"
     code, out, _ = sh(["sql", sql], columns=columns)
     assert code == 0
     lines = out.splitlines()
@@ -129,6 +127,7 @@ def test_wide_kxk_result_fits_the_terminal_in_blocks_and_keeps_every_number(sh, 
     assert lines[-1] == "21 rows"
     stored = _stored(year_db, sql)
     factors = stored["factor"].to_list()
+    columns_all = [*factors, "model"]  # the factor columns, then `model` (issue 22), last
     # Rebuild the matrix from the blocks: every block lists the 21 rows in order; a long name
     # folds onto continuation lines (which start blank), its values are on the first line.
     blocks = out.split("\n\n")
@@ -144,7 +143,7 @@ def test_wide_kxk_result_fits_the_terminal_in_blocks_and_keeps_every_number(sh, 
         rule = next(i for i, ln in enumerate(block_lines) if ln.startswith("----------  "))
         dashes = block_lines[rule].split()
         key_width, n_cols = len(dashes[1]), len(dashes) - 2
-        cols = factors[len(seen_columns) : len(seen_columns) + n_cols]
+        cols = columns_all[len(seen_columns) : len(seen_columns) + n_cols]
         seen_columns += cols
         groups: list[list[str]] = []
         for line in block_lines[rule + 1 :]:
@@ -156,10 +155,13 @@ def test_wide_kxk_result_fits_the_terminal_in_blocks_and_keeps_every_number(sh, 
         for group, factor in zip(groups, factors, strict=True):
             name = " ".join(ln[12 : 12 + key_width].strip() for ln in group)
             assert name == factor  # the full name, in every block
-            numbers = [float(x) for x in group[0][12 + key_width :].split()]
-            for col, x in zip(cols, numbers, strict=True):
-                values[factor, col] = x
-    assert seen_columns == factors
+            cells = group[0][12 + key_width :].split()
+            for col, x in zip(cols, cells, strict=True):
+                if col == "model":
+                    assert x == "default"
+                else:
+                    values[factor, col] = float(x)
+    assert seen_columns == columns_all
     for row in stored.iter_rows(named=True):
         for col in factors:
             assert abs(values[row["factor"], col] - row[col]) <= 5e-7
