@@ -211,6 +211,12 @@ def test_ui_range_is_one_run_with_every_check_passed_and_plots(dev, browser, tmp
     expect(page.get_by_text(f"covariance_{END}").first).to_be_visible()
     expect(page.get_by_role("table").get_by_text("Market").first).to_be_visible()
     _shot(page, tmp_path, "4-factor_covariance")
+    # The leaderboard's page (issue 22.3): its table, and no model crowned while nothing is
+    # scored (3 sessions are all within the warm-up: rank NULL, "none yet").
+    page.goto(f"{dev.url}/assets/model_leaderboard?view=events", wait_until="networkidle")
+    expect(page.get_by_text("none yet (within warm-up)").first).to_be_visible()
+    expect(page.get_by_role("table").get_by_text("default", exact=True).first).to_be_visible()
+    _shot(page, tmp_path, "4b-model_leaderboard")
     # Every session's materialisation is stored (GraphQL returns each) and in the asset's
     # Partitions view; the Events list merges a run's events of the same millisecond (Dagster's
     # usePaginatedAssetEvents de-duplicates on run, timestamp and type: README, "Dagster UI").
