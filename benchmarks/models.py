@@ -256,7 +256,7 @@ def bench_models_decade(quick: bool, repeats: int) -> None:
     end = calendar.DEFAULT_END
     n = 252 if quick else 2520
     days = calendar.sessions(end - dt.timedelta(days=int(n * 1.5) + 30), end)[-n:]
-    label = "10 years" if n == 2520 else f"{n} sessions"
+    label = "10 years" if n == 2520 else "one year, --quick"
     _compare(
         f"12. Four covariance models: {label} ({n} sessions x 3,000 assets x 21 factors), "
         "`default` alone against `default`, `eigen`, `fast`, `slow` (issue 22.5)",
