@@ -14,6 +14,9 @@
 9. the eigenfactor risk adjustment per date at K = 21 and 72, and its Monte Carlo error against
    the simulation count (benchmarks/eigen.py)
 10. the Dagster UI: a 5-session range from the launch to the end, beside the CLI (ui_latency.py)
+11. several covariance models: the tutorial's year with `default` against `default` + an
+    eigen-adjusted model, as a user waits, alternated, the ratio in the same run (models.py)
+12. the same at 10 years x 3,000 assets with `default` against four models (models.py)
 
 Every table states the machine, the sizes, the median of the repeated runs and the ratios
 measured in the same run. Nothing here is tuned to a target: the targets are printed next to
@@ -968,6 +971,7 @@ def bench_ui(quick: bool, repeats: int) -> None:
 
 
 from byo import bench_synthetic_decade, bench_user_file  # noqa: E402 (issue 11)
+from models import bench_models_decade, bench_models_year  # noqa: E402 (issue 22.5)
 
 
 def bench_eigen(quick: bool, repeats: int) -> None:
@@ -988,6 +992,8 @@ BENCHMARKS = {
     8: bench_synthetic_decade,
     9: bench_eigen,
     10: bench_ui,
+    11: bench_models_year,
+    12: bench_models_decade,
 }
 
 

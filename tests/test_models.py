@@ -288,7 +288,7 @@ SYN_START = dt.date(2025, 3, 31)
 SYN_SESSIONS = calendar.sessions(SYN_START, SYN_START + dt.timedelta(days=80))[:47]
 
 
-def _synthetic(tmp: Path, models: dict | None) -> str:
+def _synthetic(tmp: Path, models: dict | None, cov: dict | None = None) -> str:
     ids = [f"A{i + 1:06d}" for i in range(90)]
     holdings = tmp / "standing.csv"
     if not holdings.exists():
@@ -298,7 +298,7 @@ def _synthetic(tmp: Path, models: dict | None) -> str:
         )
     body: dict = {
         "factor_model_settings": {"universe": {"n_assets": 90}},
-        "factor_cov_settings": BASE_COV,
+        "factor_cov_settings": {**BASE_COV, **(cov or {})},
         "specific_risk_settings": {
             "halflife": 10.0,
             "halflife_vra": 5.0,
@@ -392,6 +392,55 @@ def test_the_synthetic_leaderboard_ties_out(added) -> None:
 
     names = factor_set_for(load_settings(None).factor_model_settings).names
     _assert_leaderboard(b, names, ["default", "eigen", "fast"])
+
+
+def test_each_models_backtest_equals_a_file_of_its_own_settings(added) -> None:
+    """`risk_backtest` of each model of file B (three models) equals, bit for bit, that of a
+    file built with the model's settings alone: what the models share per session
+    (`risk_backtest._Shared`: realised returns, the solve's X'D^-1X, the standing weights) is
+    computed by the first model and used by the others, with each model's own covariance."""
+    tmp, _, b, before = added
+    first = SYN_SESSIONS[:45]
+    ours = tables(b)["risk_backtest"].filter(pl.col("date") <= first[-1])
+    assert_same_bits(
+        of_model(ours, "default"), of_model(before["risk_backtest"], "default"), "default"
+    )
+    for name, overrides in MODELS.items():
+        own = tmp / f"own-{name}.duckdb"
+        ok(run(own, _synthetic(tmp, None, overrides), first[0], first[-1]))
+        alone = of_model(tables(own)["risk_backtest"], "default")
+        mine = of_model(ours, name)
+        assert mine.height == alone.height > 0
+        assert_same_bits(mine, alone, name)
+        assert not mine["predicted_risk"].equals(of_model(ours, "default")["predicted_risk"])
+
+
+def test_the_backtest_does_a_sessions_shared_work_once_for_every_model(tmp_path, monkeypatch):
+    """With three models, each backtested session's realised returns and specific terms of
+    the minimum-variance solve are computed once (not once per model)."""
+    module = importlib.import_module("factorcov_pipeline.orchestration.assets.risk_backtest")
+    calls = {"specific_terms": 0, "observed_returns": 0}
+
+    def counted(name: str):
+        real = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    for name in calls:
+        monkeypatch.setattr(module, name, counted(name))
+    days = SYN_SESSIONS[:8]
+    db = tmp_path / "shared.duckdb"
+    ok(run(db, _synthetic(tmp_path, MODELS), days[0], days[-1]))
+    backtest = tables(db)["risk_backtest"]
+    sessions = of_model(backtest, "default")["date"].n_unique()
+    assert sessions > 0
+    for model in MODELS:
+        assert of_model(backtest, model)["date"].n_unique() == sessions
+    assert calls == {"specific_terms": sessions, "observed_returns": sessions}
 
 
 # ---- a file written before the `model` column existed ----------------------------------------

@@ -4,11 +4,14 @@ import numpy as np
 import pytest
 
 from factorcov_pipeline.core.portfolio import (
+    NO_SPECIFIC_RISK,
     RiskSnapshot,
     beta,
     decompose,
     minimum_variance_weights,
     realised_returns,
+    specific_terms,
+    try_minimum_variance_weights,
 )
 
 
@@ -104,6 +107,37 @@ def test_minimum_variance_weights_equal_the_dense_solution() -> None:
     assert np.linalg.matrix_rank(singular.covariance) < c.shape[0]
     w2 = np.linalg.solve(_dense(singular), np.ones(200))
     np.testing.assert_allclose(minimum_variance_weights(singular), w2 / w2.sum(), rtol=1e-8)
+
+
+def test_specific_terms_shared_by_two_covariances_give_the_same_bits() -> None:
+    """`specific_terms` of one snapshot, used with another covariance of the same exposures
+    and specific risks (another covariance model), give the bits of a solve on its own; the
+    dense solution agrees; no terms where an asset has no positive specific risk."""
+    m = _model(n=200)
+    other = RiskSnapshot(
+        m.asset_ids, m.factors, m.factor_groups, m.exposures, m.covariance * 1.7, m.specific_risk
+    )
+    terms = specific_terms(m)
+    assert terms is not None
+    for snap in (m, other):
+        alone, why = try_minimum_variance_weights(snap)
+        shared, why_shared = try_minimum_variance_weights(snap, terms)
+        assert why is None and why_shared is None
+        assert alone is not None and shared is not None
+        assert alone.tobytes() == shared.tobytes()
+        np.testing.assert_array_equal(shared, minimum_variance_weights(snap))
+        w = np.linalg.solve(_dense(snap), np.ones(200))
+        np.testing.assert_allclose(shared, w / w.sum(), rtol=1e-9, atol=1e-13)
+    bad = RiskSnapshot(
+        m.asset_ids,
+        m.factors,
+        m.factor_groups,
+        m.exposures,
+        m.covariance,
+        np.where(np.arange(200) == 3, 0.0, m.specific_risk),
+    )
+    assert specific_terms(bad) is None
+    assert try_minimum_variance_weights(bad) == (None, NO_SPECIFIC_RISK)
 
 
 def test_shapes_checked() -> None:

@@ -118,17 +118,52 @@ SINGULAR_COVARIANCE = "singular_covariance"
 SOLVE_TOLERANCE = 1e-6
 
 
-def try_minimum_variance_weights(model: RiskSnapshot) -> tuple[np.ndarray | None, str | None]:
+@dataclass(frozen=True)
+class SpecificTerms:
+    """The parts of the minimum-variance solve (`_v_inv_ones`) that depend on a date's
+    exposures X and specific risks s only, not on its factor covariance F: D^-1 = 1 / s^2,
+    X' D^-1 X (K, K) and X' D^-1 1 (K,). Several covariance models of one factor model share
+    X and s, so `risk_backtest` computes them once per date for every model (O(N K^2), the
+    larger part of the solve); the solve with them is the same operations on the same arrays,
+    the same bits."""
+
+    d_inv: np.ndarray
+    gram: np.ndarray
+    x_d_inv: np.ndarray
+
+
+def _terms(model: RiskSnapshot) -> SpecificTerms:
+    d_inv = 1.0 / model.specific_risk**2
+    x = model.exposures
+    return SpecificTerms(d_inv, x.T @ (x * d_inv[:, None]), x.T @ d_inv)
+
+
+def specific_terms(model: RiskSnapshot) -> SpecificTerms | None:
+    """`SpecificTerms` of the model's exposures and specific risks, or None when an asset has
+    no positive finite specific risk (D^-1 does not exist: `NO_SPECIFIC_RISK`)."""
+    s = model.specific_risk
+    if s.size == 0 or not bool(np.all(np.isfinite(s) & (s > 0))):
+        return None
+    return _terms(model)
+
+
+def try_minimum_variance_weights(
+    model: RiskSnapshot, terms: SpecificTerms | None = None
+) -> tuple[np.ndarray | None, str | None]:
     """`minimum_variance_weights`, or (None, why) when the model cannot give them: an asset
     without a positive finite specific risk (`NO_SPECIFIC_RISK`: D^-1 does not exist; the
     `specific_risk` table's `reason` says why), or a solve that fails or does not satisfy
     V V^-1 1 = 1 to `SOLVE_TOLERANCE` (`SINGULAR_COVARIANCE`), checked in O(N K) from the
-    factored form."""
-    s = model.specific_risk
-    if s.size == 0 or not bool(np.all(np.isfinite(s) & (s > 0))):
+    factored form. ``terms``: `specific_terms` of a snapshot with the same exposures and
+    specific risks (another covariance model of the same date), computed here when not given;
+    the result is the same bits either way."""
+    if terms is None:
+        terms = specific_terms(model)
+    if terms is None:
         return None, NO_SPECIFIC_RISK
+    s = model.specific_risk
     try:
-        v_inv_1 = _v_inv_ones(model)
+        v_inv_1 = _v_inv_ones(model, terms)
     except np.linalg.LinAlgError:
         return None, SINGULAR_COVARIANCE
     x, f = model.exposures, model.covariance
@@ -142,13 +177,14 @@ def try_minimum_variance_weights(model: RiskSnapshot) -> tuple[np.ndarray | None
     return v_inv_1 / total, None
 
 
-def _v_inv_ones(model: RiskSnapshot) -> np.ndarray:
+def _v_inv_ones(model: RiskSnapshot, terms: SpecificTerms | None = None) -> np.ndarray:
     """V^-1 1 through the push-through Woodbury form (`minimum_variance_weights`)."""
-    d_inv = 1.0 / model.specific_risk**2
-    x = model.exposures
-    k = x.shape[1]
-    m = np.eye(k) + (x.T @ (x * d_inv[:, None])) @ model.covariance
-    return d_inv - d_inv * (x @ (model.covariance @ np.linalg.solve(m, x.T @ d_inv)))
+    t = terms if terms is not None else _terms(model)
+    k = model.exposures.shape[1]
+    m = np.eye(k) + t.gram @ model.covariance
+    return t.d_inv - t.d_inv * (
+        model.exposures @ (model.covariance @ np.linalg.solve(m, t.x_d_inv))
+    )
 
 
 def minimum_variance_weights(model: RiskSnapshot) -> np.ndarray:

@@ -47,9 +47,11 @@ from factorcov_pipeline.core.holdings import align_holdings
 from factorcov_pipeline.core.portfolio import (
     NO_SPECIFIC_RISK,
     RiskSnapshot,
+    SpecificTerms,
     decompose,
     observed_returns,
     portfolio_returns,
+    specific_terms,
     try_minimum_variance_weights,
 )
 from factorcov_pipeline.core.settings import (
@@ -318,6 +320,32 @@ class _Universe:
         )
 
 
+@dataclass(frozen=True)
+class _Shared:
+    """What a session's backtest computes from the factor model alone, whatever the covariance
+    model: the assets' realised returns (`observed_returns`), the minimum-variance solve's
+    `SpecificTerms` (None: no D^-1) and the standing portfolios' weights, for the snapshot
+    whose exposures and specific risks they were computed from (the covariance models'
+    snapshots of one date share those arrays, `load_risk_models_of`)."""
+
+    snapshot: RiskSnapshot
+    returns: np.ndarray
+    seen: np.ndarray
+    terms: SpecificTerms | None
+    portfolios: list[str]
+    weights: list[np.ndarray]
+
+    def serves(self, m: RiskSnapshot) -> bool:
+        """Whether `m` has this snapshot's assets, exposures and specific risks (the same
+        arrays: another covariance model of the same date)."""
+        s = self.snapshot
+        return (
+            m.asset_ids is s.asset_ids
+            and m.exposures is s.exposures
+            and m.specific_risk is s.specific_risk
+        )
+
+
 def _backtest_rows(
     snapshots: dict[dt.date, RiskSnapshot],
     chunk: list[dt.date],
@@ -326,11 +354,15 @@ def _backtest_rows(
     cfg: PortfolioRiskSettings,
     problems: dict[str, list[dt.date]],
     label: str = "",
+    shared: dict[dt.date, _Shared] | None = None,
 ) -> tuple[dict[str, list], list[dt.date], list[dt.date]]:
     """One covariance model's `risk_backtest` columns for the sessions of `chunk` (those with
     an earlier risk model in `snapshots`), the sessions backtested and the risk model dates
     they were backtested on; the rows that could not be computed are added to `problems`
-    (keyed by portfolio, `label`, reason)."""
+    (keyed by portfolio, `label`, reason). ``shared``: per session, what the covariance
+    models of a chunk share (`_Shared`), filled by the first model and used by the others
+    (each session's O(N K^2) work done once, not once per model; the same bits)."""
+    shared = {} if shared is None else shared
     cols: dict[str, list] = {c: [] for c in BACKTEST_SCHEMA}
     backtested: list[dt.date] = []  # dates with an earlier model
     model_days: list[dt.date] = []  # the model each was backtested on
@@ -343,24 +375,21 @@ def _backtest_rows(
         backtested.append(day)
         model_days.append(prev)
         m = snapshots[prev]
+        common = shared.get(day)
+        if common is None or not common.serves(m):
+            common = _shared_of(m, prev, i, uni, holdings, cfg)
+            shared[day] = common
         with one_blas_thread():  # N x K products and a K x K solve (core/blas.py)
-            mv, why = try_minimum_variance_weights(m)
+            mv, why = try_minimum_variance_weights(m, common.terms)
         names, kinds = [MIN_VARIANCE], [MIN_VARIANCE]
         ws = [mv if mv is not None else np.zeros(len(m.asset_ids))]
         reasons: list[str | None] = [why]
-        if holdings is not None:
-            al = align_holdings(m, holdings, prev, str(cfg.holdings), cfg.drop_unknown)
-            names += al.portfolios
-            kinds += ["standing"] * len(al.portfolios)
-            ws += list(al.weights)
-            reasons += [None] * len(al.portfolios)
+        names += common.portfolios
+        kinds += ["standing"] * len(common.portfolios)
+        ws += common.weights
+        reasons += [None] * len(common.portfolios)
         w = np.vstack(ws)
-        r, seen = observed_returns(
-            m.asset_ids,
-            uni.ids[uni.starts[i] : uni.ends[i]],
-            uni.returns[uni.starts[i] : uni.ends[i]],
-        )
-        realised = portfolio_returns(w, r, seen)
+        realised = portfolio_returns(w, common.returns, common.seen)
         predicted = decompose(m, w).total
         for p, name in enumerate(names):  # a loop over the few portfolios of a date
             if reasons[p] is not None:
@@ -380,6 +409,30 @@ def _backtest_rows(
     for c in ("realised_return", "predicted_risk"):
         cols[c] = np.concatenate(cols[c]) if cols[c] else []
     return cols, backtested, model_days
+
+
+def _shared_of(
+    m: RiskSnapshot,
+    prev: dt.date,
+    i: int,
+    uni: _Universe,
+    holdings: pl.DataFrame | None,
+    cfg: PortfolioRiskSettings,
+) -> _Shared:
+    """`_Shared` of the chunk's i-th session, backtested on snapshot `m` of `prev`."""
+    r, seen = observed_returns(
+        m.asset_ids,
+        uni.ids[uni.starts[i] : uni.ends[i]],
+        uni.returns[uni.starts[i] : uni.ends[i]],
+    )
+    with one_blas_thread():  # N x K^2 products (core/blas.py)
+        terms = specific_terms(m)
+    portfolios: list[str] = []
+    weights: list[np.ndarray] = []
+    if holdings is not None:
+        al = align_holdings(m, holdings, prev, str(cfg.holdings), cfg.drop_unknown)
+        portfolios, weights = list(al.portfolios), list(al.weights)
+    return _Shared(m, r, seen, terms, portfolios, weights)
 
 
 def _backtest_range(
@@ -438,14 +491,18 @@ def _backtest_range(
     for (chunk, _), (snapshots, uni_frame, zc) in store.read_ahead(chunks, read_chunk):
         uni = _Universe.of(uni_frame, chunk)
         writes = []
+        shared: dict[dt.date, _Shared] = {}  # the chunk's sessions, for every model
+        counted: dict[tuple[dt.date, ...], np.ndarray] = {}
         for m in models:
             if m.name not in snapshots:
                 continue
             label = "" if m.is_default else f" (model {m.name})"
             cols, backtested, model_days = _backtest_rows(
-                snapshots[m.name], chunk, uni, holdings, cfg, problems, label
+                snapshots[m.name], chunk, uni, holdings, cfg, problems, label, shared
             )
-            counts = resume.return_counts(store, model_days)
+            if tuple(model_days) not in counted:
+                counted[tuple(model_days)] = resume.return_counts(store, model_days)
+            counts = counted[tuple(model_days)]
             warm_m = warmups(m.settings)
             model_warm = (counts > warm_m[COVARIANCE]) & (counts > warm_m[SPECIFIC])
             per_date = dict(zip(backtested, model_warm, strict=True))
@@ -458,7 +515,7 @@ def _backtest_range(
                     sp = resume.with_warm(
                         specific_bias_rows(zc.filter(pl.col("date").is_in(backtested))),
                         backtested,
-                        resume.return_counts(store, model_days) > warm[SPECIFIC],
+                        counts > warm[SPECIFIC],
                     )
                     writes.append(TableWrite(SPECIFIC_BIAS, sp))
         store.replace(writes, date_span(chunk), **ident)
