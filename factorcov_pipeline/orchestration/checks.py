@@ -10,7 +10,7 @@ wrong are blocking.
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,12 +161,36 @@ def _no_history(day: dt.date) -> Verdict:
     return Verdict(True, {}, "no factor returns before this session yet: nothing to check")
 
 
-def _first_forecast(store: Store, settings: FactorCovarianceReportSettingsV2) -> dt.date | None:
-    """The first session with a published forecast: the first factor return, or with a warm-up
-    of N sessions (`warmup_length`) the (N+1)-th session with returns; None: none yet."""
-    days = store.stored_dates("factor_returns")
+def _first_forecast(
+    settings: FactorCovarianceReportSettingsV2, return_days: list[dt.date]
+) -> dt.date | None:
+    """The first session with a published forecast: the first of the stored factor-return
+    dates `return_days`, or with a warm-up of N sessions (`warmup_length`) the (N+1)-th of
+    them; None: none yet."""
     warmup = settings.factor_cov_settings.warmup_length
-    return days[warmup] if len(days) > warmup else None
+    return return_days[warmup] if len(return_days) > warmup else None
+
+
+def _model_verdicts(
+    settings: FactorCovarianceReportSettingsV2,
+    store: Store,
+    dates: list[dt.date],
+    factors: FactorSet,
+    verdicts_of: Callable[[Store, list[dt.date], FactorSet, str], dict[dt.date, Verdict]],
+    what: str,
+) -> dict[dt.date, Verdict]:
+    """A validity check's verdict per session over every covariance model (issue 22):
+    `verdicts_of` (store, dates, factors, model) judges each stored date of one model,
+    `_forecast_verdicts` fills the sessions before its first forecast, `_every_model` joins
+    the models. The factor-return dates are read once for all models."""
+    return_days = store.stored_dates("factor_returns")
+    per_model = {}
+    for name in settings.model_names():
+        first = _first_forecast(settings.for_model(name), return_days)
+        per_model[name] = _forecast_verdicts(
+            dates, first, verdicts_of(store, dates, factors, name), what
+        )
+    return _every_model(per_model)
 
 
 def _forecast_verdicts(
@@ -486,19 +510,24 @@ def factor_volatility_valid(
 ) -> Iterator[AssetCheckEvaluation | Output]:
     """Volatilities are finite and non-negative for every factor and date."""
     settings, store, dates, factors = _scope(context, storage, model)
-    per_model = {}
-    for name in settings.model_names():
-        per_date = {}
-        for days, V in _stored_chunks(
-            store, "factor_volatility", dates, factors.names, "volatility", name
-        ):
-            invalid = (~np.isfinite(V)).sum(axis=1) + (V < 0).sum(axis=1)
-            for day, n in zip(days, invalid, strict=True):
-                per_date[day] = Verdict(bool(n == 0), {"invalid": int(n)})
-        first = _first_forecast(store, settings.for_model(name))
-        per_model[name] = _forecast_verdicts(dates, first, per_date, "volatilities")
-    verdicts = _every_model(per_model)
+    verdicts = _model_verdicts(
+        settings, store, dates, factors, _volatility_verdicts, "volatilities"
+    )
     yield from session_evaluations(context, verdicts, "finite, non-negative volatilities")
+
+
+def _volatility_verdicts(
+    store: Store, dates: list[dt.date], factors: FactorSet, model: str
+) -> dict[dt.date, Verdict]:
+    """`factor_volatility_valid`'s verdict of each stored date of covariance model `model`."""
+    per_date = {}
+    for days, V in _stored_chunks(
+        store, "factor_volatility", dates, factors.names, "volatility", model
+    ):
+        invalid = (~np.isfinite(V)).sum(axis=1) + (V < 0).sum(axis=1)
+        for day, n in zip(days, invalid, strict=True):
+            per_date[day] = Verdict(bool(n == 0), {"invalid": int(n)})
+    return per_date
 
 
 @asset_check(asset=factor_correlation, partitions_def=trading_sessions, blocking=True)
@@ -508,13 +537,11 @@ def factor_correlation_valid(
 ) -> Iterator[AssetCheckEvaluation | Output]:
     """Correlations are finite, symmetric, with unit diagonal and entries in [-1, 1]."""
     settings, store, dates, factors = _scope(context, storage, model)
-    per_model = {}
-    for name in settings.model_names():
-        per_date = _correlation_verdicts(store, dates, factors, name)
-        first = _first_forecast(store, settings.for_model(name))
-        per_model[name] = _forecast_verdicts(dates, first, per_date, "correlations")
+    verdicts = _model_verdicts(
+        settings, store, dates, factors, _correlation_verdicts, "correlations"
+    )
     yield from session_evaluations(
-        context, _every_model(per_model), "finite, symmetric, unit diagonal, |rho| <= 1"
+        context, verdicts, "finite, symmetric, unit diagonal, |rho| <= 1"
     )
 
 
@@ -551,14 +578,8 @@ def factor_covariance_symmetric_psd(
     """Every covariance matrix is finite, symmetric and positive semi-definite (smallest
     eigenvalue >= -1e-12 x the largest variance; asymmetry <= 1e-12 x the largest variance)."""
     settings, store, dates, factors = _scope(context, storage, model)
-    per_model = {}
-    for name in settings.model_names():
-        per_date = _covariance_verdicts(store, dates, factors, name)
-        first = _first_forecast(store, settings.for_model(name))
-        per_model[name] = _forecast_verdicts(dates, first, per_date, "covariances")
-    yield from session_evaluations(
-        context, _every_model(per_model), "symmetric and positive semi-definite"
-    )
+    verdicts = _model_verdicts(settings, store, dates, factors, _covariance_verdicts, "covariances")
+    yield from session_evaluations(context, verdicts, "symmetric and positive semi-definite")
 
 
 def _covariance_verdicts(
